@@ -1,0 +1,39 @@
+//! # common — the ground both slab allocators stand on
+//!
+//! ```text
+//!   api (SlabAllocator, GlobalSlab)        ◄── slab-classic, slub implement it; harness drives it
+//!   sizes (kmalloc tables)   stats (one list → per-CPU counters)
+//!   percpu (cpu_id, PerCpu, LocalLock)     sync (SpinLock)
+//!   provider (buddy allocator per node) ──► page (struct page, mem_map) ──► list (list_head)
+//!   topology (sysfs | hwloc | fake NUMA)   pin (core_affinity + sched_getcpu)
+//!   sys (mmap, madvise, mbind, get_mempolicy, getcpu: raw calls, no heap)
+//! ```
+//! Dependencies only point down. Every byte the allocators use comes from
+//! [`provider::PageProvider`], which takes its own memory from `mmap` — never from the Rust heap —
+//! so both allocators can serve as the process's global allocator and their memory overhead is
+//! the provider's exact page count.
+
+pub mod api;
+pub mod dword;
+#[cfg(feature = "hwloc")]
+pub mod hwloc;
+pub mod list;
+pub mod page;
+pub mod percpu;
+pub mod pin;
+pub mod provider;
+pub mod sizes;
+pub mod stats;
+pub mod sync;
+pub mod sys;
+pub mod topology;
+
+pub use api::{
+    CacheHandle, CacheName, Ctor, GlobalSlab, MemoryUsage, SlabAllocator, SlabError, SlabFlags,
+    SlabInfo,
+};
+pub use page::{Owner, Page, SlabCounters};
+pub use provider::{
+    Gfp, PageError, PageProvider, ProviderConfig, MAX_ORDER, PAGE_SHIFT, PAGE_SIZE,
+};
+pub use topology::{Topology, MAX_NUMNODES, NR_CPUS};
