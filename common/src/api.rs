@@ -442,6 +442,18 @@ pub trait SlabAllocator: Send + Sync {
 
     /// Pages held, from the provider's accounting.
     fn memory_usage(&self) -> MemoryUsage;
+
+    /// Calls `f` with every statistics counter (name, value summed over CPUs and caches), e.g.
+    /// SLUB's `stat_item`s or SLAB's `STATS` counters. Default: none.
+    fn for_each_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let _ = f;
+    }
+
+    /// A one-line description of the settings in force (tunables, orders, era, debug flags),
+    /// recorded with every measurement. Default: empty.
+    fn settings_summary(&self) -> String {
+        String::new()
+    }
 }
 
 /// Largest alignment `kmalloc` guarantees by itself in both ports (kmalloc caches are cache-line
