@@ -61,7 +61,7 @@ pub fn pin_to_cpu(cpu: usize) -> Result<(), PinError> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
 

@@ -355,20 +355,10 @@ impl PageProvider {
             .checked_mul(PAGE_SIZE)
             .ok_or(PageError::BadConfig("arena too large"))?;
 
-        // Arenas, aligned to the largest block: reserve one block more and trim both ends.
-        let raw = sys::mmap_reserve(total + MAX_BLOCK_BYTES).map_err(PageError::Map)?;
-        let raw_addr = raw.as_ptr() as usize;
-        let base = raw_addr.next_multiple_of(MAX_BLOCK_BYTES);
-        // SAFETY: both trimmed pieces lie inside the reservation just made and are unused.
-        unsafe {
-            if base > raw_addr {
-                sys::munmap(raw, base - raw_addr);
-            }
-            let tail = raw_addr + total + MAX_BLOCK_BYTES - (base + total);
-            if tail > 0 {
-                sys::munmap(NonNull::new_unchecked((base + total) as *mut u8), tail);
-            }
-        }
+        // Arenas, aligned to the largest block.
+        let base = sys::mmap_reserve_aligned(total, MAX_BLOCK_BYTES)
+            .map_err(PageError::Map)?
+            .as_ptr() as usize;
         let map_len = (total_pages * core::mem::size_of::<Page>()).next_multiple_of(PAGE_SIZE);
         let mem_map = match sys::mmap_reserve(map_len) {
             Ok(p) => p.as_ptr().cast::<Page>(),

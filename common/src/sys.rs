@@ -31,6 +31,7 @@ fn last_errno() -> i32 {
 
 /// Reserves `len` bytes of anonymous, private, not-yet-committed virtual memory
 /// (`MAP_NORESERVE`), so a large arena costs nothing until touched. Returns the errno on failure.
+#[cfg(not(miri))]
 pub fn mmap_reserve(len: usize) -> Result<NonNull<u8>, i32> {
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing cannot alias any
     // existing Rust object; the result is checked against MAP_FAILED before use.
@@ -50,11 +51,32 @@ pub fn mmap_reserve(len: usize) -> Result<NonNull<u8>, i32> {
     NonNull::new(p.cast::<u8>()).ok_or(libc::ENOMEM)
 }
 
+/// Reserves `len` bytes aligned to `align` (a power of two, at least a page): over-reserves by
+/// `align` and unmaps the unaligned head and the tail.
+#[cfg(not(miri))]
+pub fn mmap_reserve_aligned(len: usize, align: usize) -> Result<NonNull<u8>, i32> {
+    let raw = mmap_reserve(len + align)?;
+    let raw_addr = raw.as_ptr() as usize;
+    let base = raw_addr.next_multiple_of(align);
+    // SAFETY: both trimmed pieces lie inside the reservation just made and are unused.
+    unsafe {
+        if base > raw_addr {
+            munmap(raw, base - raw_addr);
+        }
+        let tail = raw_addr + len + align - (base + len);
+        if tail > 0 {
+            munmap(NonNull::new_unchecked((base + len) as *mut u8), tail);
+        }
+        Ok(NonNull::new_unchecked(base as *mut u8))
+    }
+}
+
 /// Unmaps a region made by [`mmap_reserve`].
 ///
 /// # Safety
 /// `addr..addr+len` must be a mapping (or part of one) this process made with [`mmap_reserve`],
 /// and no live reference may point into it.
+#[cfg(not(miri))]
 pub unsafe fn munmap(addr: NonNull<u8>, len: usize) {
     // SAFETY: the caller guarantees the range is ours and unreferenced.
     let rc = unsafe { libc::munmap(addr.as_ptr().cast::<c_void>(), len) };
@@ -66,6 +88,7 @@ pub unsafe fn munmap(addr: NonNull<u8>, len: usize) {
 ///
 /// # Safety
 /// The range must lie inside a private anonymous mapping of ours whose contents nobody needs.
+#[cfg(not(miri))]
 pub unsafe fn madvise_dontneed(addr: NonNull<u8>, len: usize) -> Result<(), i32> {
     // SAFETY: the caller guarantees the range is ours and its contents are dead.
     let rc = unsafe { libc::madvise(addr.as_ptr().cast::<c_void>(), len, libc::MADV_DONTNEED) };
@@ -74,6 +97,48 @@ pub unsafe fn madvise_dontneed(addr: NonNull<u8>, len: usize) -> Result<(), i32>
     } else {
         Err(last_errno())
     }
+}
+
+// Under Miri there is no mmap with MAP_NORESERVE: the same functions over the Rust allocator
+// (zeroed, 4 MiB-aligned), so the single-threaded cores run unchanged in the interpreter.
+#[cfg(miri)]
+const MIRI_ALIGN: usize = 4 << 20;
+
+/// Miri stand-in: zeroed memory from the Rust allocator.
+#[cfg(miri)]
+pub fn mmap_reserve(len: usize) -> Result<NonNull<u8>, i32> {
+    mmap_reserve_aligned(len, MIRI_ALIGN)
+}
+
+/// Miri stand-in: zeroed memory from the Rust allocator, 4 MiB-aligned.
+#[cfg(miri)]
+pub fn mmap_reserve_aligned(len: usize, align: usize) -> Result<NonNull<u8>, i32> {
+    assert!(align <= MIRI_ALIGN);
+    let layout = std::alloc::Layout::from_size_align(len, MIRI_ALIGN).map_err(|_| libc::EINVAL)?;
+    // SAFETY: len is non-zero for every caller (arenas, maps, the provider struct).
+    NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).ok_or(libc::ENOMEM)
+}
+
+/// Miri stand-in for munmap of a whole reservation.
+///
+/// # Safety
+/// `addr`/`len` exactly as returned by / passed to [`mmap_reserve`].
+#[cfg(miri)]
+pub unsafe fn munmap(addr: NonNull<u8>, len: usize) {
+    let layout = std::alloc::Layout::from_size_align(len, MIRI_ALIGN).unwrap();
+    // SAFETY: the caller passes a whole reservation made with this layout.
+    unsafe { std::alloc::dealloc(addr.as_ptr(), layout) };
+}
+
+/// Miri stand-in: zero the range.
+///
+/// # Safety
+/// As the real one.
+#[cfg(miri)]
+pub unsafe fn madvise_dontneed(addr: NonNull<u8>, len: usize) -> Result<(), i32> {
+    // SAFETY: the caller guarantees the range is ours and dead.
+    unsafe { addr.as_ptr().write_bytes(0, len) };
+    Ok(())
 }
 
 fn nodemask_for(node: usize) -> [u64; NODEMASK_WORDS] {
@@ -91,6 +156,9 @@ fn nodemask_for(node: usize) -> [u64; NODEMASK_WORDS] {
 pub unsafe fn mbind_bind(addr: NonNull<u8>, len: usize, node: usize) -> Result<(), i32> {
     if node >= NODEMASK_BITS {
         return Err(libc::EINVAL);
+    }
+    if cfg!(miri) {
+        return Err(libc::ENOSYS);
     }
     let mask = nodemask_for(node);
     // SAFETY: the mask array outlives the call and holds NODEMASK_BITS bits, the maxnode we pass.
@@ -242,7 +310,7 @@ pub fn read_small_file<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
     Some(&buf[..end])
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
 

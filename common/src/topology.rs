@@ -684,6 +684,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn this_machine_from_sysfs() {
         let t = Topology::from_sysfs().expect("sysfs");
         assert!(t.nr_nodes() >= 1);
