@@ -45,6 +45,7 @@ use crate::page::{
 use crate::sync::SpinLock;
 use crate::sys;
 use crate::topology::{Topology, MAX_NUMNODES};
+use core::cell::{Cell, UnsafeCell};
 use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -186,18 +187,24 @@ impl std::error::Error for PageError {}
 
 /// One order's free list (`struct free_area`).
 struct FreeArea {
-    free_list: ListHead,
-    nr_free: usize,
+    free_list: UnsafeCell<ListHead>,
+    nr_free: Cell<usize>,
 }
 
 /// What a node's lock protects.
 struct BuddyState {
     free_area: [FreeArea; MAX_ORDER],
     /// Index (in top-order blocks) of the first never-used block of the node.
-    fresh_next: usize,
+    fresh_next: Cell<usize>,
     /// Free pages on the lists (not counting never-used blocks).
-    free_pages: usize,
+    free_pages: Cell<usize>,
 }
+
+// SAFETY: BuddyState is only reached through its node's SpinLock, so the raw list pointers and
+// Cells inside are used by one thread at a time. (The fields are Cells/UnsafeCells, and the state
+// is only ever borrowed shared, because free pages hold raw pointers to the list heads: a unique
+// borrow of the whole state would invalidate them.)
+unsafe impl Send for BuddyState {}
 
 /// Per-node counters, read without the lock.
 struct NodeCounters {
@@ -399,11 +406,11 @@ impl PageProvider {
             nodes: core::array::from_fn(|_| NodeArena {
                 lock: SpinLock::new(BuddyState {
                     free_area: core::array::from_fn(|_| FreeArea {
-                        free_list: ListHead::new(),
-                        nr_free: 0,
+                        free_list: UnsafeCell::new(ListHead::new()),
+                        nr_free: Cell::new(0),
                     }),
-                    fresh_next: 0,
-                    free_pages: 0,
+                    fresh_next: Cell::new(0),
+                    free_pages: Cell::new(0),
                 }),
                 counters: NodeCounters {
                     in_use: AtomicUsize::new(0),
@@ -423,10 +430,10 @@ impl PageProvider {
         let provider = Self { inner: inner_mem };
         // The list heads must be initialised where they will stay.
         for n in 0..nr_nodes {
-            let mut st = provider.inner().nodes[n].lock.lock();
-            for fa in &mut st.free_area {
+            let st = provider.inner().nodes[n].lock.lock();
+            for fa in &st.free_area {
                 // SAFETY: the head lives in the provider's mapping and never moves.
-                unsafe { ListHead::init(&raw mut fa.free_list) };
+                unsafe { ListHead::init(fa.free_list.get()) };
             }
         }
         if cfg.bind {
@@ -663,16 +670,16 @@ impl PageProvider {
     fn rmqueue(&self, node: usize, order: usize) -> Option<usize> {
         let i = self.inner();
         let arena = &i.nodes[node];
-        let mut st = arena.lock.lock();
+        let st = arena.lock.lock();
         let mut found = None;
         for cur in order..MAX_ORDER {
-            let head = &raw mut st.free_area[cur].free_list;
+            let head = st.free_area[cur].free_list.get();
             // SAFETY: the node lock is held; the list head was initialised in `new`.
             if let Some(link) = unsafe { ListHead::first(head) } {
                 // SAFETY: lock held; `link` is on this list.
                 unsafe { ListHead::del(link) };
-                st.free_area[cur].nr_free -= 1;
-                st.free_pages -= 1 << cur;
+                dec(&st.free_area[cur].nr_free, 1);
+                dec(&st.free_pages, 1 << cur);
                 let page = Page::from_lru(link);
                 // SAFETY: a page on our free list is a descriptor in mem_map.
                 let p = unsafe { &*page };
@@ -692,9 +699,9 @@ impl PageProvider {
                 break;
             }
         }
-        if found.is_none() && st.fresh_next < i.node_pages / MAX_ORDER_NR_PAGES {
-            let index = node * i.node_pages + st.fresh_next * MAX_ORDER_NR_PAGES;
-            st.fresh_next += 1;
+        if found.is_none() && st.fresh_next.get() < i.node_pages / MAX_ORDER_NR_PAGES {
+            let index = node * i.node_pages + st.fresh_next.get() * MAX_ORDER_NR_PAGES;
+            st.fresh_next.set(st.fresh_next.get() + 1);
             found = Some((index, MAX_ORDER - 1));
         }
         let (index, mut cur) = found?;
@@ -702,13 +709,13 @@ impl PageProvider {
         while cur > order {
             cur -= 1;
             let half = index + (1 << cur);
-            self.put_free(&mut st, half, cur);
+            self.put_free(&st, half, cur);
         }
         Some(index)
     }
 
     /// Puts the block at `index` of `order` on its free list (node lock held via `st`).
-    fn put_free(&self, st: &mut BuddyState, index: usize, order: usize) {
+    fn put_free(&self, st: &BuddyState, index: usize, order: usize) {
         let page = self.page_at(index);
         // SAFETY: the block is free and ours; the node lock (st) protects buddy state.
         unsafe {
@@ -720,10 +727,10 @@ impl PageProvider {
             );
             (*p).order = order as u8;
             (*p).owner = Owner::Free as u8;
-            ListHead::add(Page::lru_of(p), &raw mut st.free_area[order].free_list);
+            ListHead::add(Page::lru_of(p), st.free_area[order].free_list.get());
         }
-        st.free_area[order].nr_free += 1;
-        st.free_pages += 1 << order;
+        inc(&st.free_area[order].nr_free, 1);
+        inc(&st.free_pages, 1 << order);
     }
 
     fn prep_new_page(
@@ -817,7 +824,7 @@ impl PageProvider {
         let i = self.inner();
         let node_start = node * i.node_pages;
         let arena = &i.nodes[node];
-        let mut st = arena.lock.lock();
+        let st = arena.lock.lock();
         while order < MAX_ORDER - 1 {
             let buddy = node_start + ((index - node_start) ^ (1 << order));
             let bp = self.page_at(buddy).as_ptr();
@@ -837,8 +844,8 @@ impl PageProvider {
                 }
                 (*bp).flags.store(0, Ordering::Relaxed);
             }
-            st.free_area[order].nr_free -= 1;
-            st.free_pages -= 1 << order;
+            dec(&st.free_area[order].nr_free, 1);
+            dec(&st.free_pages, 1 << order);
             index = index.min(buddy);
             order += 1;
         }
@@ -846,7 +853,8 @@ impl PageProvider {
         // SAFETY: head of the merged free block, under the node lock.
         unsafe { (*head).flags.store(0, Ordering::Relaxed) };
         // Give a whole top-order block back to the OS when the node has plenty free.
-        if order == MAX_ORDER - 1 && st.free_pages + MAX_ORDER_NR_PAGES > i.release_watermark {
+        if order == MAX_ORDER - 1 && st.free_pages.get() + MAX_ORDER_NR_PAGES > i.release_watermark
+        {
             let addr = i.base + (index << PAGE_SHIFT);
             // SAFETY: the block is free and not on any list yet, and the node lock is held, so
             // nobody can allocate it while its contents are dropped.
@@ -868,7 +876,7 @@ impl PageProvider {
                     .fetch_add(MAX_ORDER_NR_PAGES, Ordering::Relaxed);
             }
         }
-        self.put_free(&mut st, index, order);
+        self.put_free(&st, index, order);
     }
 
     /// Convenience: allocate and return the block's address.
@@ -935,10 +943,10 @@ impl PageProvider {
         }
         let st = a.lock.lock();
         for o in 0..MAX_ORDER {
-            s.free_by_order[o] = st.free_area[o].nr_free;
+            s.free_by_order[o] = st.free_area[o].nr_free.get();
         }
-        s.free_pages = st.free_pages;
-        s.untouched_pages = i.node_pages - st.fresh_next * MAX_ORDER_NR_PAGES;
+        s.free_pages = st.free_pages.get();
+        s.untouched_pages = i.node_pages - st.fresh_next.get() * MAX_ORDER_NR_PAGES;
         s
     }
 
@@ -957,7 +965,7 @@ impl PageProvider {
             let start = node * i.node_pages;
             let mut free_pages = 0usize;
             for (order, fa) in st.free_area.iter().enumerate() {
-                let head = (&raw const fa.free_list).cast_mut();
+                let head = fa.free_list.get();
                 let mut n = 0;
                 // SAFETY: node lock held for the walk; links are valid list entries.
                 for link in unsafe { ListHead::iter(head) } {
@@ -991,21 +999,21 @@ impl PageProvider {
                     }
                     free_pages += 1 << order;
                 }
-                if n != fa.nr_free {
+                if n != fa.nr_free.get() {
                     return Err(format!(
                         "node {node}: order {order} nr_free {} but {n} on list",
-                        fa.nr_free
+                        fa.nr_free.get()
                     ));
                 }
             }
-            if free_pages != st.free_pages {
+            if free_pages != st.free_pages.get() {
                 return Err(format!(
                     "node {node}: free_pages {} but lists hold {free_pages}",
-                    st.free_pages
+                    st.free_pages.get()
                 ));
             }
             let in_use = i.nodes[node].counters.in_use.load(Ordering::Relaxed);
-            let fresh = i.node_pages - st.fresh_next * MAX_ORDER_NR_PAGES;
+            let fresh = i.node_pages - st.fresh_next.get() * MAX_ORDER_NR_PAGES;
             if free_pages + in_use + fresh != i.node_pages {
                 return Err(format!(
                     "node {node}: free {free_pages} + in use {in_use} + untouched {fresh} != {}",
@@ -1015,6 +1023,14 @@ impl PageProvider {
         }
         Ok(())
     }
+}
+
+fn inc(c: &Cell<usize>, by: usize) {
+    c.set(c.get() + by);
+}
+
+fn dec(c: &Cell<usize>, by: usize) {
+    c.set(c.get() - by);
 }
 
 impl fmt::Debug for PageProvider {
