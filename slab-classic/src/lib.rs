@@ -1,1 +1,807 @@
-//! slab-classic: Linux 2.6.32 SLAB on the slabworks page provider (issue 4).
+//! # slab-classic — Linux 2.6.32 SLAB on the slabworks page provider
+//!
+//! A faithful user-space port of `mm/slab.c` as Linux 2.6.32 shipped it: `kmem_cache` with
+//! per-CPU `array_cache`s, per-node `kmem_list3` (partial/full/free lists, shared array, alien
+//! arrays), slab descriptors with a `kmem_bufctl_t` index chain, colouring, the
+//! `enable_cpucache` tunables, `cache_reap`, `malloc_sizes[]`/`cache_names[]` kmalloc caches
+//! `size-32` … `size-4194304`, and the six-step `kmem_cache_init` bootstrap. Files follow the
+//! kernel's split so they can be read beside `mm/slab.c`; functions keep the kernel's names.
+//!
+//! ## Layers (dependencies point down)
+//! ```text
+//!  Slab (lib.rs): SlabAllocator API, handles, checked frees, settings, slabinfo, reaper thread
+//!    kmalloc.rs    malloc_sizes[], __find_general_cachep, object lookup
+//!    fastpath.rs   ____cache_alloc / __cache_free            (per-CPU array, CPU slot lock)
+//!    refill.rs     cache_alloc_refill / cache_flusharray / cache_grow   (#[cold])
+//!    numa.rs       ____cache_alloc_node / fallback_alloc / alien caches
+//!    reap.rs       cache_reap / drain_array                  (fake clock, jiffies)
+//!    cache.rs      kmem_cache_create, cache_estimate, calculate_slab_order, tunables, shrink
+//!    node.rs       kmem_list3, free_block, drain_freelist
+//!    slabmgmt.rs   struct slab, bufctl chain, obj_to_index (reciprocal divide)
+//!    arraycache.rs struct array_cache, transfer_objects
+//!    bootstrap.rs  the "static" data block, kmem_cache_init (cache_cache, INDEX_AC, INDEX_L3)
+//!  common::PageProvider (buddy allocator per node) ─► common::Page (struct page)
+//! ```
+//!
+//! ## Call tree, fast to slow
+//! ```text
+//! kmem_cache_alloc / kmalloc ─► __cache_alloc (CPU slot lock)
+//!     ├─ ____cache_alloc: ac->avail ? entry[--avail]                       ← fast path
+//!     └─ cache_alloc_refill (list_lock)                                    ← slow path
+//!          ├─ transfer_objects(shared → ac)
+//!          ├─ slabs_partial, then slabs_free: slab_get_obj × batchcount
+//!          └─ cache_grow ─► kmem_getpages ─► PageProvider::alloc_pages
+//!                        └► alloc_slabmgmt (off-slab: kmem_cache_alloc_node(slabp_cache))
+//!     └─ ____cache_alloc_node ─► cache_grow(THISNODE) ─► fallback_alloc (other nodes)
+//! kmem_cache_alloc_node / kmalloc_node ─► __cache_alloc_node ─► local array or ____cache_alloc_node
+//! kmem_cache_free / kfree ─► lookup_object (checks) ─► __cache_free (CPU slot lock)
+//!     ├─ cache_free_alien (object of another node) ─► alien array ─► __drain_alien_cache
+//!     ├─ ac->avail < limit ? entry[avail++] = obj                          ← fast path
+//!     └─ cache_flusharray (list_lock): shared array, else free_block ─► slab_destroy
+//! cache_reap(cpu) ─► reap_alien, drain_array(cpu), [every 4 s] drain_array(shared), drain_freelist
+//! ```
+//!
+//! ## Lock order
+//! 1. `cache_chain_mutex` (`SlabGlobals`): the cache chain, cache creation/destruction,
+//!    tunables, `cache_reap` (trylock), `validate`.
+//! 2. CPU slot lock (`CpuSlot::lock`, a `LocalLock`, the `local_irq_save` stand-in): that CPU's
+//!    `array_cache` pointer and contents (`avail`, `touched`, `entry[]`).
+//! 3. Alien array lock (`array_cache.lock` of `l3->alien[n]`): that alien array.
+//! 4. Node `list_lock` (`kmem_list3.list_lock`): the three slab lists, every `struct slab` on
+//!    them (`inuse`, `free`, bufctls), `free_objects`, `free_limit`, `colour_next`,
+//!    `next_reap`, `free_touched`, and the node's `shared` array (pointer and contents).
+//!
+//! A list_lock may be held while freeing an off-slab descriptor into its `slabp_cache`
+//! (`slab_destroy` from `free_block`), which takes that *other* cache's locks 2–4; the kernel
+//! relies on the same property: a `slabp_cache` is an on-slab kmalloc cache, whose paths never
+//! take another cache's locks, so no cycle exists. The page provider's node locks are leaves.
+//! Nothing is lock-free except the reads of immutable cache fields, the tunables (atomics), the
+//! `alien` table pointer (set once, atomically) and the statistics counters.
+//!
+//! ## Memory
+//! All metadata comes from the page provider: one block for the "static" data (what the kernel
+//! keeps in `.data`: `cache_cache`, the boot arrays and list3s, `malloc_sizes[]`); everything
+//! else from the allocator's own caches. Nothing on an allocation or free path touches the Rust
+//! heap (`validate`, `slabinfo` text and the reaper thread do).
+//!
+//! ## Deviations from 2.6.32 (see the README notes in the final report)
+//! - `local_irq_save` → a per-CPU-slot lock (threads can migrate); all CPUs exist at boot.
+//! - Debug flags (red zone, poison, store user) are accepted and ignored (issue 7); the cheap
+//!   `BUFCTL_FREE` double-free check of `slab_put_obj` is always on and counted as `error`.
+//! - `SLAB_DESTROY_BY_RCU` slabs are freed at once (no RCU); no DMA caches.
+//! - Bad tunables written to slabinfo return an error instead of being ignored.
+
+// The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
+// compared with mm/slab.c; kernel functions are methods of the instance even where they only
+// need the cache.
+#![allow(
+    clippy::manual_div_ceil,
+    clippy::unused_self,
+    clippy::single_match_else
+)]
+
+pub mod arraycache;
+pub mod bootstrap;
+pub mod cache;
+mod fastpath;
+pub mod kmalloc;
+pub mod node;
+mod numa;
+pub mod reap;
+mod refill;
+pub mod slabmgmt;
+pub mod stats;
+pub mod sync;
+mod validate;
+
+use crate::bootstrap::SlabGlobals;
+use crate::cache::{KmemCache, CACHE_MAGIC, CFLGS_OFF_SLAB};
+use common::api::{CacheHandle, Ctor, MemoryUsage, SlabAllocator, SlabError, SlabFlags, SlabInfo};
+use common::list::ListHead;
+use common::{Gfp, Owner, PageProvider};
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+pub use crate::cache::{
+    cache_estimate, calculate_slab_order, cpucache_tunables, free_limit, kmem_cache_geometry,
+    Geometry,
+};
+pub use crate::stats::{SlabStats, StatItem};
+
+/// The `kmem_cache` whose chain link is `link`.
+pub(crate) fn cache_from_chain(link: *mut ListHead) -> *mut KmemCache {
+    link.cast::<u8>()
+        .wrapping_sub(core::mem::offset_of!(KmemCache, next))
+        .cast::<KmemCache>()
+}
+
+/// Per-CPU array tunables (`limit`, `batchcount`, `shared`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    /// Array capacity.
+    pub limit: u32,
+    /// Objects moved per refill/flush.
+    pub batchcount: u32,
+    /// Shared array factor (capacity `shared × batchcount`; 0 = none).
+    pub shared: u32,
+}
+
+impl Tunables {
+    /// Checks `limit ≥ 1`, `1 ≤ batchcount ≤ limit` (what `slabinfo_write` requires).
+    pub fn check(self) -> Result<Self, TuneError> {
+        if self.limit < 1 {
+            return Err(TuneError::BadValue("limit must be at least 1"));
+        }
+        if self.batchcount < 1 {
+            return Err(TuneError::BadValue("batchcount must be at least 1"));
+        }
+        if self.batchcount > self.limit {
+            return Err(TuneError::BadValue("batchcount must not exceed limit"));
+        }
+        if self.limit > 1 << 20 || self.shared > 1 << 10 {
+            return Err(TuneError::BadValue("limit or shared too large"));
+        }
+        Ok(self)
+    }
+}
+
+/// Settings of one SLAB instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabSettings {
+    /// Keep the `STATS` counters (slabinfo `(statistics)` columns, `for_each_stat`).
+    pub stats: bool,
+    /// Override `slab_break_gfp_order` (default: 1 when the provider has over 32 MiB, else 0).
+    pub slab_break_gfp_order: Option<usize>,
+    /// Override the `enable_cpucache` table for every cache.
+    pub tunables: Option<Tunables>,
+    /// Alien caches on multi-node machines (`noaliencache` turns them off).
+    pub use_alien_caches: bool,
+    /// Whether `cache_reap` does anything.
+    pub reap: bool,
+    /// Start the background reaper thread at construction.
+    pub reaper_thread: bool,
+}
+
+impl Default for SlabSettings {
+    fn default() -> Self {
+        Self {
+            stats: false,
+            slab_break_gfp_order: None,
+            tunables: None,
+            use_alien_caches: true,
+            reap: true,
+            reaper_thread: false,
+        }
+    }
+}
+
+/// Why a tunables write was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuneError {
+    /// Not `"<name> <limit> <batchcount> <shared>"` (or longer than 128 bytes).
+    Parse,
+    /// No cache has that name.
+    NoSuchCache,
+    /// A value the kernel would silently ignore.
+    BadValue(&'static str),
+    /// Out of memory for the new arrays.
+    NoMemory,
+    /// A handle of another instance or of a destroyed cache.
+    ForeignCache,
+}
+
+impl fmt::Display for TuneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TuneError::Parse => write!(f, "expected \"<name> <limit> <batchcount> <shared>\""),
+            TuneError::NoSuchCache => write!(f, "no cache of that name"),
+            TuneError::BadValue(s) => write!(f, "bad tunable: {s}"),
+            TuneError::NoMemory => write!(f, "out of memory for the new arrays"),
+            TuneError::ForeignCache => write!(f, "cache handle of another instance"),
+        }
+    }
+}
+
+impl std::error::Error for TuneError {}
+
+/// Geometry and tunables of a cache, as created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheGeometry {
+    /// `buffer_size`.
+    pub buffer_size: usize,
+    /// Objects per slab.
+    pub num: usize,
+    /// Slab order.
+    pub gfporder: usize,
+    /// Number of colours.
+    pub colour: usize,
+    /// Colour step.
+    pub colour_off: usize,
+    /// Descriptor off-slab.
+    pub off_slab: bool,
+    /// Descriptor size.
+    pub slab_size: usize,
+    /// Tunables in force.
+    pub tunables: Tunables,
+}
+
+/// A snapshot of one CPU's array (tests and introspection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayState {
+    /// Objects held.
+    pub avail: u32,
+    /// Capacity.
+    pub limit: u32,
+    /// Batch.
+    pub batchcount: u32,
+    /// Touched flag.
+    pub touched: bool,
+}
+
+/// A snapshot of one node's `kmem_list3`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    /// Slabs on `slabs_full`.
+    pub full: usize,
+    /// Slabs on `slabs_partial`.
+    pub partial: usize,
+    /// Slabs on `slabs_free`.
+    pub free: usize,
+    /// `free_objects`.
+    pub free_objects: usize,
+    /// `free_limit`.
+    pub free_limit: usize,
+    /// Objects in the shared array.
+    pub shared_avail: usize,
+    /// Capacity of the shared array (0 without one).
+    pub shared_limit: usize,
+    /// Objects in this node's alien arrays, summed.
+    pub alien_avail: usize,
+    /// `colour_next`.
+    pub colour_next: usize,
+    /// `free_touched`.
+    pub free_touched: bool,
+    /// `next_reap`.
+    pub next_reap: usize,
+}
+
+/// One SLAB allocator instance (Linux 2.6.32 `mm/slab.c`) on a page provider.
+pub struct Slab {
+    g: NonNull<SlabGlobals>,
+    provider: PageProvider,
+}
+
+// SAFETY: every shared structure is protected by the locks listed in the crate documentation.
+unsafe impl Send for Slab {}
+// SAFETY: as Send.
+unsafe impl Sync for Slab {}
+
+struct GlobalsPtr(NonNull<SlabGlobals>);
+// SAFETY: the reaper thread only uses the globals until `stop_reaper` joins it.
+unsafe impl Send for GlobalsPtr {}
+
+impl Slab {
+    /// Builds an instance: bootstraps `cache_cache` and every `size-N` cache from `provider`.
+    /// Uses no Rust heap. `Err(NoMemory)` if the provider cannot hold the bootstrap.
+    pub fn new(provider: &PageProvider, settings: SlabSettings) -> Result<Slab, SlabError> {
+        if let Some(t) = settings.tunables {
+            t.check().map_err(|_| SlabError::BadAlign(0))?;
+        }
+        let g = SlabGlobals::create(provider, settings)?;
+        let s = Slab {
+            g,
+            provider: provider.clone(),
+        };
+        if settings.reaper_thread {
+            s.start_reaper();
+        }
+        Ok(s)
+    }
+
+    #[inline(always)]
+    fn g(&self) -> &SlabGlobals {
+        // SAFETY: the globals live as long as the Slab.
+        unsafe { self.g.as_ref() }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> SlabSettings {
+        self.g().settings
+    }
+
+    /// `slab_break_gfp_order` in force.
+    pub fn slab_break_gfp_order(&self) -> usize {
+        self.g().slab_break_gfp_order
+    }
+
+    #[inline(always)]
+    fn cache(&self, h: CacheHandle) -> Result<*mut KmemCache, SlabError> {
+        if h.instance() != self.g().instance {
+            return Err(SlabError::ForeignCache);
+        }
+        let c = h.ptr().as_ptr().cast::<KmemCache>();
+        // SAFETY: a handle of this instance names a kmem_cache object in provider memory,
+        // which stays mapped; a destroyed one has magic 0.
+        if unsafe { (*c).magic } != CACHE_MAGIC {
+            return Err(SlabError::ForeignCache);
+        }
+        Ok(c)
+    }
+
+    fn handle(&self, c: *mut KmemCache) -> CacheHandle {
+        // SAFETY: c is non-null (a live cache).
+        CacheHandle::new(
+            unsafe { NonNull::new_unchecked(c.cast()) },
+            self.g().instance,
+        )
+    }
+
+    /// The handle of the kmalloc cache serving `size` (`None` for 0 or above 4 MiB).
+    pub fn kmalloc_cache(&self, size: usize) -> Option<CacheHandle> {
+        let c = self.g().find_general_cachep(size);
+        (!c.is_null()).then(|| self.handle(c))
+    }
+
+    /// The handle of the cache named `name`.
+    pub fn find_cache(&self, name: &str) -> Option<CacheHandle> {
+        let g = self.g();
+        let _chain = g.chain_lock();
+        g.find_cache_by_name(name).map(|c| self.handle(c))
+    }
+
+    /// Geometry and tunables of a cache.
+    pub fn cache_geometry(&self, h: CacheHandle) -> Result<CacheGeometry, SlabError> {
+        let c = self.cache(h)?;
+        // SAFETY: live cache.
+        unsafe {
+            Ok(CacheGeometry {
+                buffer_size: (*c).buffer_size,
+                num: (*c).num as usize,
+                gfporder: (*c).gfporder as usize,
+                colour: (*c).colour,
+                colour_off: (*c).colour_off,
+                off_slab: (*c).flags & CFLGS_OFF_SLAB != 0,
+                slab_size: (*c).slab_size,
+                tunables: Tunables {
+                    limit: (*c).limit.load(Ordering::Relaxed),
+                    batchcount: (*c).batchcount.load(Ordering::Relaxed),
+                    shared: (*c).shared.load(Ordering::Relaxed),
+                },
+            })
+        }
+    }
+
+    /// A snapshot of `cpu`'s array of a cache.
+    pub fn array_state(&self, h: CacheHandle, cpu: usize) -> Result<ArrayState, SlabError> {
+        let c = self.cache(h)?;
+        let g = self.g();
+        // SAFETY: live cache; read under the slot lock.
+        unsafe {
+            let slot = g.cpu_slot(c, cpu % g.nr_cpus);
+            (*slot).lock.lock();
+            let ac = (*slot).ac;
+            let s = ArrayState {
+                avail: (*ac).avail,
+                limit: (*ac).limit,
+                batchcount: (*ac).batchcount,
+                touched: (*ac).touched != 0,
+            };
+            (*slot).lock.unlock();
+            Ok(s)
+        }
+    }
+
+    /// A snapshot of a cache's `kmem_list3` of `node`.
+    pub fn node_state(&self, h: CacheHandle, node: usize) -> Result<NodeState, SlabError> {
+        let c = self.cache(h)?;
+        let g = self.g();
+        if node >= g.nr_nodes {
+            return Err(SlabError::ForeignCache);
+        }
+        // SAFETY: live cache; read under the node lock (and each alien lock).
+        unsafe {
+            let l3 = g.l3(c, node);
+            let mut alien_avail = 0;
+            let tab = (*l3).alien.load(Ordering::Acquire);
+            if !tab.is_null() {
+                for i in 0..g.nr_nodes {
+                    let ac = *tab.add(i);
+                    if !ac.is_null() {
+                        (*ac).lock.lock();
+                        alien_avail += (*ac).avail as usize;
+                        (*ac).lock.unlock();
+                    }
+                }
+            }
+            (*l3).list_lock.lock();
+            let shared = (*l3).shared;
+            let s = NodeState {
+                full: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_full)),
+                partial: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_partial)),
+                free: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_free)),
+                free_objects: (*l3).free_objects,
+                free_limit: (*l3).free_limit as usize,
+                shared_avail: if shared.is_null() {
+                    0
+                } else {
+                    (*shared).avail as usize
+                },
+                shared_limit: if shared.is_null() {
+                    0
+                } else {
+                    (*shared).limit as usize
+                },
+                alien_avail,
+                colour_next: (*l3).colour_next as usize,
+                free_touched: (*l3).free_touched != 0,
+                next_reap: (*l3).next_reap,
+            };
+            (*l3).list_lock.unlock();
+            Ok(s)
+        }
+    }
+
+    /// The per-CPU slot the calling thread would use now (its CPU id modulo the slots).
+    pub fn current_cpu(&self) -> usize {
+        self.g().this_cpu()
+    }
+
+    /// Number of per-CPU slots (`nr_cpu_ids`).
+    pub fn nr_cpus(&self) -> usize {
+        self.g().nr_cpus
+    }
+
+    /// Number of nodes.
+    pub fn nr_nodes(&self) -> usize {
+        self.g().nr_nodes
+    }
+
+    /// The node of CPU slot `cpu`.
+    pub fn cpu_to_node(&self, cpu: usize) -> usize {
+        let g = self.g();
+        g.cpu_node[cpu % g.nr_cpus] as usize
+    }
+
+    /// `kmem_cache_tune`: `do_tune_cpucache` with checked values (the slabinfo write).
+    pub fn kmem_cache_tune(
+        &self,
+        h: CacheHandle,
+        limit: u32,
+        batchcount: u32,
+        shared: u32,
+    ) -> Result<(), TuneError> {
+        let c = self.cache(h).map_err(|_| TuneError::ForeignCache)?;
+        let t = Tunables {
+            limit,
+            batchcount,
+            shared,
+        }
+        .check()?;
+        let g = self.g();
+        let _chain = g.chain_lock();
+        // SAFETY: live cache; chain mutex held.
+        unsafe { g.do_tune_cpucache(c, t.limit, t.batchcount, t.shared) }
+            .map_err(|_| TuneError::NoMemory)
+    }
+
+    /// `slabinfo_write`: `"<name> <limit> <batchcount> <shared>"`, at most 128 bytes. Where the
+    /// kernel silently ignores bad values, this returns [`TuneError::BadValue`].
+    pub fn slabinfo_write(&self, line: &str) -> Result<(), TuneError> {
+        if line.len() > 128 {
+            return Err(TuneError::Parse);
+        }
+        let mut it = line.split_whitespace();
+        let name = it.next().ok_or(TuneError::Parse)?;
+        let mut num = || -> Result<i64, TuneError> {
+            it.next()
+                .ok_or(TuneError::Parse)?
+                .parse::<i64>()
+                .map_err(|_| TuneError::Parse)
+        };
+        let (limit, batch, shared) = (num()?, num()?, num()?);
+        if it.next().is_some() {
+            return Err(TuneError::Parse);
+        }
+        if limit < 1 || batch < 1 || batch > limit || shared < 0 {
+            return Err(TuneError::BadValue(
+                "need limit >= 1, 1 <= batchcount <= limit, shared >= 0",
+            ));
+        }
+        let h = self.find_cache(name).ok_or(TuneError::NoSuchCache)?;
+        let to_u32 = |v: i64| u32::try_from(v).map_err(|_| TuneError::BadValue("value too large"));
+        self.kmem_cache_tune(h, to_u32(limit)?, to_u32(batch)?, to_u32(shared)?)
+    }
+
+    /// Runs `cache_reap` as CPU `cpu` would. Returns slabs given back.
+    pub fn cache_reap(&self, cpu: usize) -> usize {
+        self.g().cache_reap(cpu)
+    }
+
+    /// The fake clock (jiffies, `HZ` = 1000).
+    pub fn jiffies(&self) -> usize {
+        self.g().jiffies()
+    }
+
+    /// Advances the fake clock by `n` jiffies; returns the new value.
+    pub fn advance_jiffies(&self, n: usize) -> usize {
+        self.g().advance_jiffies(n)
+    }
+
+    /// Starts the background reaper (every 2 s: advance the clock 2 s, reap every CPU).
+    /// `false` if it was already running.
+    pub fn start_reaper(&self) -> bool {
+        let g = self.g();
+        let mut r = g
+            .reaper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.is_some() {
+            return false;
+        }
+        g.reaper_stop.store(false, Ordering::Release);
+        let p = GlobalsPtr(self.g);
+        *r = Some(std::thread::spawn(move || {
+            let p = p;
+            // SAFETY: stop_reaper (called by Drop at the latest) joins this thread before the
+            // globals are freed.
+            unsafe { p.0.as_ref() }.reaper_loop();
+        }));
+        true
+    }
+
+    /// Stops and joins the background reaper, if running.
+    pub fn stop_reaper(&self) {
+        let g = self.g();
+        let h = g
+            .reaper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = h {
+            g.reaper_stop.store(true, Ordering::Release);
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+
+    /// The `(statistics)` columns of a cache (zero with stats off).
+    pub fn cache_stats(&self, h: CacheHandle) -> Result<SlabStats, SlabError> {
+        let c = self.cache(h)?;
+        Ok(self.g().cache_stats(c))
+    }
+
+    /// The whole `/proc/slabinfo` text (with the statistics columns when stats are on).
+    pub fn slabinfo_text(&self) -> String {
+        use core::fmt::Write;
+        let g = self.g();
+        let mut s = String::new();
+        s.push_str(if g.stats {
+            stats::STATS_HEADER
+        } else {
+            SlabInfo::HEADER
+        });
+        s.push('\n');
+        let _chain = g.chain_lock();
+        // SAFETY: chain stable under its mutex.
+        unsafe {
+            for link in ListHead::iter(g.cache_chain_head()) {
+                let c = cache_from_chain(link);
+                let (row, _) = g.s_show(c);
+                let _ = write!(s, "{row}");
+                if g.stats {
+                    let _ = write!(s, "{}", g.cache_stats(c));
+                }
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    fn kmem_cache_alloc_checked(
+        &self,
+        h: CacheHandle,
+        gfp: Gfp,
+        node: Option<usize>,
+    ) -> Option<NonNull<u8>> {
+        let c = self.cache(h).ok()?;
+        match node {
+            None => self.g().cache_alloc_internal(c, gfp),
+            Some(n) if n < self.g().nr_nodes || n == usize::MAX => {
+                self.g().cache_alloc_node_internal(c, gfp, n)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+impl Drop for Slab {
+    fn drop(&mut self) {
+        self.stop_reaper();
+        let g = self.g.as_ptr();
+        // SAFETY: the last use of the instance: no thread uses it any more (&mut self), the
+        // reaper is joined; every slab page goes back, then the globals block itself.
+        unsafe {
+            (*g).release_all_memory();
+            let order = (*g).block_order;
+            core::ptr::drop_in_place(g);
+            if let Some(page) = self.provider.virt_to_page(g as usize) {
+                let r = self.provider.free_pages(page, order);
+                debug_assert!(r.is_ok());
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Slab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slab")
+            .field("settings", &self.settings())
+            .field("nr_cpus", &self.nr_cpus())
+            .field("nr_nodes", &self.nr_nodes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlabAllocator for Slab {
+    fn name(&self) -> &'static str {
+        "slab"
+    }
+
+    fn provider(&self) -> &PageProvider {
+        &self.provider
+    }
+
+    fn kmem_cache_create(
+        &self,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+    ) -> Result<CacheHandle, SlabError> {
+        let c = self.g().kmem_cache_create(name, size, align, flags, ctor)?;
+        Ok(self.handle(c))
+    }
+
+    #[inline]
+    fn kmem_cache_alloc(&self, cache: CacheHandle, gfp: Gfp) -> Option<NonNull<u8>> {
+        self.kmem_cache_alloc_checked(cache, gfp, None)
+    }
+
+    fn kmem_cache_alloc_node(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        node: usize,
+    ) -> Option<NonNull<u8>> {
+        self.kmem_cache_alloc_checked(cache, gfp, Some(node))
+    }
+
+    #[inline]
+    unsafe fn kmem_cache_free(
+        &self,
+        cache: CacheHandle,
+        obj: NonNull<u8>,
+    ) -> Result<(), SlabError> {
+        let c = self.cache(cache)?;
+        let found = self.g().lookup_object(obj.as_ptr())?;
+        if found != c {
+            return Err(SlabError::WrongCache(obj.as_ptr() as usize));
+        }
+        // SAFETY: a checked object start of this cache; the caller gives it up.
+        unsafe { self.g().cache_free_internal(c, obj.as_ptr()) };
+        Ok(())
+    }
+
+    #[inline]
+    fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
+        let c = self.g().find_general_cachep(size);
+        if c.is_null() {
+            return None;
+        }
+        self.g().cache_alloc_internal(c, gfp)
+    }
+
+    fn kmalloc_node(&self, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+        let c = self.g().find_general_cachep(size);
+        if c.is_null() || (node >= self.g().nr_nodes && node != usize::MAX) {
+            return None;
+        }
+        self.g().cache_alloc_node_internal(c, gfp, node)
+    }
+
+    #[inline]
+    unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let c = self.g().lookup_object(ptr)?;
+        // SAFETY: a checked object start; the caller gives it up.
+        unsafe { self.g().cache_free_internal(c, ptr) };
+        Ok(())
+    }
+
+    unsafe fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
+        let c = self.g().lookup_object(ptr.as_ptr())?;
+        // SAFETY: live cache.
+        Ok(unsafe { (*c).buffer_size })
+    }
+
+    fn kmem_cache_shrink(&self, cache: CacheHandle) -> Result<(), SlabError> {
+        let c = self.cache(cache)?;
+        let g = self.g();
+        let _chain = g.chain_lock();
+        // SAFETY: live cache; chain mutex held.
+        unsafe { g.__cache_shrink(c) };
+        Ok(())
+    }
+
+    unsafe fn kmem_cache_destroy(&self, cache: CacheHandle) -> Result<(), SlabError> {
+        let c = self.cache(cache)?;
+        // SAFETY: kmalloc caches and cache_cache are never destroyed (refused as busy-free
+        // foreign handles below); the caller guarantees nobody uses the cache.
+        unsafe {
+            if (*c).flags & SlabFlags::KMALLOC.0 != 0 || c == self.g().cache_cache {
+                return Err(SlabError::ForeignCache);
+            }
+            self.g().kmem_cache_destroy(c)
+        }
+    }
+
+    fn for_each_slabinfo(&self, f: &mut dyn FnMut(&SlabInfo)) {
+        let g = self.g();
+        let _chain = g.chain_lock();
+        // SAFETY: chain stable under its mutex.
+        unsafe {
+            for link in ListHead::iter(g.cache_chain_head()) {
+                let (row, _) = g.s_show(cache_from_chain(link));
+                f(&row);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.g().validate()
+    }
+
+    fn memory_usage(&self) -> MemoryUsage {
+        MemoryUsage::from_provider(&self.provider, Owner::SlabClassic)
+    }
+
+    fn for_each_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let g = self.g();
+        let mut totals = [0u64; StatItem::COUNT];
+        {
+            let _chain = g.chain_lock();
+            // SAFETY: chain stable under its mutex.
+            unsafe {
+                for link in ListHead::iter(g.cache_chain_head()) {
+                    let c = cache_from_chain(link);
+                    for (i, t) in totals.iter_mut().enumerate() {
+                        *t += (*c).stats.get(StatItem::ALL[i]);
+                    }
+                }
+            }
+        }
+        for (i, t) in totals.iter().enumerate() {
+            f(StatItem::NAMES[i], *t);
+        }
+    }
+
+    fn settings_summary(&self) -> String {
+        let g = self.g();
+        let s = g.settings;
+        format!(
+            "slab-2.6.32 break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={}",
+            g.slab_break_gfp_order,
+            s.tunables.map_or("table".to_string(), |t| format!("{}/{}/{}", t.limit, t.batchcount, t.shared)),
+            if g.num_possible_cpus > 1 { "8" } else { "0" },
+            g.use_alien_caches,
+            s.reap,
+            s.stats,
+            g.nr_cpus,
+            g.nr_nodes
+        )
+    }
+}

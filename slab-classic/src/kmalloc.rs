@@ -1,0 +1,144 @@
+//! kmalloc — 2.6.32 `malloc_sizes[]`/`cache_names[]` from the common size-table macro,
+//! compile-time `index_of`, `__find_general_cachep`, `kmalloc`, `kmalloc_node`, `kfree`,
+//! `ksize`, plus the checked object lookup every public free goes through.
+
+use crate::arraycache::ARRAYCACHE_INIT_SIZE;
+use crate::bootstrap::SlabGlobals;
+use crate::cache::{KmemCache, CACHE_MAGIC};
+use crate::node::KmemList3;
+use crate::slabmgmt::{index_to_obj, obj_to_index, SlabDesc};
+use common::api::SlabError;
+use common::page::flags::PG_SLAB;
+use common::sizes::slab as sizes;
+use common::{Gfp, Owner};
+use core::ptr::{null_mut, NonNull};
+
+/// `INDEX_AC = index_of(sizeof(struct arraycache_init))`, evaluated at compile time.
+pub const INDEX_AC: usize = sizes::index_of(ARRAYCACHE_INIT_SIZE);
+/// `INDEX_L3 = index_of(sizeof(struct kmem_list3))`.
+pub const INDEX_L3: usize = sizes::index_of(core::mem::size_of::<KmemList3>());
+/// `KMALLOC_MAX_SIZE` (4 MiB: `size-4194304` is the last class).
+pub const KMALLOC_MAX_SIZE: usize = sizes::MAX_SIZE;
+const _: () = assert!(KMALLOC_MAX_SIZE == crate::cache::KMALLOC_MAX_SIZE);
+
+/// One entry of `malloc_sizes[]` (no DMA caches: there is no DMA zone here).
+#[derive(Debug)]
+pub struct CacheSizes {
+    /// Class size.
+    pub cs_size: usize,
+    /// Its cache.
+    pub cs_cachep: *mut KmemCache,
+}
+
+impl SlabGlobals {
+    /// `__find_general_cachep(size)`: the first class `>= size` (linear scan), or null for 0
+    /// and sizes above `KMALLOC_MAX_SIZE`.
+    #[inline]
+    pub(crate) fn find_general_cachep(&self, size: usize) -> *mut KmemCache {
+        match sizes::find_index(size) {
+            Some(i) => self.malloc_sizes[i].cs_cachep,
+            None => null_mut(),
+        }
+    }
+
+    /// `kmalloc(size, GFP_KERNEL)` for internal metadata.
+    pub(crate) fn kmalloc_internal(&self, size: usize) -> Option<NonNull<u8>> {
+        let c = self.find_general_cachep(size);
+        if c.is_null() {
+            return None;
+        }
+        self.cache_alloc_internal(c, Gfp::KERNEL)
+    }
+
+    /// `kmalloc_node(size, GFP_KERNEL, node)` for internal metadata.
+    pub(crate) fn kmalloc_node_internal(&self, size: usize, node: usize) -> Option<NonNull<u8>> {
+        let c = self.find_general_cachep(size);
+        if c.is_null() {
+            return None;
+        }
+        self.cache_alloc_node_internal(c, Gfp::KERNEL, node)
+    }
+
+    /// `kfree` of internal metadata (null is a no-op).
+    ///
+    /// # Safety
+    /// `p` null or a live kmalloc object of this instance.
+    pub(crate) unsafe fn kfree_internal(&self, p: *mut u8) {
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: a live object of ours has a slab head page naming its cache.
+        unsafe {
+            let page = self
+                .provider
+                .virt_to_head_page(p as usize)
+                .unwrap_unchecked();
+            let cachep = page.as_ref().cache() as *mut KmemCache;
+            self.cache_free_internal(cachep, p);
+        }
+    }
+
+    /// `virt_to_cache` with every check a free can afford: the address must be in our
+    /// provider, on a slab page of slab-classic, of a cache of this instance, at an object's
+    /// first byte.
+    pub(crate) fn lookup_object(&self, obj: *mut u8) -> Result<*mut KmemCache, SlabError> {
+        let addr = obj as usize;
+        let page = self
+            .provider
+            .virt_to_head_page(addr)
+            .ok_or(SlabError::NotOurs(addr))?;
+        // SAFETY: the descriptor is in mem_map; a slab head page carries its cache and
+        // descriptor addresses, which live in this provider's memory.
+        unsafe {
+            let p = page.as_ref();
+            if !p.test_flags(PG_SLAB) || p.owner != Owner::SlabClassic as u8 {
+                return Err(SlabError::NotOurs(addr));
+            }
+            let cachep = p.cache() as *mut KmemCache;
+            if cachep.is_null()
+                || !self.provider.contains(cachep as usize)
+                || (*cachep).instance != self.instance
+                || (*cachep).magic != CACHE_MAGIC
+            {
+                return Err(SlabError::NotOurs(addr));
+            }
+            let slabp = p.private as *mut SlabDesc;
+            if slabp.is_null() || addr < (*slabp).s_mem as usize {
+                return Err(SlabError::NotObjectStart(addr));
+            }
+            let off = addr - (*slabp).s_mem as usize;
+            if off >= (*cachep).num as usize * (*cachep).buffer_size {
+                return Err(SlabError::NotObjectStart(addr));
+            }
+            let idx = obj_to_index(cachep, slabp, obj);
+            if idx >= (*cachep).num || index_to_obj(cachep, slabp, idx) != obj {
+                return Err(SlabError::NotObjectStart(addr));
+            }
+            Ok(cachep)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_ac_and_l3_match_the_kernel() {
+        assert_eq!(sizes::NAMES[INDEX_AC], "size-32");
+        assert_eq!(sizes::NAMES[INDEX_L3], "size-128");
+        assert_ne!(INDEX_AC, INDEX_L3);
+    }
+
+    #[test]
+    fn cache_names_from_the_x_macro() {
+        assert_eq!(sizes::NAMES.len(), 19);
+        assert_eq!(sizes::NAMES[0], "size-32");
+        assert_eq!(sizes::NAMES[3], "size-192");
+        assert_eq!(*sizes::NAMES.last().unwrap(), "size-4194304");
+        const I: usize = sizes::index_of(100);
+        assert_eq!(sizes::SIZES[I], 128);
+        assert_eq!(sizes::find_index(4 << 20), Some(18));
+        assert_eq!(sizes::find_index((4 << 20) + 1), None);
+    }
+}

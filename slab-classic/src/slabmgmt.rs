@@ -1,0 +1,259 @@
+//! The slab descriptor (`struct slab`) and its `kmem_bufctl_t` index chain — 2.6.32 `mm/slab.c`
+//! `slab_mgmt_size`, `slab_bufctl`, `index_to_obj`, `obj_to_index`, `slab_get_obj`,
+//! `slab_put_obj`, `cache_init_objs`, `check_slabp`.
+//!
+//! Layout of an on-slab slab (2.6.32: descriptor at the start, after the colour offset):
+//! ```text
+//! page ─► [colour: colour_next × colour_off][struct slab][bufctl[num]][pad to align][obj 0]…[obj num-1][left-over]
+//!                                           ▲ slabp                                 ▲ s_mem
+//! ```
+//! Off-slab, the descriptor and its bufctl array are an object of `slabp_cache` (a kmalloc cache)
+//! and `s_mem` is the page plus the colour offset.
+//!
+//! Free objects form a singly linked list of indices: `free` is the first free index and
+//! `bufctl[i]` the index after `i`; [`BUFCTL_END`] ends it. Invariant (checked by
+//! [`check_slabp`]): the chain from `free` visits exactly `num − inuse` distinct indices, each
+//! below `num`.
+
+use crate::cache::KmemCache;
+use common::list::ListHead;
+use core::ptr::addr_of_mut;
+
+/// `kmem_bufctl_t`.
+pub type KmemBufctl = u32;
+/// `BUFCTL_END`: end of the free chain.
+pub const BUFCTL_END: KmemBufctl = !0;
+/// `BUFCTL_FREE`: written into the bufctl of an object handed out (debug marker; we always
+/// write it, so a second free of an object still in a slab is caught by `slab_put_obj`).
+pub const BUFCTL_FREE: KmemBufctl = !0 - 1;
+/// `BUFCTL_ACTIVE` (`CONFIG_DEBUG_SLAB_LEAK` marker, unused here).
+pub const BUFCTL_ACTIVE: KmemBufctl = !0 - 2;
+/// `SLAB_LIMIT`: most objects in one slab.
+pub const SLAB_LIMIT: KmemBufctl = !0 - 3;
+
+/// `struct slab` of 2.6.32: 48 bytes on a 64-bit machine, as in the kernel.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SlabDesc {
+    /// Link on one of the node's three lists.
+    pub list: ListHead,
+    /// Bytes from the page start to `s_mem`.
+    pub colouroff: usize,
+    /// Address of object 0.
+    pub s_mem: *mut u8,
+    /// Objects handed out (in arrays or in use).
+    pub inuse: u32,
+    /// First free index, or [`BUFCTL_END`].
+    pub free: KmemBufctl,
+    /// Node of the slab's pages.
+    pub nodeid: u16,
+}
+
+/// `sizeof(struct slab)`.
+pub const SLAB_DESC_SIZE: usize = core::mem::size_of::<SlabDesc>();
+const _: () = assert!(SLAB_DESC_SIZE == 48);
+/// `sizeof(kmem_bufctl_t)`.
+pub const BUFCTL_SIZE: usize = core::mem::size_of::<KmemBufctl>();
+
+/// `ALIGN(x, a)` for a power of two `a`.
+#[inline(always)]
+pub const fn align_up(x: usize, a: usize) -> usize {
+    (x + a - 1) & !(a - 1)
+}
+
+/// `slab_mgmt_size`: descriptor plus `nr_objs` bufctls, aligned.
+pub const fn slab_mgmt_size(nr_objs: usize, align: usize) -> usize {
+    align_up(SLAB_DESC_SIZE + nr_objs * BUFCTL_SIZE, align)
+}
+
+/// `reciprocal_value(k)` of 2.6.32 `lib/reciprocal_div.c`: ⌈2³²/k⌉.
+pub const fn reciprocal_value(k: u32) -> u32 {
+    (((1u64 << 32) + k as u64 - 1) / k as u64) as u32
+}
+
+/// `reciprocal_divide(a, r)`: `a / k` for `r = reciprocal_value(k)` (exact for the object
+/// offsets of a slab: `a < 2³²/…`, see the unit test).
+#[inline(always)]
+pub const fn reciprocal_divide(a: u32, r: u32) -> u32 {
+    ((a as u64 * r as u64) >> 32) as u32
+}
+
+/// The descriptor whose `list` link is `link` (`list_entry(link, struct slab, list)`).
+#[inline(always)]
+pub fn slab_from_list(link: *mut ListHead) -> *mut SlabDesc {
+    link.cast::<SlabDesc>()
+}
+
+/// `slab_bufctl(slabp)`: the bufctl array right after the descriptor.
+///
+/// # Safety
+/// `slabp` must point to a descriptor laid out by `alloc_slabmgmt`.
+#[inline(always)]
+pub unsafe fn slab_bufctl(slabp: *mut SlabDesc) -> *mut KmemBufctl {
+    // SAFETY: the bufctl array directly follows the descriptor in the same allocation.
+    unsafe { slabp.add(1).cast::<KmemBufctl>() }
+}
+
+/// `index_to_obj`.
+///
+/// # Safety
+/// `cachep` and `slabp` valid; `idx < num`.
+#[inline(always)]
+pub unsafe fn index_to_obj(cachep: *const KmemCache, slabp: *const SlabDesc, idx: u32) -> *mut u8 {
+    // SAFETY: the object lies inside the slab's pages.
+    unsafe { (*slabp).s_mem.add((*cachep).buffer_size * idx as usize) }
+}
+
+/// `obj_to_index`: the index of `obj` with the reciprocal divide (no division instruction).
+///
+/// # Safety
+/// `cachep` and `slabp` valid; `obj >= s_mem` inside the slab.
+#[inline(always)]
+pub unsafe fn obj_to_index(
+    cachep: *const KmemCache,
+    slabp: *const SlabDesc,
+    obj: *const u8,
+) -> u32 {
+    // SAFETY: fields of live structures.
+    unsafe {
+        let off = obj as usize - (*slabp).s_mem as usize;
+        reciprocal_divide(off as u32, (*cachep).reciprocal_buffer_size)
+    }
+}
+
+/// `slab_get_obj`: takes the first free object of the slab. The caller holds the node's
+/// `list_lock` and knows the slab has a free object.
+///
+/// # Safety
+/// As above.
+#[inline]
+pub unsafe fn slab_get_obj(cachep: *const KmemCache, slabp: *mut SlabDesc) -> *mut u8 {
+    // SAFETY: the slab is valid and has a free object (free < num); list_lock held.
+    unsafe {
+        let idx = (*slabp).free;
+        let obj = index_to_obj(cachep, slabp, idx);
+        (*slabp).inuse += 1;
+        let bufctl = slab_bufctl(slabp);
+        let next = *bufctl.add(idx as usize);
+        *bufctl.add(idx as usize) = BUFCTL_FREE;
+        (*slabp).free = next;
+        obj
+    }
+}
+
+/// `slab_put_obj`: puts `obj` at the head of the slab's free chain (LIFO within a slab).
+/// Returns `false` (and changes nothing) when the object's bufctl shows it is already on the
+/// chain — the 2.6.32 debug "double free detected" check, cheap enough to keep always.
+///
+/// # Safety
+/// `obj` is an object start of this slab; list_lock held.
+#[inline]
+pub unsafe fn slab_put_obj(cachep: *const KmemCache, slabp: *mut SlabDesc, obj: *mut u8) -> bool {
+    // SAFETY: as documented; objnr < num because obj is an object start of this slab.
+    unsafe {
+        let objnr = obj_to_index(cachep, slabp, obj);
+        let bufctl = slab_bufctl(slabp);
+        if (*bufctl.add(objnr as usize)).wrapping_add(1) <= SLAB_LIMIT.wrapping_add(1) {
+            return false;
+        }
+        *bufctl.add(objnr as usize) = (*slabp).free;
+        (*slabp).free = objnr;
+        (*slabp).inuse -= 1;
+        true
+    }
+}
+
+/// `cache_init_objs`: runs the constructor on every object and chains all indices in address
+/// order (`bufctl[i] = i + 1`, last = `BUFCTL_END`, `free = 0`).
+///
+/// # Safety
+/// `slabp` freshly made by `alloc_slabmgmt` for `cachep`.
+pub unsafe fn cache_init_objs(cachep: *const KmemCache, slabp: *mut SlabDesc) {
+    // SAFETY: the slab and its objects are ours and not yet visible to anyone else.
+    unsafe {
+        let num = (*cachep).num;
+        let bufctl = slab_bufctl(slabp);
+        for i in 0..num {
+            if let Some(ctor) = (*cachep).ctor {
+                ctor(index_to_obj(cachep, slabp, i));
+            }
+            *bufctl.add(i as usize) = i + 1;
+        }
+        *bufctl.add(num as usize - 1) = BUFCTL_END;
+        (*slabp).free = 0;
+    }
+}
+
+/// `check_slabp`: walks the free chain; `Err` with a description if it is longer than `num`,
+/// holds an index ≥ `num`, or its length is not `num − inuse`.
+///
+/// # Safety
+/// `slabp` a live slab of `cachep`, list_lock held.
+pub unsafe fn check_slabp(
+    cachep: *const KmemCache,
+    slabp: *mut SlabDesc,
+) -> Result<(), &'static str> {
+    // SAFETY: as documented.
+    unsafe {
+        let num = (*cachep).num;
+        let bufctl = slab_bufctl(slabp);
+        let mut entries = 0u32;
+        let mut i = (*slabp).free;
+        while i != BUFCTL_END {
+            entries += 1;
+            if entries > num || i >= num {
+                return Err("bufctl chain corruption (index out of range or cycle)");
+            }
+            i = *bufctl.add(i as usize);
+        }
+        if (*slabp).inuse > num || entries != num - (*slabp).inuse {
+            return Err("bufctl chain length != num - inuse");
+        }
+        Ok(())
+    }
+}
+
+/// Initialises the descriptor fields (`alloc_slabmgmt`'s common tail).
+///
+/// # Safety
+/// `slabp` valid for writes.
+pub unsafe fn init_slab_desc(
+    slabp: *mut SlabDesc,
+    colouroff: usize,
+    s_mem: *mut u8,
+    nodeid: usize,
+) {
+    // SAFETY: valid for writes per the contract.
+    unsafe {
+        addr_of_mut!((*slabp).list).write(ListHead::new());
+        (*slabp).inuse = 0;
+        (*slabp).colouroff = colouroff;
+        (*slabp).s_mem = s_mem;
+        (*slabp).nodeid = nodeid as u16;
+        (*slabp).free = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reciprocal_divide_is_exact_for_object_offsets() {
+        for &k in &[8u32, 32, 64, 104, 128, 192, 1000, 4096, 8192, 1 << 22] {
+            let r = reciprocal_value(k);
+            let max = (4u32 << 20) / k;
+            for i in 0..max.min(5000) {
+                assert_eq!(reciprocal_divide(i * k, r), i, "k={k} i={i}");
+            }
+        }
+        assert_eq!(reciprocal_value(3), 1431655766);
+    }
+
+    #[test]
+    fn mgmt_size_formula() {
+        assert_eq!(slab_mgmt_size(112, 32), 512);
+        assert_eq!(slab_mgmt_size(59, 64), 320);
+        assert_eq!(slab_mgmt_size(37, 8), 200);
+    }
+}
