@@ -777,3 +777,137 @@ impl SlabGlobals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HW: SlabFlags = SlabFlags::HWCACHE_ALIGN;
+
+    fn geo(size: usize, align: usize, flags: SlabFlags, brk: usize) -> Geometry {
+        kmem_cache_geometry(size, align, flags, false, brk, 64).unwrap()
+    }
+
+    /// (num, order, left_over, colour, off_slab, buffer_size), computed by hand from the 2.6.32
+    /// formulas (struct slab = 48 B, bufctl = 4 B, 64-byte lines, 4 KiB pages).
+    fn check(
+        g: Geometry,
+        num: usize,
+        order: usize,
+        left: usize,
+        colour: usize,
+        off: bool,
+        size: usize,
+    ) {
+        assert_eq!(
+            (g.num, g.gfporder, g.left_over, g.colour, g.off_slab, g.size),
+            (num, order, left, colour, off, size),
+            "{g:?}"
+        );
+    }
+
+    #[test]
+    fn geometry_of_kmalloc_classes() {
+        // size-32: HWCACHE halves 64 → 32; (4096-48)/36 = 112; mgmt ALIGN(48+448, 32) = 512.
+        check(geo(32, 8, HW, 1), 112, 0, 0, 0, false, 32);
+        // size-64: 4048/68 = 59; mgmt ALIGN(284, 64) = 320; 320 + 3776 = 4096.
+        check(geo(64, 8, HW, 1), 59, 0, 0, 0, false, 64);
+        // size-192: 4048/196 = 20; mgmt ALIGN(128, 64) = 128; left 4096-3840-128 = 128 → 2 colours.
+        check(geo(192, 8, HW, 1), 20, 0, 128, 2, false, 192);
+        // size-256: 4048/260 = 15; mgmt 128; left 128.
+        check(geo(256, 8, HW, 1), 15, 0, 128, 2, false, 256);
+        // size-512: off-slab (>= 512), 8 objects, descriptor 48 + 32 = 80 B (size-128).
+        let g = geo(512, 8, HW, 1);
+        check(g, 8, 0, 0, 0, true, 512);
+        assert_eq!(g.slab_size, 80);
+        // size-4096: off-slab, 1 object, descriptor 52 B.
+        let g = geo(4096, 8, HW, 1);
+        check(g, 1, 0, 0, 0, true, 4096);
+        assert_eq!(g.slab_size, 52);
+        // size-8192: order 0 holds none; order 1 one object; stops at break order 1.
+        check(geo(8192, 8, HW, 1), 1, 1, 0, 0, true, 8192);
+        check(geo(4 << 20, 8, HW, 1), 1, 10, 0, 0, true, 4 << 20);
+    }
+
+    #[test]
+    fn geometry_of_plain_caches() {
+        // 100 → 104 (word); 4048/108 = 37; mgmt ALIGN(48+148, 8) = 200; left 4096-3848-200 = 48.
+        check(geo(100, 0, SlabFlags::NONE, 1), 37, 0, 48, 0, false, 104);
+        // 100 with HWCACHE: 128 stride; 4048/132 = 30; mgmt ALIGN(168, 64) = 192; left 64 → 1 colour.
+        check(geo(100, 0, HW, 1), 30, 0, 64, 1, false, 128);
+        // 32 plain: 112 objects, mgmt ALIGN(496, 8) = 496, left 16.
+        check(geo(32, 0, SlabFlags::NONE, 1), 112, 0, 16, 0, false, 32);
+        // 1000: off-slab candidate, 4 objects, left 96 ≥ descriptor ALIGN(64, 8) = 64 → moved
+        // back on-slab, left 32.
+        check(geo(1000, 0, SlabFlags::NONE, 1), 4, 0, 32, 0, false, 1000);
+        // 4096 plain: off-slab, 1 object per page.
+        check(geo(4096, 0, SlabFlags::NONE, 1), 1, 0, 0, 0, true, 4096);
+        // 8192 plain: order 1.
+        check(geo(8192, 0, SlabFlags::NONE, 1), 1, 1, 0, 0, true, 8192);
+        // Caller alignment 256 on a 200-byte object: stride 256, colour_off 256.
+        let g = geo(200, 256, SlabFlags::NONE, 1);
+        assert_eq!((g.size, g.align, g.colour_off), (256, 256, 256));
+    }
+
+    #[test]
+    fn break_order_and_waste_stop() {
+        // 1100 → 1104. Order 0: 3 objects, left 784 (784·8 > 4096, keep looking if allowed).
+        // Break order 1: order 1 holds 7, left 464; descriptor ALIGN(76, 8) = 80 moves on-slab →
+        // left 384, 6 colours.
+        check(geo(1100, 0, SlabFlags::NONE, 1), 7, 1, 384, 6, false, 1104);
+        // Break order 0: stays at order 0; descriptor 64 on-slab, left 720, 11 colours.
+        check(geo(1100, 0, SlabFlags::NONE, 0), 3, 0, 720, 11, false, 1104);
+        // SLAB_RECLAIM_ACCOUNT stops at the first order that fits.
+        let g = geo(1100, 0, SlabFlags::RECLAIM_ACCOUNT, 1);
+        assert_eq!((g.num, g.gfporder), (3, 0));
+    }
+
+    #[test]
+    fn cache_estimate_and_offslab_guard() {
+        assert_eq!(cache_estimate(0, 32, 32, false), (0, 112));
+        assert_eq!(cache_estimate(0, 104, 8, false), (48, 37));
+        assert_eq!(cache_estimate(1, 1104, 8, true), (464, 7));
+        assert_eq!(cache_estimate(0, 8192, 8, true), (4096, 0));
+        // An off-slab cache of 64-byte objects would need a descriptor bigger than an object:
+        // the recursion guard refuses every order.
+        assert_eq!(calculate_slab_order(64, 8, true, false, 1), (0, 0, 0));
+    }
+
+    #[test]
+    fn impossible_geometry_is_an_error() {
+        assert!(kmem_cache_geometry(64 << 20, 0, SlabFlags::NONE, false, 1, 64).is_err());
+    }
+
+    #[test]
+    fn enable_cpucache_table() {
+        assert_eq!(cpucache_tunables(32, 2), (120, 60, 8));
+        assert_eq!(cpucache_tunables(256, 2), (120, 60, 8));
+        assert_eq!(cpucache_tunables(257, 2), (54, 27, 8));
+        assert_eq!(cpucache_tunables(1024, 2), (54, 27, 8));
+        assert_eq!(cpucache_tunables(1025, 2), (24, 12, 8));
+        assert_eq!(cpucache_tunables(4096, 2), (24, 12, 8));
+        assert_eq!(cpucache_tunables(4097, 2), (8, 4, 0));
+        assert_eq!(cpucache_tunables(131_072, 2), (8, 4, 0));
+        assert_eq!(cpucache_tunables(131_073, 2), (1, 1, 0));
+        assert_eq!(
+            cpucache_tunables(64, 1),
+            (120, 60, 0),
+            "no shared array on one CPU"
+        );
+    }
+
+    #[test]
+    fn free_limit_formula() {
+        assert_eq!(free_limit(2, 60, 59), 239);
+        assert_eq!(free_limit(0, 60, 37), 97);
+        assert_eq!(free_limit(1, 1, 37), 39);
+    }
+
+    #[test]
+    fn kmem_cache_layout_has_room_for_every_cpu_and_node() {
+        let (size, a, n) = kmem_cache_layout(2, 4);
+        assert_eq!(a % 64, 0);
+        assert_eq!(n, a + 2 * 64);
+        assert_eq!(size, n + 4 * 8);
+    }
+}

@@ -513,6 +513,19 @@ impl Slab {
         self.kmem_cache_tune(h, to_u32(limit)?, to_u32(batch)?, to_u32(shared)?)
     }
 
+    /// `kmem_cache_shrink` of every cache, kmalloc caches and `cache_cache` included (what
+    /// "drop caches" would do): afterwards only slabs with live objects remain.
+    pub fn shrink_all(&self) {
+        let g = self.g();
+        let _chain = g.chain_lock();
+        // SAFETY: chain stable under its mutex; each cache live.
+        unsafe {
+            for link in ListHead::iter(g.cache_chain_head()) {
+                g.__cache_shrink(cache_from_chain(link));
+            }
+        }
+    }
+
     /// Runs `cache_reap` as CPU `cpu` would. Returns slabs given back.
     pub fn cache_reap(&self, cpu: usize) -> usize {
         self.g().cache_reap(cpu)

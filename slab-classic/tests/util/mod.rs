@@ -1,0 +1,58 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use common::{PageProvider, ProviderConfig, Topology};
+use slab_classic::{Slab, SlabSettings};
+
+/// A provider over `nodes` fake NUMA nodes (2 CPUs), `mib` MiB per node.
+pub fn provider(nodes: usize, mib: usize) -> PageProvider {
+    let topo = Topology::uniform(1, 2)
+        .unwrap()
+        .with_fake_numa(nodes)
+        .unwrap();
+    PageProvider::new(&ProviderConfig::small(topo, mib)).unwrap()
+}
+
+/// A provider with a global page limit.
+pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
+    let topo = Topology::uniform(1, 2).unwrap();
+    let mut cfg = ProviderConfig::small(topo, mib);
+    cfg.page_limit = Some(page_limit);
+    PageProvider::new(&cfg).unwrap()
+}
+
+/// An instance with stats on.
+pub fn slab(p: &PageProvider) -> Slab {
+    Slab::new(
+        p,
+        SlabSettings {
+            stats: true,
+            ..SlabSettings::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Pins the calling thread to the first CPU it may use and returns it.
+pub fn pin_first() -> usize {
+    let cpus = common::pin::allowed_cpus();
+    let c = cpus[0];
+    common::pin::pin_to_cpu(c).expect("pin test thread");
+    c
+}
+
+/// Fills `len` bytes at `p` with a pattern derived from `seed`.
+pub fn fill(p: *mut u8, len: usize, seed: u64) {
+    for i in 0..len {
+        // SAFETY: the caller owns `len` bytes at `p`.
+        unsafe { *p.add(i) = (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8 };
+    }
+}
+
+/// Checks the pattern written by `fill`.
+pub fn check(p: *const u8, len: usize, seed: u64) -> bool {
+    (0..len).all(|i| {
+        // SAFETY: the caller owns `len` bytes at `p`.
+        unsafe { *p.add(i) == (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8 }
+    })
+}
