@@ -1,1 +1,618 @@
-//! slub: Linux 6.4 SLUB on the slabworks page provider (issue 5).
+//! # slub — Linux 6.4 SLUB on the slabworks page provider (issue 5)
+//!
+//! A port of `mm/slub.c` as Linux 6.4 shipped it (before sheaves), with the kernel's function
+//! names so the two can be read side by side. Every byte — object slabs, the `kmem_cache` and
+//! `kmem_cache_node` structures, the per-CPU `kmem_cache_cpu` arrays — comes from the
+//! [`PageProvider`]; nothing on an allocation or free path touches the Rust heap.
+//!
+//! ## Layers (dependencies point down)
+//! ```text
+//!   lib.rs      Slub: the SlabAllocator API, settings, handles, errors
+//!   kmalloc.rs  kmalloc-8 … kmalloc-8k, kmalloc_large, kfree, ksize
+//!   merge.rs    find_mergeable / __kmem_cache_alias       bootstrap.rs  kmem_cache_init, bootstrap()
+//!   fastpath.rs slab_alloc_node / do_slab_free            (lockless, kmem_cache_cpu {freelist, tid})
+//!   slowpath.rs ___slab_alloc / __slab_free / deactivate_slab / per-CPU partials / new_slab
+//!   node.rs     kmem_cache_node: partial list, list_lock, shrink
+//!   cache.rs    kmem_cache: kmem_cache_open, calculate_sizes, calculate_order, oo
+//!   freeptr.rs  get_freepointer / set_freepointer / freelist_ptr (hardening)
+//!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
+//! ```
+//!
+//! ## Call tree, fast to slow
+//! ```text
+//! kmem_cache_alloc[_node] / kmalloc[_node]
+//!   └ slab_alloc_node                     fastpath: pop c->freelist, cmpxchg16b (freelist, tid)
+//!       └ __slab_alloc → ___slab_alloc     slowpath (#[cold]), under c->lock
+//!           ├ get_freelist                 take the CPU slab's remote-freed objects (cmpxchg slab)
+//!           ├ deactivate_slab              CPU slab of the wrong node / exhausted
+//!           ├ per-CPU partial pop          c->partial → c->slab
+//!           ├ get_partial → get_partial_node → acquire_slab, put_cpu_partial
+//!           │             └ get_any_partial (remote_node_defrag_ratio)
+//!           └ new_slab → allocate_slab     provider.alloc_pages (oo, then min)
+//! kmem_cache_free / kfree
+//!   └ do_slab_free                        fastpath: object of c->slab → push on c->freelist
+//!       └ __slab_free                      cmpxchg slab {freelist, counters}
+//!           ├ put_cpu_partial → __unfreeze_partials   (drain when cpu_partial_slabs reached)
+//!           └ add_partial / remove_partial / discard_slab
+//! kmem_cache_shrink → flush_all → __kmem_cache_do_shrink
+//! ```
+//!
+//! ## Lock order (as `mm/slub.c` 6.4 numbers it)
+//! 1. `slab_mutex` ([`Slub`]'s cache list): the list of caches, aliases (`refcount`,
+//!    `object_size`/`inuse` raised by `__kmem_cache_alias`), creation and destruction.
+//! 2. `kmem_cache_node::list_lock` (spinlock): `partial` list, `nr_partial` (written only under
+//!    it; read racily as a hint), and the `slab_list` link of every slab on it.
+//! 3. `kmem_cache_cpu::lock` (local lock, one per CPU slot): `c->slab`, `c->partial` (the chain
+//!    through `Page::private`, `Page::slabs`), and the right to *change* `c->freelist`/`c->tid`
+//!    other than by the fast path's pop/push.
+//! 4. The slab's `{freelist, counters}` double word: not a lock but a 16-byte `cmpxchg`, the only
+//!    way `inuse`, `frozen` and the slab freelist change once a slab is published.
+//! 5. The page provider's node lock (leaf).
+//!
+//! ## What runs without a lock, and why it is still correct
+//! - **The fast paths** change only `c->freelist` by one `cmpxchg16b` on `{freelist, tid}`. The
+//!   tid starts at the CPU slot number and advances by `TID_STEP` (a power of two ≥ `NR_CPUS`),
+//!   so it names the slot and the event: a thread that read slot A and was then migrated to CPU
+//!   B still compares against A's pair, and any pop, push or slow-path change of A since its read
+//!   moved A's tid on, so its `cmpxchg` fails and it retries. The instruction carries the lock
+//!   prefix (`common::dword`), so two threads that both believe they are on A (one migrated in
+//!   mid-sequence) are serialised by the hardware instead of by disabled preemption.
+//! - **Slow-path changes of a CPU slot.** The kernel's slow path changes `c->slab` and
+//!   `c->freelist` with plain stores, safe because the local lock also keeps that CPU's fast path
+//!   out (IRQs/preemption off). A user-space thread on another CPU may still run the fast path on
+//!   the same slot, so here the slow path first *marks the tid busy* (`TID_BUSY`, by
+//!   `cmpxchg16b`) — no fast-path `cmpxchg` on that slot can then succeed, and a fast path that
+//!   sees the busy tid takes the slow path — and publishes the new `{freelist, tid + TID_STEP}`
+//!   with a second `cmpxchg16b` when done. That is the one deliberate deviation in the locking.
+//! - **Remote frees** (`__slab_free`) and freezing/unfreezing change a slab only by `cmpxchg` of
+//!   its `{freelist, counters}`; `frozen` slabs belong to one CPU slot and are not on node lists.
+//!
+//! ## Invariants (checked by `validate()`)
+//! - A slab on a node's partial list is not frozen, has `0 < free`, `inuse == objects − |freelist|`
+//!   and `slab_cache == s`; `nr_partial` is the list length.
+//! - `c->freelist` non-null implies `c->slab` non-null and the objects belong to `c->slab`.
+//! - `Σ nr_slabs`, `Σ total_objects` per node count every slab of the cache, listed or not.
+
+mod bootstrap;
+mod cache;
+mod fastpath;
+mod freeptr;
+mod kmalloc;
+mod merge;
+mod node;
+mod slowpath;
+mod stats;
+mod validate;
+
+pub use cache::{
+    calc_slab_order, calculate_alignment, calculate_order, calculate_sizes, min_partial_for,
+    set_cpu_partial_for, CacheLayout, KmemCacheOrderObjects, OO_SHIFT,
+};
+pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
+pub use freeptr::swab;
+pub use stats::{CacheAttrs, StatItem};
+
+use cache::KmemCache;
+use common::api::{check_cache_args, new_instance_id};
+use common::percpu::cpu_id;
+use common::sizes::slub as kmalloc_sizes;
+use common::sync::SpinLock;
+use common::{
+    CacheHandle, Ctor, Gfp, MemoryUsage, Owner, PageProvider, SlabAllocator, SlabError, SlabFlags,
+    SlabInfo,
+};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// "No node preference" (`NUMA_NO_NODE`).
+pub const NUMA_NO_NODE: usize = usize::MAX;
+
+/// Which kernel's constants to use where 2.6.32 and 6.4 differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Era {
+    /// Linux 6.4: `min_partial = clamp(ilog2(size)/2, 5, 10)`, free pointer in the middle of the
+    /// object, per-CPU partial slabs, `min_objects` from the CPU count.
+    V6_4,
+    /// Linux 2.6.32: `min_partial = clamp(ilog2(size), 5, 10)`, free pointer at offset 0, no
+    /// per-CPU partial slabs (they came in 3.2), `min_objects` from `nr_cpu_ids`.
+    V2_6_32,
+}
+
+/// The boot options, as one struct (`slub_min_order=`, `slub_max_order=`, `slub_min_objects=`,
+/// `slab_nomerge`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlubSettings {
+    /// 6.4 or 2.6.32 formulas.
+    pub era: Era,
+    /// `slub_min_order` (default 0).
+    pub slub_min_order: usize,
+    /// `slub_max_order` (default `PAGE_ALLOC_COSTLY_ORDER` = 3).
+    pub slub_max_order: usize,
+    /// `slub_min_objects` (0 = automatic, `4·(fls(nr_cpus)+1)`).
+    pub slub_min_objects: usize,
+    /// `slab_nomerge`: never merge caches.
+    pub slab_nomerge: bool,
+    /// Override of every cache's `cpu_partial` (objects), like writing the sysfs file.
+    pub cpu_partial: Option<usize>,
+    /// Override of every cache's `min_partial`.
+    pub min_partial: Option<usize>,
+    /// `CONFIG_SLAB_FREELIST_HARDENED`: encoded free pointers and the naive double-free check.
+    pub freelist_hardened: bool,
+    /// `CONFIG_SLUB_STATS`: the 26 per-CPU stat counters.
+    pub stats: bool,
+    /// `remote_node_defrag_ratio` of new caches, in the sysfs unit (0..=100, default 100 =
+    /// the kernel's internal 1000).
+    pub remote_node_defrag_ratio: usize,
+    /// Seed for the per-cache `random` of the hardened free pointer (0: from the clock).
+    pub random_seed: u64,
+}
+
+impl Default for SlubSettings {
+    fn default() -> Self {
+        Self {
+            era: Era::V6_4,
+            slub_min_order: 0,
+            slub_max_order: 3,
+            slub_min_objects: 0,
+            slab_nomerge: false,
+            cpu_partial: None,
+            min_partial: None,
+            freelist_hardened: false,
+            stats: false,
+            remote_node_defrag_ratio: 100,
+            random_seed: 0,
+        }
+    }
+}
+
+impl SlubSettings {
+    /// The 2.6.32 era with otherwise default settings.
+    pub fn v2_6_32() -> Self {
+        Self {
+            era: Era::V2_6_32,
+            ..Self::default()
+        }
+    }
+}
+
+/// `slab_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum SlabState {
+    /// No slab functionality yet.
+    Down = 0,
+    /// `kmem_cache_node` works (SLUB's `PARTIAL`).
+    Partial = 1,
+    /// kmalloc caches exist.
+    Up = 2,
+    /// Everything up.
+    Full = 3,
+}
+
+/// The cache list under `slab_mutex` (newest first, so iteration is the kernel's
+/// `list_for_each_entry_reverse` over `slab_caches`).
+pub(crate) struct SlabCaches {
+    pub(crate) head: *mut KmemCache,
+}
+
+// SAFETY: the raw pointer names a KmemCache in provider memory; it is only followed under the
+// mutex that wraps this struct.
+unsafe impl Send for SlabCaches {}
+
+/// One SLUB allocator instance.
+pub struct Slub {
+    pub(crate) provider: PageProvider,
+    pub(crate) settings: SlubSettings,
+    pub(crate) instance: u32,
+    pub(crate) nr_cpu_ids: usize,
+    pub(crate) nr_nodes: usize,
+    pub(crate) slab_state: AtomicU8,
+    pub(crate) slab_mutex: SpinLock<SlabCaches>,
+    /// The cache of `kmem_cache` structures (after bootstrap: an object of itself).
+    pub(crate) kmem_cache: *mut KmemCache,
+    /// The cache of `kmem_cache_node` structures.
+    pub(crate) kmem_cache_node: *mut KmemCache,
+    /// `kmalloc_caches[KMALLOC_NORMAL][]`, by position in `common::sizes::slub`.
+    pub(crate) kmalloc_caches: [*mut KmemCache; kmalloc_sizes::NR],
+    pub(crate) random_state: core::sync::atomic::AtomicU64,
+}
+
+// SAFETY: every raw pointer in Slub names provider memory owned by this instance for its whole
+// life; all shared mutable state behind them is synchronised as the crate header describes.
+unsafe impl Send for Slub {}
+// SAFETY: see Send.
+unsafe impl Sync for Slub {}
+
+/// `KMALLOC_MAX_SIZE`: the largest `kmalloc` and `kmem_cache_create` size (4 MiB).
+pub const KMALLOC_MAX_SIZE: usize = common::sizes::slub_index::KMALLOC_MAX_SIZE;
+
+impl Slub {
+    /// Builds an allocator on `provider` (`kmem_cache_init`: boot caches, bootstrap, kmalloc
+    /// caches). `Err(NoMemory)` if the provider cannot hold the boot structures (everything
+    /// taken so far is given back).
+    pub fn new(provider: &PageProvider, settings: SlubSettings) -> Result<Slub, SlabError> {
+        let mut settings = settings;
+        if settings.slub_max_order >= common::MAX_ORDER {
+            settings.slub_max_order = common::MAX_ORDER - 1;
+        }
+        // As setup_slub_min_order does: max order is at least the min order.
+        settings.slub_max_order = settings.slub_max_order.max(settings.slub_min_order);
+        if settings.slub_min_order >= common::MAX_ORDER {
+            return Err(SlabError::TooLarge {
+                size: common::PAGE_SIZE << settings.slub_min_order,
+                max: common::PAGE_SIZE << (common::MAX_ORDER - 1),
+            });
+        }
+        let seed = if settings.random_seed != 0 {
+            settings.random_seed
+        } else {
+            clock_seed()
+        };
+        let topo = provider.topology();
+        let mut sl = Slub {
+            provider: provider.clone(),
+            settings,
+            instance: new_instance_id(),
+            nr_cpu_ids: topo.nr_cpu_ids().max(1),
+            nr_nodes: provider.nr_nodes(),
+            slab_state: AtomicU8::new(SlabState::Down as u8),
+            slab_mutex: SpinLock::new(SlabCaches {
+                head: core::ptr::null_mut(),
+            }),
+            kmem_cache: core::ptr::null_mut(),
+            kmem_cache_node: core::ptr::null_mut(),
+            kmalloc_caches: [core::ptr::null_mut(); kmalloc_sizes::NR],
+            random_state: core::sync::atomic::AtomicU64::new(seed),
+        };
+        bootstrap::kmem_cache_init(&mut sl)?;
+        Ok(sl)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &SlubSettings {
+        &self.settings
+    }
+
+    /// `slab_state`.
+    pub fn slab_state(&self) -> SlabState {
+        match self.slab_state.load(Ordering::Acquire) {
+            0 => SlabState::Down,
+            1 => SlabState::Partial,
+            2 => SlabState::Up,
+            _ => SlabState::Full,
+        }
+    }
+
+    pub(crate) fn set_state(&self, st: SlabState) {
+        self.slab_state.store(st as u8, Ordering::Release);
+    }
+
+    /// `get_random_long()` stand-in (splitmix64 over a seed).
+    pub(crate) fn get_random_long(&self) -> usize {
+        let x = self
+            .random_state
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as usize
+    }
+
+    /// `numa_mem_id()`: the node of the CPU we run on.
+    #[inline(always)]
+    pub(crate) fn numa_mem_id(&self) -> usize {
+        let n = self.provider.topology().cpu_to_node(cpu_id());
+        if n < self.nr_nodes {
+            n
+        } else {
+            0
+        }
+    }
+
+    /// The cache a handle names, checked: `ForeignCache` for another instance's handle or a
+    /// destroyed cache.
+    pub(crate) fn cache_of(&self, h: CacheHandle) -> Result<&KmemCache, SlabError> {
+        if h.instance() != self.instance {
+            return Err(SlabError::ForeignCache);
+        }
+        let addr = h.ptr().as_ptr() as usize;
+        // The structure must be a live object of the kmem_cache cache.
+        let page = self
+            .provider
+            .virt_to_head_page(addr)
+            .ok_or(SlabError::ForeignCache)?;
+        // SAFETY: the descriptor is in the provider's mem_map.
+        let pg = unsafe { page.as_ref() };
+        if !pg.is_slab() || pg.cache() != self.kmem_cache as usize {
+            return Err(SlabError::ForeignCache);
+        }
+        // SAFETY: the address is inside a slab of the kmem_cache cache; the magic word tells a
+        // live kmem_cache from a freed object (destroy clears it before freeing).
+        let s = unsafe { &*(addr as *const KmemCache) };
+        if !s.is_live(self.instance) {
+            return Err(SlabError::ForeignCache);
+        }
+        Ok(s)
+    }
+
+    pub(crate) fn handle_of(&self, s: *mut KmemCache) -> CacheHandle {
+        // SAFETY-free: s is never null here (callers pass a created cache).
+        CacheHandle::new(
+            NonNull::new(s.cast::<u8>()).expect("cache pointer"),
+            self.instance,
+        )
+    }
+
+    /// The handle of the kmalloc cache that serves `size` (None above 8 KiB or for 0).
+    pub fn kmalloc_cache(&self, size: usize) -> Option<CacheHandle> {
+        let pos = common::sizes::slub_index::find_position(size)?;
+        Some(self.handle_of(self.kmalloc_caches[pos]))
+    }
+
+    /// The sysfs-style attributes of a cache (`/sys/kernel/slab/<cache>/…`).
+    pub fn cache_attrs(&self, cache: CacheHandle) -> Result<CacheAttrs, SlabError> {
+        let s = self.cache_of(cache)?;
+        Ok(stats::cache_attrs(self, s))
+    }
+
+    /// Writes `min_partial` (sysfs, rw).
+    pub fn set_min_partial(&self, cache: CacheHandle, v: usize) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        s.min_partial.store(v, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes `cpu_partial` (sysfs, rw; objects). Refused (`BadAlign` is not apt, so
+    /// `ZeroSize` is not either): a non-zero value for a cache without per-CPU partials is
+    /// ignored, as the kernel returns -EINVAL.
+    pub fn set_cpu_partial(&self, cache: CacheHandle, objects: usize) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        if objects != 0 && !s.has_cpu_partial {
+            return Err(SlabError::BadName);
+        }
+        cache::slub_set_cpu_partial(s, objects);
+        flush_all(s);
+        Ok(())
+    }
+
+    /// One stat item of one cache (summed over CPUs; 0 with stats off).
+    pub fn cache_stat(&self, cache: CacheHandle, item: StatItem) -> Result<u64, SlabError> {
+        let s = self.cache_of(cache)?;
+        Ok(s.stats.sum(item as usize))
+    }
+
+    /// Clears one cache's counters (writing 0 to a stat file).
+    pub fn clear_stats(&self, cache: CacheHandle) -> Result<(), SlabError> {
+        self.cache_of(cache)?.stats.clear();
+        Ok(())
+    }
+
+    /// `validate` of one cache (`validate_slab_cache`): flushes, walks every listed slab.
+    pub fn validate_cache(&self, cache: CacheHandle) -> Result<(), String> {
+        let s = self.cache_of(cache).map_err(|e| e.to_string())?;
+        validate::validate_slab_cache(self, s)
+    }
+
+    /// The `tid` of one CPU slot of a cache (tests, introspection).
+    pub fn cpu_tid(&self, cache: CacheHandle, cpu: usize) -> Result<usize, SlabError> {
+        let s = self.cache_of(cache)?;
+        Ok(s.cpu_slab.get(cpu).tid())
+    }
+
+    /// Number of CPU slots (`nr_cpu_ids`).
+    pub fn nr_cpu_ids(&self) -> usize {
+        self.nr_cpu_ids
+    }
+
+    /// Flushes every CPU slab and per-CPU partial list of a cache (`flush_all`).
+    pub fn flush_all(&self, cache: CacheHandle) -> Result<(), SlabError> {
+        flush_all(self.cache_of(cache)?);
+        Ok(())
+    }
+
+    /// Calls `f` for every cache (under `slab_mutex`).
+    pub(crate) fn for_each_cache(&self, mut f: impl FnMut(&KmemCache)) {
+        let list = self.slab_mutex.lock();
+        let mut p = list.head;
+        while !p.is_null() {
+            // SAFETY: caches on the list are live while slab_mutex is held.
+            let s = unsafe { &*p };
+            f(s);
+            p = s.next.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The handle of the cache named `name` (for the harness and tests).
+    pub fn find_cache(&self, name: &str) -> Option<CacheHandle> {
+        let mut found = None;
+        self.for_each_cache(|s| {
+            if found.is_none() && s.name.as_str() == name {
+                found = Some(core::ptr::from_ref(s).cast_mut());
+            }
+        });
+        found.map(|p| self.handle_of(p))
+    }
+
+    /// Per-item totals over all caches.
+    pub fn stat_totals(&self) -> [u64; StatItem::COUNT] {
+        let mut t = [0u64; StatItem::COUNT];
+        self.for_each_cache(|s| {
+            for (i, v) in s.stats.totals().iter().enumerate() {
+                t[i] += v;
+            }
+        });
+        t
+    }
+}
+
+fn clock_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    t ^ (core::ptr::from_ref(&local) as u64).rotate_left(29) ^ 0x5bd1_e995
+}
+
+pub(crate) use slowpath::flush_all;
+
+impl Drop for Slub {
+    fn drop(&mut self) {
+        bootstrap::teardown(self);
+    }
+}
+
+impl SlabAllocator for Slub {
+    fn name(&self) -> &'static str {
+        "slub"
+    }
+
+    fn provider(&self) -> &PageProvider {
+        &self.provider
+    }
+
+    fn kmem_cache_create(
+        &self,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+    ) -> Result<CacheHandle, SlabError> {
+        let cname = check_cache_args(name, size, align, KMALLOC_MAX_SIZE)?;
+        let s = merge::kmem_cache_create_usercopy(self, cname, size, align, flags, ctor)?;
+        Ok(self.handle_of(s))
+    }
+
+    #[inline]
+    fn kmem_cache_alloc(&self, cache: CacheHandle, gfp: Gfp) -> Option<NonNull<u8>> {
+        let s = self.cache_of(cache).ok()?;
+        fastpath::slab_alloc_node(self, s, gfp, NUMA_NO_NODE)
+    }
+
+    fn kmem_cache_alloc_node(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        node: usize,
+    ) -> Option<NonNull<u8>> {
+        let s = self.cache_of(cache).ok()?;
+        let node = if node < self.nr_nodes {
+            node
+        } else {
+            NUMA_NO_NODE
+        };
+        fastpath::slab_alloc_node(self, s, gfp, node)
+    }
+
+    #[inline]
+    unsafe fn kmem_cache_free(
+        &self,
+        cache: CacheHandle,
+        obj: NonNull<u8>,
+    ) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        let (slab, owner) = kmalloc::virt_to_slab(self, obj.as_ptr() as usize)?;
+        if !core::ptr::eq(owner, s) {
+            return Err(SlabError::WrongCache(obj.as_ptr() as usize));
+        }
+        // SAFETY: obj is checked to be an object start of a slab of s; the caller promises it
+        // is live and no longer used.
+        unsafe { fastpath::do_slab_free(self, s, slab, obj.as_ptr() as usize) }
+    }
+
+    #[inline]
+    fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
+        kmalloc::kmalloc_node(self, size, gfp, NUMA_NO_NODE)
+    }
+
+    fn kmalloc_node(&self, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+        let node = if node < self.nr_nodes {
+            node
+        } else {
+            NUMA_NO_NODE
+        };
+        kmalloc::kmalloc_node(self, size, gfp, node)
+    }
+
+    #[inline]
+    unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
+        // SAFETY: forwarded contract.
+        unsafe { kmalloc::kfree(self, ptr) }
+    }
+
+    unsafe fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
+        kmalloc::ksize(self, ptr.as_ptr() as usize)
+    }
+
+    fn kmem_cache_shrink(&self, cache: CacheHandle) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        node::kmem_cache_shrink(self, s);
+        Ok(())
+    }
+
+    unsafe fn kmem_cache_destroy(&self, cache: CacheHandle) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        // SAFETY: forwarded contract (nobody uses the cache any more).
+        unsafe { merge::kmem_cache_destroy(self, core::ptr::from_ref(s).cast_mut()) }
+    }
+
+    fn for_each_slabinfo(&self, f: &mut dyn FnMut(&SlabInfo)) {
+        self.for_each_cache(|s| f(&validate::get_slabinfo(self, s)));
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut caches = [core::ptr::null::<KmemCache>(); 256];
+        let mut n = 0;
+        let mut more = false;
+        self.for_each_cache(|s| {
+            if n < caches.len() {
+                caches[n] = s;
+                n += 1;
+            } else {
+                more = true;
+            }
+        });
+        for &p in &caches[..n] {
+            // SAFETY: validate() must not run concurrently with kmem_cache_destroy of the same
+            // cache (as the sysfs file cannot outlive its cache); caches stay live otherwise.
+            let s = unsafe { &*p };
+            validate::validate_slab_cache(self, s).map_err(|e| format!("cache {}: {e}", s.name))?;
+        }
+        if more {
+            return Err("more than 256 caches: not all validated".into());
+        }
+        self.provider.check_invariants()
+    }
+
+    fn memory_usage(&self) -> MemoryUsage {
+        MemoryUsage::from_provider(&self.provider, Owner::Slub)
+    }
+
+    fn for_each_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let t = self.stat_totals();
+        for (i, name) in StatItem::NAMES.iter().enumerate() {
+            f(name, t[i]);
+        }
+    }
+
+    fn settings_summary(&self) -> String {
+        let s = &self.settings;
+        format!(
+            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={}",
+            match s.era {
+                Era::V6_4 => "6.4",
+                Era::V2_6_32 => "2.6.32",
+            },
+            s.slub_min_order,
+            s.slub_max_order,
+            s.slub_min_objects,
+            s.slab_nomerge,
+            s.cpu_partial.map_or("auto".to_string(), |v| v.to_string()),
+            s.min_partial.map_or("auto".to_string(), |v| v.to_string()),
+            s.freelist_hardened,
+            s.stats,
+            s.remote_node_defrag_ratio
+        )
+    }
+}

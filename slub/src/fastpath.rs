@@ -1,0 +1,185 @@
+//! The lockless fast paths `slab_alloc_node` and `do_slab_free` over
+//! `kmem_cache_cpu {freelist, tid}` (mm/slub.c 6.4 `__slab_alloc_node`, `do_slab_free`).
+//!
+//! # Transaction ids
+//! `tid` starts at the CPU (slot) number ([`init_tid`]) and advances by [`TID_STEP`], a power of
+//! two at least `NR_CPUS`, on every change of the slot's `freelist`: so `tid % TID_STEP` names the
+//! CPU and `tid / TID_STEP` counts events ([`tid_to_cpu`], [`tid_to_event`]).
+//!
+//! # Why a thread that migrates mid-sequence is still correct
+//! The sequence is: pick the slot `c` of the CPU we run on; read `tid`, then `freelist` and
+//! `slab`; compute; `cmpxchg16b` `(freelist, tid) → (new, tid + TID_STEP)` on *that same slot*.
+//! If the thread is preempted or migrated anywhere in between, either nothing happened to `c`
+//! meanwhile — then the values it read are still the slot's state and the commit is exactly as
+//! if it had not moved — or something changed `c->freelist` (another thread's pop/push, or a
+//! slow path), which always moved `tid` on, so the commit fails and the sequence restarts on the
+//! CPU it now runs on. Because the tid counts events it cannot come back to an old value (no
+//! ABA), and because it encodes the slot a value read from one slot never matches another's.
+//! The instruction is `lock cmpxchg16b`, atomic across CPUs, which the kernel's CPU-local
+//! `this_cpu_cmpxchg_double` does not need but user space does: two threads can be on the same
+//! slot at once. Slow paths that change the slot mark the tid busy first ([`TID_BUSY`], see the
+//! crate header), so they never interleave with a commit.
+
+use crate::cache::{KmemCache, KmemCacheCpu};
+use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};
+use crate::stats::StatItem::{ALLOC_FASTPATH, CMPXCHG_DOUBLE_CPU_FAIL, FREE_FASTPATH};
+use crate::{Slub, NUMA_NO_NODE};
+use common::{Gfp, Page, SlabError, NR_CPUS};
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+/// `TID_STEP = roundup_pow_of_two(CONFIG_NR_CPUS)` (preemptible kernels).
+pub const TID_STEP: usize = NR_CPUS.next_power_of_two();
+/// Set in `tid` while a slow path rewrites the slot (user-space addition, see crate header).
+pub const TID_BUSY: usize = 1 << (usize::BITS - 1);
+
+/// `init_tid(cpu)`.
+pub const fn init_tid(cpu: usize) -> usize {
+    cpu
+}
+/// `next_tid(tid)`.
+pub const fn next_tid(tid: usize) -> usize {
+    tid + TID_STEP
+}
+/// `tid_to_cpu(tid)`.
+pub const fn tid_to_cpu(tid: usize) -> usize {
+    (tid & !TID_BUSY) % TID_STEP
+}
+/// `tid_to_event(tid)`.
+pub const fn tid_to_event(tid: usize) -> usize {
+    (tid & !TID_BUSY) / TID_STEP
+}
+
+impl KmemCacheCpu {
+    /// Under `self.lock`: marks the `{freelist, tid}` pair busy so no fast path can commit on it,
+    /// and returns `(freelist, tid)` as they were.
+    #[inline]
+    pub(crate) fn begin_update(&self) -> (usize, usize) {
+        debug_assert!(self.lock.is_locked());
+        loop {
+            let tid = self.fl_tid.hi(Ordering::Acquire);
+            let fl = self.fl_tid.lo(Ordering::Acquire);
+            debug_assert_eq!(tid & TID_BUSY, 0, "nested slow-path update of a CPU slot");
+            if self.fl_tid.cmpxchg((fl, tid), (fl, tid | TID_BUSY)) {
+                return (fl, tid);
+            }
+        }
+    }
+
+    /// Ends [`Self::begin_update`]: publishes `freelist` with `next_tid(tid)`.
+    #[inline]
+    pub(crate) fn end_update(&self, old: (usize, usize), freelist: usize) {
+        let ok = self
+            .fl_tid
+            .cmpxchg((old.0, old.1 | TID_BUSY), (freelist, next_tid(old.1)));
+        assert!(ok, "kmem_cache_cpu changed while marked busy");
+    }
+
+    /// The slot's current tid (for tests and introspection).
+    pub(crate) fn tid(&self) -> usize {
+        self.fl_tid.hi(Ordering::Acquire)
+    }
+}
+
+/// `node_match(slab, node)`.
+#[inline(always)]
+pub(crate) fn node_match(sl: &Slub, slab: *mut Page, node: usize) -> bool {
+    // SAFETY-free: page_to_nid is address arithmetic on a descriptor pointer of our mem_map.
+    node == NUMA_NO_NODE
+        || sl
+            .provider
+            .page_to_nid(NonNull::new(slab).expect("CPU slab"))
+            == node
+}
+
+/// `slab_alloc_node`: pop the CPU freelist, or go to the slow path.
+#[inline(always)]
+pub(crate) fn slab_alloc_node(
+    sl: &Slub,
+    s: &KmemCache,
+    gfp: Gfp,
+    node: usize,
+) -> Option<NonNull<u8>> {
+    let object = loop {
+        let c = s.cpu_slab.this_cpu();
+        // tid first (acquire), then freelist and slab: a value of either newer than the tid
+        // makes the commit fail.
+        let tid = c.fl_tid.hi(Ordering::Acquire);
+        let object = c.fl_tid.lo(Ordering::Acquire);
+        let slab = c.slab.load(Ordering::Acquire);
+        if s.debug
+            || tid & TID_BUSY != 0
+            || object == 0
+            || slab.is_null()
+            || !node_match(sl, slab, node)
+        {
+            break crate::slowpath::__slab_alloc(sl, s, gfp, node, c)?;
+        }
+        let next = get_freepointer(s, object);
+        if c.fl_tid.cmpxchg((object, tid), (next, next_tid(tid))) {
+            s.stat(ALLOC_FASTPATH);
+            break object;
+        }
+        // note_cmpxchg_failure
+        s.stat(CMPXCHG_DOUBLE_CPU_FAIL);
+    };
+    if gfp.contains(Gfp::ZERO) {
+        // SAFETY: object is a freshly allocated object of at least object_size bytes.
+        unsafe {
+            (object as *mut u8).write_bytes(0, s.object_size.load(Ordering::Relaxed));
+        }
+    }
+    NonNull::new(object as *mut u8)
+}
+
+/// `do_slab_free` of one object: push on the CPU freelist if it belongs to the CPU slab, else
+/// `__slab_free`.
+///
+/// # Safety
+/// `object` is the start of an allocated object of `slab`, a slab of `s`, and is not used after.
+#[inline(always)]
+pub(crate) unsafe fn do_slab_free(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    object: usize,
+) -> Result<(), SlabError> {
+    loop {
+        let c = s.cpu_slab.this_cpu();
+        let tid = c.fl_tid.hi(Ordering::Acquire);
+        if s.debug || tid & TID_BUSY != 0 || slab.as_ptr() != c.slab.load(Ordering::Acquire) {
+            // SAFETY: forwarded contract.
+            return unsafe { crate::slowpath::__slab_free(sl, s, slab, object, object, 1) };
+        }
+        let freelist = c.fl_tid.lo(Ordering::Acquire);
+        if naive_double_free(s, object, freelist) {
+            return Err(SlabError::DoubleFree(object));
+        }
+        set_freepointer(s, object, freelist);
+        if c.fl_tid.cmpxchg((freelist, tid), (object, next_tid(tid))) {
+            s.stat(FREE_FASTPATH);
+            return Ok(());
+        }
+        s.stat(CMPXCHG_DOUBLE_CPU_FAIL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tid_sequence_encodes_cpu_and_event() {
+        assert_eq!(TID_STEP, 512);
+        let mut t = init_tid(3);
+        assert_eq!((tid_to_cpu(t), tid_to_event(t)), (3, 0));
+        for e in 1..=1000 {
+            t = next_tid(t);
+            assert_eq!(tid_to_cpu(t), 3);
+            assert_eq!(tid_to_event(t), e);
+        }
+        // Distinct CPUs never share a tid.
+        assert_ne!(next_tid(init_tid(0)), next_tid(init_tid(1)));
+        assert_eq!(tid_to_cpu(t | TID_BUSY), 3);
+    }
+}

@@ -1,0 +1,170 @@
+//! kmalloc (mm/slab_common.c + mm/slub.c 6.4): the `kmalloc-8` … `kmalloc-8k` caches (with 96
+//! and 192), found through `size_index[]`/`fls` (`kmalloc_slab`), `kmalloc_large` for larger
+//! requests straight from the page provider, `kfree` by the page flags, `ksize`.
+
+use crate::cache::KmemCache;
+use crate::fastpath::{do_slab_free, slab_alloc_node};
+use crate::{Slub, KMALLOC_MAX_SIZE, NUMA_NO_NODE};
+use common::provider::get_order;
+use common::sizes::slub_index::{find_position, KMALLOC_MAX_CACHE_SIZE};
+use common::{Gfp, Owner, Page, SlabError, PAGE_SIZE};
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+/// `kmalloc_slab(size)`: the kmalloc cache for `size` (1..=8192).
+#[inline(always)]
+pub(crate) fn kmalloc_slab(sl: &Slub, size: usize) -> Option<&KmemCache> {
+    let pos = find_position(size)?;
+    // SAFETY: kmalloc caches are created by kmem_cache_init and live as long as the instance.
+    Some(unsafe { &*sl.kmalloc_caches[pos] })
+}
+
+/// `__kmalloc_node` / `kmalloc_node`.
+#[inline]
+pub(crate) fn kmalloc_node(sl: &Slub, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
+    if size > KMALLOC_MAX_CACHE_SIZE {
+        return kmalloc_large_node(sl, size, gfp, node);
+    }
+    let s = kmalloc_slab(sl, size)?;
+    slab_alloc_node(sl, s, gfp, node)
+}
+
+/// `kmalloc_large_node`: whole pages for sizes above `KMALLOC_MAX_CACHE_SIZE`.
+pub(crate) fn kmalloc_large_node(
+    sl: &Slub,
+    size: usize,
+    gfp: Gfp,
+    node: usize,
+) -> Option<NonNull<u8>> {
+    if size > KMALLOC_MAX_SIZE {
+        return None;
+    }
+    let order = get_order(size);
+    let nid = if node == NUMA_NO_NODE {
+        sl.numa_mem_id()
+    } else {
+        node
+    };
+    let page = sl
+        .provider
+        .alloc_pages_gfp(nid, order, Owner::LargeKmalloc, gfp)?;
+    Some(sl.provider.page_address(page))
+}
+
+/// `virt_to_slab` with the checks `kfree` can make: the head page must be a slab of a cache of
+/// this instance, and `addr` an object start. Returns the slab and its cache.
+pub(crate) fn virt_to_slab(
+    sl: &Slub,
+    addr: usize,
+) -> Result<(NonNull<Page>, &KmemCache), SlabError> {
+    let page = sl
+        .provider
+        .virt_to_head_page(addr)
+        .ok_or(SlabError::NotOurs(addr))?;
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    if !p.is_slab() || p.owner() != Some(Owner::Slub) {
+        return Err(SlabError::NotOurs(addr));
+    }
+    let cache = p.cache();
+    if cache == 0 {
+        return Err(SlabError::NotOurs(addr));
+    }
+    // SAFETY: slab_cache of a live slab names its kmem_cache (possibly of another SLUB
+    // instance on the same provider, which the magic check tells apart).
+    let s = unsafe { &*(cache as *const KmemCache) };
+    if !s.is_live(sl.instance) {
+        return Err(SlabError::NotOurs(addr));
+    }
+    let start = sl.provider.page_address(page).as_ptr() as usize + s.red_left_pad;
+    let objects = crate::node::counters_of(page.as_ptr()).objects as usize;
+    let off = addr.wrapping_sub(start);
+    if addr < start || off % s.size != 0 || off / s.size >= objects {
+        return Err(SlabError::NotObjectStart(addr));
+    }
+    Ok((page, s))
+}
+
+/// `kfree`.
+///
+/// # Safety
+/// `ptr` is null or a live allocation of `sl` not used after the call.
+pub(crate) unsafe fn kfree(sl: &Slub, ptr: *mut u8) -> Result<(), SlabError> {
+    if ptr.is_null() {
+        return Ok(());
+    }
+    let addr = ptr as usize;
+    let page = sl
+        .provider
+        .virt_to_head_page(addr)
+        .ok_or(SlabError::NotOurs(addr))?;
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    if !p.is_slab() {
+        // free_large_kmalloc
+        if p.owner() != Some(Owner::LargeKmalloc)
+            || !p.test_flags(common::page::flags::PG_ALLOCATED)
+        {
+            return Err(SlabError::NotOurs(addr));
+        }
+        if sl.provider.page_address(page).as_ptr() as usize != addr {
+            return Err(SlabError::NotObjectStart(addr));
+        }
+        // SAFETY: a large kmalloc block the caller gives up.
+        return unsafe { sl.provider.free_pages(page, p.order as usize) }
+            .map_err(|_| SlabError::NotOurs(addr));
+    }
+    let (slab, s) = virt_to_slab(sl, addr)?;
+    // SAFETY: checked object start of a slab of s; the caller gives it up.
+    unsafe { do_slab_free(sl, s, slab, addr) }
+}
+
+/// `ksize` (`__ksize` → `slab_ksize`, or the page block size of a large kmalloc).
+pub(crate) fn ksize(sl: &Slub, addr: usize) -> Result<usize, SlabError> {
+    let page = sl
+        .provider
+        .virt_to_head_page(addr)
+        .ok_or(SlabError::NotOurs(addr))?;
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    if !p.is_slab() {
+        if p.owner() == Some(Owner::LargeKmalloc) && p.test_flags(common::page::flags::PG_ALLOCATED)
+        {
+            if sl.provider.page_address(page).as_ptr() as usize != addr {
+                return Err(SlabError::NotObjectStart(addr));
+            }
+            return Ok(PAGE_SIZE << p.order);
+        }
+        return Err(SlabError::NotOurs(addr));
+    }
+    let (_, s) = virt_to_slab(sl, addr)?;
+    Ok(slab_ksize(s))
+}
+
+/// `slab_ksize(s)`.
+pub(crate) fn slab_ksize(s: &KmemCache) -> usize {
+    use common::SlabFlags;
+    if s.flags.intersects(SlabFlags::RED_ZONE | SlabFlags::POISON) {
+        return s.object_size.load(Ordering::Relaxed);
+    }
+    if s.flags
+        .intersects(SlabFlags::TYPESAFE_BY_RCU | SlabFlags::STORE_USER)
+    {
+        return s.inuse.load(Ordering::Relaxed);
+    }
+    s.size
+}
+
+/// Frees an object of an internal cache (`kmem_cache`, `kmem_cache_node`).
+pub(crate) fn kmem_cache_free_internal(
+    sl: &Slub,
+    s: &KmemCache,
+    obj: usize,
+) -> Result<(), SlabError> {
+    let page = sl
+        .provider
+        .virt_to_head_page(obj)
+        .ok_or(SlabError::NotOurs(obj))?;
+    // SAFETY: internal objects are live objects of s, given up by the caller.
+    unsafe { do_slab_free(sl, s, page, obj) }
+}

@@ -1,0 +1,146 @@
+//! `CONFIG_SLUB_STATS`: the 26 `enum stat_item` counters of 6.4 from one list, and the
+//! sysfs-style attributes of a cache (`/sys/kernel/slab/<cache>/…`) as [`CacheAttrs`].
+
+use crate::cache::KmemCache;
+use crate::Slub;
+use core::sync::atomic::Ordering;
+
+common::define_stats! {
+    /// `enum stat_item` (include/linux/slub_def.h, 6.4), in kernel order.
+    pub enum StatItem {
+        ALLOC_FASTPATH => "alloc_fastpath",
+        ALLOC_SLOWPATH => "alloc_slowpath",
+        FREE_FASTPATH => "free_fastpath",
+        FREE_SLOWPATH => "free_slowpath",
+        FREE_FROZEN => "free_frozen",
+        FREE_ADD_PARTIAL => "free_add_partial",
+        FREE_REMOVE_PARTIAL => "free_remove_partial",
+        ALLOC_FROM_PARTIAL => "alloc_from_partial",
+        ALLOC_SLAB => "alloc_slab",
+        ALLOC_REFILL => "alloc_refill",
+        ALLOC_NODE_MISMATCH => "alloc_node_mismatch",
+        FREE_SLAB => "free_slab",
+        CPUSLAB_FLUSH => "cpuslab_flush",
+        DEACTIVATE_FULL => "deactivate_full",
+        DEACTIVATE_EMPTY => "deactivate_empty",
+        DEACTIVATE_TO_HEAD => "deactivate_to_head",
+        DEACTIVATE_TO_TAIL => "deactivate_to_tail",
+        DEACTIVATE_REMOTE_FREES => "deactivate_remote_frees",
+        DEACTIVATE_BYPASS => "deactivate_bypass",
+        ORDER_FALLBACK => "order_fallback",
+        CMPXCHG_DOUBLE_CPU_FAIL => "cmpxchg_double_cpu_fail",
+        CMPXCHG_DOUBLE_FAIL => "cmpxchg_double_fail",
+        CPU_PARTIAL_ALLOC => "cpu_partial_alloc",
+        CPU_PARTIAL_FREE => "cpu_partial_free",
+        CPU_PARTIAL_NODE => "cpu_partial_node",
+        CPU_PARTIAL_DRAIN => "cpu_partial_drain",
+    }
+}
+
+const _: () = assert!(StatItem::COUNT == 26);
+
+/// A cache's sysfs attributes (read side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheAttrs {
+    /// `slab_size`: object stride.
+    pub slab_size: usize,
+    /// `object_size`.
+    pub object_size: usize,
+    /// Free-pointer offset (`offset`, not a sysfs file but shown by `slabinfo -r`).
+    pub offset: usize,
+    /// `inuse` (metadata offset).
+    pub inuse: usize,
+    /// `align`.
+    pub align: usize,
+    /// `objs_per_slab`.
+    pub objs_per_slab: usize,
+    /// `order`.
+    pub order: usize,
+    /// Objects per slab at the fallback `min` order.
+    pub min_objects: usize,
+    /// `min_partial`.
+    pub min_partial: usize,
+    /// `cpu_partial` (objects).
+    pub cpu_partial: usize,
+    /// `cpu_partial_slabs` (internal).
+    pub cpu_partial_slabs: usize,
+    /// `partial`: slabs on node partial lists.
+    pub partial: usize,
+    /// `cpu_slabs`: CPU slabs plus per-CPU partial slabs.
+    pub cpu_slabs: usize,
+    /// `slabs_cpu_partial`: per-CPU partial slabs only.
+    pub slabs_cpu_partial: usize,
+    /// `objects`: objects in use (including those on CPU freelists).
+    pub objects: usize,
+    /// `objects_partial`: objects in use on partial slabs.
+    pub objects_partial: usize,
+    /// `slabs`.
+    pub slabs: usize,
+    /// `total_objects`.
+    pub total_objects: usize,
+    /// `aliases`.
+    pub aliases: usize,
+    /// `remote_node_defrag_ratio` (sysfs unit).
+    pub remote_node_defrag_ratio: usize,
+    /// Per-node `(nr_partial, nr_slabs, total_objects)`.
+    pub nodes: Vec<(usize, usize, usize)>,
+}
+
+pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
+    let mut partial = 0;
+    let mut slabs = 0;
+    let mut total = 0;
+    let mut free = 0;
+    let mut nodes = Vec::new();
+    let mut objects_partial = 0;
+    for node in 0..s.nr_nodes {
+        let n = s.get_node(node);
+        let np = n.nr_partial.load(Ordering::Relaxed);
+        let ns = n.nr_slabs.load(Ordering::Relaxed);
+        let nt = n.total_objects.load(Ordering::Relaxed);
+        partial += np;
+        slabs += ns;
+        total += nt;
+        let f = n.count_partial_free();
+        free += f;
+        objects_partial += n.count_partial_inuse();
+        nodes.push((np, ns, nt));
+    }
+    let mut cpu_slabs = 0;
+    let mut slabs_cpu_partial = 0;
+    for (_, c) in s.cpu_slab.iter() {
+        c.lock.lock();
+        if !c.slab.load(Ordering::Relaxed).is_null() {
+            cpu_slabs += 1;
+        }
+        let p = c.partial.load(Ordering::Relaxed);
+        if !p.is_null() {
+            // SAFETY: the chain head is frozen for this slot; `slabs` is read under its lock.
+            slabs_cpu_partial += unsafe { (*p).slabs } as usize;
+        }
+        c.lock.unlock();
+    }
+    CacheAttrs {
+        slab_size: s.size,
+        object_size: s.object_size.load(Ordering::Relaxed),
+        offset: s.offset,
+        inuse: s.inuse.load(Ordering::Relaxed),
+        align: s.align,
+        objs_per_slab: s.oo.objects(),
+        order: s.oo.order(),
+        min_objects: s.min.objects(),
+        min_partial: s.min_partial.load(Ordering::Relaxed),
+        cpu_partial: s.cpu_partial.load(Ordering::Relaxed),
+        cpu_partial_slabs: s.cpu_partial_slabs.load(Ordering::Relaxed),
+        partial,
+        cpu_slabs: cpu_slabs + slabs_cpu_partial,
+        slabs_cpu_partial,
+        objects: total - free,
+        objects_partial,
+        slabs,
+        total_objects: total,
+        aliases: (s.refcount.load(Ordering::Relaxed) - 1).max(0) as usize,
+        remote_node_defrag_ratio: s.remote_node_defrag_ratio.load(Ordering::Relaxed) / 10,
+        nodes,
+    }
+}

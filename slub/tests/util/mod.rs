@@ -1,0 +1,85 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use common::{PageProvider, ProviderConfig, Topology};
+use slub::{Slub, SlubSettings};
+
+/// A provider with `nodes` fake NUMA nodes over a synthetic 2-CPU machine, `mib` MiB per node.
+pub fn provider(nodes: usize, mib: usize) -> PageProvider {
+    let t = Topology::uniform(1, 2).unwrap();
+    let t = if nodes > 1 {
+        t.with_fake_numa(nodes).unwrap()
+    } else {
+        t
+    };
+    let mut cfg = ProviderConfig::small(t, mib);
+    cfg.bind = false;
+    PageProvider::new(&cfg).unwrap()
+}
+
+/// A provider with a page limit.
+pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
+    let t = Topology::uniform(1, 2).unwrap();
+    let mut cfg = ProviderConfig::small(t, mib);
+    cfg.bind = false;
+    cfg.page_limit = Some(page_limit);
+    PageProvider::new(&cfg).unwrap()
+}
+
+pub fn slub(p: &PageProvider) -> Slub {
+    Slub::new(p, SlubSettings::default()).unwrap()
+}
+
+pub fn slub_with(p: &PageProvider, s: SlubSettings) -> Slub {
+    Slub::new(p, s).unwrap()
+}
+
+pub fn stats_on() -> SlubSettings {
+    SlubSettings {
+        stats: true,
+        ..SlubSettings::default()
+    }
+}
+
+/// Fills `len` bytes at `p` with a pattern derived from `seed`.
+pub fn fill<P: Addr>(p: P, len: usize, seed: usize) {
+    let p = p.addr() as *mut u8;
+    for i in 0..len {
+        let v = seed.wrapping_mul(31).wrapping_add(i * 7) as u8;
+        // SAFETY: test objects of at least len bytes.
+        unsafe { p.add(i).write(v) };
+    }
+}
+
+/// Checks the pattern of [`fill`].
+pub fn check<P: Addr>(p: P, len: usize, seed: usize) -> bool {
+    let p = p.addr() as *const u8;
+    (0..len).all(|i| {
+        // SAFETY: as in fill.
+        unsafe { p.add(i).read() == (seed.wrapping_mul(31).wrapping_add(i * 7)) as u8 }
+    })
+}
+
+/// Pins to `cpu` if the machine allows (tests still pass unpinned).
+pub fn pin(cpu: usize) -> bool {
+    let allowed = common::pin::allowed_cpus();
+    if allowed.is_empty() {
+        return false;
+    }
+    common::pin::pin_to_cpu(allowed[cpu % allowed.len()]).is_ok()
+}
+
+/// Something that names an address (raw or NonNull pointer).
+pub trait Addr {
+    fn addr(self) -> usize;
+}
+impl Addr for *mut u8 {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+impl Addr for core::ptr::NonNull<u8> {
+    fn addr(self) -> usize {
+        self.as_ptr() as usize
+    }
+}
