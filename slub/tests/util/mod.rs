@@ -83,3 +83,9 @@ impl Addr for core::ptr::NonNull<u8> {
         self.as_ptr() as usize
     }
 }
+
+/// The first word of a live object.
+pub fn read_u64<P: Addr>(p: P) -> u64 {
+    // SAFETY: test objects are at least 8 bytes and 8-aligned.
+    unsafe { (p.addr() as *const u64).read() }
+}

@@ -1,0 +1,375 @@
+//! kmem_cache_open results, merging, constructors, shrink and destroy, sysfs-style attributes,
+//! out of memory.
+
+mod util;
+
+use common::{Gfp, Owner, SlabAllocator, SlabError, SlabFlags};
+use slub::{Era, SlubSettings};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use util::*;
+
+/// (size, slab_size, offset, inuse, order, objects, min_partial, cpu_partial), hand-computed
+/// from the 6.4 formulas for a 2-CPU machine (min_objects = 12).
+type Row = (usize, usize, usize, usize, usize, usize, usize, usize);
+const OPEN_TABLE: &[Row] = &[
+    (8, 8, 0, 8, 0, 512, 5, 120),
+    (24, 24, 8, 24, 0, 170, 5, 120),
+    (64, 64, 32, 64, 0, 64, 5, 120),
+    (96, 96, 48, 96, 0, 42, 5, 120),
+    (192, 192, 96, 192, 0, 21, 5, 120),
+    (256, 256, 128, 256, 0, 16, 5, 52),
+    (700, 704, 344, 704, 2, 23, 5, 52),
+    (1024, 1024, 512, 1024, 2, 16, 5, 24),
+    (4096, 4096, 2048, 4096, 3, 8, 6, 6),
+    (8192, 8192, 4096, 8192, 3, 4, 6, 6),
+];
+
+#[test]
+fn kmem_cache_open_table_6_4() {
+    let p = provider(1, 64);
+    let s = slub(&p);
+    for &(size, slab_size, offset, inuse, order, objects, min_partial, cpu_partial) in OPEN_TABLE {
+        let c = s
+            .kmem_cache_create(&format!("t{size}"), size, 0, SlabFlags::NO_MERGE, None)
+            .unwrap();
+        let a = s.cache_attrs(c).unwrap();
+        assert_eq!(
+            (
+                a.object_size,
+                a.slab_size,
+                a.offset,
+                a.inuse,
+                a.order,
+                a.objs_per_slab
+            ),
+            (size, slab_size, offset, inuse, order, objects),
+            "size {size}"
+        );
+        assert_eq!(
+            (a.min_partial, a.cpu_partial),
+            (min_partial, cpu_partial),
+            "size {size}"
+        );
+        assert_eq!(
+            a.cpu_partial_slabs,
+            (cpu_partial * 2).div_ceil(objects),
+            "size {size}"
+        );
+        // The slabinfo row agrees.
+        let row = s
+            .slabinfo()
+            .into_iter()
+            .find(|r| r.name.as_str() == format!("t{size}"))
+            .unwrap();
+        assert_eq!(
+            (row.objsize, row.objperslab, row.pagesperslab),
+            (slab_size, objects, 1 << order)
+        );
+    }
+    // A constructor cache: free pointer after the object.
+    unsafe fn nop(_: *mut u8) {}
+    let c = s
+        .kmem_cache_create("ctor64", 64, 0, SlabFlags::NONE, Some(nop))
+        .unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!(
+        (a.slab_size, a.offset, a.inuse, a.order, a.objs_per_slab),
+        (72, 64, 64, 0, 56)
+    );
+    assert_eq!((a.min_partial, a.cpu_partial), (5, 120));
+}
+
+#[test]
+fn kmem_cache_open_2_6_32_era() {
+    let p = provider(1, 64);
+    let s = slub_with(&p, SlubSettings::v2_6_32());
+    let c = s
+        .kmem_cache_create("old64", 64, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!((a.offset, a.min_partial, a.cpu_partial), (0, 6, 0));
+    let c = s
+        .kmem_cache_create("old4k", 4096, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    assert_eq!(s.cache_attrs(c).unwrap().min_partial, 10);
+    // It still allocates and frees correctly, with no per-CPU partial slabs.
+    let objs: Vec<_> = (0..3000)
+        .map(|_| s.kmalloc(100, Gfp::KERNEL).unwrap())
+        .collect();
+    for (i, o) in objs.iter().enumerate() {
+        fill(*o, 100, i);
+    }
+    for (i, o) in objs.iter().enumerate().rev() {
+        assert!(check(*o, 100, i));
+        // SAFETY: live, freed once.
+        unsafe { s.kfree(o.as_ptr()) }.unwrap();
+    }
+    let a = s.cache_attrs(s.kmalloc_cache(100).unwrap()).unwrap();
+    assert_eq!(a.slabs_cpu_partial, 0);
+    assert_eq!(s.settings().era, Era::V2_6_32);
+    s.validate().unwrap();
+}
+
+#[test]
+fn settings_override_orders_and_partials() {
+    let p = provider(1, 64);
+    let s = slub_with(
+        &p,
+        SlubSettings {
+            slub_min_order: 1,
+            slub_max_order: 2,
+            min_partial: Some(2),
+            cpu_partial: Some(30),
+            slab_nomerge: true,
+            ..SlubSettings::default()
+        },
+    );
+    let c = s
+        .kmem_cache_create("o", 64, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!(
+        (a.order, a.objs_per_slab, a.min_partial, a.cpu_partial),
+        (1, 128, 2, 30)
+    );
+    // 4096-byte objects: max order 2 → min_objects = min(12, 4) = 4 → order 2.
+    let a = s.cache_attrs(s.kmalloc_cache(4096).unwrap()).unwrap();
+    assert_eq!(a.order, 2);
+    // sysfs writes.
+    s.set_min_partial(c, 7).unwrap();
+    s.set_cpu_partial(c, 0).unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!(
+        (a.min_partial, a.cpu_partial, a.cpu_partial_slabs),
+        (7, 0, 0)
+    );
+    assert!(s.settings_summary().contains("slub_max_order=2"));
+}
+
+#[test]
+fn merging_decisions() {
+    let p = provider(1, 64);
+    let s = slub(&p);
+    let k64 = s.kmalloc_cache(64).unwrap();
+    // 60 bytes, no special flags: merges into kmalloc-64 (size 64 − 64 < 8 after rounding).
+    let a = s
+        .kmem_cache_create("a", 60, 0, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(a, k64);
+    assert_eq!(s.cache_attrs(k64).unwrap().aliases, 1);
+    // 56 bytes: 64 − 56 = 8 is not < 8: no merge with kmalloc-64; 56 has no kmalloc class.
+    let b = s
+        .kmem_cache_create("b", 56, 0, SlabFlags::NONE, None)
+        .unwrap();
+    assert_ne!(b, k64);
+    // Same size as b afterwards: merges with b (newest first).
+    let b2 = s
+        .kmem_cache_create("b2", 52, 0, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(b2, b);
+    assert_eq!(s.cache_attrs(b).unwrap().object_size, 56);
+    // Constructor, never-merge flags, different MERGE_SAME flags: separate.
+    unsafe fn nop(_: *mut u8) {}
+    assert_ne!(
+        s.kmem_cache_create("c", 60, 0, SlabFlags::NONE, Some(nop))
+            .unwrap(),
+        k64
+    );
+    assert_ne!(
+        s.kmem_cache_create("d", 60, 0, SlabFlags::TYPESAFE_BY_RCU, None)
+            .unwrap(),
+        k64
+    );
+    assert_ne!(
+        s.kmem_cache_create("e", 60, 0, SlabFlags::NO_MERGE, None)
+            .unwrap(),
+        k64
+    );
+    assert_ne!(
+        s.kmem_cache_create("f", 60, 0, SlabFlags::RECLAIM_ACCOUNT, None)
+            .unwrap(),
+        k64
+    );
+    // Alignment: 64-aligned 100-byte objects fit kmalloc-128 (128 is a multiple of 64).
+    let g = s
+        .kmem_cache_create("g", 100, 64, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(g, s.kmalloc_cache(128).unwrap());
+    // 256-aligned 180 bytes: size rounds to 256, which kmalloc-256 matches.
+    let h = s
+        .kmem_cache_create("h", 180, 256, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(h, s.kmalloc_cache(256).unwrap());
+    // __kmem_cache_alias raises object_size/inuse: kmalloc-96 taking a 90-byte cache.
+    let i = s
+        .kmem_cache_create("i", 90, 0, SlabFlags::NONE, None)
+        .unwrap();
+    assert_eq!(i, s.kmalloc_cache(96).unwrap());
+    // Destroying an alias drops a reference only.
+    // SAFETY: nobody uses the alias.
+    unsafe { s.kmem_cache_destroy(a) }.unwrap();
+    assert_eq!(s.cache_attrs(k64).unwrap().aliases, 0);
+    assert!(s.kmem_cache_alloc(k64, Gfp::KERNEL).is_some());
+    // slab_nomerge turns it all off.
+    let q = slub_with(
+        &p,
+        SlubSettings {
+            slab_nomerge: true,
+            ..SlubSettings::default()
+        },
+    );
+    assert_ne!(
+        q.kmem_cache_create("a", 64, 0, SlabFlags::NONE, None)
+            .unwrap(),
+        q.kmalloc_cache(64).unwrap()
+    );
+}
+
+static CTOR_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe fn ctor_mark(p: *mut u8) {
+    CTOR_CALLS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the object is 48 bytes.
+    unsafe { p.cast::<u64>().write(0xC0FF_EE00_C0FF_EE00) };
+}
+
+#[test]
+fn constructor_runs_once_per_object_and_survives_free() {
+    let p = provider(1, 64);
+    let s = slub(&p);
+    let c = s
+        .kmem_cache_create("ctor", 48, 0, SlabFlags::NONE, Some(ctor_mark))
+        .unwrap();
+    let per_slab = s.cache_attrs(c).unwrap().objs_per_slab;
+    let objs: Vec<_> = (0..per_slab * 3)
+        .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+        .collect();
+    assert_eq!(CTOR_CALLS.load(Ordering::Relaxed), per_slab * 3);
+    for o in &objs {
+        assert_eq!(read_u64(*o), 0xC0FF_EE00_C0FF_EE00);
+        // SAFETY: freed once, not touched (constructed state kept).
+        unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+    }
+    for _ in 0..per_slab {
+        let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+        assert_eq!(read_u64(o), 0xC0FF_EE00_C0FF_EE00);
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    }
+    s.validate().unwrap();
+}
+
+#[test]
+fn shrink_and_destroy_return_pages() {
+    let p = provider(1, 128);
+    let s = slub(&p);
+    let base = p.stats();
+    let c = s
+        .kmem_cache_create("shr", 256, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let objs: Vec<_> = (0..5000)
+        .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+        .collect();
+    // Objects on a CPU freelist count as in use until flushed, as in the kernel.
+    assert!(s.cache_attrs(c).unwrap().objects >= 5000);
+    s.flush_all(c).unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!(a.objects, 5000);
+    assert!(a.slabs >= 5000 / a.objs_per_slab);
+    // Free every other object, then the rest: slabs drain onto the lists.
+    for o in objs.iter().step_by(2).chain(objs.iter().skip(1).step_by(2)) {
+        // SAFETY: each freed once.
+        unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+    }
+    s.validate().unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!(a.objects, 0);
+    assert!(
+        a.slabs <= a.min_partial,
+        "empty slabs beyond min_partial are freed at once: {a:?}"
+    );
+    s.kmem_cache_shrink(c).unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!((a.slabs, a.partial, a.total_objects), (0, 0, 0));
+    // Shrink sorts partial slabs: fullest first.
+    let objs: Vec<_> = (0..64)
+        .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+        .collect();
+    for (i, o) in objs.iter().enumerate() {
+        if i % 16 <= i / 16 {
+            // SAFETY: freed once.
+            unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+        }
+    }
+    s.kmem_cache_shrink(c).unwrap();
+    s.validate().unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!(a.partial, 4);
+    for (i, o) in objs.iter().enumerate() {
+        if i % 16 > i / 16 {
+            // SAFETY: the rest, freed once.
+            unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+        }
+    }
+    // SAFETY: nobody uses c any more.
+    unsafe { s.kmem_cache_destroy(c) }.unwrap();
+    let after = p.stats();
+    assert_eq!(after.owner(Owner::Slub), base.owner(Owner::Slub));
+    assert_eq!(after.owner(Owner::Metadata), base.owner(Owner::Metadata));
+    s.validate().unwrap();
+}
+
+#[test]
+fn out_of_memory_returns_none_and_frees_everything() {
+    let p = limited_provider(64, 120);
+    let s = slub(&p);
+    let c = s
+        .kmem_cache_create("oom", 1000, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let mut objs = Vec::new();
+    while let Some(o) = s.kmem_cache_alloc(c, Gfp::KERNEL) {
+        fill(o, 1000, objs.len());
+        objs.push(o);
+        assert!(objs.len() < 1_000_000);
+    }
+    assert!(objs.len() > 100, "got {}", objs.len());
+    assert!(p.stats().pages_in_use <= 120);
+    // Other paths report out of memory too.
+    assert!(s.kmalloc(1 << 20, Gfp::KERNEL).is_none());
+    assert!(s.kmalloc(2000, Gfp::KERNEL).is_none() || p.stats().pages_in_use <= 120);
+    assert!(matches!(
+        s.kmem_cache_create("x", 64, 0, SlabFlags::NO_MERGE, None),
+        Err(SlabError::NoMemory) | Ok(_)
+    ));
+    for (i, o) in objs.iter().enumerate() {
+        assert!(check(*o, 1000, i));
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+    }
+    s.validate().unwrap();
+    // Memory is usable again.
+    let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+    // SAFETY: freed once.
+    unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    // SAFETY: unused now.
+    unsafe { s.kmem_cache_destroy(c) }.unwrap();
+    drop(s);
+    assert_eq!(p.stats().pages_in_use, 0);
+}
+
+#[test]
+fn zeroed_allocations() {
+    let p = provider(1, 32);
+    let s = slub(&p);
+    for size in [8, 100, 3000] {
+        let o = s.kmalloc(size, Gfp::KERNEL).unwrap();
+        fill(o, size, 1);
+        // SAFETY: freed once.
+        unsafe { s.kfree(o.as_ptr()) }.unwrap();
+        let z = s.kmalloc(size, Gfp::ZERO).unwrap();
+        // SAFETY: size bytes live.
+        assert!((0..size).all(|i| unsafe { z.as_ptr().add(i).read() } == 0));
+        // SAFETY: freed once.
+        unsafe { s.kfree(z.as_ptr()) }.unwrap();
+    }
+}
