@@ -62,16 +62,13 @@ pub struct CpuSlot {
 #[repr(C)]
 #[derive(Debug)]
 pub struct KmemCache {
+    // First cache line: everything the fast paths and the free checks read.
     /// [`CACHE_MAGIC`] while alive (stale-handle check).
     pub magic: usize,
-    /// Allocator instance id.
-    pub instance: u32,
-    /// Tunable `batchcount`.
-    pub batchcount: AtomicU32,
-    /// Tunable `limit`.
-    pub limit: AtomicU32,
-    /// Tunable `shared`.
-    pub shared: AtomicU32,
+    /// `array[]`: one slot per CPU.
+    pub array: *mut CpuSlot,
+    /// `nodelists[]`: one per node.
+    pub nodelists: *mut *mut KmemList3,
     /// Object stride (`buffer_size`).
     pub buffer_size: usize,
     /// `reciprocal_value(buffer_size)`.
@@ -80,8 +77,17 @@ pub struct KmemCache {
     pub flags: u32,
     /// Objects per slab.
     pub num: u32,
+    /// Allocator instance id.
+    pub instance: u32,
     /// Slab order.
     pub gfporder: u32,
+    /// Tunable `batchcount`.
+    pub batchcount: AtomicU32,
+    /// Tunable `limit`.
+    pub limit: AtomicU32,
+    /// Tunable `shared`.
+    pub shared: AtomicU32,
+    // Colder fields.
     /// Number of colours.
     pub colour: usize,
     /// Colour step.
@@ -100,11 +106,9 @@ pub struct KmemCache {
     pub obj_size: usize,
     /// Counters (STATS).
     pub stats: CacheStats,
-    /// `array[]`: one slot per CPU.
-    pub array: *mut CpuSlot,
-    /// `nodelists[]`: one per node.
-    pub nodelists: *mut *mut KmemList3,
 }
+
+const _: () = assert!(core::mem::offset_of!(KmemCache, shared) + 4 <= 64);
 
 /// Size of a `kmem_cache` object for `nr_cpus` CPUs and `nr_nodes` nodes, and the offsets of
 /// its two trailing arrays.

@@ -6,7 +6,7 @@ use crate::arraycache::ARRAYCACHE_INIT_SIZE;
 use crate::bootstrap::SlabGlobals;
 use crate::cache::{KmemCache, CACHE_MAGIC};
 use crate::node::KmemList3;
-use crate::slabmgmt::{index_to_obj, obj_to_index, SlabDesc};
+use crate::slabmgmt::reciprocal_divide;
 use common::api::SlabError;
 use common::page::flags::PG_SLAB;
 use common::sizes::slab as sizes;
@@ -78,6 +78,41 @@ impl SlabGlobals {
         }
     }
 
+    /// The checks of `kmem_cache_free(cachep, obj)` when the caller names the cache: the head
+    /// page must belong to `cachep`, and `obj` be an object start, found from the page alone
+    /// (`Page::spare` holds the offset of `s_mem`), without touching the slab descriptor.
+    /// Anything else is classified by [`Self::lookup_object`].
+    #[inline]
+    pub(crate) fn check_object_of(
+        &self,
+        cachep: *mut KmemCache,
+        obj: *mut u8,
+    ) -> Result<(), SlabError> {
+        let addr = obj as usize;
+        if let Some(page) = self.provider.virt_to_head_page(addr) {
+            // SAFETY: the descriptor is in mem_map; cachep is a live cache (handle checked).
+            unsafe {
+                let p = page.as_ref();
+                if p.cache() == cachep as usize && p.test_flags(PG_SLAB) {
+                    let base = self.provider.page_address(page).as_ptr() as usize;
+                    let off = addr.wrapping_sub(base + p.spare as usize);
+                    let size = (*cachep).buffer_size;
+                    if off < (*cachep).num as usize * size {
+                        let idx = reciprocal_divide(off as u32, (*cachep).reciprocal_buffer_size);
+                        if idx as usize * size == off {
+                            return Ok(());
+                        }
+                    }
+                    return Err(SlabError::NotObjectStart(addr));
+                }
+            }
+        }
+        match self.lookup_object(obj) {
+            Ok(_) => Err(SlabError::WrongCache(addr)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `virt_to_cache` with every check a free can afford: the address must be in our
     /// provider, on a slab page of slab-classic, of a cache of this instance, at an object's
     /// first byte.
@@ -102,16 +137,13 @@ impl SlabGlobals {
             {
                 return Err(SlabError::NotOurs(addr));
             }
-            let slabp = p.private as *mut SlabDesc;
-            if slabp.is_null() || addr < (*slabp).s_mem as usize {
-                return Err(SlabError::NotObjectStart(addr));
-            }
-            let off = addr - (*slabp).s_mem as usize;
-            if off >= (*cachep).num as usize * (*cachep).buffer_size {
-                return Err(SlabError::NotObjectStart(addr));
-            }
-            let idx = obj_to_index(cachep, slabp, obj);
-            if idx >= (*cachep).num || index_to_obj(cachep, slabp, idx) != obj {
+            let base = self.provider.page_address(page).as_ptr() as usize;
+            let off = addr.wrapping_sub(base + p.spare as usize);
+            let size = (*cachep).buffer_size;
+            if off >= (*cachep).num as usize * size
+                || reciprocal_divide(off as u32, (*cachep).reciprocal_buffer_size) as usize * size
+                    != off
+            {
                 return Err(SlabError::NotObjectStart(addr));
             }
             Ok(cachep)

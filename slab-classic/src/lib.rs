@@ -698,10 +698,7 @@ impl SlabAllocator for Slab {
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
         let c = self.cache(cache)?;
-        let found = self.g().lookup_object(obj.as_ptr())?;
-        if found != c {
-            return Err(SlabError::WrongCache(obj.as_ptr() as usize));
-        }
+        self.g().check_object_of(c, obj.as_ptr())?;
         // SAFETY: a checked object start of this cache; the caller gives it up.
         unsafe { self.g().cache_free_internal(c, obj.as_ptr()) };
         Ok(())

@@ -269,7 +269,8 @@ impl SlabGlobals {
             let p = page.as_ptr();
             (*p).slab_cache.store(cachep as usize, Ordering::Relaxed);
             (*p).private = slabp as usize;
-            (*p).spare = offset as u32;
+            // `spare` = offset of s_mem from the slab start, for the quick checks on free.
+            (*p).spare = (*slabp).colouroff as u32;
             (*p).set_flags(
                 PG_SLAB
                     | if (*cachep).flags & CFLGS_OFF_SLAB != 0 {
