@@ -1,0 +1,319 @@
+//! The allocators under test, behind one small trait so every workload drives them the same way.
+//!
+//! Workloads are generic over [`BenchAllocator`] (monomorphised per allocator, no virtual call in
+//! the timed loops). Slab allocators are driven through the common API — `kmalloc`/`kfree` and a
+//! dedicated `kmem_cache` — and baselines through `malloc`/`free` of the same sizes ("caches" of a
+//! baseline are just a remembered size).
+
+use common::api::{SlabAllocator, SlabFlags};
+use common::{CacheHandle, CacheName, Gfp};
+use std::alloc::{GlobalAlloc, Layout};
+use std::ptr::NonNull;
+
+/// A cache made through [`BenchAllocator::create_cache`].
+#[derive(Clone, Copy, Debug)]
+pub enum BenchCache {
+    /// A kmem_cache of a slab allocator: handle, object size, name.
+    Slab(CacheHandle, usize, CacheName),
+    /// A baseline: `malloc` of this size.
+    Size(usize),
+}
+
+impl BenchCache {
+    /// Object size.
+    pub fn size(self) -> usize {
+        match self {
+            BenchCache::Slab(_, s, _) | BenchCache::Size(s) => s,
+        }
+    }
+}
+
+/// How held memory was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldMeasure {
+    /// Pages the allocator holds from the page provider (exact, includes its metadata).
+    Provider,
+    /// glibc's own count of memory it holds from the OS: `mallinfo2()` `arena + hblkhd`
+    /// (delta over the workload).
+    Mallinfo2,
+    /// mimalloc's committed bytes (`mi_process_info` current_commit, delta over the workload).
+    MiCommit,
+}
+
+impl HeldMeasure {
+    /// Column value.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeldMeasure::Provider => "provider",
+            HeldMeasure::Mallinfo2 => "mallinfo2",
+            HeldMeasure::MiCommit => "mi_commit",
+        }
+    }
+}
+
+/// What a workload needs from an allocator.
+pub trait BenchAllocator: Send + Sync {
+    /// Registry name.
+    fn name(&self) -> &'static str;
+    /// `kmalloc` / `malloc`.
+    fn alloc(&self, size: usize) -> *mut u8;
+    /// `kfree` / `free`.
+    ///
+    /// # Safety
+    /// `p` came from `alloc` of this allocator and is not used again.
+    unsafe fn free(&self, p: *mut u8);
+    /// `kmem_cache_create`.
+    /// `kmem_cache_create` (cache-line aligned, as kernel callers mostly ask); `no_merge` keeps
+    /// SLUB from aliasing it to another cache so its slabinfo row is its own.
+    fn create_cache(&self, name: &str, size: usize, no_merge: bool) -> Result<BenchCache, String> {
+        let _ = (name, no_merge);
+        Ok(BenchCache::Size(size))
+    }
+    /// `kmem_cache_alloc`.
+    fn cache_alloc(&self, c: BenchCache) -> *mut u8 {
+        self.alloc(c.size())
+    }
+    /// `kmem_cache_free`.
+    ///
+    /// # Safety
+    /// `p` came from `cache_alloc(c)` and is not used again.
+    unsafe fn cache_free(&self, c: BenchCache, p: *mut u8) {
+        let _ = c;
+        // SAFETY: forwarded.
+        unsafe { self.free(p) }
+    }
+    /// `kmem_cache_shrink` (baselines: give memory back the way they can).
+    fn shrink(&self, c: BenchCache) {
+        let _ = c;
+    }
+    /// `kmem_cache_destroy`.
+    fn destroy_cache(&self, c: BenchCache) -> Result<(), String> {
+        let _ = c;
+        Ok(())
+    }
+    /// Objects the allocator counts as in use in the cache (slabinfo `active_objs`) and the object
+    /// stride, if it knows.
+    fn cache_active_objects(&self, c: BenchCache) -> Option<(usize, usize)> {
+        let _ = c;
+        None
+    }
+    /// Bytes held now and how that was measured.
+    fn held_bytes(&self) -> (usize, HeldMeasure);
+    /// Settings in force, for the CSV.
+    fn settings(&self) -> String;
+    /// Statistics counters.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// Consistency walk (slab allocators).
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A slab allocator through the common API.
+pub struct SlabBench<A: SlabAllocator> {
+    /// The instance.
+    pub inner: A,
+    name: &'static str,
+}
+
+impl<A: SlabAllocator> SlabBench<A> {
+    /// Wraps an instance.
+    pub fn new(inner: A, name: &'static str) -> Self {
+        Self { inner, name }
+    }
+}
+
+#[inline(always)]
+fn raw(p: Option<NonNull<u8>>) -> *mut u8 {
+    p.map_or(std::ptr::null_mut(), NonNull::as_ptr)
+}
+
+impl<A: SlabAllocator> BenchAllocator for SlabBench<A> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        raw(self.inner.kmalloc(size, Gfp::KERNEL))
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { self.inner.kfree(p) };
+        debug_assert!(r.is_ok(), "kfree: {r:?}");
+    }
+    fn create_cache(&self, name: &str, size: usize, no_merge: bool) -> Result<BenchCache, String> {
+        let flags = if no_merge {
+            SlabFlags::HWCACHE_ALIGN | SlabFlags::NO_MERGE
+        } else {
+            SlabFlags::HWCACHE_ALIGN
+        };
+        self.inner
+            .kmem_cache_create(name, size, 0, flags, None)
+            .map(|h| BenchCache::Slab(h, size, CacheName::new(name).expect("name checked")))
+            .map_err(|e| e.to_string())
+    }
+    #[inline(always)]
+    fn cache_alloc(&self, c: BenchCache) -> *mut u8 {
+        match c {
+            BenchCache::Slab(h, _, _) => raw(self.inner.kmem_cache_alloc(h, Gfp::KERNEL)),
+            BenchCache::Size(s) => self.alloc(s),
+        }
+    }
+    #[inline(always)]
+    unsafe fn cache_free(&self, c: BenchCache, p: *mut u8) {
+        match (c, NonNull::new(p)) {
+            (BenchCache::Slab(h, _, _), Some(p)) => {
+                // SAFETY: forwarded from the caller.
+                let r = unsafe { self.inner.kmem_cache_free(h, p) };
+                debug_assert!(r.is_ok(), "kmem_cache_free: {r:?}");
+            }
+            // SAFETY: forwarded from the caller.
+            _ => unsafe { self.free(p) },
+        }
+    }
+    fn shrink(&self, c: BenchCache) {
+        if let BenchCache::Slab(h, _, _) = c {
+            let _ = self.inner.kmem_cache_shrink(h);
+        }
+    }
+    fn destroy_cache(&self, c: BenchCache) -> Result<(), String> {
+        match c {
+            BenchCache::Slab(h, _, _) => {
+                // SAFETY: workloads destroy a cache only after all their threads are done
+                // with it.
+                unsafe { self.inner.kmem_cache_destroy(h) }.map_err(|e| e.to_string())
+            }
+            BenchCache::Size(_) => Ok(()),
+        }
+    }
+    fn cache_active_objects(&self, c: BenchCache) -> Option<(usize, usize)> {
+        let BenchCache::Slab(_, _, name) = c else {
+            return None;
+        };
+        let mut found = None;
+        self.inner.for_each_slabinfo(&mut |r| {
+            if r.name == name {
+                found = Some((r.active_objs, r.objsize));
+            }
+        });
+        found
+    }
+    fn held_bytes(&self) -> (usize, HeldMeasure) {
+        (self.inner.memory_usage().bytes(), HeldMeasure::Provider)
+    }
+    fn settings(&self) -> String {
+        self.inner.settings_summary()
+    }
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let mut v = Vec::new();
+        self.inner.for_each_stat(&mut |n, c| v.push((n, c)));
+        v
+    }
+    fn validate(&self) -> Result<(), String> {
+        self.inner.validate()
+    }
+}
+
+/// glibc's malloc.
+pub struct System;
+
+impl BenchAllocator for System {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: malloc has no preconditions.
+        unsafe { libc::malloc(size).cast() }
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: p came from malloc (caller's contract).
+        unsafe { libc::free(p.cast()) }
+    }
+    fn shrink(&self, _c: BenchCache) {
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+    }
+    fn held_bytes(&self) -> (usize, HeldMeasure) {
+        // SAFETY: mallinfo2 has no preconditions.
+        let mi = unsafe { libc::mallinfo2() };
+        (mi.arena + mi.hblkhd, HeldMeasure::Mallinfo2)
+    }
+    fn settings(&self) -> String {
+        "glibc malloc defaults".into()
+    }
+}
+
+/// mimalloc (the `mimalloc` crate), called directly (not as the global allocator).
+pub struct Mimalloc;
+
+const MI_ALIGN: usize = 8;
+
+impl BenchAllocator for Mimalloc {
+    fn name(&self) -> &'static str {
+        "mimalloc"
+    }
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: size > 0 in every workload and MI_ALIGN is a power of two.
+        unsafe {
+            mimalloc::MiMalloc.alloc(Layout::from_size_align_unchecked(size.max(1), MI_ALIGN))
+        }
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: p came from MiMalloc.alloc; mimalloc's dealloc ignores the layout's size
+        // (mi_free), so any layout with the same alignment is accepted.
+        unsafe { mimalloc::MiMalloc.dealloc(p, Layout::from_size_align_unchecked(1, MI_ALIGN)) }
+    }
+    fn shrink(&self, _c: BenchCache) {
+        // SAFETY: mi_collect has no preconditions.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+    }
+    fn held_bytes(&self) -> (usize, HeldMeasure) {
+        let mut v = [0usize; 8];
+        // SAFETY: each out-pointer is valid for one usize write.
+        unsafe {
+            let [a, b, c, d, e, f, g, h] = &mut v;
+            libmimalloc_sys::mi_process_info(a, b, c, d, e, f, g, h);
+        }
+        (v[5], HeldMeasure::MiCommit)
+    }
+    fn settings(&self) -> String {
+        "mimalloc defaults".into()
+    }
+}
+
+/// jemalloc (feature `jemalloc`).
+#[cfg(feature = "jemalloc")]
+pub struct Jemalloc;
+
+#[cfg(feature = "jemalloc")]
+impl BenchAllocator for Jemalloc {
+    fn name(&self) -> &'static str {
+        "jemalloc"
+    }
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: non-zero size, power-of-two alignment.
+        unsafe {
+            tikv_jemallocator::Jemalloc.alloc(Layout::from_size_align_unchecked(size.max(1), 8))
+        }
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: p came from Jemalloc.alloc; jemalloc's sdallocx needs the true size, so use
+        // plain free through the layout-less path.
+        unsafe { tikv_jemallocator::Jemalloc.dealloc(p, Layout::from_size_align_unchecked(1, 8)) }
+    }
+    fn held_bytes(&self) -> (usize, HeldMeasure) {
+        (crate::sysinfo::rss_bytes(), HeldMeasure::Rss)
+    }
+    fn settings(&self) -> String {
+        "jemalloc defaults".into()
+    }
+}

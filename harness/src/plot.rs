@@ -1,0 +1,454 @@
+//! Plots from result rows (separate from measuring: `harness plot DIR` redraws from a CSV).
+//! plotters with a bundled DejaVu Sans font (ab_glyph), so no system font library is needed;
+//! every figure is written as SVG and PNG. Lines are medians over repetitions, whiskers span
+//! minimum to maximum.
+
+use crate::analysis::{aggregate, allocators, select, Stat};
+use crate::record::Row;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let ok = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans.ttf"),
+        );
+        debug_assert!(ok.is_ok(), "bundled font parses");
+    });
+}
+
+/// One line of a chart.
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// Colour.
+    pub color: RGBColor,
+    /// (x, statistics) points.
+    pub points: Vec<(f64, Stat)>,
+}
+
+/// A chart panel.
+pub struct Panel {
+    /// Title.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// X values are log2 of a byte size (labels print the size).
+    pub x_log2_bytes: bool,
+    /// Logarithmic y axis.
+    pub y_log: bool,
+    /// X tick labels for categorical axes (index → label).
+    pub x_categories: Vec<String>,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+/// The colour of an allocator, the same in every figure.
+pub fn color_of(name: &str) -> RGBColor {
+    match name {
+        "slab" => RGBColor(214, 39, 40),
+        "slub" | "provider" => RGBColor(31, 119, 180),
+        "system" => RGBColor(44, 160, 44),
+        "mimalloc" => RGBColor(148, 103, 189),
+        "jemalloc" => RGBColor(140, 86, 75),
+        "mmap" => RGBColor(60, 60, 60),
+        _ => RGBColor(255, 127, 14),
+    }
+}
+
+fn size_label(x: f64) -> String {
+    let b = 2f64.powf(x).round() as u64;
+    if b >= 1 << 20 {
+        format!("{}M", b >> 20)
+    } else if b >= 1024 {
+        format!("{}K", b >> 10)
+    } else {
+        b.to_string()
+    }
+}
+
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> Result<(), String> {
+    let pts: Vec<(f64, Stat)> = p.series.iter().flat_map(|s| s.points.clone()).collect();
+    if pts.is_empty() {
+        area.titled(&format!("{} (no data)", p.title), ("sans-serif", 18))
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| {
+        (a.min(*x), b.max(*x))
+    });
+    if (x1 - x0).abs() < 1e-9 {
+        x0 -= 0.5;
+        x1 += 0.5;
+    }
+    let pad = (x1 - x0) * 0.04;
+    let (x0, x1) = (x0 - pad, x1 + pad);
+    let ymin = pts.iter().map(|(_, s)| s.min).fold(f64::MAX, f64::min);
+    let ymax = pts.iter().map(|(_, s)| s.max).fold(f64::MIN, f64::max);
+    let cap_label = |x: &f64| -> String {
+        if p.x_log2_bytes {
+            size_label(*x)
+        } else if !p.x_categories.is_empty() {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                p.x_categories.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        } else if (x - x.round()).abs() < 1e-9 {
+            format!("{}", x.round() as i64)
+        } else {
+            format!("{x:.1}")
+        }
+    };
+    let x_ticks = if p.x_categories.is_empty() {
+        ((x1 - x0).round() as usize + 1).clamp(2, 14)
+    } else {
+        p.x_categories.len() * 2 + 1
+    };
+    macro_rules! finish {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(p.x_label.as_str())
+                .y_desc(p.y_label.as_str())
+                .x_labels(x_ticks)
+                .x_label_formatter(&cap_label)
+                .y_label_formatter(&|v: &f64| {
+                    if v.abs() >= 100.0 {
+                        format!("{v:.0}")
+                    } else if v.abs() >= 1.0 {
+                        format!("{v:.1}")
+                    } else {
+                        format!("{v:.3}")
+                    }
+                })
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for s in &p.series {
+                let color = s.color;
+                let mut line: Vec<(f64, f64)> =
+                    s.points.iter().map(|(x, st)| (*x, st.med)).collect();
+                line.sort_by(|a, b| a.0.total_cmp(&b.0));
+                chart
+                    .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(s.label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(
+                        line.iter()
+                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(s.points.iter().filter(|(_, st)| st.n > 1).map(|(x, st)| {
+                        PathElement::new(vec![(*x, st.min), (*x, st.max)], color.stroke_width(1))
+                    }))
+                    .map_err(|e| e.to_string())?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }};
+    }
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(p.title.as_str(), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64);
+    if p.y_log {
+        let lo = (ymin.max(1e-3) / 1.5).max(1e-3);
+        let hi = ymax.max(lo * 10.0) * 1.5;
+        finish!(builder
+            .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?);
+    } else {
+        let hi = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
+        let lo = if ymin < 0.0 { ymin * 1.12 } else { 0.0 };
+        finish!(builder
+            .build_cartesian_2d(x0..x1, lo..hi)
+            .map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
+/// Draws `panels` in a grid of `cols` columns into `<dir>/<name>.svg` and `.png`.
+pub fn draw_figure(
+    dir: &Path,
+    name: &str,
+    panels: &[Panel],
+    cols: usize,
+) -> Result<Vec<PathBuf>, String> {
+    register_font();
+    let cols = cols.max(1).min(panels.len().max(1));
+    let rows = panels.len().div_ceil(cols).max(1);
+    let size = ((560 * cols) as u32, (400 * rows) as u32);
+    let svg = dir.join(format!("{name}.svg"));
+    let png = dir.join(format!("{name}.png"));
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        for (area, p) in root.split_evenly((rows, cols)).iter().zip(panels) {
+            draw_panel(area, p)?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        for (area, p) in root.split_evenly((rows, cols)).iter().zip(panels) {
+            draw_panel(area, p)?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(vec![svg, png])
+}
+
+fn series_from(
+    m: &BTreeMap<(String, F64Key), Stat>,
+    allocs: &[String],
+    suffix: &str,
+) -> Vec<Series> {
+    allocs
+        .iter()
+        .filter_map(|a| {
+            let points: Vec<(f64, Stat)> = m
+                .iter()
+                .filter(|((al, _), _)| al == a)
+                .map(|((_, x), s)| (x.0, *s))
+                .collect();
+            (!points.is_empty()).then(|| Series {
+                label: format!("{a}{suffix}"),
+                color: color_of(a),
+                points,
+            })
+        })
+        .collect()
+}
+
+/// An `f64` usable as an ordered map key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F64Key(pub f64);
+impl Eq for F64Key {}
+impl PartialOrd for F64Key {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for F64Key {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+fn log2(size: usize) -> f64 {
+    (size.max(1) as f64).log2()
+}
+
+/// Draws every figure the rows allow; returns the files written.
+pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let allocs = allocators(rows);
+    let mut files = Vec::new();
+    // slab_test: cycles/op vs size, one panel per test.
+    let phases = [
+        ("A_alloc", "A: kmalloc x N, one CPU"),
+        ("B_free", "B: kfree x N, one CPU"),
+        ("C_pair", "C: alloc+free pairs, one CPU"),
+        ("D_alloc", "D: kmalloc x N, all CPUs at once"),
+        ("D_free", "D: kfree x N, all CPUs at once"),
+        ("E_pair", "E: alloc+free pairs, all CPUs"),
+        ("F_remote_free", "F: remote kfree by the last CPU"),
+    ];
+    let panels: Vec<Panel> = phases
+        .iter()
+        .filter(|(ph, _)| {
+            rows.iter()
+                .any(|r| r.workload == "slab_test" && r.phase == *ph)
+        })
+        .map(|(ph, title)| {
+            let sel = select(rows, "slab_test", ph);
+            let m = aggregate(&sel, |r| Some(F64Key(log2(r.size))), |r| r.cycles_per_op);
+            Panel {
+                title: (*title).to_string(),
+                x_label: "object size (bytes)".into(),
+                y_label: "cycles per op (TSC)".into(),
+                x_log2_bytes: true,
+                y_log: true,
+                x_categories: vec![],
+                series: series_from(&m, &allocs, ""),
+            }
+        })
+        .collect();
+    if !panels.is_empty() {
+        files.extend(draw_figure(dir, "slab_test", &panels, 3)?);
+    }
+    // scaling: throughput vs threads, one panel per size.
+    let sizes: std::collections::BTreeSet<usize> = rows
+        .iter()
+        .filter(|r| r.workload == "scaling")
+        .map(|r| r.size)
+        .collect();
+    let panels: Vec<Panel> = sizes
+        .iter()
+        .map(|&size| {
+            let sel: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.workload == "scaling" && r.size == size)
+                .collect();
+            let m = aggregate(
+                &sel,
+                |r| Some(F64Key(r.threads as f64)),
+                |r| r.ops_per_s / 1e6,
+            );
+            Panel {
+                title: format!("Scaling: alloc+free pairs of {size} B"),
+                x_label: "threads (one per CPU)".into(),
+                y_label: "throughput (M pairs/s)".into(),
+                x_log2_bytes: false,
+                y_log: false,
+                x_categories: vec![],
+                series: series_from(&m, &allocs, ""),
+            }
+        })
+        .collect();
+    if !panels.is_empty() {
+        files.extend(draw_figure(dir, "scaling", &panels, 2)?);
+    }
+    // memory: overhead while growing.
+    let msizes: std::collections::BTreeSet<usize> = rows
+        .iter()
+        .filter(|r| r.workload == "memory")
+        .map(|r| r.size)
+        .collect();
+    let panels: Vec<Panel> = msizes
+        .iter()
+        .map(|&size| {
+            let sel: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.workload == "memory" && r.phase == "grow" && r.size == size)
+                .collect();
+            let m = aggregate(
+                &sel,
+                |r| Some(F64Key(r.bytes_live as f64 / size as f64 / 1e3)),
+                |r| r.overhead,
+            );
+            Panel {
+                title: format!("Memory: held / live while growing ({size} B objects)"),
+                x_label: "live objects (thousands)".into(),
+                y_label: "bytes held / bytes live".into(),
+                x_log2_bytes: false,
+                y_log: false,
+                x_categories: vec![],
+                series: series_from(&m, &allocs, ""),
+            }
+        })
+        .collect();
+    if !panels.is_empty() {
+        files.extend(draw_figure(dir, "memory", &panels, 2)?);
+    }
+    // remote_free: throughput vs size, one panel per placement.
+    let panels: Vec<Panel> = ["same_node", "cross_node"]
+        .iter()
+        .filter(|ph| {
+            rows.iter()
+                .any(|r| r.workload == "remote_free" && r.phase == **ph)
+        })
+        .map(|ph| {
+            let sel = select(rows, "remote_free", ph);
+            let m = aggregate(&sel, |r| Some(F64Key(log2(r.size))), |r| r.ops_per_s / 1e6);
+            Panel {
+                title: format!(
+                    "Remote free, producer -> consumer, {}",
+                    ph.replace('_', " ")
+                ),
+                x_label: "object size (bytes)".into(),
+                y_label: "throughput (M objects/s)".into(),
+                x_log2_bytes: true,
+                y_log: false,
+                x_categories: vec![],
+                series: series_from(&m, &allocs, ""),
+            }
+        })
+        .collect();
+    if !panels.is_empty() {
+        files.extend(draw_figure(dir, "remote_free", &panels, 2)?);
+    }
+    // custom caches: pair cost per cache, and the mixed pattern.
+    let sel = select(rows, "custom_caches", "pair");
+    if !sel.is_empty() {
+        let names: Vec<String> = crate::workloads::custom_caches::CACHES
+            .iter()
+            .map(|c| format!("{} {}", c.0, c.1))
+            .collect();
+        let idx = |r: &Row| {
+            crate::workloads::custom_caches::CACHES
+                .iter()
+                .position(|c| c.0 == r.note)
+                .map(|i| F64Key(i as f64))
+        };
+        let m = aggregate(&sel, idx, |r| r.ns_per_op);
+        let mixed = select(rows, "custom_caches", "mixed");
+        let mm = aggregate(&mixed, |r| Some(F64Key(r.threads as f64)), |r| r.ns_per_op);
+        let panels = vec![
+            Panel {
+                title: "Custom caches: alloc+free pair, one CPU".into(),
+                x_label: "cache (object size, bytes)".into(),
+                y_label: "ns per pair".into(),
+                x_log2_bytes: false,
+                y_log: false,
+                x_categories: names,
+                series: series_from(&m, &allocs, ""),
+            },
+            Panel {
+                title: "Custom caches: mixed pattern, 1/4 freed remotely".into(),
+                x_label: "threads".into(),
+                y_label: "ns per alloc+free".into(),
+                x_log2_bytes: false,
+                y_log: false,
+                x_categories: vec![],
+                series: series_from(&mm, &allocs, ""),
+            },
+        ];
+        files.extend(draw_figure(dir, "custom_caches", &panels, 2)?);
+    }
+    // pages: provider vs mmap.
+    let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "pages").collect();
+    if !sel.is_empty() {
+        let m = aggregate(
+            &sel,
+            |r| Some(F64Key(log2(r.size / common::PAGE_SIZE))),
+            |r| r.ops_per_s * (r.size / common::PAGE_SIZE) as f64 / 1e6,
+        );
+        let panels = vec![Panel {
+            title: "Page provider vs mmap/munmap (per CPU, all CPUs at once)".into(),
+            x_label: "order (log2 pages)".into(),
+            y_label: "M pages per second".into(),
+            x_log2_bytes: false,
+            y_log: true,
+            x_categories: vec![],
+            series: series_from(&m, &allocs, ""),
+        }];
+        files.extend(draw_figure(dir, "pages", &panels, 1)?);
+    }
+    Ok(files)
+}

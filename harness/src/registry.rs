@@ -1,0 +1,174 @@
+//! The allocator registry: one entry per allocator (adding one is one line here plus a `make`
+//! arm), and the dispatch that runs a workload on a named allocator with fresh instances.
+
+use crate::alloc::{BenchAllocator, Mimalloc, SlabBench, System};
+use crate::record::Row;
+use crate::workloads::{self, Ctx, Workload};
+use common::{PageProvider, ProviderConfig, Topology};
+
+/// A registered allocator.
+#[derive(Clone, Copy, Debug)]
+pub struct AllocSpec {
+    /// Command-line name.
+    pub name: &'static str,
+    /// One line for `--list`.
+    pub description: &'static str,
+}
+
+/// Every allocator this build knows, in sweep order.
+pub const ALLOCATORS: &[AllocSpec] = &[
+    AllocSpec {
+        name: "slab",
+        description: "slab-classic: Linux 2.6.32 SLAB (array caches, three lists, shared/alien caches) via kmalloc/kmem_cache",
+    },
+    AllocSpec {
+        name: "slub",
+        description: "slub: Linux 6.4 SLUB (lockless per-CPU freelist, per-CPU partials) via kmalloc/kmem_cache",
+    },
+    AllocSpec {
+        name: "system",
+        description: "baseline: glibc malloc/free",
+    },
+    AllocSpec {
+        name: "mimalloc",
+        description: "baseline: mimalloc (the mimalloc crate) mi_malloc/mi_free",
+    },
+    #[cfg(feature = "jemalloc")]
+    AllocSpec {
+        name: "jemalloc",
+        description: "baseline: jemalloc (tikv-jemallocator, feature jemalloc)",
+    },
+];
+
+/// The allocators available in this build.
+pub fn available() -> &'static [AllocSpec] {
+    ALLOCATORS
+}
+
+/// Looks a name up.
+pub fn find(name: &str) -> Option<&'static AllocSpec> {
+    ALLOCATORS.iter().find(|s| s.name == name)
+}
+
+/// All names.
+pub fn names() -> Vec<&'static str> {
+    ALLOCATORS.iter().map(|s| s.name).collect()
+}
+
+/// Allocator settings from the command line (`--slab KEY=VALUE`, `--slub KEY=VALUE`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// SLAB settings, as validated KEY=VALUE pairs (applied in `slab_settings::build`).
+    pub slab: Vec<(String, String)>,
+    /// SLUB boot options.
+    pub slub: slub::SlubSettings,
+}
+
+fn parse_kv(s: &str) -> Result<(&str, &str), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| format!("setting '{s}' is not KEY=VALUE"))
+}
+
+fn num(k: &str, v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .map_err(|_| format!("setting {k}={v}: not a non-negative integer"))
+}
+
+fn flag(k: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(format!("setting {k}={v}: expected on/off")),
+    }
+}
+
+impl Settings {
+    /// Parses the repeated flags; unknown keys and bad values are errors.
+    pub fn parse(slab: &[String], slub_args: &[String]) -> Result<Self, String> {
+        let mut s = Settings {
+            slab: Vec::new(),
+            slub: slub::SlubSettings::default(),
+        };
+        for a in slab {
+            let (k, v) = parse_kv(a)?;
+            crate::slab_settings::check(k, v).map_err(|e| format!("--slab {a}: {e}"))?;
+            s.slab.push((k.to_string(), v.to_string()));
+        }
+        crate::slab_settings::settings(&s.slab).map_err(|e| format!("--slab: {e}"))?;
+        for a in slub_args {
+            let (k, v) = parse_kv(a)?;
+            let u = &mut s.slub;
+            match k {
+                "era" => {
+                    u.era = match v {
+                        "6.4" => slub::Era::V6_4,
+                        "2.6.32" => slub::Era::V2_6_32,
+                        _ => return Err(format!("--slub era={v}: expected 6.4 or 2.6.32")),
+                    }
+                }
+                "min_order" => u.slub_min_order = num(k, v)?,
+                "max_order" => u.slub_max_order = num(k, v)?,
+                "min_objects" => u.slub_min_objects = num(k, v)?,
+                "nomerge" => u.slab_nomerge = flag(k, v)?,
+                "cpu_partial" => u.cpu_partial = Some(num(k, v)?),
+                "min_partial" => u.min_partial = Some(num(k, v)?),
+                "hardened" => u.freelist_hardened = flag(k, v)?,
+                "stats" => u.stats = flag(k, v)?,
+                _ => {
+                    return Err(format!(
+                        "--slub {a}: unknown key '{k}' (era, min_order, max_order, min_objects, nomerge, cpu_partial, min_partial, hardened, stats)"
+                    ))
+                }
+            }
+            if u.slub_max_order >= common::MAX_ORDER || u.slub_min_order >= common::MAX_ORDER {
+                return Err(format!(
+                    "--slub {a}: orders go up to {}",
+                    common::MAX_ORDER - 1
+                ));
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn provider(topo: &Topology) -> Result<PageProvider, String> {
+    PageProvider::new(&ProviderConfig::new(topo.clone())).map_err(|e| e.to_string())
+}
+
+/// Runs workload `w` on allocator `name`.
+pub fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
+    let s = &ctx.cfg.settings;
+    match name {
+        "slab" => dispatch(w, ctx, &|t: &Topology| {
+            let p = provider(t)?;
+            crate::slab_settings::build(&p, &s.slab).map(|a| SlabBench::new(a, "slab"))
+        }),
+        "slub" => dispatch(w, ctx, &|t: &Topology| {
+            let p = provider(t)?;
+            slub::Slub::new(&p, s.slub)
+                .map(|a| SlabBench::new(a, "slub"))
+                .map_err(|e| format!("slub: {e}"))
+        }),
+        "system" => dispatch(w, ctx, &|_: &Topology| Ok(System)),
+        "mimalloc" => dispatch(w, ctx, &|_: &Topology| Ok(Mimalloc)),
+        #[cfg(feature = "jemalloc")]
+        "jemalloc" => dispatch(w, ctx, &|_: &Topology| Ok(crate::alloc::Jemalloc)),
+        _ => Err(format!("unknown allocator '{name}'")),
+    }
+}
+
+fn dispatch<A: BenchAllocator>(
+    w: Workload,
+    ctx: &Ctx<'_>,
+    make: &dyn Fn(&Topology) -> Result<A, String>,
+) -> Result<Vec<Row>, String> {
+    match w {
+        Workload::SlabTest => workloads::slab_test::run(ctx, make),
+        Workload::RemoteFree => workloads::remote_free::run(ctx, make),
+        Workload::Memory => workloads::memory::run(ctx, make),
+        Workload::CustomCaches => workloads::custom_caches::run(ctx, make),
+        Workload::Scaling => workloads::scaling::run(ctx, make),
+        Workload::Pages => workloads::pages::run(ctx),
+    }
+}

@@ -1,0 +1,227 @@
+//! The harness as a user runs it: a `--quick` sweep into a temporary directory (CSV schema and
+//! rows, meta.json, every plot a valid SVG and PNG, summary), `harness plot DIR`, `--list`, and
+//! every bad-input error (one line, non-zero exit, no results.csv).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .output()
+        .expect("run harness")
+}
+
+const COLUMNS: &str = "run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note";
+
+const FIGURES: &[&str] = &[
+    "slab_test",
+    "scaling",
+    "memory",
+    "remote_free",
+    "custom_caches",
+    "pages",
+];
+
+fn check_figures(dir: &Path) {
+    for f in FIGURES {
+        let svg = std::fs::read_to_string(dir.join(format!("{f}.svg"))).expect("svg written");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{f}.svg"
+        );
+        assert!(svg.contains("<text"), "{f}.svg has text");
+        let png = std::fs::read(dir.join(format!("{f}.png"))).expect("png written");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{f}.png signature");
+        assert!(png.len() > 10_000, "{f}.png is a real picture");
+    }
+}
+
+#[test]
+fn quick_sweep_writes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = harness(&["--quick", "-o", out.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "harness --quick failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), COLUMNS);
+    let rows: Vec<Vec<String>> = {
+        let mut r = csv::Reader::from_path(out.join("results.csv")).unwrap();
+        r.records()
+            .map(|x| x.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    };
+    let col = |name: &str| COLUMNS.split(',').position(|c| c == name).unwrap();
+    let count = |alloc: &str, wl: &str| {
+        rows.iter()
+            .filter(|r| r[col("allocator")] == alloc && r[col("workload")] == wl)
+            .count()
+    };
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(64);
+    for a in ["slab", "slub", "system", "mimalloc"] {
+        // slab_test: 4 sizes x (A, B, C) + with 2+ CPUs (D_alloc, D_free, E) per CPU + F per CPU.
+        let per_size = 3 + if cpus > 1 { 4 * cpus } else { 0 };
+        let stat_rows = rows
+            .iter()
+            .filter(|r| r[col("allocator")] == a && r[col("phase")].starts_with("stat:"))
+            .count();
+        assert_eq!(
+            count(a, "slab_test") - stat_rows,
+            4 * per_size,
+            "{a} slab_test rows"
+        );
+        assert!(count(a, "memory") >= 5, "{a} memory rows");
+        assert!(count(a, "scaling") >= 1, "{a} scaling rows");
+        assert!(count(a, "custom_caches") >= 5, "{a} custom_caches rows");
+        if cpus > 1 {
+            assert!(count(a, "remote_free") >= 1, "{a} remote_free rows");
+        }
+    }
+    assert!(count("provider", "pages") > 0 && count("mmap", "pages") > 0);
+    for r in &rows {
+        let cyc: f64 = r[col("cycles_per_op")].parse().unwrap();
+        assert!(cyc.is_finite() && cyc >= 0.0);
+        assert!(!r[col("git_commit")].is_empty());
+    }
+    // Slab allocators report provider-measured memory; at the end of the memory run (cache
+    // destroyed) the held bytes are back near zero, never more than at full size.
+    for a in ["slab", "slub"] {
+        let mem: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|r| r[col("allocator")] == a && r[col("workload")] == "memory")
+            .collect();
+        assert!(mem.iter().all(|r| r[col("held_measure")] == "provider"));
+        let grow_over: f64 = mem.iter().rfind(|r| r[col("phase")] == "grow").unwrap()
+            [col("overhead")]
+        .parse()
+        .unwrap();
+        assert!(
+            grow_over >= 1.0,
+            "{a}: held at least what is live ({grow_over})"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    assert!(meta["command"].as_str().unwrap().contains("--quick"));
+    assert!(meta["topology"]["nodes"]
+        .as_array()
+        .is_some_and(|n| !n.is_empty()));
+    check_figures(&out);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("Published SLUB/SLAB ratios"));
+
+    // Redraw from the CSV alone.
+    for f in FIGURES {
+        std::fs::remove_file(out.join(format!("{f}.png"))).unwrap();
+    }
+    let o = harness(&["plot", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_figures(&out);
+}
+
+#[test]
+fn fake_numa_run_records_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = harness(&[
+        "--quick",
+        "--fake-numa",
+        "2",
+        "--allocators",
+        "slab,slub",
+        "--workloads",
+        "remote_free,slab_test",
+        "--sizes",
+        "64",
+        "--no-plots",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",2,")),
+        "nodes_fake = 2 recorded"
+    );
+    assert!(!dir.path().join("slab_test.svg").exists(), "--no-plots");
+}
+
+fn assert_clean_error(args: &[&str], needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let mut all: Vec<&str> = args.to_vec();
+    let out_s = out.to_str().unwrap().to_string();
+    if !args.contains(&"-o") && args.first() != Some(&"plot") {
+        all.extend(["-o", &out_s]);
+    }
+    let o = harness(&all);
+    assert!(!o.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() <= 3 && lines.iter().any(|l| l.contains(needle)),
+        "{args:?}: expected a short error mentioning '{needle}', got:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked");
+    assert!(
+        !out.join("results.csv").exists(),
+        "{args:?} wrote a results.csv"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    assert_clean_error(
+        &["--allocators", "tcmalloc"],
+        "unknown allocator 'tcmalloc'",
+    );
+    assert_clean_error(
+        &["--workloads", "hackbench"],
+        "unknown workload 'hackbench'",
+    );
+    assert_clean_error(&["--cpus", "4000"], "CPU 4000");
+    assert_clean_error(&["--nodes", "7"], "node 7 does not exist");
+    assert_clean_error(&["--threads", "4096"], "--oversubscribe");
+    assert_clean_error(&["--threads", "0"], "--threads must be at least 1");
+    assert_clean_error(&["--sizes", "0"], "size 0");
+    assert_clean_error(&["--sizes", "99999999"], "largest kmalloc size");
+    assert_clean_error(&["--reps", "0"], "--reps must be at least 1");
+    assert_clean_error(&["--fake-numa", "0"], "--fake-numa must be at least 1");
+    assert_clean_error(&["--fake-numa", "999"], "--fake-numa 999");
+    assert_clean_error(&["--slub", "max_order=12"], "orders go up to");
+    assert_clean_error(&["--slub", "colour=3"], "unknown key 'colour'");
+    assert_clean_error(&["--slab", "limit=x"], "not a non-negative integer");
+    assert_clean_error(&["-o", "/proc/slabworks-cannot-write"], "output directory");
+    assert_clean_error(&["--bogus-flag"], "--bogus-flag");
+    assert_clean_error(&["plot", "/nonexistent-dir"], "results.csv");
+}
+
+#[test]
+fn list_names_everything() {
+    let o = harness(&["--list"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "slab",
+        "slub",
+        "system",
+        "mimalloc",
+        "slab_test",
+        "remote_free",
+        "memory",
+        "custom_caches",
+        "scaling",
+        "pages",
+    ] {
+        assert!(s.contains(name), "--list mentions {name}");
+    }
+    let h = harness(&["--help"]);
+    let help = String::from_utf8_lossy(&h.stdout);
+    assert!(help.contains("--fake-numa") && help.contains("default"));
+}
