@@ -87,7 +87,8 @@ impl SlabGlobals {
         }
     }
 
-    /// Checks one array entry: an object start of `cachep`, on `node`, handed out.
+    /// Checks every entry of an array: an object start of `cachep`, on `node`, handed out.
+    /// Runs under a lock, so it records into `found` instead of allocating.
     ///
     /// # Safety
     /// `ac` protected by the lock the caller holds.
@@ -96,18 +97,12 @@ impl SlabGlobals {
         cachep: *mut KmemCache,
         ac: *mut ArrayCache,
         node: usize,
-        what: &str,
-        errs: &mut String,
+        found: &mut Found,
     ) {
         // SAFETY: as documented.
         unsafe {
             if (*ac).avail > (*ac).limit {
-                let _ = write!(
-                    errs,
-                    "{what}: avail {} > limit {}; ",
-                    (*ac).avail,
-                    (*ac).limit
-                );
+                found.add("array avail above its limit", ac as usize);
                 return;
             }
             for i in 0..(*ac).avail as usize {
@@ -116,53 +111,40 @@ impl SlabGlobals {
                     Ok(c) if c == cachep => {
                         let slabp = self.virt_to_slab(obj);
                         if (*slabp).nodeid as usize != node {
-                            let _ = write!(
-                                errs,
-                                "{what}: object {obj:p} of node {} in node {node}'s array; ",
-                                (*slabp).nodeid
-                            );
+                            found.add("array holds an object of another node", obj as usize);
                         }
                         let idx = obj_to_index(cachep, slabp, obj);
                         if *slab_bufctl(slabp).add(idx as usize) != BUFCTL_FREE {
-                            let _ = write!(
-                                errs,
-                                "{what}: object {obj:p} is on its slab's free chain; "
+                            found.add(
+                                "array object is on its slab's free chain (double free)",
+                                obj as usize,
                             );
                         }
                     }
-                    Ok(_) => {
-                        let _ = write!(errs, "{what}: object {obj:p} of another cache; ");
-                    }
-                    Err(e) => {
-                        let _ = write!(errs, "{what}: bad entry: {e}; ");
-                    }
+                    Ok(_) => found.add("array holds an object of another cache", obj as usize),
+                    Err(_) => found.add("array holds a pointer that is no object", obj as usize),
                 }
             }
         }
     }
 
-    /// Every check on one cache; errors appended to `errs`.
+    /// Every check on one cache; errors appended to `errs` (formatted only with no lock held:
+    /// the allocator may be the process's global allocator).
     ///
     /// # Safety
     /// `cachep` live; chain mutex held.
     unsafe fn validate_cache(&self, cachep: *mut KmemCache, errs: &mut String) {
+        let mut found = Found::default();
         // SAFETY: locks taken in the documented order (CPU slot → list_lock; alien → none).
         unsafe {
-            let name = (*cachep).name;
             let (_, err) = self.s_show(cachep);
             if let Some(e) = err {
-                let _ = write!(errs, "{name}: {e}; ");
+                found.add(e, 0);
             }
             for cpu in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cachep, cpu);
                 (*slot).lock.lock();
-                self.check_array(
-                    cachep,
-                    (*slot).ac,
-                    (*slot).node as usize,
-                    &format!("{name} cpu {cpu} array"),
-                    errs,
-                );
+                self.check_array(cachep, (*slot).ac, (*slot).node as usize, &mut found);
                 (*slot).lock.unlock();
             }
             for node in 0..self.nr_nodes {
@@ -175,25 +157,13 @@ impl SlabGlobals {
                             continue;
                         }
                         (*ac).lock.lock();
-                        self.check_array(
-                            cachep,
-                            ac,
-                            other,
-                            &format!("{name} node {node} alien[{other}]"),
-                            errs,
-                        );
+                        self.check_array(cachep, ac, other, &mut found);
                         (*ac).lock.unlock();
                     }
                 }
                 (*l3).list_lock.lock();
                 if !(*l3).shared.is_null() {
-                    self.check_array(
-                        cachep,
-                        (*l3).shared,
-                        node,
-                        &format!("{name} node {node} shared"),
-                        errs,
-                    );
+                    self.check_array(cachep, (*l3).shared, node, &mut found);
                 }
                 for head in [
                     addr_of_mut!((*l3).slabs_full),
@@ -203,14 +173,10 @@ impl SlabGlobals {
                     for link in ListHead::iter(head) {
                         let s = slab_from_list(link);
                         if let Err(e) = check_slabp(cachep, s) {
-                            let _ = write!(errs, "{name} node {node} slab {s:p}: {e}; ");
+                            found.add(e, s as usize);
                         }
                         if (*s).nodeid as usize != node {
-                            let _ = write!(
-                                errs,
-                                "{name}: slab {s:p} of node {} on node {node}'s list; ",
-                                (*s).nodeid
-                            );
+                            found.add("slab on another node's list", s as usize);
                         }
                         let base = (*s).s_mem as usize - (*s).colouroff;
                         match self.provider.virt_to_page(base) {
@@ -221,18 +187,24 @@ impl SlabGlobals {
                                     || p.test_flags(PG_OFF_SLAB) != off
                                     || p.cache() != cachep as usize
                                     || p.private != s as usize
+                                    || p.spare as usize != (*s).colouroff
                                     || self.provider.page_to_nid(pg) != node
                                 {
-                                    let _ = write!(errs, "{name}: slab {s:p} page marks wrong; ");
+                                    found.add("slab page marks wrong", s as usize);
                                 }
                             }
-                            None => {
-                                let _ = write!(errs, "{name}: slab {s:p} outside the provider; ");
-                            }
+                            None => found.add("slab outside the provider", s as usize),
                         }
                     }
                 }
                 (*l3).list_lock.unlock();
+            }
+            let name = (*cachep).name;
+            for (what, addr) in found.iter() {
+                let _ = write!(errs, "{name}: {what} ({addr:#x}); ");
+            }
+            if found.more > 0 {
+                let _ = write!(errs, "{name}: {} more errors; ", found.more);
             }
         }
     }
@@ -255,5 +227,28 @@ impl SlabGlobals {
         } else {
             Err(errs)
         }
+    }
+}
+
+/// Up to 8 errors recorded without allocating.
+#[derive(Default)]
+struct Found {
+    items: [(&'static str, usize); 8],
+    n: usize,
+    more: usize,
+}
+
+impl Found {
+    fn add(&mut self, what: &'static str, addr: usize) {
+        if self.n < self.items.len() {
+            self.items[self.n] = (what, addr);
+            self.n += 1;
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+        self.items[..self.n].iter().copied()
     }
 }
