@@ -815,3 +815,56 @@ impl SlabAllocator for Slab {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::{ProviderConfig, Topology};
+
+    #[test]
+    fn validate_names_each_accounting_error() {
+        let p = PageProvider::new(&ProviderConfig::small(Topology::uniform(1, 2).unwrap(), 16))
+            .unwrap();
+        let s = Slab::new(&p, SlabSettings::default()).unwrap();
+        let h = s
+            .kmem_cache_create("victim", 100, 0, SlabFlags::NONE, None)
+            .unwrap();
+        s.kmem_cache_tune(h, 1, 1, 0).unwrap();
+        let objs: Vec<_> = (0..40)
+            .map(|_| s.kmem_cache_alloc(h, Gfp::KERNEL).unwrap())
+            .collect();
+        s.validate().unwrap();
+        let g = s.g();
+        let c = h.ptr().as_ptr().cast::<KmemCache>();
+        // SAFETY: single-threaded test; the slab fields are restored before anything else runs.
+        unsafe {
+            let l3 = g.l3(c, 0);
+            let full = slabmgmt::slab_from_list((*l3).slabs_full.next);
+            (*full).inuse -= 1;
+            let e = s.validate().unwrap_err();
+            assert!(e.contains("slabs_full accounting error"), "{e}");
+            (*full).inuse += 1;
+            (*l3).free_objects += 1;
+            let e = s.validate().unwrap_err();
+            assert!(e.contains("free_objects accounting error"), "{e}");
+            (*l3).free_objects -= 1;
+            let part = slabmgmt::slab_from_list((*l3).slabs_partial.next);
+            let saved = (*part).inuse;
+            (*part).inuse = 0;
+            let e = s.validate().unwrap_err();
+            assert!(e.contains("slabs_partial/inuse accounting error"), "{e}");
+            (*part).inuse = saved;
+            let spare = (*l3).slabs_partial.next;
+            ListHead::move_to(spare, core::ptr::addr_of_mut!((*l3).slabs_free));
+            let e = s.validate().unwrap_err();
+            assert!(e.contains("slabs_free/inuse accounting error"), "{e}");
+            ListHead::move_to(spare, core::ptr::addr_of_mut!((*l3).slabs_partial));
+        }
+        s.validate().unwrap();
+        for o in objs {
+            // SAFETY: freed once.
+            unsafe { s.kmem_cache_free(h, o) }.unwrap();
+        }
+        s.validate().unwrap();
+    }
+}

@@ -250,6 +250,60 @@ mod tests {
         assert_eq!(reciprocal_value(3), 1431655766);
     }
 
+    fn fake_cache(num: u32, size: usize) -> Box<KmemCache> {
+        // SAFETY: every field of KmemCache is valid as all-zero bytes (null pointers, None,
+        // zero atomics, an empty name).
+        let mut c: Box<KmemCache> =
+            Box::new(unsafe { core::mem::MaybeUninit::zeroed().assume_init() });
+        c.num = num;
+        c.buffer_size = size;
+        c.reciprocal_buffer_size = reciprocal_value(size as u32);
+        c
+    }
+
+    #[test]
+    fn bufctl_chain_get_put_and_double_free() {
+        let c = fake_cache(8, 64);
+        let cp: *const KmemCache = &raw const *c;
+        let mut page = vec![0u64; 4096 / 8];
+        let base = page.as_mut_ptr().cast::<u8>();
+        let slabp = base.cast::<SlabDesc>();
+        // SAFETY: `page` is a 4 KiB buffer holding the descriptor, 8 bufctls and 8 objects.
+        unsafe {
+            let mgmt = slab_mgmt_size(8, 64);
+            assert_eq!(mgmt, 128);
+            init_slab_desc(slabp, mgmt, base.add(mgmt), 0);
+            cache_init_objs(cp, slabp);
+            let chain: Vec<u32> = (0..8).map(|i| *slab_bufctl(slabp).add(i)).collect();
+            assert_eq!(chain, vec![1, 2, 3, 4, 5, 6, 7, BUFCTL_END]);
+            check_slabp(cp, slabp).unwrap();
+            // Objects come out in address order.
+            let objs: Vec<*mut u8> = (0..8).map(|_| slab_get_obj(cp, slabp)).collect();
+            for (i, &o) in objs.iter().enumerate() {
+                assert_eq!(o, base.add(128 + 64 * i));
+                assert_eq!(obj_to_index(cp, slabp, o), i as u32);
+            }
+            assert_eq!(((*slabp).inuse, (*slabp).free), (8, BUFCTL_END));
+            check_slabp(cp, slabp).unwrap();
+            // LIFO within the slab.
+            assert!(slab_put_obj(cp, slabp, objs[5]));
+            assert!(slab_put_obj(cp, slabp, objs[2]));
+            assert_eq!((*slabp).free, 2);
+            assert_eq!(*slab_bufctl(slabp).add(2), 5);
+            assert_eq!(slab_get_obj(cp, slabp), objs[2]);
+            // A second put of an object already on the chain is refused (BUFCTL_FREE check).
+            assert!(!slab_put_obj(cp, slabp, objs[5]));
+            assert_eq!((*slabp).inuse, 7);
+            check_slabp(cp, slabp).unwrap();
+            // check_slabp catches a cycle and a wrong count.
+            *slab_bufctl(slabp).add(5) = 5;
+            assert!(check_slabp(cp, slabp).is_err());
+            *slab_bufctl(slabp).add(5) = BUFCTL_END;
+            (*slabp).inuse = 6;
+            assert!(check_slabp(cp, slabp).is_err());
+        }
+    }
+
     #[test]
     fn mgmt_size_formula() {
         assert_eq!(slab_mgmt_size(112, 32), 512);
