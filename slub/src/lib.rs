@@ -79,6 +79,8 @@ mod fastpath;
 mod freeptr;
 mod kmalloc;
 mod merge;
+#[cfg(test)]
+mod model;
 mod node;
 mod slowpath;
 mod stats;
