@@ -53,7 +53,7 @@ impl SlabGlobals {
 
     /// `__cache_alloc`: local array, then `____cache_alloc_node` on the local node (which may
     /// fall back to other nodes). `__GFP_ZERO` clears the object.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cache_alloc_internal(
         &self,
         cachep: *mut KmemCache,
@@ -157,7 +157,7 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a live object start of `cachep`, not used afterwards.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn cache_free_internal(&self, cachep: *mut KmemCache, objp: *mut u8) {
         let cpu = self.this_cpu();
         // SAFETY: forwarded contract; slot lock held around the array use.

@@ -610,22 +610,6 @@ impl Slab {
         }
         s
     }
-
-    fn kmem_cache_alloc_checked(
-        &self,
-        h: CacheHandle,
-        gfp: Gfp,
-        node: Option<usize>,
-    ) -> Option<NonNull<u8>> {
-        let c = self.cache(h).ok()?;
-        match node {
-            None => self.g().cache_alloc_internal(c, gfp),
-            Some(n) if n < self.g().nr_nodes || n == usize::MAX => {
-                self.g().cache_alloc_node_internal(c, gfp, n)
-            }
-            Some(_) => None,
-        }
-    }
 }
 
 impl Drop for Slab {
@@ -677,9 +661,10 @@ impl SlabAllocator for Slab {
         Ok(self.handle(c))
     }
 
-    #[inline]
+    #[inline(always)]
     fn kmem_cache_alloc(&self, cache: CacheHandle, gfp: Gfp) -> Option<NonNull<u8>> {
-        self.kmem_cache_alloc_checked(cache, gfp, None)
+        let c = self.cache(cache).ok()?;
+        self.g().cache_alloc_internal(c, gfp)
     }
 
     fn kmem_cache_alloc_node(
@@ -688,10 +673,14 @@ impl SlabAllocator for Slab {
         gfp: Gfp,
         node: usize,
     ) -> Option<NonNull<u8>> {
-        self.kmem_cache_alloc_checked(cache, gfp, Some(node))
+        let c = self.cache(cache).ok()?;
+        if node >= self.g().nr_nodes && node != usize::MAX {
+            return None;
+        }
+        self.g().cache_alloc_node_internal(c, gfp, node)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn kmem_cache_free(
         &self,
         cache: CacheHandle,
@@ -704,7 +693,7 @@ impl SlabAllocator for Slab {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
         let c = self.g().find_general_cachep(size);
         if c.is_null() {
@@ -721,7 +710,7 @@ impl SlabAllocator for Slab {
         self.g().cache_alloc_node_internal(c, gfp, node)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         if ptr.is_null() {
             return Ok(());

@@ -126,7 +126,7 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a live object of `cachep`; the caller holds the CPU slot of `node`.
-    #[inline]
+    #[inline(never)]
     pub(crate) unsafe fn cache_free_alien(
         &self,
         cachep: *mut KmemCache,
