@@ -257,6 +257,36 @@ pub(crate) fn slub_set_cpu_partial(s: &KmemCache, nr_objects: usize) {
     );
 }
 
+/// `struct reciprocal_value` (lib/math/reciprocal_div.c).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReciprocalValue {
+    m: u32,
+    sh1: u8,
+    sh2: u8,
+}
+
+/// `reciprocal_value(d)`.
+pub const fn reciprocal_value(d: u32) -> ReciprocalValue {
+    let l = if d <= 1 {
+        0
+    } else {
+        32 - (d - 1).leading_zeros()
+    };
+    let m = ((1u64 << 32) * ((1u64 << l) - d as u64)) / d as u64 + 1;
+    ReciprocalValue {
+        m: m as u32,
+        sh1: if l < 1 { l as u8 } else { 1 },
+        sh2: if l >= 1 { (l - 1) as u8 } else { 0 },
+    }
+}
+
+/// `reciprocal_divide(a, R)`: `a / d` without a division instruction.
+#[inline(always)]
+pub const fn reciprocal_divide(a: u32, r: ReciprocalValue) -> u32 {
+    let t = ((a as u64 * r.m as u64) >> 32) as u32;
+    (t + ((a - t) >> r.sh1)) >> r.sh2
+}
+
 /// `struct kmem_cache_cpu`: the lockless `{freelist, tid}` pair (16-byte aligned, swapped by
 /// `cmpxchg16b`), the CPU slab, the per-CPU partial chain and the slow-path local lock.
 #[repr(C, align(64))]
@@ -293,16 +323,36 @@ pub(crate) const KMEM_CACHE_MAGIC: usize = 0x5a1b_c0de_0000_0000;
 pub struct KmemCache {
     /// `cpu_slab`.
     pub(crate) cpu_slab: PerCpu<KmemCacheCpu>,
-    /// `flags`.
-    pub(crate) flags: SlabFlags,
-    /// `min_partial` (sysfs rw).
-    pub(crate) min_partial: AtomicUsize,
+    /// Instance id and liveness magic.
+    pub(crate) magic: AtomicUsize,
     /// `size`: the object stride.
     pub(crate) size: usize,
-    /// `object_size` (raised by aliasing).
-    pub(crate) object_size: AtomicUsize,
     /// `offset`: free pointer offset.
     pub(crate) offset: usize,
+    /// `random`: freelist hardening key (0 when hardening is off).
+    pub(crate) random: usize,
+    /// `CONFIG_SLAB_FREELIST_HARDENED` for this cache.
+    pub(crate) hardened: bool,
+    /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
+    pub(crate) debug: bool,
+    /// `red_left_pad`.
+    pub(crate) red_left_pad: usize,
+    /// `reciprocal_size`: for `obj_to_index` without a division.
+    pub(crate) reciprocal_size: ReciprocalValue,
+    /// `CONFIG_SLUB_STATS` counters.
+    pub(crate) stats: StatCounters<{ StatItem::COUNT }>,
+    /// `flags`.
+    pub(crate) flags: SlabFlags,
+    /// `object_size` (raised by aliasing).
+    pub(crate) object_size: AtomicUsize,
+    /// Provider the slabs come from.
+    pub(crate) provider: PageProvider,
+    /// Number of logical nodes.
+    pub(crate) nr_nodes: usize,
+    /// `kmem_cache_has_cpu_partial(s)`.
+    pub(crate) has_cpu_partial: bool,
+    /// `min_partial` (sysfs rw).
+    pub(crate) min_partial: AtomicUsize,
     /// `cpu_partial` (objects, sysfs rw).
     pub(crate) cpu_partial: AtomicUsize,
     /// `cpu_partial_slabs`.
@@ -319,32 +369,14 @@ pub struct KmemCache {
     pub(crate) inuse: AtomicUsize,
     /// `align`.
     pub(crate) align: usize,
-    /// `red_left_pad`.
-    pub(crate) red_left_pad: usize,
     /// `name`.
     pub(crate) name: CacheName,
     /// `list`: next (older) cache on `slab_caches`.
     pub(crate) next: AtomicPtr<KmemCache>,
-    /// `random`: freelist hardening key (0 when hardening is off).
-    pub(crate) random: usize,
     /// `remote_node_defrag_ratio` (kernel unit: sysfs value × 10).
     pub(crate) remote_node_defrag_ratio: AtomicUsize,
     /// `node[MAX_NUMNODES]`.
     pub(crate) node: [AtomicPtr<KmemCacheNode>; MAX_NUMNODES],
-    /// `CONFIG_SLUB_STATS` counters.
-    pub(crate) stats: StatCounters<{ StatItem::COUNT }>,
-    /// Provider the slabs come from.
-    pub(crate) provider: PageProvider,
-    /// `kmem_cache_has_cpu_partial(s)`.
-    pub(crate) has_cpu_partial: bool,
-    /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
-    pub(crate) debug: bool,
-    /// `CONFIG_SLAB_FREELIST_HARDENED` for this cache.
-    pub(crate) hardened: bool,
-    /// Number of logical nodes.
-    pub(crate) nr_nodes: usize,
-    /// Instance id and liveness magic.
-    pub(crate) magic: AtomicUsize,
 }
 
 // SAFETY: all mutable state is atomics, per-CPU slots under their locks, or node structures
@@ -464,6 +496,7 @@ pub(crate) unsafe fn kmem_cache_open(
         hardened: settings.freelist_hardened,
         nr_nodes: sl.nr_nodes,
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
+        reciprocal_size: reciprocal_value(layout.size as u32),
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };
@@ -628,6 +661,21 @@ mod tests {
         assert_eq!(set_cpu_partial_for(4096, 8, true), (6, 2));
         assert_eq!(set_cpu_partial_for(8192, 4, true), (6, 3));
         assert_eq!(set_cpu_partial_for(64, 64, false), (0, 0));
+    }
+
+    #[test]
+    fn reciprocal_division_matches() {
+        for d in [
+            8u32, 24, 64, 72, 96, 192, 704, 1000, 4096, 8192, 65536, 3000,
+        ] {
+            let r = reciprocal_value(d);
+            for a in (0..(1u32 << 22))
+                .step_by(97)
+                .chain([d, d - 1, 2 * d, (1 << 22) - 1])
+            {
+                assert_eq!(reciprocal_divide(a, r), a / d, "{a} / {d}");
+            }
+        }
     }
 
     #[test]

@@ -79,7 +79,9 @@ pub(crate) fn virt_to_slab(
     let start = sl.provider.page_address(page).as_ptr() as usize + s.red_left_pad;
     let objects = crate::node::counters_of(page.as_ptr()).objects as usize;
     let off = addr.wrapping_sub(start);
-    if addr < start || off % s.size != 0 || off / s.size >= objects {
+    // obj_to_index with the cache's reciprocal (no division on the free path).
+    let idx = crate::cache::reciprocal_divide(off as u32, s.reciprocal_size) as usize;
+    if addr < start || off >= (PAGE_SIZE << 10) || idx * s.size != off || idx >= objects {
         return Err(SlabError::NotObjectStart(addr));
     }
     Ok((page, s))

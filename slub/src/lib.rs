@@ -318,20 +318,11 @@ impl Slub {
         if h.instance() != self.instance {
             return Err(SlabError::ForeignCache);
         }
-        let addr = h.ptr().as_ptr() as usize;
-        // The structure must be a live object of the kmem_cache cache.
-        let page = self
-            .provider
-            .virt_to_head_page(addr)
-            .ok_or(SlabError::ForeignCache)?;
-        // SAFETY: the descriptor is in the provider's mem_map.
-        let pg = unsafe { page.as_ref() };
-        if !pg.is_slab() || pg.cache() != self.kmem_cache as usize {
-            return Err(SlabError::ForeignCache);
-        }
-        // SAFETY: the address is inside a slab of the kmem_cache cache; the magic word tells a
-        // live kmem_cache from a freed object (destroy clears it before freeing).
-        let s = unsafe { &*(addr as *const KmemCache) };
+        // A handle of this instance names provider memory that stays mapped for the life of
+        // the provider, so reading the magic word is safe even for a destroyed cache; destroy
+        // clears it before the structure is freed.
+        // SAFETY: see above; the structure is read only if the magic says it is live.
+        let s = unsafe { &*(h.ptr().as_ptr() as *const KmemCache) };
         if !s.is_live(self.instance) {
             return Err(SlabError::ForeignCache);
         }
@@ -513,9 +504,12 @@ impl SlabAllocator for Slub {
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
-        let s = self.cache_of(cache)?;
-        let (slab, owner) = kmalloc::virt_to_slab(self, obj.as_ptr() as usize)?;
-        if !core::ptr::eq(owner, s) {
+        if cache.instance() != self.instance {
+            return Err(SlabError::ForeignCache);
+        }
+        let (slab, s) = kmalloc::virt_to_slab(self, obj.as_ptr() as usize)?;
+        if !core::ptr::eq(cache.ptr().as_ptr().cast::<KmemCache>(), s) {
+            self.cache_of(cache)?;
             return Err(SlabError::WrongCache(obj.as_ptr() as usize));
         }
         // SAFETY: obj is checked to be an object start of a slab of s; the caller promises it
