@@ -56,6 +56,19 @@ pub enum CpuCacheUp {
     Full = 4,
 }
 
+impl CpuCacheUp {
+    /// From its `u8` value (anything above `EARLY` is `FULL`).
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            0 => CpuCacheUp::None,
+            1 => CpuCacheUp::PartialAc,
+            2 => CpuCacheUp::PartialL3,
+            3 => CpuCacheUp::Early,
+            _ => CpuCacheUp::Full,
+        }
+    }
+}
+
 /// `CACHE_CACHE` index into `initkmem_list3`.
 pub const CACHE_CACHE: usize = 0;
 /// `SIZE_AC` block of `initkmem_list3` (times the node count).
@@ -82,6 +95,8 @@ pub struct SlabGlobals {
     pub(crate) use_alien_caches: bool,
     pub(crate) stats: bool,
     g_cpucache_up: AtomicU8,
+    /// Every state `g_cpucache_up` went through, in order (for tests and introspection).
+    states_seen: [AtomicU8; 8],
     slab_early_init: AtomicBool,
     cache_chain: ListHead,
     cache_chain_mutex: Mutex<()>,
@@ -157,6 +172,7 @@ impl SlabGlobals {
                 use_alien_caches: settings.use_alien_caches && nr_nodes > 1,
                 stats: settings.stats,
                 g_cpucache_up: AtomicU8::new(CpuCacheUp::None as u8),
+                states_seen: core::array::from_fn(|_| AtomicU8::new(u8::MAX)),
                 slab_early_init: AtomicBool::new(true),
                 cache_chain: ListHead::new(),
                 cache_chain_mutex: Mutex::new(()),
@@ -424,17 +440,26 @@ impl SlabGlobals {
     }
 
     pub(crate) fn cpucache_up(&self) -> CpuCacheUp {
-        match self.g_cpucache_up.load(Ordering::Acquire) {
-            0 => CpuCacheUp::None,
-            1 => CpuCacheUp::PartialAc,
-            2 => CpuCacheUp::PartialL3,
-            3 => CpuCacheUp::Early,
-            _ => CpuCacheUp::Full,
-        }
+        CpuCacheUp::from_u8(self.g_cpucache_up.load(Ordering::Acquire))
     }
 
     pub(crate) fn set_cpucache_up(&self, s: CpuCacheUp) {
         self.g_cpucache_up.store(s as u8, Ordering::Release);
+        if let Some(slot) = self
+            .states_seen
+            .iter()
+            .find(|a| a.load(Ordering::Relaxed) == u8::MAX)
+        {
+            slot.store(s as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// The bootstrap states reached, in order.
+    pub(crate) fn states_seen(&self) -> impl Iterator<Item = u8> + '_ {
+        self.states_seen
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .take_while(|&v| v != u8::MAX)
     }
 
     pub(crate) fn slab_early_init(&self) -> bool {

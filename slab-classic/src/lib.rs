@@ -442,6 +442,12 @@ impl Slab {
         }
     }
 
+    /// The `g_cpucache_up` states the bootstrap went through, in order (2.6.32: PARTIAL_AC,
+    /// PARTIAL_L3, EARLY, FULL).
+    pub fn bootstrap_states(&self) -> impl Iterator<Item = bootstrap::CpuCacheUp> + '_ {
+        self.g().states_seen().map(bootstrap::CpuCacheUp::from_u8)
+    }
+
     /// The per-CPU slot the calling thread would use now (its CPU id modulo the slots).
     pub fn current_cpu(&self) -> usize {
         self.g().this_cpu()
@@ -808,7 +814,69 @@ impl SlabAllocator for Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bootstrap::CpuCacheUp;
     use common::{ProviderConfig, Topology};
+
+    #[test]
+    fn bootstrap_walks_the_2_6_32_states_and_leaves_no_static_structure_in_use() {
+        let topo = Topology::uniform(1, 2).unwrap().with_fake_numa(2).unwrap();
+        let p = PageProvider::new(&ProviderConfig::small(topo, 16)).unwrap();
+        let s = Slab::new(&p, SlabSettings::default()).unwrap();
+        let g = s.g();
+        let states: Vec<CpuCacheUp> = s.bootstrap_states().collect();
+        assert_eq!(
+            states,
+            vec![
+                CpuCacheUp::PartialAc,
+                CpuCacheUp::PartialL3,
+                CpuCacheUp::Early,
+                CpuCacheUp::Full
+            ]
+        );
+        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cs_cachep;
+        let mut caches = 0;
+        // SAFETY: single-threaded test; chain walked under its mutex.
+        unsafe {
+            let _chain = g.chain_lock();
+            for link in ListHead::iter(g.cache_chain_head()) {
+                let c = cache_from_chain(link);
+                caches += 1;
+                if c != g.cache_cache {
+                    assert_eq!(
+                        g.lookup_object(c.cast()),
+                        Ok(g.cache_cache),
+                        "kmem_cache from cache_cache"
+                    );
+                }
+                for cpu in 0..g.nr_cpus {
+                    let ac = (*g.cpu_slot(c, cpu)).ac;
+                    assert!(!g.is_static_array(ac), "{} cpu {cpu}", (*c).name);
+                    assert!(g.lookup_object(ac.cast()).is_ok(), "array_cache kmalloc'd");
+                }
+                for node in 0..g.nr_nodes {
+                    let l3 = g.l3(c, node);
+                    assert!(!g.is_static_l3(l3), "{} node {node}", (*c).name);
+                    assert_eq!(
+                        g.lookup_object(l3.cast()),
+                        Ok(l3_cache),
+                        "kmem_list3 from INDEX_L3"
+                    );
+                    let page = p.virt_to_head_page(l3 as usize).unwrap();
+                    assert_eq!(p.page_to_nid(page), node, "kmalloc_node placed the list3");
+                    assert!(
+                        !(*l3).alien.load(Ordering::Relaxed).is_null(),
+                        "alien arrays on 2 nodes"
+                    );
+                }
+            }
+        }
+        assert_eq!(caches, 1 + common::sizes::slab::NR);
+        assert_eq!(
+            p.stats().owner(Owner::Metadata),
+            1 << g.block_order,
+            "only the static block"
+        );
+    }
 
     #[test]
     fn validate_names_each_accounting_error() {

@@ -373,3 +373,36 @@ fn dropping_the_instance_gives_every_page_back() {
     assert_eq!(p.stats().pages_in_use, 0);
     p.check_invariants().unwrap();
 }
+
+#[test]
+fn slabinfo_statistics_columns() {
+    let p = util::provider(1, 16);
+    let s = util::slab(&p);
+    let c = s
+        .kmem_cache_create("statsy", 100, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+    // SAFETY: freed once.
+    unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    let text = s.slabinfo_text();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("slabinfo - version: 2.1 (statistics)"));
+    assert!(lines.next().unwrap().ends_with(
+        ": globalstat <listallocs> <maxobjs> <grown> <reaped> <error> <maxfreeable> <nodeallocs> <remotefrees> <alienoverflow> : cpustat <allochit> <allocmiss> <freehit> <freemiss>"
+    ));
+    let row = text.lines().find(|l| l.starts_with("statsy ")).unwrap();
+    assert!(row.contains(": globalstat      16     16     1    0    0    0    0    0    0 : cpustat      0      1      1      0"), "{row}");
+    let mut stats = Vec::new();
+    s.for_each_stat(&mut |n, v| stats.push((n, v)));
+    // maxobjs counts objects moved into CPU arrays as active (STATS_INC_ACTIVE in the refill).
+    assert!(
+        stats.iter().any(|&(n, v)| n == "grown" && v >= 20),
+        "every bootstrap cache grew"
+    );
+    assert!(stats.iter().any(|&(n, v)| n == "allocmiss" && v >= 1));
+    // Without STATS the header has no statistics suffix.
+    let plain = slab_classic::Slab::new(&p, SlabSettings::default()).unwrap();
+    assert!(plain
+        .slabinfo_text()
+        .starts_with("slabinfo - version: 2.1\n"));
+}
