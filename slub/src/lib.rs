@@ -369,6 +369,20 @@ impl Slub {
         Ok(())
     }
 
+    /// Writes `remote_node_defrag_ratio` (sysfs, rw; 0..=100).
+    pub fn set_remote_node_defrag_ratio(
+        &self,
+        cache: CacheHandle,
+        v: usize,
+    ) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        if v > 100 {
+            return Err(SlabError::TooLarge { size: v, max: 100 });
+        }
+        s.remote_node_defrag_ratio.store(v * 10, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// One stat item of one cache (summed over CPUs; 0 with stats off).
     pub fn cache_stat(&self, cache: CacheHandle, item: StatItem) -> Result<u64, SlabError> {
         let s = self.cache_of(cache)?;

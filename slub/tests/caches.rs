@@ -398,3 +398,45 @@ fn memory_overhead_one_million_64_byte_objects() {
     s.kmem_cache_shrink(c).unwrap();
     assert_eq!(p.stats().pages_in_use, base);
 }
+
+/// Debug flags (issue 7 builds the checks): the layout grows as `calculate_sizes` says, the
+/// cache never uses per-CPU partials and every operation takes the slow path.
+#[test]
+fn debug_flags_force_slow_paths_and_layout() {
+    let p = provider(1, 64);
+    let s = slub_with(&p, stats_on());
+    let flags = SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER;
+    let c = s.kmem_cache_create("dbg", 64, 0, flags, None).unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    // 64 + 8 (right red zone) = inuse 72; free pointer after: 80; 2 tracks: 144; red zone
+    // word: 152; left pad 8: 160.
+    assert_eq!(
+        (a.inuse, a.offset, a.slab_size, a.cpu_partial),
+        (72, 72, 160, 0)
+    );
+    let objs: Vec<_> = (0..200)
+        .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+        .collect();
+    for (i, o) in objs.iter().enumerate() {
+        fill(*o, 64, i);
+        // Objects start after the left red zone.
+        let base = p
+            .page_address(p.virt_to_head_page(o.as_ptr() as usize).unwrap())
+            .as_ptr() as usize;
+        assert_eq!((o.as_ptr() as usize - base) % 160, 8);
+    }
+    for (i, o) in objs.iter().enumerate() {
+        assert!(check(*o, 64, i));
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+    }
+    assert_eq!(s.cache_stat(c, slub::StatItem::ALLOC_FASTPATH).unwrap(), 0);
+    assert_eq!(s.cache_stat(c, slub::StatItem::FREE_FASTPATH).unwrap(), 0);
+    assert_eq!(
+        s.cache_stat(c, slub::StatItem::ALLOC_SLOWPATH).unwrap(),
+        200
+    );
+    // Never merged.
+    assert_ne!(s.kmem_cache_create("dbg2", 64, 0, flags, None).unwrap(), c);
+    s.validate().unwrap();
+}

@@ -143,3 +143,68 @@ fn node_structures_live_on_their_node() {
     // SAFETY: freed once.
     unsafe { s.kmem_cache_free(c, o) }.unwrap();
 }
+
+#[test]
+fn get_any_partial_takes_remote_partials() {
+    let p = provider(2, 64);
+    let s = slub_with(&p, stats_on());
+    if !pin(0) || common::percpu::cpu_id() != 0 {
+        return;
+    }
+    let c = s
+        .kmem_cache_create("remote", 256, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    let (per, min_partial) = (a.objs_per_slab, a.min_partial);
+    // Node 1 gets min_partial + 3 partial slabs (one free object each).
+    let nslabs = min_partial + 3;
+    let objs: Vec<_> = (0..per * nslabs)
+        .map(|_| s.kmem_cache_alloc_node(c, Gfp::KERNEL, 1).unwrap())
+        .collect();
+    s.flush_all(c).unwrap();
+    for k in 0..nslabs {
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(c, objs[k * per]) }.unwrap();
+    }
+    s.flush_all(c).unwrap();
+    assert_eq!(s.cache_attrs(c).unwrap().nodes[1].0, nslabs);
+    s.set_remote_node_defrag_ratio(c, 100).unwrap();
+    // No node preference from CPU 0 (node 0, no partials): get_any_partial finds node 1's.
+    // The kernel samples get_cycles() % 1024 against the ratio, so a few tries may miss.
+    let mut got = None;
+    for _ in 0..20 {
+        let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+        let nid = p.page_to_nid(p.virt_to_head_page(o.as_ptr() as usize).unwrap());
+        if nid == 1 {
+            got = Some(o);
+            break;
+        }
+        // SAFETY: freed once; the node-0 slab is then shrunk away.
+        unsafe { s.kmem_cache_free(c, o) }.unwrap();
+        s.kmem_cache_shrink(c).unwrap();
+    }
+    let o = got.expect("an object from node 1's partial list");
+    assert!(s.cache_stat(c, S::ALLOC_FROM_PARTIAL).unwrap() >= 1);
+    // With the ratio at 0 remote partials are left alone.
+    s.set_remote_node_defrag_ratio(c, 0).unwrap();
+    assert!(s.set_remote_node_defrag_ratio(c, 101).is_err());
+    s.flush_all(c).unwrap();
+    let before = s.cache_attrs(c).unwrap().nodes[1].0;
+    let o2 = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+    assert_eq!(
+        p.page_to_nid(p.virt_to_head_page(o2.as_ptr() as usize).unwrap()),
+        0
+    );
+    assert_eq!(s.cache_attrs(c).unwrap().nodes[1].0, before);
+    for x in objs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % per != 0)
+        .map(|(_, x)| x)
+        .chain([&o, &o2])
+    {
+        // SAFETY: every remaining object, freed once.
+        unsafe { s.kmem_cache_free(c, *x) }.unwrap();
+    }
+    s.validate().unwrap();
+}
