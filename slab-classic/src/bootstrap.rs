@@ -225,7 +225,8 @@ impl SlabGlobals {
             // 1) cache_cache.
             ListHead::init(addr_of_mut!(self.cache_chain));
             let cc = self.cache_cache;
-            let line = self.cache_line_size;
+            // At least 64: the per-CPU slots inside a kmem_cache are cache-line-aligned structs.
+            let line = self.cache_line_size.max(64);
             (*cc).instance = self.instance;
             addr_of_mut!((*cc).name)
                 .write(CacheName::new("kmem_cache").unwrap_or_else(|_| unreachable!()));

@@ -34,7 +34,8 @@
 //!                        └► alloc_slabmgmt (off-slab: kmem_cache_alloc_node(slabp_cache))
 //!     └─ ____cache_alloc_node ─► cache_grow(THISNODE) ─► fallback_alloc (other nodes)
 //! kmem_cache_alloc_node / kmalloc_node ─► __cache_alloc_node ─► local array or ____cache_alloc_node
-//! kmem_cache_free / kfree ─► lookup_object (checks) ─► __cache_free (CPU slot lock)
+//! kmem_cache_free ─► check_object_of / kfree ─► lookup_object (struct page checks)
+//!     ─► __cache_free (CPU slot lock)
 //!     ├─ cache_free_alien (object of another node) ─► alien array ─► __drain_alien_cache
 //!     ├─ ac->avail < limit ? entry[avail++] = obj                          ← fast path
 //!     └─ cache_flusharray (list_lock): shared array, else free_block ─► slab_destroy
@@ -64,12 +65,23 @@
 //! else from the allocator's own caches. Nothing on an allocation or free path touches the Rust
 //! heap (`validate`, `slabinfo` text and the reaper thread do).
 //!
-//! ## Deviations from 2.6.32 (see the README notes in the final report)
-//! - `local_irq_save` → a per-CPU-slot lock (threads can migrate); all CPUs exist at boot.
+//! ## Deviations from 2.6.32
+//! - `local_irq_save` → a lock per CPU slot (`CpuSlot`, threads can migrate); so
+//!   `kmem_cache.array[]` holds one 64-byte slot (lock, node, array pointer) per CPU instead of
+//!   a pointer, and every CPU gets its arrays at boot (no CPU hotplug, no `cpuup_prepare`).
+//! - Slab marks live on the head page only (`PG_SLAB`, `slab_cache`, `private` = descriptor,
+//!   `spare` = offset of `s_mem`); lookups go through `virt_to_head_page`. Frees are checked
+//!   (not ours / wrong cache / not an object start) from `struct page` alone.
 //! - Debug flags (red zone, poison, store user) are accepted and ignored (issue 7); the cheap
 //!   `BUFCTL_FREE` double-free check of `slab_put_obj` is always on and counted as `error`.
-//! - `SLAB_DESTROY_BY_RCU` slabs are freed at once (no RCU); no DMA caches.
-//! - Bad tunables written to slabinfo return an error instead of being ignored.
+//! - No `alternate_node_alloc` (no mempolicy/cpuset spreading), no DMA caches, no RCU:
+//!   `SLAB_DESTROY_BY_RCU` slabs are freed at once.
+//! - Time is a per-instance `jiffies` counter (`HZ` = 1000) moved by hand or by the optional
+//!   reaper thread, which reaps every CPU in turn from one thread; the shared array's `touched`
+//!   flag is read under the node lock (the kernel reads it racily).
+//! - Bad tunables written to slabinfo return an error instead of being ignored; a duplicate
+//!   cache name is refused with `BadName` (the kernel refuses it too, with a message).
+//! - `validate()` also checks every array entry and the page marks, beyond `s_show`.
 
 // The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
 // compared with mm/slab.c; kernel functions are methods of the instance even where they only
