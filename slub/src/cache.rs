@@ -405,11 +405,6 @@ impl KmemCache {
     pub(crate) fn is_live(&self, instance: u32) -> bool {
         self.magic.load(Ordering::Relaxed) == KMEM_CACHE_MAGIC | instance as usize
     }
-
-    /// The cache's name.
-    pub fn name(&self) -> &str {
-        self.name.as_str()
-    }
 }
 
 /// `kmem_cache_open` (into uninitialised memory at `s`): `calculate_sizes`, `min_partial`,

@@ -67,6 +67,26 @@
 //! - **Remote frees** (`__slab_free`) and freezing/unfreezing change a slab only by `cmpxchg` of
 //!   its `{freelist, counters}`; `frozen` slabs belong to one CPU slot and are not on node lists.
 //!
+//! ## Deviations from mm/slub.c 6.4, and why
+//! - `TID_BUSY` around slow-path rewrites of a CPU slot (above); `model.rs` explores every
+//!   interleaving of the protocol and shows the kernel's plain stores losing objects here.
+//! - The slow path keeps using the CPU slot it started on (the kernel re-reads `this_cpu_ptr`
+//!   with preemption off); correct because that slot stays locked/busy while it is changed.
+//! - `kmem_cache.node[]` has `MAX_NUMNODES` entries (the kernel sizes the boot `kmem_cache`
+//!   object by `nr_node_ids`): a Rust reference must cover the whole structure.
+//! - No `pfmemalloc`, memcg, KASAN, KFENCE, RCU-delayed freeing, freelist randomisation,
+//!   CPU hotplug or sysfs; `SLAB_TYPESAFE_BY_RCU` only shapes the layout.
+//! - Debug caches (`SLAB_RED_ZONE`/`POISON`/`STORE_USER`/`CONSISTENCY_CHECKS`) get the debug
+//!   layout and always take the slow paths without per-CPU partials, but the checks themselves
+//!   (`alloc_debug_processing`, `free_to_partial_list`, red zones, poison) are issue 7.
+//! - Frees are checked (`virt_to_slab`: our slab, our instance, object start via
+//!   `reciprocal_size`) and a naive double free or a free into an empty slab is refused with
+//!   `SlabError::DoubleFree` instead of `BUG()`.
+//! - `kmem_cache_destroy` refuses with `Busy` (the cache stays usable) instead of reporting
+//!   "objects remaining" and leaking the cache; kmalloc and boot caches are permanent.
+//! - `validate()` counts what the kernel's `validate_slab_cache` counts (listed slabs); full
+//!   slabs of non-debug caches are on no list, in both.
+//!
 //! ## Invariants (checked by `validate()`)
 //! - A slab on a node's partial list is not frozen, has `0 < free`, `inuse == objects − |freelist|`
 //!   and `slab_cache == s`; `nr_partial` is the list length.
@@ -356,13 +376,16 @@ impl Slub {
         Ok(())
     }
 
-    /// Writes `cpu_partial` (sysfs, rw; objects). Refused (`BadAlign` is not apt, so
-    /// `ZeroSize` is not either): a non-zero value for a cache without per-CPU partials is
-    /// ignored, as the kernel returns -EINVAL.
+    /// Writes `cpu_partial` (sysfs, rw; objects) and flushes the CPU slabs. A cache without
+    /// per-CPU partials (debug flags, 2.6.32 era) accepts only 0: anything else is refused with
+    /// `TooLarge { max: 0 }`, where the kernel returns -EINVAL.
     pub fn set_cpu_partial(&self, cache: CacheHandle, objects: usize) -> Result<(), SlabError> {
         let s = self.cache_of(cache)?;
         if objects != 0 && !s.has_cpu_partial {
-            return Err(SlabError::BadName);
+            return Err(SlabError::TooLarge {
+                size: objects,
+                max: 0,
+            });
         }
         cache::slub_set_cpu_partial(s, objects);
         flush_all(s);

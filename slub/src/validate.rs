@@ -9,7 +9,7 @@ use crate::node::{counters_of, slab_of};
 use crate::slowpath::{flush_all, slab_nid};
 use crate::Slub;
 use common::list::ListHead;
-use common::{CacheName, Page, SlabInfo, PAGE_SIZE};
+use common::{Page, SlabInfo, PAGE_SIZE};
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
@@ -149,7 +149,7 @@ pub(crate) fn get_slabinfo(_sl: &Slub, s: &KmemCache) -> SlabInfo {
         nr_free += n.count_partial_free();
     }
     SlabInfo {
-        name: CacheName::new(s.name()).unwrap_or(s.name),
+        name: s.name,
         active_objs: nr_objs.saturating_sub(nr_free),
         num_objs: nr_objs,
         objsize: s.size,
