@@ -333,6 +333,8 @@ pub struct KmemCache {
     pub(crate) random: usize,
     /// `CONFIG_SLAB_FREELIST_HARDENED` for this cache.
     pub(crate) hardened: bool,
+    /// 2.6.32 behaviour where it differs on the slow paths (see `slowpath.rs`).
+    pub(crate) era_2_6_32: bool,
     /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
     pub(crate) debug: bool,
     /// `red_left_pad`.
@@ -489,6 +491,7 @@ pub(crate) unsafe fn kmem_cache_open(
         has_cpu_partial,
         debug,
         hardened: settings.freelist_hardened,
+        era_2_6_32: settings.era == Era::V2_6_32,
         nr_nodes: sl.nr_nodes,
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),

@@ -170,3 +170,48 @@ pub(crate) fn kmem_cache_free_internal(
     // SAFETY: internal objects are live objects of s, given up by the caller.
     unsafe { do_slab_free(sl, s, page, obj) }
 }
+
+#[cfg(test)]
+mod tests {
+    use common::sizes::slub_index::{kmalloc_index, kmalloc_slab_index, position_of, SIZE_INDEX};
+
+    #[test]
+    fn kmalloc_index_and_size_index_boundaries() {
+        // Compile-time __kmalloc_index.
+        const I8: usize = kmalloc_index(8);
+        const I96: usize = kmalloc_index(96);
+        const I192: usize = kmalloc_index(192);
+        const I8K: usize = kmalloc_index(8192);
+        assert_eq!((I8, I96, I192, I8K), (3, 1, 2, 13));
+        // size_index[] covers 1..=192 by (size - 1) / 8; fls above.
+        assert_eq!(SIZE_INDEX.len(), 24);
+        for (size, idx) in [
+            (1, 3),
+            (8, 3),
+            (9, 4),
+            (16, 4),
+            (17, 5),
+            (32, 5),
+            (33, 6),
+            (64, 6),
+            (65, 1),
+            (96, 1),
+            (97, 7),
+            (128, 7),
+            (129, 2),
+            (192, 2),
+            (193, 8),
+            (256, 8),
+            (257, 9),
+            (4096, 12),
+            (4097, 13),
+            (8192, 13),
+        ] {
+            assert_eq!(kmalloc_slab_index(size), Some(idx), "size {size}");
+            assert_eq!(kmalloc_index(size), idx, "size {size}");
+            assert!(common::sizes::slub::SIZES[position_of(idx)] >= size);
+        }
+        assert_eq!(kmalloc_slab_index(8193), None);
+        assert_eq!(kmalloc_slab_index(0), None);
+    }
+}

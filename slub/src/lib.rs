@@ -136,7 +136,10 @@ pub enum Era {
     /// object, per-CPU partial slabs, `min_objects` from the CPU count.
     V6_4,
     /// Linux 2.6.32: `min_partial = clamp(ilog2(size), 5, 10)`, free pointer at offset 0, no
-    /// per-CPU partial slabs (they came in 3.2), `min_objects` from `nr_cpu_ids`.
+    /// per-CPU partial slabs (they came in 3.2), `min_objects` from `nr_cpu_ids`, empty slabs
+    /// discarded at once by `__slab_free`, and `deactivate_slab` putting a slab with a CPU
+    /// freelist at the head. The fast paths stay the lockless tid ones (2.6.39+; 2.6.32
+    /// disabled interrupts instead).
     V2_6_32,
 }
 

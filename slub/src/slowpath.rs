@@ -493,6 +493,11 @@ pub(crate) fn deactivate_slab(s: &KmemCache, slab: *mut Page, freelist: usize) {
         s.stat(DEACTIVATE_REMOTE_FREES);
         tail = true;
     }
+    if s.era_2_6_32 {
+        // 2.6.32 `deactivate_slab`: a slab with hot objects from the CPU freelist goes to the
+        // head, otherwise to the tail.
+        tail = freelist == 0;
+    }
     // Stage one: count the CPU freelist and find its tail.
     let mut free_delta = 0u16;
     let mut freelist_tail = 0;
@@ -685,8 +690,11 @@ pub(crate) unsafe fn __slab_free(
         }
         return Ok(());
     };
+    // 2.6.32 `__slab_free` discards an empty slab whatever nr_partial is (min_partial only
+    // applies on deactivation there).
     if new.inuse == 0
-        && n.nr_partial.load(Ordering::Relaxed) >= s.min_partial.load(Ordering::Relaxed)
+        && (s.era_2_6_32
+            || n.nr_partial.load(Ordering::Relaxed) >= s.min_partial.load(Ordering::Relaxed))
     {
         // slab_empty
         if prior != 0 {

@@ -440,3 +440,36 @@ fn debug_flags_force_slow_paths_and_layout() {
     assert_ne!(s.kmem_cache_create("dbg2", 64, 0, flags, None).unwrap(), c);
     s.validate().unwrap();
 }
+
+/// Empty-slab policy by era: 6.4 keeps `min_partial` empty slabs per node; 2.6.32's
+/// `__slab_free` discards a slab as soon as it is empty (only deactivation keeps some).
+#[test]
+fn empty_slab_policy_by_era() {
+    for (settings, expect_max, expect_min) in [
+        (SlubSettings::default(), 5, 5),
+        (SlubSettings::v2_6_32(), 1, 0),
+    ] {
+        let p = provider(1, 64);
+        let s = slub_with(&p, settings);
+        let c = s
+            .kmem_cache_create("pol", 256, 0, SlabFlags::NO_MERGE, None)
+            .unwrap();
+        let objs: Vec<_> = (0..16 * 12)
+            .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+            .collect();
+        for o in &objs {
+            // SAFETY: freed once.
+            unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+        }
+        s.flush_all(c).unwrap();
+        let a = s.cache_attrs(c).unwrap();
+        assert!(
+            (expect_min..=expect_max).contains(&a.slabs),
+            "{:?}: {} slabs left",
+            settings.era,
+            a.slabs
+        );
+        assert_eq!(a.objects, 0);
+        s.validate().unwrap();
+    }
+}
