@@ -191,6 +191,43 @@ impl Default for SlubSettings {
 }
 
 impl SlubSettings {
+    /// Parses kernel-command-line style options, separated by spaces or commas:
+    /// `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slab_merge
+    /// slub_cpu_partial=N slub_min_partial=N era=6.4|2.6.32 hardened stats
+    /// remote_node_defrag_ratio=N seed=N` (`slub_nomerge`/`slub_merge` are accepted too).
+    pub fn from_boot_options(opts: &str) -> Result<Self, String> {
+        let mut s = Self::default();
+        for tok in opts.split([' ', ',']).filter(|t| !t.is_empty()) {
+            let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
+            let num = || {
+                v.parse::<usize>()
+                    .map_err(|_| format!("{k}: bad number {v:?}"))
+            };
+            match k {
+                "slub_min_order" => s.slub_min_order = num()?,
+                "slub_max_order" => s.slub_max_order = num()?,
+                "slub_min_objects" => s.slub_min_objects = num()?,
+                "slab_nomerge" | "slub_nomerge" => s.slab_nomerge = true,
+                "slab_merge" | "slub_merge" => s.slab_nomerge = false,
+                "slub_cpu_partial" | "cpu_partial" => s.cpu_partial = Some(num()?),
+                "slub_min_partial" | "min_partial" => s.min_partial = Some(num()?),
+                "remote_node_defrag_ratio" => s.remote_node_defrag_ratio = num()?.min(100),
+                "hardened" | "freelist_hardened" => s.freelist_hardened = true,
+                "stats" | "slub_stats" => s.stats = true,
+                "seed" => s.random_seed = num()? as u64,
+                "era" => {
+                    s.era = match v {
+                        "6.4" => Era::V6_4,
+                        "2.6.32" => Era::V2_6_32,
+                        _ => return Err(format!("era: {v:?} is not 6.4 or 2.6.32")),
+                    }
+                }
+                _ => return Err(format!("unknown SLUB option {tok:?}")),
+            }
+        }
+        Ok(s)
+    }
+
     /// The 2.6.32 era with otherwise default settings.
     pub fn v2_6_32() -> Self {
         Self {
@@ -650,5 +687,30 @@ impl SlabAllocator for Slub {
             s.stats,
             s.remote_node_defrag_ratio
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_options_parse() {
+        let s = SlubSettings::from_boot_options(
+            "slub_max_order=2,slub_min_objects=16 slab_nomerge era=2.6.32 stats cpu_partial=0",
+        )
+        .unwrap();
+        assert_eq!(s.slub_max_order, 2);
+        assert_eq!(s.slub_min_objects, 16);
+        assert!(s.slab_nomerge && s.stats);
+        assert_eq!(s.era, Era::V2_6_32);
+        assert_eq!(s.cpu_partial, Some(0));
+        assert_eq!(
+            SlubSettings::from_boot_options("").unwrap(),
+            SlubSettings::default()
+        );
+        assert!(SlubSettings::from_boot_options("slub_max_order=x").is_err());
+        assert!(SlubSettings::from_boot_options("era=3.0").is_err());
+        assert!(SlubSettings::from_boot_options("bogus").is_err());
     }
 }
