@@ -1,6 +1,7 @@
 //! Topology from libhwloc (cargo feature `hwloc`, through `hwlocality`).
 
 use crate::topology::{CpuMask, Topology, TopologyError, TopologySource, NR_CPUS};
+use hwlocality::object::attributes::ObjectAttributes;
 use hwlocality::object::types::ObjectType;
 
 /// The machine as hwloc sees it: NUMA nodes with their CPU sets, distances from sysfs (hwloc's
@@ -26,9 +27,11 @@ pub fn topology() -> Result<Topology, TopologyError> {
     nodes.sort_by_key(|(id, _)| *id);
     let line = topo
         .objects_with_type(ObjectType::L1Cache)
-        .find_map(|o| o.cache_attributes().map(|a| a.line_size()))
-        .flatten()
-        .map_or(64, |l| l.get() as usize);
+        .find_map(|o| match o.attributes() {
+            Some(ObjectAttributes::Cache(c)) => c.line_size(),
+            _ => None,
+        })
+        .map_or(64, std::num::NonZeroUsize::get);
     // Distances as the kernel reports them (hwloc reads the same sysfs files).
     let sys = Topology::from_sysfs().ok();
     let dist: Option<Vec<u8>> = sys

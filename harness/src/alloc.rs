@@ -36,8 +36,9 @@ pub enum HeldMeasure {
     /// glibc's own count of memory it holds from the OS: `mallinfo2()` `arena + hblkhd`
     /// (delta over the workload).
     Mallinfo2,
-    /// mimalloc's committed bytes (`mi_process_info` current_commit, delta over the workload).
-    MiCommit,
+    /// Process resident set size (`mi_process_info` current_rss; mimalloc's own commit counter
+    /// is compiled out of its release build), delta over the workload: a looser measure.
+    Rss,
 }
 
 impl HeldMeasure {
@@ -46,7 +47,7 @@ impl HeldMeasure {
         match self {
             HeldMeasure::Provider => "provider",
             HeldMeasure::Mallinfo2 => "mallinfo2",
-            HeldMeasure::MiCommit => "mi_commit",
+            HeldMeasure::Rss => "rss",
         }
     }
 }
@@ -281,7 +282,7 @@ impl BenchAllocator for Mimalloc {
             let [a, b, c, d, e, f, g, h] = &mut v;
             libmimalloc_sys::mi_process_info(a, b, c, d, e, f, g, h);
         }
-        (v[5], HeldMeasure::MiCommit)
+        (v[3], HeldMeasure::Rss)
     }
     fn settings(&self) -> String {
         "mimalloc defaults".into()

@@ -67,7 +67,7 @@ pub struct RunArgs {
     /// Split the machine into N fake NUMA nodes (also: SLABWORKS_FAKE_NUMA) [default: real nodes].
     #[arg(long, value_name = "N")]
     pub fake_numa: Option<usize>,
-    /// Repetitions of every measurement [default: 3; quick: 1].
+    /// Repetitions of every measurement [default: 5; quick: 1].
     #[arg(long)]
     pub reps: Option<usize>,
     /// Operations per measurement (slab_test's N) [default: 10000; quick: 2000].
@@ -246,7 +246,7 @@ pub fn validate(
             None => Ok(d),
         }
     };
-    let reps = positive(args.reps, "--reps", if args.quick { 1 } else { 3 })?;
+    let reps = positive(args.reps, "--reps", if args.quick { 1 } else { 5 })?;
     let ops = positive(args.ops, "--ops", if args.quick { 2000 } else { 10_000 })?;
     let live_objects = positive(
         args.live_objects,

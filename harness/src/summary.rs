@@ -263,7 +263,7 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
     let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "memory").collect();
     if !sel.is_empty() {
         let _ = writeln!(s, "## memory (bytes held / bytes live)\n");
-        let _ = writeln!(s, "Slab allocators: exact page-provider bytes of a fresh instance, metadata included. Baselines: their own count of memory held from the OS (glibc `mallinfo2` arena+hblkhd, mimalloc committed bytes) as a delta over the workload — process-wide, and an underestimate when they reuse memory kept from earlier workloads.\n");
+        let _ = writeln!(s, "Slab allocators: exact page-provider bytes of a fresh instance, metadata included. Baselines: their own count of memory held from the OS (glibc `mallinfo2` arena+hblkhd; for mimalloc, whose commit counter is compiled out of its release build, the process RSS) as a delta over the workload — process-wide, and an underestimate when they reuse memory kept from earlier workloads.\n");
         let _ = writeln!(s, "| allocator | size | measure | at full working set | held MiB | after 90% freed | after shrink | held after destroy (KiB) | queued KiB at full |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
         for a in &allocs {

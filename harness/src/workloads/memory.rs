@@ -2,7 +2,7 @@
 //! frees, then 90 % freed at random, then `kmem_cache_shrink`-ed, then emptied and destroyed.
 //! Overhead = bytes held ÷ bytes live. Slab allocators report the page provider's exact count
 //! (their metadata included); baselines report their own count of memory held from the OS
-//! (glibc `mallinfo2`, mimalloc committed bytes) as a delta over the workload — a different
+//! (glibc `mallinfo2`; mimalloc: process RSS) as a delta over the workload — a different
 //! measure, marked so in `held_measure`.
 //! Objects the allocator still counts as in use though the workload freed them (SLAB's per-CPU,
 //! shared and alien arrays; SLUB's CPU slabs) are reported as `queued_bytes`.
@@ -52,10 +52,10 @@ fn life_cycle<A: BenchAllocator>(ctx: &Ctx<'_>, a: &A, size: usize) -> Result<Ve
     // measure does not count it.
     let mut live: Vec<usize> = vec![0; n];
     live.clear();
-    if a.name() == "system" {
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
-    }
+    let cache = a.create_cache(&format!("memtest-{size}"), size, true)?;
+    // Baselines give back what they kept from earlier workloads first (malloc_trim,
+    // mi_collect), so the delta below starts from as clean a state as they allow.
+    a.shrink(cache);
     let (base, measure) = a.held_bytes();
     // Provider counts are this instance's alone; the baselines' counts are process-wide, so
     // their delta over the workload is taken (memory they kept from earlier workloads and
@@ -65,7 +65,6 @@ fn life_cycle<A: BenchAllocator>(ctx: &Ctx<'_>, a: &A, size: usize) -> Result<Ve
     } else {
         base
     };
-    let cache = a.create_cache(&format!("memtest-{size}"), size, true)?;
     let mut rng = Rng::new(ctx.cfg.seed ^ size as u64);
     let mut rows = Vec::new();
     let api = match cache {
