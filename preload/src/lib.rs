@@ -1,0 +1,1 @@
+//! slabworks as the process malloc (issue 8): work in progress.
