@@ -132,8 +132,7 @@ pub(crate) fn slab_alloc_node(
     NonNull::new(object as *mut u8)
 }
 
-/// `do_slab_free` of one object: push on the CPU freelist if it belongs to the CPU slab, else
-/// `__slab_free`.
+/// `do_slab_free` of one object.
 ///
 /// # Safety
 /// `object` is the start of an allocated object of `slab`, a slab of `s`, and is not used after.
@@ -144,23 +143,162 @@ pub(crate) unsafe fn do_slab_free(
     slab: NonNull<Page>,
     object: usize,
 ) -> Result<(), SlabError> {
+    // SAFETY: forwarded contract; a one-object chain.
+    unsafe { do_slab_free_bulk(sl, s, slab, object, object, 1) }
+}
+
+/// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
+/// `slab` (linked through their free pointers): pushed on the CPU freelist if `slab` is the CPU
+/// slab, else `__slab_free`.
+///
+/// # Safety
+/// The chain holds `cnt` distinct allocated objects of `slab`, a slab of `s`, none used after.
+#[inline(always)]
+pub(crate) unsafe fn do_slab_free_bulk(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
     loop {
         let c = s.cpu_slab.this_cpu();
         let tid = c.fl_tid.hi(Ordering::Acquire);
         if s.debug || tid & TID_BUSY != 0 || slab.as_ptr() != c.slab.load(Ordering::Acquire) {
             // SAFETY: forwarded contract.
-            return unsafe { crate::slowpath::__slab_free(sl, s, slab, object, object, 1) };
+            return unsafe { crate::slowpath::__slab_free(sl, s, slab, head, tail, cnt) };
         }
         let freelist = c.fl_tid.lo(Ordering::Acquire);
-        if naive_double_free(s, object, freelist) {
-            return Err(SlabError::DoubleFree(object));
+        if naive_double_free(s, tail, freelist) {
+            return Err(SlabError::DoubleFree(tail));
         }
-        set_freepointer(s, object, freelist);
-        if c.fl_tid.cmpxchg((freelist, tid), (object, next_tid(tid))) {
+        set_freepointer(s, tail, freelist);
+        if c.fl_tid.cmpxchg((freelist, tid), (head, next_tid(tid))) {
             s.stat(FREE_FASTPATH);
             return Ok(());
         }
         s.stat(CMPXCHG_DOUBLE_CPU_FAIL);
+    }
+}
+
+/// `__kmem_cache_alloc_bulk`: fills `p` under the CPU slot's lock, popping the CPU freelist
+/// and calling `___slab_alloc` when it runs dry. Returns `p.len()`, or 0 (everything given
+/// back) when out of memory.
+pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut [usize]) -> usize {
+    let c = s.cpu_slab.this_cpu();
+    c.lock.lock();
+    let mut old = c.begin_update();
+    let mut freelist = old.0;
+    let mut i = 0;
+    while i < p.len() {
+        if freelist == 0 || s.debug {
+            c.end_update(old, freelist);
+            c.lock.unlock();
+            let Some(o) = crate::slowpath::__slab_alloc(sl, s, gfp, NUMA_NO_NODE, c) else {
+                // SAFETY: p[..i] are objects of s just allocated and unused.
+                unsafe { kmem_cache_free_bulk(sl, s, &mut p[..i]) };
+                return 0;
+            };
+            p[i] = o;
+            i += 1;
+            c.lock.lock();
+            old = c.begin_update();
+            freelist = old.0;
+            continue;
+        }
+        p[i] = freelist;
+        freelist = get_freepointer(s, freelist);
+        i += 1;
+    }
+    c.end_update(old, freelist);
+    c.lock.unlock();
+    if gfp.contains(Gfp::ZERO) {
+        for &o in p.iter() {
+            // SAFETY: freshly allocated objects of object_size bytes.
+            unsafe { (o as *mut u8).write_bytes(0, s.object_size.load(Ordering::Relaxed)) };
+        }
+    }
+    p.len()
+}
+
+/// `struct detached_freelist`: a chain of objects of one slab.
+struct DetachedFreelist {
+    slab: NonNull<Page>,
+    freelist: usize,
+    tail: usize,
+    cnt: u16,
+}
+
+/// `build_detached_freelist`: chains the last object of `p[..size]` with every object of the
+/// same slab found before it (stopping after 3 misses), moving them to the end of the range.
+/// Returns the new `size` and the chain `(slab, head, tail, cnt)`.
+fn build_detached_freelist(
+    sl: &Slub,
+    s: &KmemCache,
+    mut size: usize,
+    p: &mut [usize],
+) -> (usize, Option<DetachedFreelist>) {
+    let mut object;
+    loop {
+        size -= 1;
+        object = p[size];
+        if object != 0 || size == 0 {
+            break;
+        }
+    }
+    if object == 0 {
+        return (0, None);
+    }
+    let slab = sl
+        .provider
+        .virt_to_head_page(object)
+        .expect("checked by the caller");
+    let (mut head, tail, mut cnt) = (object, object, 1u16);
+    set_freepointer(s, object, 0);
+    let mut same = size;
+    let mut lookahead = 3;
+    while size > 0 {
+        size -= 1;
+        let object = p[size];
+        if sl.provider.virt_to_head_page(object) == Some(slab) {
+            set_freepointer(s, object, head);
+            head = object;
+            cnt += 1;
+            same -= 1;
+            if size != same {
+                p.swap(size, same);
+            }
+            continue;
+        }
+        lookahead -= 1;
+        if lookahead == 0 {
+            break;
+        }
+    }
+    let df = DetachedFreelist {
+        slab,
+        freelist: head,
+        tail,
+        cnt,
+    };
+    (same, Some(df))
+}
+
+/// `kmem_cache_free_bulk` of objects already checked to be distinct live objects of `s`.
+///
+/// # Safety
+/// Every entry of `p` is a distinct allocated object of `s` (or 0), unused after the call.
+pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize]) {
+    let mut size = p.len();
+    while size > 0 {
+        let (next, df) = build_detached_freelist(sl, s, size, p);
+        size = next;
+        if let Some(df) = df {
+            // SAFETY: a chain of cnt objects of slab, per the caller.
+            let r = unsafe { do_slab_free_bulk(sl, s, df.slab, df.freelist, df.tail, df.cnt) };
+            debug_assert!(r.is_ok(), "bulk free: {r:?}");
+        }
     }
 }
 

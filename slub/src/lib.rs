@@ -29,7 +29,8 @@
 //!           ├ get_partial → get_partial_node → acquire_slab, put_cpu_partial
 //!           │             └ get_any_partial (remote_node_defrag_ratio)
 //!           └ new_slab → allocate_slab     provider.alloc_pages (oo, then min)
-//! kmem_cache_free / kfree
+//! kmem_cache_alloc_bulk                   pop c->freelist under c->lock (busy), ___slab_alloc when dry
+//! kmem_cache_free / kfree / kmem_cache_free_bulk (build_detached_freelist: chains per slab)
 //!   └ do_slab_free                        fastpath: object of c->slab → push on c->freelist
 //!       └ __slab_free                      cmpxchg slab {freelist, counters}
 //!           ├ put_cpu_partial → __unfreeze_partials   (drain when cpu_partial_slabs reached)
@@ -443,6 +444,57 @@ impl Slub {
             return Err(SlabError::TooLarge { size: v, max: 100 });
         }
         s.remote_node_defrag_ratio.store(v * 10, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `kmem_cache_alloc_bulk`: fills `out` with objects of `cache`; returns `out.len()`, or 0
+    /// when out of memory (nothing is kept then).
+    pub fn kmem_cache_alloc_bulk(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        out: &mut [*mut u8],
+    ) -> usize {
+        let Ok(s) = self.cache_of(cache) else {
+            return 0;
+        };
+        // SAFETY: *mut u8 and usize have the same size and alignment; the slice is ours.
+        let words =
+            unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<usize>(), out.len()) };
+        fastpath::kmem_cache_alloc_bulk(self, s, gfp, words)
+    }
+
+    /// `kmem_cache_free_bulk`: frees every object of `objs` (null entries are skipped), in
+    /// chains of objects of one slab (`build_detached_freelist`). Every object is checked first
+    /// (ours, of `cache`, an object start, no duplicates among neighbours): on an error nothing
+    /// is freed. The slice is reordered.
+    ///
+    /// # Safety
+    /// The objects must be live objects of `cache`, each listed once, unused after the call.
+    pub unsafe fn kmem_cache_free_bulk(
+        &self,
+        cache: CacheHandle,
+        objs: &mut [*mut u8],
+    ) -> Result<(), SlabError> {
+        if cache.instance() != self.instance {
+            return Err(SlabError::ForeignCache);
+        }
+        let s = self.cache_of(cache)?;
+        for &o in objs.iter() {
+            if o.is_null() {
+                continue;
+            }
+            let (_, owner) = kmalloc::virt_to_slab(self, o as usize)?;
+            if !core::ptr::eq(owner, s) {
+                return Err(SlabError::WrongCache(o as usize));
+            }
+        }
+        // SAFETY: *mut u8 and usize have the same size and alignment.
+        let words = unsafe {
+            core::slice::from_raw_parts_mut(objs.as_mut_ptr().cast::<usize>(), objs.len())
+        };
+        // SAFETY: checked above; liveness and uniqueness are the caller's promise.
+        unsafe { fastpath::kmem_cache_free_bulk(self, s, words) };
         Ok(())
     }
 

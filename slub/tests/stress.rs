@@ -249,3 +249,48 @@ fn same_cache_contention() {
         + s.cache_stat(c, slub::StatItem::ALLOC_SLOWPATH).unwrap();
     assert_eq!(total, 80_000);
 }
+
+/// Bulk allocation on one thread, bulk free of the same batch on another (cross-CPU chains).
+#[test]
+fn bulk_cross_thread() {
+    let p = provider(1, 128);
+    let s = Arc::new(slub(&p));
+    let c = s
+        .kmem_cache_create("bulkx", 96, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<usize>>();
+    let producer = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            pin(0);
+            for round in 0..200 {
+                let mut v = vec![core::ptr::null_mut::<u8>(); 1 + round % 150];
+                assert_eq!(s.kmem_cache_alloc_bulk(c, Gfp::KERNEL, &mut v), v.len());
+                for (i, &o) in v.iter().enumerate() {
+                    fill(o, 96, round * 1000 + i);
+                }
+                tx.send(v.into_iter().map(|o| o as usize).collect())
+                    .unwrap();
+            }
+        })
+    };
+    let consumer = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            pin(1);
+            for (round, v) in rx.iter().enumerate() {
+                for (i, &o) in v.iter().enumerate() {
+                    assert!(check(o as *mut u8, 96, round * 1000 + i));
+                }
+                let mut ptrs: Vec<*mut u8> = v.into_iter().map(|o| o as *mut u8).collect();
+                // SAFETY: each object once, all of c, handed over by the producer.
+                unsafe { s.kmem_cache_free_bulk(c, &mut ptrs) }.unwrap();
+            }
+        })
+    };
+    producer.join().unwrap();
+    consumer.join().unwrap();
+    s.validate().unwrap();
+    s.flush_all(c).unwrap();
+    assert_eq!(s.cache_attrs(c).unwrap().objects, 0);
+}
