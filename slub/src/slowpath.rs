@@ -35,11 +35,21 @@ fn slab_ref<'a>(slab: *mut Page) -> &'a Page {
     unsafe { &*slab }
 }
 
-/// `slab_nid(slab)`.
+/// `slab_nid(slab)`: the node the provider recorded in the head page when it handed the block
+/// out (one byte load; `PageProvider::page_to_nid` divides by the arena size).
 #[inline(always)]
 pub(crate) fn slab_nid(s: &KmemCache, slab: *mut Page) -> usize {
-    s.provider
-        .page_to_nid(NonNull::new(slab).expect("slab pointer"))
+    debug_assert_eq!(
+        // SAFETY-free: address arithmetic only.
+        s.provider
+            .page_to_nid(NonNull::new(slab).expect("slab pointer")),
+        // SAFETY: see below.
+        unsafe { core::ptr::addr_of!((*slab).node).read() } as usize
+    );
+    // SAFETY: slab is the head page of a block we hold (a slab of the cache with a live object
+    // or owned by the caller); `node` was written by the provider before the block was handed
+    // out and does not change while it is allocated.
+    unsafe { core::ptr::addr_of!((*slab).node).read() as usize }
 }
 
 /// `numa_mem_id()` for a cache.
