@@ -15,8 +15,18 @@
 //!   node.rs     kmem_cache_node: partial list, list_lock, shrink
 //!   cache.rs    kmem_cache: kmem_cache_open, calculate_sizes, calculate_order, oo
 //!   freeptr.rs  get_freepointer / set_freepointer / freelist_ptr (hardening)
+//!   stats.rs    enum stat_item (26), sysfs-style CacheAttrs   validate.rs validate_slab_cache, slabinfo
 //!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
+//!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol
 //! ```
+//!
+//! ## Using it
+//! `Slub::new(&provider, SlubSettings::default())` (or `SlubSettings::from_boot_options(
+//! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`) gives an instance implementing
+//! [`common::SlabAllocator`]; SLUB-specific introspection is on [`Slub`]: `cache_attrs`,
+//! `cache_stat`, `stat_totals`, `kmalloc_cache`, `find_cache`, `validate_cache`, `flush_all`,
+//! `set_min_partial`, `set_cpu_partial`, `set_remote_node_defrag_ratio`, `cpu_tid`, and the
+//! bulk calls `kmem_cache_alloc_bulk`/`kmem_cache_free_bulk`.
 //!
 //! ## Call tree, fast to slow
 //! ```text
