@@ -294,3 +294,82 @@ fn bulk_cross_thread() {
     s.flush_all(c).unwrap();
     assert_eq!(s.cache_attrs(c).unwrap().objects, 0);
 }
+
+/// Cache creation/destruction (with merging) racing with allocation, slabinfo and validate().
+#[test]
+fn create_destroy_validate_concurrently() {
+    let p = provider(2, 128);
+    let s = Arc::new(slub(&p));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creator = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            for i in 0..300usize {
+                let size = 16 + (i * 40) % 3000;
+                let flags = if i % 3 == 0 {
+                    SlabFlags::NO_MERGE
+                } else {
+                    SlabFlags::NONE
+                };
+                let c = s
+                    .kmem_cache_create(&format!("c{i}"), size, 0, flags, None)
+                    .unwrap();
+                let objs: Vec<_> = (0..20)
+                    .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+                    .collect();
+                for (k, o) in objs.iter().enumerate() {
+                    fill(*o, size, k);
+                }
+                for (k, o) in objs.iter().enumerate() {
+                    assert!(check(*o, size, k));
+                    // SAFETY: freed once.
+                    unsafe { s.kmem_cache_free(c, *o) }.unwrap();
+                }
+                // SAFETY: nobody else uses c (aliases of kmalloc caches only drop a reference).
+                unsafe { s.kmem_cache_destroy(c) }.unwrap();
+            }
+        })
+    };
+    let user = {
+        let s = Arc::clone(&s);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let v: Vec<_> = (0..50)
+                    .map(|i| {
+                        s.kmalloc_node(8 + (n + i) % 500, Gfp::KERNEL, i % 2)
+                            .unwrap()
+                    })
+                    .collect();
+                for o in v {
+                    // SAFETY: freed once.
+                    unsafe { s.kfree(o.as_ptr()) }.unwrap();
+                }
+                n += 1;
+            }
+        })
+    };
+    let checker = {
+        let s = Arc::clone(&s);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.validate().unwrap();
+                assert!(s.slabinfo().len() >= 15);
+                std::thread::yield_now();
+            }
+        })
+    };
+    creator.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    user.join().unwrap();
+    checker.join().unwrap();
+    s.validate().unwrap();
+    // Only the 15 permanent caches remain, every alias dropped.
+    assert_eq!(s.slabinfo().len(), 15);
+    for name in common::sizes::slub::NAMES {
+        let h = s.find_cache(name).unwrap();
+        assert_eq!(s.cache_attrs(h).unwrap().aliases, 0, "{name}");
+    }
+}
