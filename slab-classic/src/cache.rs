@@ -777,7 +777,8 @@ impl SlabGlobals {
                 }
                 *(*cachep).nodelists.add(node) = null_mut();
             }
-            self.cache_free_internal(self.cache_cache, cachep.cast());
+            let ok = self.cache_free_internal(self.cache_cache, cachep.cast());
+            debug_assert!(ok);
         }
     }
 }

@@ -124,7 +124,10 @@ impl SlabGlobals {
     }
 
     /// `__cache_free`: remote objects to the alien path, else push on the CPU's array,
-    /// flushing a batch first when it is full.
+    /// flushing a batch first when it is full. Returns `false` (and frees nothing) when `objp`
+    /// is already the top of the array — the one-compare double-free check Linux later added
+    /// under `CONFIG_SLAB_FREELIST_HARDENED` (6.4 `__free_one`); not in 2.6.32, kept because it
+    /// is free.
     ///
     /// # Safety
     /// `slot` is `cachep`'s slot, locked; `objp` a live object start of `cachep`.
@@ -134,14 +137,18 @@ impl SlabGlobals {
         cachep: *mut KmemCache,
         slot: *mut CpuSlot,
         objp: *mut u8,
-    ) {
+    ) -> bool {
         // SAFETY: slot lock held.
         unsafe {
             let node = (*slot).node as usize;
             if self.nr_nodes > 1 && self.cache_free_alien(cachep, objp, node) {
-                return;
+                return true;
             }
             let ac = (*slot).ac;
+            if (*ac).avail > 0 && *ac_entry(ac).add((*ac).avail as usize - 1) == objp {
+                self.stat_inc(cachep, StatItem::ERRORS);
+                return false;
+            }
             if (*ac).avail < (*ac).limit {
                 self.stat_inc(cachep, StatItem::FREEHIT);
             } else {
@@ -150,6 +157,7 @@ impl SlabGlobals {
             }
             *ac_entry(ac).add((*ac).avail as usize) = objp;
             (*ac).avail += 1;
+            true
         }
     }
 
@@ -158,14 +166,15 @@ impl SlabGlobals {
     /// # Safety
     /// `objp` a live object start of `cachep`, not used afterwards.
     #[inline(always)]
-    pub(crate) unsafe fn cache_free_internal(&self, cachep: *mut KmemCache, objp: *mut u8) {
+    pub(crate) unsafe fn cache_free_internal(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
         let cpu = self.this_cpu();
         // SAFETY: forwarded contract; slot lock held around the array use.
         unsafe {
             let slot = self.cpu_slot(cachep, cpu);
             (*slot).lock.lock();
-            self.__cache_free(cachep, slot, objp);
+            let ok = self.__cache_free(cachep, slot, objp);
             (*slot).lock.unlock();
+            ok
         }
     }
 }

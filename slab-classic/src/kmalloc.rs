@@ -74,7 +74,8 @@ impl SlabGlobals {
                 .virt_to_head_page(p as usize)
                 .unwrap_unchecked();
             let cachep = page.as_ref().cache() as *mut KmemCache;
-            self.cache_free_internal(cachep, p);
+            let ok = self.cache_free_internal(cachep, p);
+            debug_assert!(ok, "internal double free");
         }
     }
 

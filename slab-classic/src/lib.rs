@@ -72,8 +72,10 @@
 //! - Slab marks live on the head page only (`PG_SLAB`, `slab_cache`, `private` = descriptor,
 //!   `spare` = offset of `s_mem`); lookups go through `virt_to_head_page`. Frees are checked
 //!   (not ours / wrong cache / not an object start) from `struct page` alone.
-//! - Debug flags (red zone, poison, store user) are accepted and ignored (issue 7); the cheap
-//!   `BUFCTL_FREE` double-free check of `slab_put_obj` is always on and counted as `error`.
+//! - Debug flags (red zone, poison, store user) are accepted and ignored (issue 7). Two cheap
+//!   double-free checks are always on: freeing the object on top of the CPU array returns
+//!   `DoubleFree` (6.4's hardened `__free_one`), and the `BUFCTL_FREE` marker of 2.6.32's debug
+//!   `slab_put_obj` refuses an object already on its slab's free chain (counted as `error`).
 //! - No `alternate_node_alloc` (no mempolicy/cpuset spreading), no DMA caches, no RCU:
 //!   `SLAB_DESTROY_BY_RCU` slabs are freed at once.
 //! - Time is a per-instance `jiffies` counter (`HZ` = 1000) moved by hand or by the optional
@@ -707,8 +709,11 @@ impl SlabAllocator for Slab {
         let c = self.cache(cache)?;
         self.g().check_object_of(c, obj.as_ptr())?;
         // SAFETY: a checked object start of this cache; the caller gives it up.
-        unsafe { self.g().cache_free_internal(c, obj.as_ptr()) };
-        Ok(())
+        if unsafe { self.g().cache_free_internal(c, obj.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(SlabError::DoubleFree(obj.as_ptr() as usize))
+        }
     }
 
     #[inline(always)]
@@ -735,8 +740,11 @@ impl SlabAllocator for Slab {
         }
         let c = self.g().lookup_object(ptr)?;
         // SAFETY: a checked object start; the caller gives it up.
-        unsafe { self.g().cache_free_internal(c, ptr) };
-        Ok(())
+        if unsafe { self.g().cache_free_internal(c, ptr) } {
+            Ok(())
+        } else {
+            Err(SlabError::DoubleFree(ptr as usize))
+        }
     }
 
     unsafe fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {

@@ -196,7 +196,8 @@ impl SlabGlobals {
             let addr = (*slabp).s_mem.sub((*slabp).colouroff);
             self.kmem_freepages(cachep, addr);
             if (*cachep).flags & CFLGS_OFF_SLAB != 0 {
-                self.cache_free_internal((*cachep).slabp_cache, slabp.cast());
+                let ok = self.cache_free_internal((*cachep).slabp_cache, slabp.cast());
+                debug_assert!(ok);
             }
         }
     }
