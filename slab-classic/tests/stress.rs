@@ -222,3 +222,59 @@ fn stress_with_the_background_reaper_running() {
     s.stop_reaper();
     s.validate().unwrap();
 }
+
+#[test]
+fn concurrent_create_destroy_tune_and_validate() {
+    let p = util::provider(2, 64);
+    let s = Arc::new(util::slab(&p));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut hs = Vec::new();
+    for t in 0..2usize {
+        let s = s.clone();
+        hs.push(std::thread::spawn(move || {
+            for i in 0..150usize {
+                let name = format!("cc-{t}-{i}");
+                let c = s
+                    .kmem_cache_create(&name, 40 + 24 * (i % 50), 0, SlabFlags::NONE, None)
+                    .unwrap();
+                let objs: Vec<_> = (0..(i % 70))
+                    .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+                    .collect();
+                if i % 3 == 0 {
+                    s.slabinfo_write(&format!("{name} 16 8 2")).unwrap();
+                }
+                for o in objs {
+                    // SAFETY: freed once.
+                    unsafe { s.kmem_cache_free(c, o) }.unwrap();
+                }
+                // SAFETY: this thread is the only user of its cache.
+                unsafe { s.kmem_cache_destroy(c) }.unwrap();
+            }
+        }));
+    }
+    let checker = {
+        let s = s.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.validate().unwrap();
+                let _ = s.slabinfo();
+                s.cache_reap(runs % s.nr_cpus());
+                s.advance_jiffies(1000);
+                runs += 1;
+            }
+            runs
+        })
+    };
+    for h in hs {
+        h.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(checker.join().unwrap() > 0);
+    assert!(s
+        .slabinfo()
+        .iter()
+        .all(|r| !r.name.as_str().starts_with("cc-")));
+    s.validate().unwrap();
+}
