@@ -543,3 +543,50 @@ fn bulk_alloc_out_of_memory_keeps_nothing() {
     assert_eq!(p.stats().pages_in_use, before);
     s.validate().unwrap();
 }
+
+/// The largest cache: one 4 MiB object per order-10 slab (calculate_order's MAX_ORDER
+/// fallback); and the ORDER_FALLBACK path when the preferred order cannot be had.
+#[test]
+fn largest_cache_and_order_fallback() {
+    let p = provider(1, 32);
+    let s = slub_with(&p, stats_on());
+    let c = s
+        .kmem_cache_create("huge", 4 << 20, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!((a.order, a.objs_per_slab), (10, 1));
+    let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+    fill(o, 4 << 20, 3);
+    assert!(check(o, 4 << 20, 3));
+    // SAFETY: freed once.
+    unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    // SAFETY: unused now.
+    unsafe { s.kmem_cache_destroy(c) }.unwrap();
+
+    // 3000-byte objects prefer order 3 (10 objects); with only order-0 blocks left the slab
+    // falls back to `min` (order 0, one object).
+    let p = limited_provider(32, 200);
+    let s = slub_with(&p, stats_on());
+    let c = s
+        .kmem_cache_create("fb", 3000, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!((a.order, a.objs_per_slab, a.min_objects), (3, 10, 1));
+    // Leave fewer than 8 pages free in the provider.
+    let mut hog = Vec::new();
+    while p.stats().pages_in_use < 200 - 3 {
+        hog.push(p.alloc_pages(0, 0, common::Owner::Other).unwrap());
+    }
+    let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+    assert_eq!(s.cache_stat(c, slub::StatItem::ORDER_FALLBACK).unwrap(), 1);
+    let pg = p.virt_to_head_page(o.as_ptr() as usize).unwrap();
+    // SAFETY: a descriptor of the provider.
+    assert_eq!(unsafe { pg.as_ref() }.order, 0);
+    // SAFETY: freed once.
+    unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    s.validate().unwrap();
+    for h in hog {
+        // SAFETY: our own order-0 pages.
+        unsafe { p.free_pages(h, 0) }.unwrap();
+    }
+}
