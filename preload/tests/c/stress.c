@@ -8,6 +8,8 @@
  *       child that allocates while the parent's threads keep running (the fork gate). The
  *       output is a deterministic summary (counts and a checksum independent of the
  *       interleaving), so it is byte-identical under glibc and under both allocators.
+ *   badfree
+ *       Frees the address of a static array: the allocator must refuse (abort).
  *   api
  *       Deterministic checks of the C allocation family: alignments 2^0..2^23, calloc and
  *       reallocarray overflow, realloc content across every size class and the mmap boundary,
@@ -335,6 +337,12 @@ int main(int argc, char **argv) {
     pthread_cond_init(&q.not_empty, NULL);
     pthread_cond_init(&q.not_full, NULL);
     if (argc >= 2 && strcmp(argv[1], "api") == 0) return api();
+    if (argc >= 2 && strcmp(argv[1], "badfree") == 0) {
+        static char not_heap[64];
+        char *volatile p = not_heap + 16;
+        free(p); /* must abort */
+        return 0;
+    }
     if (argc >= 2 && strcmp(argv[1], "stress") == 0) {
         int rounds = argc > 2 ? atoi(argv[2]) : 4;
         int np = argc > 3 ? atoi(argv[3]) : 4;
