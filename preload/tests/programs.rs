@@ -24,11 +24,36 @@ fn profile_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
+/// Builds (or finds up to date) the package's cdylib and the global-allocator example: cargo
+/// builds only the rlib for integration tests, and a stale `.so` would test old code.
+fn build_artifacts() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut c = Command::new(env!("CARGO"));
+        c.args([
+            "build",
+            "-q",
+            "-p",
+            "preload",
+            "--lib",
+            "--example",
+            "global",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            c.arg("--release");
+        }
+        let st = c.status().expect("cargo build of the preload cdylib");
+        assert!(st.success(), "cargo build -p preload --lib: {st}");
+    });
+}
+
 fn preload_lib() -> PathBuf {
+    build_artifacts();
     let p = profile_dir().join("libslabworks_preload.so");
     assert!(
         p.exists(),
-        "{} not found: cargo builds the cdylib with the tests (manifest {})",
+        "{} not found after cargo build (manifest {})",
         p.display(),
         env!("CARGO_MANIFEST_DIR")
     );
@@ -483,20 +508,8 @@ const SIGABRT: i32 = 6;
 
 #[test]
 fn rust_global_allocator_example() {
+    build_artifacts();
     let exe = profile_dir().join("examples").join("global");
-    if !exe.exists() {
-        // `cargo test` builds examples; a filtered build may not have.
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "preload", "--example", "global"])
-            .args(if cfg!(debug_assertions) {
-                &[][..]
-            } else {
-                &["--release"][..]
-            })
-            .status()
-            .expect("cargo build --example global");
-        assert!(st.success());
-    }
     let mut outs = Vec::new();
     for alloc in ALLOCATORS {
         let mut c = Command::new(&exe);
