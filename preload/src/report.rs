@@ -16,12 +16,17 @@
 use crate::out::{FdWriter, STDERR};
 use common::api::{SlabAllocator, SlabInfo};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+/// A duplicate of fd 2 made at start-up for `SLABWORKS_SLABINFO=-` (-1: none).
+pub static STDERR_COPY: AtomicI32 = AtomicI32::new(-1);
 
 /// Opens the report destination: `-` is stderr, `%p` in a path becomes the pid. `None` if the
 /// file cannot be opened (a line on stderr says so).
 fn open(path: &[u8], pid: i32) -> Option<i32> {
     if path == b"-" {
-        return Some(STDERR);
+        let fd = STDERR_COPY.load(Ordering::Relaxed);
+        return Some(if fd >= 0 { fd } else { STDERR });
     }
     let mut buf = [0u8; crate::config::PATH_MAX + 24];
     let mut n = 0;
@@ -126,7 +131,7 @@ pub extern "C" fn at_exit() {
         return;
     };
     write_report(inst, fd);
-    if fd != STDERR {
+    if fd != STDERR && fd != STDERR_COPY.load(Ordering::Relaxed) {
         // SAFETY: our own descriptor.
         unsafe { libc::close(fd) };
     }

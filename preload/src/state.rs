@@ -155,7 +155,14 @@ pub fn register_handlers() {
             Some(crate::gate::child),
         );
     }
-    if config().is_some_and(|c| c.slabinfo_len > 0) {
+    if let Some(c) = config().filter(|c| c.slabinfo_len > 0) {
+        if &c.slabinfo[..c.slabinfo_len] == b"-" {
+            // A private copy of stderr: programs such as coreutils close fd 2 in their own
+            // atexit handler, which runs before ours.
+            // SAFETY: fcntl on a descriptor number has no memory-safety preconditions.
+            let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 64) };
+            crate::report::STDERR_COPY.store(fd, Ordering::Relaxed);
+        }
         // SAFETY: as above.
         unsafe { libc::atexit(crate::report::at_exit) };
     }
