@@ -22,6 +22,7 @@ pub mod page;
 pub mod percpu;
 pub mod pin;
 pub mod provider;
+pub mod rseq;
 pub mod sizes;
 pub mod stats;
 pub mod sync;

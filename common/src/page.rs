@@ -16,7 +16,8 @@
 //! 57  node               u8           (logical) node of the arena the page belongs to
 //! 58  owner              u8           Owner tag of the allocation, for accounting
 //! 59  _pad               u8
-//! 60  spare              u32          free for the owner (SLAB keeps the colour index here)
+//! 60  spare              u32          free for the owner (SLAB keeps the offset of the first
+//!                                     object, s_mem, here)
 //! ```
 //!
 //! Only head pages carry meaning for a slab; tail pages carry just `PG_TAIL` and the

@@ -1,0 +1,1 @@
+//! Restartable sequences (issue 9): work in progress.
