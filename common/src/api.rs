@@ -13,7 +13,7 @@
 //! detected.
 
 use crate::page::Owner;
-use crate::provider::{Gfp, PageProvider, PAGE_SIZE};
+use crate::provider::{Gfp, PageProvider, MAX_BLOCK_BYTES, PAGE_SIZE};
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -456,6 +456,25 @@ pub trait SlabAllocator: Send + Sync {
     }
 }
 
+/// Requests above the largest buddy block (4 MiB) — beyond every kmalloc — get their own
+/// mapping, as the kernel's vmalloc would serve them, and are unmapped on free.
+fn huge_alloc(layout: Layout) -> *mut u8 {
+    let len = layout.size().next_multiple_of(PAGE_SIZE);
+    crate::sys::mmap_reserve_aligned(len, layout.align().max(PAGE_SIZE))
+        .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+}
+
+/// Frees what [`huge_alloc`] returned.
+///
+/// # Safety
+/// `ptr` and `layout` exactly as given to and returned by `huge_alloc`.
+unsafe fn huge_free(ptr: *mut u8, layout: Layout) {
+    if let Some(p) = NonNull::new(ptr) {
+        // SAFETY: the mapping was made for this layout's size rounded to pages.
+        unsafe { crate::sys::munmap(p, layout.size().next_multiple_of(PAGE_SIZE)) };
+    }
+}
+
 /// Largest alignment `kmalloc` guarantees by itself in both ports (kmalloc caches are cache-line
 /// aligned); larger alignments are served from whole pages by [`GlobalSlab`].
 pub const KMALLOC_GUARANTEED_ALIGN: usize = 8;
@@ -466,7 +485,7 @@ pub const KMALLOC_GUARANTEED_ALIGN: usize = 8;
 /// Requests with `align <= 8` go to `kmalloc(size)`; larger alignments to `kmalloc` of the
 /// size rounded up to a power of two at least `align` when that is at most a page (SLUB's
 /// power-of-two kmalloc objects are naturally aligned; SLAB's are checked and, if misaligned,
-/// replaced), and to whole pages beyond that.
+/// replaced), and to whole pages beyond that; requests above 4 MiB get their own mapping.
 pub struct GlobalSlab<A: 'static> {
     state: AtomicU8,
     cell: UnsafeCell<MaybeUninit<A>>,
@@ -546,6 +565,7 @@ unsafe impl<A: SlabAllocator> GlobalAlloc for GlobalSlab<A> {
             return core::ptr::null_mut();
         };
         match Self::kmalloc_size(layout) {
+            Some(size) if size > MAX_BLOCK_BYTES => huge_alloc(layout),
             Some(size) => match a.kmalloc(size, Gfp::KERNEL) {
                 Some(p) if p.as_ptr() as usize % layout.align() == 0 => p.as_ptr(),
                 Some(p) => {
@@ -557,15 +577,21 @@ unsafe impl<A: SlabAllocator> GlobalAlloc for GlobalSlab<A> {
                 }
                 None => core::ptr::null_mut(),
             },
-            None => a
+            None if layout.size() <= MAX_BLOCK_BYTES && layout.align() <= MAX_BLOCK_BYTES => a
                 .kmalloc(layout.size().max(layout.align()), Gfp::KERNEL)
                 .filter(|p| p.as_ptr() as usize % layout.align() == 0)
                 .map_or(core::ptr::null_mut(), |p| p.as_ptr()),
+            None => huge_alloc(layout),
         }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(a) = self.get() {
+            if !a.provider().contains(ptr as usize) {
+                // SAFETY: only huge_alloc hands out memory outside the provider, with this layout.
+                unsafe { huge_free(ptr, layout) };
+                return;
+            }
             // SAFETY: the caller passes a pointer this adapter returned and stops using it.
             let r = unsafe { a.kfree(ptr) };
             debug_assert!(r.is_ok(), "GlobalSlab dealloc: {r:?}");

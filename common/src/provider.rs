@@ -11,7 +11,7 @@
 //!
 //! # Memory
 //! One virtual reservation (`mmap(MAP_NORESERVE)`) holds the arenas of all nodes back to back,
-//! each `node_pages` pages, aligned to the largest block (4 MiB), so a block's buddy is found by
+//! each `node_pages` pages (a power of two), aligned to the largest block (4 MiB), so a block's buddy is found by
 //! flipping one bit of its page index, and `virt_to_page` is one subtraction and one shift. Each
 //! node's arena is bound to the real node behind it with `mbind(MPOL_BIND)` (raw syscall); on
 //! fake NUMA several arenas bind to the same real node. The `mem_map` — one 64-byte [`Page`] per
@@ -107,7 +107,8 @@ impl core::ops::BitOr for Gfp {
 pub struct ProviderConfig {
     /// The machine (or fake NUMA split) to lay arenas out for.
     pub topology: Topology,
-    /// Arena size per node, in pages; rounded up to a multiple of the largest block.
+    /// Arena size per node, in pages; rounded up to a power of two of at least the largest block
+    /// (so `page_to_nid` is a shift).
     pub node_pages: usize,
     /// Most pages in use at once, over all nodes (`None`: the arena size).
     pub page_limit: Option<usize>,
@@ -230,6 +231,8 @@ struct ProviderInner {
     self_len: usize,
     base: usize,
     node_pages: usize,
+    /// log2(node_pages).
+    node_shift: u32,
     nr_nodes: usize,
     mem_map: *mut Page,
     map_len: usize,
@@ -354,7 +357,8 @@ impl PageProvider {
         if cfg.node_pages == 0 {
             return Err(PageError::BadConfig("zero pages per node"));
         }
-        let node_pages = cfg.node_pages.div_ceil(MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES;
+        // A power of two (at least one top-order block), so page_to_nid is a shift.
+        let node_pages = cfg.node_pages.max(MAX_ORDER_NR_PAGES).next_power_of_two();
         let total_pages = node_pages
             .checked_mul(nr_nodes)
             .ok_or(PageError::BadConfig("arena too large"))?;
@@ -392,6 +396,7 @@ impl PageProvider {
             self_len,
             base,
             node_pages,
+            node_shift: node_pages.trailing_zeros(),
             nr_nodes,
             mem_map,
             map_len,
@@ -563,7 +568,7 @@ impl PageProvider {
     /// `page_to_nid`: the (logical) node whose arena holds the page.
     #[inline(always)]
     pub fn page_to_nid(&self, page: NonNull<Page>) -> usize {
-        self.page_index(page) / self.inner().node_pages
+        self.page_index(page) >> self.inner().node_shift
     }
 
     fn reserve(&self, node: usize, pages: usize) -> bool {
@@ -782,7 +787,7 @@ impl PageProvider {
             return Err(PageError::NotOurs(addr));
         }
         let index = self.page_index(page);
-        let node = index / i.node_pages;
+        let node = index >> i.node_shift;
         let page_addr = i.base + (index << PAGE_SHIFT);
         // SAFETY: the descriptor is inside mem_map.
         let p = unsafe { page.as_ref() };

@@ -153,6 +153,24 @@ fn alignments_are_honoured() {
 }
 
 #[test]
+fn huge_requests_get_their_own_mapping() {
+    let _g = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let a = GLOBAL.get().unwrap();
+    let mut v = vec![7u8; 6 << 20];
+    assert!(
+        !a.provider().contains(v.as_ptr() as usize),
+        "6 MiB is above every kmalloc"
+    );
+    v[(6 << 20) - 1] = 9;
+    let w = v.clone();
+    assert_eq!(w[(6 << 20) - 1], 9);
+    drop(v);
+    drop(w);
+}
+
+#[test]
 fn frees_from_other_threads_and_nothing_leaks() {
     let _g = SERIAL
         .lock()
