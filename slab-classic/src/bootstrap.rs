@@ -37,7 +37,7 @@ use common::provider::get_order;
 use common::sizes::slab as sizes;
 use common::{Gfp, Owner, PageProvider, MAX_NUMNODES, NR_CPUS, PAGE_SIZE};
 use core::ptr::{addr_of_mut, null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// `g_cpucache_up`.
@@ -94,6 +94,8 @@ pub struct SlabGlobals {
     pub(crate) slab_break_gfp_order: usize,
     pub(crate) use_alien_caches: bool,
     pub(crate) stats: bool,
+    /// Debug reports made by this instance (the `slab_errors` count, all caches).
+    pub(crate) debug_errors: AtomicU64,
     g_cpucache_up: AtomicU8,
     /// Every state `g_cpucache_up` went through, in order (for tests and introspection).
     states_seen: [AtomicU8; 8],
@@ -171,6 +173,7 @@ impl SlabGlobals {
                 slab_break_gfp_order: break_order,
                 use_alien_caches: settings.use_alien_caches && nr_nodes > 1,
                 stats: settings.stats,
+                debug_errors: AtomicU64::new(0),
                 g_cpucache_up: AtomicU8::new(CpuCacheUp::None as u8),
                 states_seen: core::array::from_fn(|_| AtomicU8::new(u8::MAX)),
                 slab_early_init: AtomicBool::new(true),

@@ -31,8 +31,24 @@ pub const BREAK_GFP_ORDER_LO: usize = 0;
 pub const BREAK_GFP_ORDER_HI: usize = 1;
 /// Value of `kmem_cache.magic` while the cache exists.
 pub const CACHE_MAGIC: usize = 0x51AB_2632;
-/// Flags honoured at creation (`CREATE_MASK` without `DEBUG`); debug flags are issue 7.
-const CREATE_MASK: u32 = SlabFlags::HWCACHE_ALIGN.0
+/// `CFLGS_INIT_ON_ALLOC`: `init_on_alloc` applies to this cache (internal flag bit).
+pub const CFLGS_INIT_ON_ALLOC: u32 = 0x4000_0000;
+/// `CFLGS_INIT_ON_FREE`: `init_on_free` applies to this cache (internal flag bit).
+pub const CFLGS_INIT_ON_FREE: u32 = 0x2000_0000;
+/// The `DEBUG` flags of 2.6.32 (`SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER`) plus
+/// `SLAB_CONSISTENCY_CHECKS` (2.6.32's `SLAB_DEBUG_FREE`: `check_slabp` on every slow path).
+pub const DEBUG_FLAGS: u32 = SlabFlags::RED_ZONE.0
+    | SlabFlags::POISON.0
+    | SlabFlags::STORE_USER.0
+    | SlabFlags::CONSISTENCY_CHECKS.0;
+/// Any of these sends the cache's allocations and frees down the debug path (decided once, at
+/// creation: one flag test on the fast path).
+pub const CFLGS_DEBUG_PATH: u32 = DEBUG_FLAGS | CFLGS_INIT_ON_ALLOC | CFLGS_INIT_ON_FREE;
+/// `REDZONE_ALIGN = max(BYTES_PER_WORD, __alignof__(unsigned long long))`.
+pub const REDZONE_ALIGN: usize = 8;
+/// Flags honoured at creation (`CREATE_MASK` of a `DEBUG` build).
+const CREATE_MASK: u32 = DEBUG_FLAGS
+    | SlabFlags::HWCACHE_ALIGN.0
     | SlabFlags::CACHE_DMA.0
     | SlabFlags::RECLAIM_ACCOUNT.0
     | SlabFlags::PANIC.0
@@ -79,8 +95,8 @@ pub struct KmemCache {
     pub num: u32,
     /// Allocator instance id.
     pub instance: u32,
-    /// Slab order.
-    pub gfporder: u32,
+    /// `obj_offset`: bytes from the buffer start to the object (8 with a red zone, else 0).
+    pub obj_offset: u32,
     /// Tunable `batchcount`.
     pub batchcount: AtomicU32,
     /// Tunable `limit`.
@@ -88,6 +104,8 @@ pub struct KmemCache {
     /// Tunable `shared`.
     pub shared: AtomicU32,
     // Colder fields.
+    /// Slab order.
+    pub gfporder: u32,
     /// Number of colours.
     pub colour: usize,
     /// Colour step.
@@ -102,8 +120,11 @@ pub struct KmemCache {
     pub name: CacheName,
     /// Link on the cache chain.
     pub next: ListHead,
-    /// Size asked for at creation (before alignment) — `obj_size`.
+    /// `obj_size`: the object size the caller sees (the requested size rounded up to a word,
+    /// as 2.6.32 `DEBUG` stores it; what `ksize` returns for a debug cache).
     pub obj_size: usize,
+    /// Debug reports made about this cache (the `slab_errors` count).
+    pub debug_errors: core::sync::atomic::AtomicU64,
     /// Counters (STATS).
     pub stats: CacheStats,
 }
@@ -164,6 +185,32 @@ pub struct Geometry {
     pub off_slab: bool,
     /// Descriptor bytes.
     pub slab_size: usize,
+    /// `obj_offset` (red zone word 1 before the object).
+    pub obj_offset: usize,
+    /// `obj_size`: the word-rounded size the caller may use.
+    pub obj_size: usize,
+    /// The flags after the alignment rules (red zone / store user dropped when the alignment
+    /// exceeds 8, as `kmem_cache_create` does silently).
+    pub flags: SlabFlags,
+}
+
+/// `fls(x)`: the 1-based index of the highest set bit (0 for 0).
+const fn fls(x: usize) -> u32 {
+    usize::BITS - x.leading_zeros()
+}
+
+/// The `FORCED_DEBUG` rule of 2.6.32 `kmem_cache_create`: red zone and last-user word for
+/// objects below 4096 bytes, or when the 24 extra bytes do not cross the next power of two;
+/// poison unless the cache is `SLAB_DESTROY_BY_RCU`.
+pub const fn forced_debug_flags(size: usize, flags: SlabFlags) -> SlabFlags {
+    let mut f = flags.0;
+    if size < 4096 || fls(size - 1) == fls(size - 1 + REDZONE_ALIGN + 16) {
+        f |= SlabFlags::RED_ZONE.0 | SlabFlags::STORE_USER.0;
+    }
+    if f & SlabFlags::TYPESAFE_BY_RCU.0 == 0 {
+        f |= SlabFlags::POISON.0;
+    }
+    SlabFlags(f)
 }
 
 /// `calculate_slab_order(cachep, size, align, flags)`: `(num, gfporder, left_over)`.
@@ -210,6 +257,7 @@ pub fn kmem_cache_geometry(
     slab_break_gfp_order: usize,
     cache_line_size: usize,
 ) -> Result<Geometry, SlabError> {
+    let mut flags = flags;
     let mut size = align_up(size.max(BYTES_PER_WORD), BYTES_PER_WORD);
     let mut ralign = if flags.contains(SlabFlags::HWCACHE_ALIGN) {
         let mut r = cache_line_size;
@@ -220,11 +268,36 @@ pub fn kmem_cache_geometry(
     } else {
         BYTES_PER_WORD
     };
+    // Red zoning and the user word need word alignment (this undoes HWCACHE_ALIGN).
+    if flags.contains(SlabFlags::STORE_USER) {
+        ralign = BYTES_PER_WORD;
+    }
+    if flags.contains(SlabFlags::RED_ZONE) {
+        ralign = REDZONE_ALIGN;
+        size = align_up(size, REDZONE_ALIGN);
+    }
     // ARCH_SLAB_MINALIGN is 0 on x86-64; then the caller's alignment.
     if ralign < align {
         ralign = align;
     }
+    // Silently no red zone / user word above 8-byte alignment.
+    if ralign > 8 {
+        flags = flags.without(SlabFlags::RED_ZONE | SlabFlags::STORE_USER);
+    }
     let align = ralign;
+    let obj_size = size;
+    let mut obj_offset = 0;
+    if flags.contains(SlabFlags::RED_ZONE) {
+        obj_offset += 8;
+        size += 16;
+    }
+    if flags.contains(SlabFlags::STORE_USER) {
+        size += if flags.contains(SlabFlags::RED_ZONE) {
+            REDZONE_ALIGN
+        } else {
+            BYTES_PER_WORD
+        };
+    }
     let off_slab = size >= PAGE_SIZE >> 3 && !slab_early_init;
     size = align_up(size, align);
     let (num, gfporder, mut left_over) = calculate_slab_order(
@@ -260,6 +333,9 @@ pub fn kmem_cache_geometry(
         colour: left_over / colour_off,
         off_slab: off,
         slab_size,
+        obj_offset,
+        obj_size,
+        flags,
     })
 }
 
@@ -375,6 +451,7 @@ impl SlabGlobals {
         ctor: Option<Ctor>,
     ) -> Result<*mut KmemCache, SlabError> {
         let cname = common::api::check_cache_args(name, size, align, KMALLOC_MAX_SIZE)?;
+        let flags = self.debug_create_flags(size, flags, ctor.is_some());
         let flags = SlabFlags(flags.0 & CREATE_MASK);
         let _chain = self.chain_lock();
         if self.find_cache_by_name(name).is_some() {
@@ -400,7 +477,10 @@ impl SlabGlobals {
             (*cachep).instance = self.instance;
             (*cachep).buffer_size = geo.size;
             (*cachep).reciprocal_buffer_size = reciprocal_value(geo.size as u32);
-            (*cachep).flags = flags.0 | if geo.off_slab { CFLGS_OFF_SLAB } else { 0 };
+            (*cachep).flags = geo.flags.0
+                | if geo.off_slab { CFLGS_OFF_SLAB } else { 0 }
+                | self.init_flags(geo.flags, ctor.is_some());
+            (*cachep).obj_offset = geo.obj_offset as u32;
             (*cachep).num = geo.num as u32;
             (*cachep).gfporder = geo.gfporder as u32;
             (*cachep).colour = geo.colour;
@@ -408,7 +488,7 @@ impl SlabGlobals {
             (*cachep).slab_size = geo.slab_size;
             (*cachep).ctor = ctor;
             addr_of_mut!((*cachep).name).write(cname);
-            (*cachep).obj_size = size;
+            (*cachep).obj_size = geo.obj_size;
             (*cachep).array = mem.as_ptr().add(array_off).cast();
             (*cachep).nodelists = mem.as_ptr().add(nodelists_off).cast();
             for cpu in 0..self.nr_cpus {
@@ -509,6 +589,12 @@ impl SlabGlobals {
         // SAFETY: live cache.
         let size = unsafe { (*cachep).buffer_size };
         let (mut limit, mut batch, mut shared) = cpucache_tunables(size, self.num_possible_cpus);
+        // SAFETY: live cache.
+        if unsafe { (*cachep).flags } & DEBUG_FLAGS != 0 && limit > 32 {
+            // DEBUG: large batches mean long stretches with the array locked.
+            limit = 32;
+            batch = (limit + 1) / 2;
+        }
         if let Some(t) = self.settings.tunables {
             limit = t.limit;
             batch = t.batchcount;
@@ -745,6 +831,9 @@ impl SlabGlobals {
             ListHead::del(addr_of_mut!((*cachep).next));
             if self.__cache_shrink(cachep) {
                 let objects = self.objects_in_slabs(cachep);
+                if (*cachep).flags & DEBUG_FLAGS != 0 {
+                    self.report_leaks(cachep);
+                }
                 ListHead::add(addr_of_mut!((*cachep).next), self.cache_chain_head());
                 return Err(SlabError::Busy { objects });
             }

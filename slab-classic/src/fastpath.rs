@@ -7,10 +7,11 @@
 
 use crate::arraycache::ac_entry;
 use crate::bootstrap::SlabGlobals;
-use crate::cache::{CpuSlot, KmemCache};
+use crate::cache::{CpuSlot, KmemCache, CFLGS_DEBUG_PATH};
 use crate::stats::StatItem;
 use common::percpu::cpu_id;
 use common::Gfp;
+use core::panic::Location;
 use core::ptr::NonNull;
 
 impl SlabGlobals {
@@ -51,14 +52,11 @@ impl SlabGlobals {
         }
     }
 
-    /// `__cache_alloc`: local array, then `____cache_alloc_node` on the local node (which may
-    /// fall back to other nodes). `__GFP_ZERO` clears the object.
+    /// `__do_cache_alloc` under the CPU slot lock: the local array, then
+    /// `____cache_alloc_node` on the local node (which may fall back to other nodes). Returns
+    /// the raw object (null when out of memory).
     #[inline(always)]
-    pub(crate) fn cache_alloc_internal(
-        &self,
-        cachep: *mut KmemCache,
-        gfp: Gfp,
-    ) -> Option<NonNull<u8>> {
+    pub(crate) fn __do_cache_alloc(&self, cachep: *mut KmemCache, gfp: Gfp) -> *mut u8 {
         let cpu = self.this_cpu();
         // SAFETY: cachep is a live cache of this instance (callers check handles); the slot
         // lock is held around the array use.
@@ -75,24 +73,43 @@ impl SlabGlobals {
                 );
             }
             (*slot).lock.unlock();
-            let p = NonNull::new(objp)?;
-            if gfp.contains(Gfp::ZERO) {
-                p.as_ptr().write_bytes(0, (*cachep).buffer_size);
-            }
-            Some(p)
+            objp
         }
     }
 
-    /// `__cache_alloc_node`: the local array when `nodeid` is this CPU's node, else straight
-    /// from the node's lists (`____cache_alloc_node`), falling back unless `THISNODE`.
-    pub(crate) fn cache_alloc_node_internal(
+    /// `__cache_alloc`: a debug cache (decided once, at creation) goes to
+    /// [`Self::cache_alloc_debug`]; every other one takes `__do_cache_alloc` and
+    /// `__GFP_ZERO` clears the object.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn cache_alloc_internal(
+        &self,
+        cachep: *mut KmemCache,
+        gfp: Gfp,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: a live cache (callers check handles).
+        if unsafe { (*cachep).flags } & CFLGS_DEBUG_PATH != 0 {
+            return self.cache_alloc_debug(cachep, gfp, None, Location::caller());
+        }
+        let p = NonNull::new(self.__do_cache_alloc(cachep, gfp))?;
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: a fresh object of buffer_size bytes.
+            unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
+        }
+        Some(p)
+    }
+
+    /// `__cache_alloc_node` under the CPU slot lock: the local array when `nodeid` is this
+    /// CPU's node, else straight from the node's lists (`____cache_alloc_node`), falling back
+    /// unless `THISNODE`. Returns the raw object.
+    pub(crate) fn __do_cache_alloc_node(
         &self,
         cachep: *mut KmemCache,
         gfp: Gfp,
         nodeid: usize,
-    ) -> Option<NonNull<u8>> {
+    ) -> *mut u8 {
         let cpu = self.this_cpu();
-        // SAFETY: as cache_alloc_internal.
+        // SAFETY: as __do_cache_alloc.
         unsafe {
             let slot = self.cpu_slot(cachep, cpu);
             (*slot).lock.lock();
@@ -115,12 +132,28 @@ impl SlabGlobals {
                 p
             };
             (*slot).lock.unlock();
-            let p = NonNull::new(objp)?;
-            if gfp.contains(Gfp::ZERO) {
-                p.as_ptr().write_bytes(0, (*cachep).buffer_size);
-            }
-            Some(p)
+            objp
         }
+    }
+
+    /// `__cache_alloc_node` with the debug split of [`Self::cache_alloc_internal`].
+    #[track_caller]
+    pub(crate) fn cache_alloc_node_internal(
+        &self,
+        cachep: *mut KmemCache,
+        gfp: Gfp,
+        nodeid: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: a live cache.
+        if unsafe { (*cachep).flags } & CFLGS_DEBUG_PATH != 0 {
+            return self.cache_alloc_debug(cachep, gfp, Some(nodeid), Location::caller());
+        }
+        let p = NonNull::new(self.__do_cache_alloc_node(cachep, gfp, nodeid))?;
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: a fresh object of buffer_size bytes.
+            unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
+        }
+        Some(p)
     }
 
     /// `__cache_free`: remote objects to the alien path, else push on the CPU's array,
@@ -161,12 +194,12 @@ impl SlabGlobals {
         }
     }
 
-    /// `kmem_cache_free` after the checks: locks this CPU's slot around `__cache_free`.
+    /// `__cache_free` of a raw object under this CPU's slot lock.
     ///
     /// # Safety
-    /// `objp` a live object start of `cachep`, not used afterwards.
+    /// `objp` a raw object start of `cachep`, handed out, not used afterwards.
     #[inline(always)]
-    pub(crate) unsafe fn cache_free_internal(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
+    pub(crate) unsafe fn __cache_free_locked(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
         let cpu = self.this_cpu();
         // SAFETY: forwarded contract; slot lock held around the array use.
         unsafe {
@@ -175,6 +208,23 @@ impl SlabGlobals {
             let ok = self.__cache_free(cachep, slot, objp);
             (*slot).lock.unlock();
             ok
+        }
+    }
+
+    /// `kmem_cache_free` after the checks: a debug cache goes to [`Self::cache_free_debug`],
+    /// every other one straight to the CPU array.
+    ///
+    /// # Safety
+    /// `objp` a live object start of `cachep` (as the caller sees it), not used afterwards.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) unsafe fn cache_free_internal(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if (*cachep).flags & CFLGS_DEBUG_PATH != 0 {
+                return self.cache_free_debug(cachep, objp, Location::caller());
+            }
+            self.__cache_free_locked(cachep, objp)
         }
     }
 }

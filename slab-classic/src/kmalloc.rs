@@ -96,7 +96,9 @@ impl SlabGlobals {
                 let p = page.as_ref();
                 if p.cache() == cachep as usize && p.test_flags(PG_SLAB) {
                     let base = self.provider.page_address(page).as_ptr() as usize;
-                    let off = addr.wrapping_sub(base + p.spare as usize);
+                    let off = addr
+                        .wrapping_sub(base + p.spare as usize)
+                        .wrapping_sub((*cachep).obj_offset as usize);
                     let size = (*cachep).buffer_size;
                     if off < (*cachep).num as usize * size {
                         let idx = reciprocal_divide(off as u32, (*cachep).reciprocal_buffer_size);
@@ -116,8 +118,42 @@ impl SlabGlobals {
 
     /// `virt_to_cache` with every check a free can afford: the address must be in our
     /// provider, on a slab page of slab-classic, of a cache of this instance, at an object's
-    /// first byte.
+    /// first byte as the caller sees it (`obj_offset` past the buffer start in debug caches).
     pub(crate) fn lookup_object(&self, obj: *mut u8) -> Result<*mut KmemCache, SlabError> {
+        self.lookup_object_at(obj, true)
+    }
+
+    /// [`Self::lookup_object`] for a raw object start (what the arrays and bufctls hold).
+    pub(crate) fn lookup_object_raw(&self, obj: *mut u8) -> Result<*mut KmemCache, SlabError> {
+        self.lookup_object_at(obj, false)
+    }
+
+    /// For a pointer into a slab object of this instance: its offset from the start of the
+    /// object as the caller sees it (negative inside the red zone), with the cache.
+    pub(crate) fn interior_offset(&self, obj: *mut u8) -> Option<(*mut KmemCache, isize)> {
+        let addr = obj as usize;
+        let page = self.provider.virt_to_head_page(addr)?;
+        // SAFETY: as lookup_object_at.
+        unsafe {
+            let p = page.as_ref();
+            if !p.test_flags(PG_SLAB) || p.owner != Owner::SlabClassic as u8 {
+                return None;
+            }
+            let cachep = p.cache() as *mut KmemCache;
+            if cachep.is_null()
+                || !self.provider.contains(cachep as usize)
+                || (*cachep).instance != self.instance
+                || (*cachep).magic != CACHE_MAGIC
+            {
+                return None;
+            }
+            let base = self.provider.page_address(page).as_ptr() as usize + p.spare as usize;
+            let off = addr.checked_sub(base)? % (*cachep).buffer_size;
+            Some((cachep, off as isize - (*cachep).obj_offset as isize))
+        }
+    }
+
+    fn lookup_object_at(&self, obj: *mut u8, user: bool) -> Result<*mut KmemCache, SlabError> {
         let addr = obj as usize;
         let page = self
             .provider
@@ -139,7 +175,10 @@ impl SlabGlobals {
                 return Err(SlabError::NotOurs(addr));
             }
             let base = self.provider.page_address(page).as_ptr() as usize;
-            let off = addr.wrapping_sub(base + p.spare as usize);
+            let mut off = addr.wrapping_sub(base + p.spare as usize);
+            if user {
+                off = off.wrapping_sub((*cachep).obj_offset as usize);
+            }
             let size = (*cachep).buffer_size;
             if off >= (*cachep).num as usize * size
                 || reciprocal_divide(off as u32, (*cachep).reciprocal_buffer_size) as usize * size

@@ -97,6 +97,7 @@
 pub mod arraycache;
 pub mod bootstrap;
 pub mod cache;
+pub mod debug;
 mod fastpath;
 pub mod kmalloc;
 pub mod node;
@@ -121,6 +122,7 @@ pub use crate::cache::{
     cache_estimate, calculate_slab_order, cpucache_tunables, free_limit, kmem_cache_geometry,
     Geometry,
 };
+pub use crate::debug::{DebugAction, DebugErrorKind, DebugReport};
 pub use crate::stats::{SlabStats, StatItem};
 
 /// The `kmem_cache` whose chain link is `link`.
@@ -161,7 +163,7 @@ impl Tunables {
 }
 
 /// Settings of one SLAB instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct SlabSettings {
     /// Keep the `STATS` counters (slabinfo `(statistics)` columns, `for_each_stat`).
     pub stats: bool,
@@ -175,7 +177,44 @@ pub struct SlabSettings {
     pub reap: bool,
     /// Start the background reaper thread at construction.
     pub reaper_thread: bool,
+    /// Debug flags for every cache (`RED_ZONE`, `POISON`, `STORE_USER`, `CONSISTENCY_CHECKS`),
+    /// kmalloc caches included; red zone and user word are still dropped for alignments above
+    /// 8, poison for `TYPESAFE_BY_RCU` caches.
+    pub debug: SlabFlags,
+    /// `CONFIG_DEBUG_SLAB`'s `FORCED_DEBUG`: red zone + user word for every cache below 4096
+    /// bytes (or where the 24 bytes do not cross a power of two), poison unless RCU.
+    pub forced_debug: bool,
+    /// `init_on_alloc`: zero every object on allocation (not caches with a constructor,
+    /// `TYPESAFE_BY_RCU` or poison).
+    pub init_on_alloc: bool,
+    /// `init_on_free`: zero every object on free (same exceptions).
+    pub init_on_free: bool,
+    /// After a debug report: continue (default) or abort the process.
+    pub on_error: DebugAction,
+    /// Called with every debug report (default: print it on stderr in the kernel's words).
+    /// May run with a node lock held: it must not allocate from this instance.
+    pub report: Option<fn(&DebugReport)>,
 }
+
+impl PartialEq for SlabSettings {
+    /// Field by field; the report callbacks compare by address.
+    fn eq(&self, o: &Self) -> bool {
+        self.stats == o.stats
+            && self.slab_break_gfp_order == o.slab_break_gfp_order
+            && self.tunables == o.tunables
+            && self.use_alien_caches == o.use_alien_caches
+            && self.reap == o.reap
+            && self.reaper_thread == o.reaper_thread
+            && self.debug == o.debug
+            && self.forced_debug == o.forced_debug
+            && self.init_on_alloc == o.init_on_alloc
+            && self.init_on_free == o.init_on_free
+            && self.on_error == o.on_error
+            && self.report.map(|f| f as usize) == o.report.map(|f| f as usize)
+    }
+}
+
+impl Eq for SlabSettings {}
 
 impl Default for SlabSettings {
     fn default() -> Self {
@@ -186,6 +225,12 @@ impl Default for SlabSettings {
             use_alien_caches: true,
             reap: true,
             reaper_thread: false,
+            debug: SlabFlags::NONE,
+            forced_debug: false,
+            init_on_alloc: false,
+            init_on_free: false,
+            on_error: DebugAction::Continue,
+            report: None,
         }
     }
 }
@@ -278,6 +323,30 @@ pub struct NodeState {
     pub free_touched: bool,
     /// `next_reap`.
     pub next_reap: usize,
+}
+
+/// Where the debug words of a cache's objects lie, relative to the object as the caller sees
+/// it (see [`debug`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugLayout {
+    /// The debug flags in force (after the alignment rule).
+    pub flags: SlabFlags,
+    /// `init_on_alloc` applies.
+    pub init_on_alloc: bool,
+    /// `init_on_free` applies.
+    pub init_on_free: bool,
+    /// `obj_offset`.
+    pub obj_offset: usize,
+    /// `obj_size` (what `ksize` returns for a debug cache).
+    pub obj_size: usize,
+    /// `buffer_size`.
+    pub buffer_size: usize,
+    /// Offset of red zone word 1 (−8), if red-zoned.
+    pub redzone1: Option<isize>,
+    /// Offset of red zone word 2, if red-zoned.
+    pub redzone2: Option<isize>,
+    /// Offset of the last-caller word, with `STORE_USER`.
+    pub userword: Option<isize>,
 }
 
 /// One SLAB allocator instance (Linux 2.6.32 `mm/slab.c`) on a page provider.
@@ -456,6 +525,45 @@ impl Slab {
             };
             (*l3).list_lock.unlock();
             Ok(s)
+        }
+    }
+
+    /// Debug reports made by this instance so far (every cache; the `slab_errors` count).
+    pub fn debug_errors(&self) -> u64 {
+        self.g().debug_errors.load(Ordering::Relaxed)
+    }
+
+    /// Debug reports made about one cache so far.
+    pub fn cache_debug_errors(&self, h: CacheHandle) -> Result<u64, SlabError> {
+        let c = self.cache(h)?;
+        // SAFETY: live cache; atomic counter.
+        Ok(unsafe { (*c).debug_errors.load(Ordering::Relaxed) })
+    }
+
+    /// The debug layout of a cache, as `kmem_cache_create` settled it.
+    pub fn debug_layout(&self, h: CacheHandle) -> Result<DebugLayout, SlabError> {
+        let c = self.cache(h)?;
+        // SAFETY: live cache; immutable fields.
+        unsafe {
+            let flags = SlabFlags((*c).flags & cache::DEBUG_FLAGS);
+            let off = (*c).obj_offset as isize;
+            let mut rz2 = (*c).buffer_size as isize - 8;
+            if flags.contains(SlabFlags::STORE_USER) {
+                rz2 -= cache::REDZONE_ALIGN as isize;
+            }
+            Ok(DebugLayout {
+                flags,
+                init_on_alloc: (*c).flags & cache::CFLGS_INIT_ON_ALLOC != 0,
+                init_on_free: (*c).flags & cache::CFLGS_INIT_ON_FREE != 0,
+                obj_offset: off as usize,
+                obj_size: (*c).obj_size,
+                buffer_size: (*c).buffer_size,
+                redzone1: flags.contains(SlabFlags::RED_ZONE).then_some(-8),
+                redzone2: flags.contains(SlabFlags::RED_ZONE).then_some(rz2 - off),
+                userword: flags
+                    .contains(SlabFlags::STORE_USER)
+                    .then_some((*c).buffer_size as isize - 8 - off),
+            })
         }
     }
 
@@ -685,11 +793,13 @@ impl SlabAllocator for Slab {
     }
 
     #[inline(always)]
+    #[track_caller]
     fn kmem_cache_alloc(&self, cache: CacheHandle, gfp: Gfp) -> Option<NonNull<u8>> {
         let c = self.cache(cache).ok()?;
         self.g().cache_alloc_internal(c, gfp)
     }
 
+    #[track_caller]
     fn kmem_cache_alloc_node(
         &self,
         cache: CacheHandle,
@@ -704,13 +814,17 @@ impl SlabAllocator for Slab {
     }
 
     #[inline(always)]
+    #[track_caller]
     unsafe fn kmem_cache_free(
         &self,
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
         let c = self.cache(cache)?;
-        self.g().check_object_of(c, obj.as_ptr())?;
+        if let Err(e) = self.g().check_object_of(c, obj.as_ptr()) {
+            self.g().debug_bad_free(c, obj.as_ptr(), e);
+            return Err(e);
+        }
         // SAFETY: a checked object start of this cache; the caller gives it up.
         if unsafe { self.g().cache_free_internal(c, obj.as_ptr()) } {
             Ok(())
@@ -720,6 +834,7 @@ impl SlabAllocator for Slab {
     }
 
     #[inline(always)]
+    #[track_caller]
     fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
         let c = self.g().find_general_cachep(size);
         if c.is_null() {
@@ -728,6 +843,7 @@ impl SlabAllocator for Slab {
         self.g().cache_alloc_internal(c, gfp)
     }
 
+    #[track_caller]
     fn kmalloc_node(&self, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
         let c = self.g().find_general_cachep(size);
         if c.is_null() || (node >= self.g().nr_nodes && node != usize::MAX) {
@@ -737,11 +853,18 @@ impl SlabAllocator for Slab {
     }
 
     #[inline(always)]
+    #[track_caller]
     unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         if ptr.is_null() {
             return Ok(());
         }
-        let c = self.g().lookup_object(ptr)?;
+        let c = match self.g().lookup_object(ptr) {
+            Ok(c) => c,
+            Err(e) => {
+                self.g().debug_bad_free(core::ptr::null_mut(), ptr, e);
+                return Err(e);
+            }
+        };
         // SAFETY: a checked object start; the caller gives it up.
         if unsafe { self.g().cache_free_internal(c, ptr) } {
             Ok(())
@@ -753,7 +876,13 @@ impl SlabAllocator for Slab {
     unsafe fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
         let c = self.g().lookup_object(ptr.as_ptr())?;
         // SAFETY: live cache.
-        Ok(unsafe { (*c).buffer_size })
+        Ok(unsafe {
+            if debug::is_debug(c) {
+                (*c).obj_size
+            } else {
+                (*c).buffer_size
+            }
+        })
     }
 
     fn kmem_cache_shrink(&self, cache: CacheHandle) -> Result<(), SlabError> {

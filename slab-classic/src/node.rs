@@ -116,10 +116,17 @@ impl SlabGlobals {
             for i in 0..nr_objects {
                 let objp = *objpp.add(i);
                 let slabp = self.virt_to_slab(objp);
+                let debug = crate::debug::is_debug(cachep);
+                if debug {
+                    self.debug_check_slabp(cachep, slabp);
+                }
                 ListHead::del(addr_of_mut!((*slabp).list));
                 if !slab_put_obj(cachep, slabp, objp) {
                     // Double free caught by the bufctl marker: keep the slab where it was.
                     self.stat_inc(cachep, StatItem::ERRORS);
+                    if debug {
+                        self.report_bufctl_double_free(cachep, objp);
+                    }
                     let head = if (*slabp).inuse == (*cachep).num {
                         addr_of_mut!((*l3).slabs_full)
                     } else {
@@ -130,6 +137,9 @@ impl SlabGlobals {
                 }
                 self.stat_active(cachep, -1);
                 (*l3).free_objects += 1;
+                if debug {
+                    self.debug_check_slabp(cachep, slabp);
+                }
                 if (*slabp).inuse == 0 {
                     if (*l3).free_objects > (*l3).free_limit as usize {
                         (*l3).free_objects -= (*cachep).num as usize;

@@ -48,7 +48,14 @@ impl SlabGlobals {
                     let slabp = slab_from_list(entry);
                     self.stat_inc(cachep, StatItem::NODEALLOCS);
                     self.stat_active(cachep, 1);
+                    let debug = crate::debug::is_debug(cachep);
+                    if debug {
+                        self.debug_check_slabp(cachep, slabp);
+                    }
                     let obj = slab_get_obj(cachep, slabp);
+                    if debug {
+                        self.debug_check_slabp(cachep, slabp);
+                    }
                     (*l3).free_objects -= 1;
                     ListHead::del(entry);
                     if (*slabp).free == BUFCTL_END {

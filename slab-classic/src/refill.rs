@@ -4,11 +4,12 @@
 
 use crate::arraycache::{ac_entry, ac_shift_down, transfer_objects, ArrayCache};
 use crate::bootstrap::SlabGlobals;
-use crate::cache::{KmemCache, CFLGS_OFF_SLAB};
+use crate::cache::{KmemCache, CFLGS_INIT_ON_FREE, CFLGS_OFF_SLAB, DEBUG_FLAGS};
 use crate::slabmgmt::{
     cache_init_objs, init_slab_desc, slab_from_list, slab_get_obj, SlabDesc, BUFCTL_END,
 };
 use crate::stats::StatItem;
+use common::api::SlabFlags;
 use common::list::ListHead;
 use common::page::flags::{PG_OFF_SLAB, PG_SLAB};
 use common::{Gfp, Owner, Page};
@@ -75,12 +76,19 @@ impl SlabGlobals {
                             }
                         };
                         let slabp = slab_from_list(entry);
+                        let debug = (*cachep).flags & DEBUG_FLAGS != 0;
+                        if debug {
+                            self.debug_check_slabp(cachep, slabp);
+                        }
                         while (*slabp).inuse < num && batchcount > 0 {
                             batchcount -= 1;
                             self.stat_inc(cachep, StatItem::LISTALLOCS);
                             self.stat_active(cachep, 1);
                             *ac_entry(ac).add((*ac).avail as usize) = slab_get_obj(cachep, slabp);
                             (*ac).avail += 1;
+                        }
+                        if debug {
+                            self.debug_check_slabp(cachep, slabp);
                         }
                         ListHead::del(entry);
                         if (*slabp).free == BUFCTL_END {
@@ -194,6 +202,9 @@ impl SlabGlobals {
         // SAFETY: as documented.
         unsafe {
             let addr = (*slabp).s_mem.sub((*slabp).colouroff);
+            if (*cachep).flags & (SlabFlags::POISON.0 | SlabFlags::RED_ZONE.0) != 0 {
+                self.slab_destroy_debugcheck(cachep, slabp);
+            }
             self.kmem_freepages(cachep, addr);
             if (*cachep).flags & CFLGS_OFF_SLAB != 0 {
                 let ok = self.cache_free_internal((*cachep).slabp_cache, slabp.cast());
@@ -280,7 +291,11 @@ impl SlabGlobals {
                         0
                     },
             );
-            cache_init_objs(cachep, slabp);
+            if (*cachep).flags & (DEBUG_FLAGS | CFLGS_INIT_ON_FREE) != 0 {
+                self.cache_init_objs_debug(cachep, slabp);
+            } else {
+                cache_init_objs(cachep, slabp);
+            }
             (*l3).list_lock.lock();
             ListHead::add_tail(addr_of_mut!((*slabp).list), addr_of_mut!((*l3).slabs_free));
             self.stat_inc(cachep, StatItem::GROWN);

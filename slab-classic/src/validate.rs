@@ -107,7 +107,7 @@ impl SlabGlobals {
             }
             for i in 0..(*ac).avail as usize {
                 let obj = *ac_entry(ac).add(i);
-                match self.lookup_object(obj) {
+                match self.lookup_object_raw(obj) {
                     Ok(c) if c == cachep => {
                         let slabp = self.virt_to_slab(obj);
                         if (*slabp).nodeid as usize != node {

@@ -1,0 +1,859 @@
+//! `CONFIG_DEBUG_SLAB` — 2.6.32 `mm/slab.c` `obj_offset`, `dbg_redzone1`, `dbg_redzone2`,
+//! `dbg_userword`, `poison_obj`, `check_poison_obj`, `print_objinfo`, `cache_init_objs` (DEBUG
+//! half), `cache_alloc_debugcheck_after`, `verify_redzone_free`, `cache_free_debugcheck`,
+//! `kfree_debugcheck`, `slab_destroy_debugcheck`, `check_slabp`'s report, plus the 6.4
+//! `init_on_alloc` / `init_on_free` rules, an error counter and a report callback.
+//!
+//! Object layout of a debug cache (`buffer_size` bytes per object, 8-byte aligned):
+//! ```text
+//! raw ─► [red zone 1: u64][object: obj_size bytes][pad][red zone 2: u64][last caller: usize]
+//!        ▲ raw            ▲ raw + obj_offset (what the caller gets)   ▲ raw + buffer_size - 8
+//! ```
+//! Without `STORE_USER`, red zone 2 is the last word; without `RED_ZONE`, `obj_offset` is 0.
+//! The per-CPU arrays, shared and alien arrays and the bufctl chain all hold `raw` pointers;
+//! only the public entry points add and remove `obj_offset`.
+//!
+//! States: a free object has both red zones [`RED_INACTIVE`] and (with `POISON`) bytes
+//! [`POISON_FREE`]… ending in [`POISON_END`]; an allocated one has both red zones
+//! [`RED_ACTIVE`] and (with `POISON`) starts as [`POISON_INUSE`] bytes.
+//!
+//! Every detection is one [`DebugReport`]: counted per cache and per instance, handed to the
+//! settings' callback (or printed in the kernel's words on stderr), then either the allocator
+//! repairs what it can and continues, or the process aborts ([`DebugAction`]). Reports can be
+//! made with a node `list_lock` held (`check_slabp`, the bufctl double-free check,
+//! `slab_destroy_debugcheck`): the callback must not allocate from this instance.
+
+use crate::bootstrap::SlabGlobals;
+use crate::cache::{
+    KmemCache, CFLGS_INIT_ON_ALLOC, CFLGS_INIT_ON_FREE, DEBUG_FLAGS, REDZONE_ALIGN,
+};
+use crate::slabmgmt::{check_slabp, index_to_obj, slab_bufctl, slab_from_list, SlabDesc};
+use common::api::{CacheName, SlabError, SlabFlags};
+use common::list::ListHead;
+use common::Gfp;
+use core::fmt;
+use core::panic::Location;
+use core::ptr::{addr_of_mut, NonNull};
+use core::sync::atomic::Ordering;
+
+/// `RED_INACTIVE` (include/linux/poison.h, 64-bit): red zone of a free object.
+pub const RED_INACTIVE: u64 = 0x09F9_1102_9D74_E35B;
+/// `RED_ACTIVE`: red zone of an allocated object.
+pub const RED_ACTIVE: u64 = 0xD841_56C5_6356_88C0;
+/// `POISON_INUSE`: fill of a freshly allocated object.
+pub const POISON_INUSE: u8 = 0x5a;
+/// `POISON_FREE`: fill of a free object.
+pub const POISON_FREE: u8 = 0x6b;
+/// `POISON_END`: last byte of a poisoned object.
+pub const POISON_END: u8 = 0xa5;
+
+/// What to do after a report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DebugAction {
+    /// Count, report, repair what can be repaired, go on (a refused free returns `Err`).
+    #[default]
+    Continue,
+    /// Report, then `std::process::abort()` (the kernel's `BUG()`).
+    Abort,
+}
+
+/// The kind of a detection, with the kernel's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugErrorKind {
+    /// `check_poison_obj`: a free object's poison changed (use after free).
+    SlabCorruption,
+    /// `verify_redzone_free`: both red zones already `RED_INACTIVE`.
+    DoubleFree,
+    /// `verify_redzone_free`: a red zone of a live object is neither value.
+    RedZoneOverwritten,
+    /// `cache_alloc_debugcheck_after`: a red zone of a free object was not `RED_INACTIVE`.
+    RedZoneOnAlloc,
+    /// `slab_destroy_debugcheck`: red zone 1 of a free object changed.
+    FreedStartOverwritten,
+    /// `slab_destroy_debugcheck`: red zone 2 of a free object changed.
+    FreedEndOverwritten,
+    /// `cache_init_objs`: the constructor wrote over a red zone.
+    CtorOverwrote,
+    /// `slab_put_obj`: the bufctl shows the object already on its slab's free chain, or it is
+    /// already on top of the CPU array.
+    BufctlDoubleFree,
+    /// `check_slabp`: the bufctl chain is corrupt.
+    ListCorruption,
+    /// `kfree_debugcheck`: the pointer is not memory of this allocator.
+    OutOfRange,
+    /// `cache_free_debugcheck`'s `virt_to_cache(objp) != cachep`: another cache's object.
+    WrongCache,
+    /// `cache_free_debugcheck`'s `objp != index_to_obj(...)`: an interior pointer.
+    NotObjectStart,
+    /// `kmem_cache_destroy`: "Can't free all objects".
+    CantFreeAll,
+    /// `kmem_cache_destroy` in debug mode: one report per object still in use.
+    LeakedObject,
+}
+
+impl DebugErrorKind {
+    /// The kernel's words (and the function that says them).
+    pub fn message(self) -> (&'static str, &'static str) {
+        match self {
+            Self::SlabCorruption => ("check_poison_obj", "Slab corruption"),
+            Self::DoubleFree => ("cache_free_debugcheck", "double free detected"),
+            Self::RedZoneOverwritten => (
+                "cache_free_debugcheck",
+                "memory outside object was overwritten",
+            ),
+            Self::RedZoneOnAlloc => (
+                "cache_alloc_debugcheck_after",
+                "double free, or memory outside object was overwritten",
+            ),
+            Self::FreedStartOverwritten => (
+                "slab_destroy_debugcheck",
+                "start of a freed object was overwritten",
+            ),
+            Self::FreedEndOverwritten => (
+                "slab_destroy_debugcheck",
+                "end of a freed object was overwritten",
+            ),
+            Self::CtorOverwrote => (
+                "cache_init_objs",
+                "constructor overwrote the start or end of an object",
+            ),
+            Self::BufctlDoubleFree => ("slab_put_obj", "double free detected"),
+            Self::ListCorruption => ("check_slabp", "Internal list corruption detected"),
+            Self::OutOfRange => ("kfree_debugcheck", "out of range ptr"),
+            Self::WrongCache => ("cache_free_debugcheck", "object of another cache"),
+            Self::NotObjectStart => ("cache_free_debugcheck", "not the start of an object"),
+            Self::CantFreeAll => ("kmem_cache_destroy", "Can't free all objects"),
+            Self::LeakedObject => ("kmem_cache_destroy", "object still in use"),
+        }
+    }
+}
+
+/// One detection (a fixed struct: made without the heap, possibly under a lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugReport {
+    /// What was found.
+    pub kind: DebugErrorKind,
+    /// The cache (`None` for a pointer that belongs to no cache).
+    pub cache: Option<CacheName>,
+    /// The object as the caller sees it (`realobj`), or the pointer freed, or the slab
+    /// descriptor for [`DebugErrorKind::ListCorruption`].
+    pub object: usize,
+    /// Offset of the first bad byte from `object` (red zone 1 is at −8; for a bad pointer, its
+    /// offset into the object it points into).
+    pub offset: isize,
+    /// `obj_size` (the length `check_poison_obj` prints).
+    pub len: usize,
+    /// Expected value (a poison byte, a red-zone word, or a count).
+    pub expected: u64,
+    /// Value found.
+    pub found: u64,
+    /// Bytes that differ (poison checks), else 0.
+    pub bad_bytes: usize,
+    /// Red zone words at the time of the report (0 without red zones).
+    pub redzone1: u64,
+    /// Second red zone word.
+    pub redzone2: u64,
+    /// The last-user word (`STORE_USER`): the address of the `core::panic::Location` of the
+    /// last `kmem_cache_alloc`/`kmalloc`/free call on the object (0 if none / no user word).
+    pub last_caller: usize,
+}
+
+impl DebugReport {
+    fn new(kind: DebugErrorKind, cache: Option<CacheName>, object: usize) -> Self {
+        Self {
+            kind,
+            cache,
+            object,
+            offset: 0,
+            len: 0,
+            expected: 0,
+            found: 0,
+            bad_bytes: 0,
+            redzone1: 0,
+            redzone2: 0,
+            last_caller: 0,
+        }
+    }
+
+    /// The cache name, or `"?"`.
+    pub fn cache_name(&self) -> &str {
+        self.cache.as_ref().map_or("?", |c| c.as_str())
+    }
+}
+
+impl fmt::Display for DebugReport {
+    /// The report as 2.6.32 prints it (`slab_error`, `check_poison_obj` + `print_objinfo`,
+    /// `verify_redzone_free`, `check_slabp`), with the offset spelled out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (func, msg) = self.kind.message();
+        let name = self.cache_name();
+        match self.kind {
+            DebugErrorKind::SlabCorruption => {
+                writeln!(
+                    f,
+                    "Slab corruption: {name} start={:#x}, len={}",
+                    self.object, self.len
+                )?;
+                write!(
+                    f,
+                    "{:03x}: first bad byte {:02x} (expected {:02x}), {} bad bytes",
+                    self.offset, self.found, self.expected, self.bad_bytes
+                )?;
+            }
+            DebugErrorKind::BufctlDoubleFree => write!(
+                f,
+                "slab: double free detected in cache '{name}', objp {:#x}",
+                self.object
+            )?,
+            DebugErrorKind::ListCorruption => write!(
+                f,
+                "slab: Internal list corruption detected in cache '{name}'({}), slabp {:#x}({})",
+                self.expected, self.object, self.found
+            )?,
+            DebugErrorKind::OutOfRange => {
+                write!(f, "kfree_debugcheck: out of range ptr {:x}h.", self.object)?;
+            }
+            _ => {
+                write!(f, "slab error in {func}(): cache `{name}': {msg}")?;
+                if matches!(
+                    self.kind,
+                    DebugErrorKind::WrongCache | DebugErrorKind::NotObjectStart
+                ) {
+                    write!(f, " ({:#x}, offset {})", self.object, self.offset)?;
+                }
+                if self.kind == DebugErrorKind::LeakedObject {
+                    write!(f, " ({:#x})", self.object)?;
+                }
+                if self.redzone1 != 0 || self.redzone2 != 0 {
+                    write!(
+                        f,
+                        "\n{:#x}: redzone 1:{:#x}, redzone 2:{:#x}.",
+                        self.object.wrapping_sub(8),
+                        self.redzone1,
+                        self.redzone2
+                    )?;
+                    if self.offset != 0 {
+                        write!(f, " (first bad word at offset {})", self.offset)?;
+                    }
+                }
+            }
+        }
+        if self.last_caller != 0 {
+            write!(f, "\nLast user: [<{:#x}>]", self.last_caller)?;
+        }
+        Ok(())
+    }
+}
+
+impl SlabGlobals {
+    /// The flags `kmem_cache_create` starts from: the caller's, plus the settings' `debug`
+    /// (red zone and user word only where `FORCED_DEBUG` would add them: below 4096 bytes or
+    /// when the 24 bytes do not cross a power of two — so `size-4194304` stays possible), plus
+    /// `FORCED_DEBUG` when asked; no poison on `SLAB_DESTROY_BY_RCU` caches (the kernel BUG()s
+    /// on that combination).
+    pub(crate) fn debug_create_flags(
+        &self,
+        size: usize,
+        flags: SlabFlags,
+        _ctor: bool,
+    ) -> SlabFlags {
+        let mut all = self.settings.debug;
+        let rz_su = SlabFlags::RED_ZONE | SlabFlags::STORE_USER;
+        if all.intersects(rz_su)
+            && !crate::cache::forced_debug_flags(size, SlabFlags::TYPESAFE_BY_RCU).intersects(rz_su)
+        {
+            all = all.without(rz_su);
+        }
+        let mut f = flags.with(all);
+        if self.settings.forced_debug {
+            f = crate::cache::forced_debug_flags(size, f);
+        }
+        if f.contains(SlabFlags::TYPESAFE_BY_RCU) {
+            f = f.without(SlabFlags::POISON);
+        }
+        f
+    }
+
+    /// The internal `init_on_alloc`/`init_on_free` bits of a cache (6.4 `slab_want_init_on_*`:
+    /// not with a constructor, `TYPESAFE_BY_RCU` or poisoning).
+    pub(crate) fn init_flags(&self, flags: SlabFlags, ctor: bool) -> u32 {
+        if ctor || flags.intersects(SlabFlags::TYPESAFE_BY_RCU | SlabFlags::POISON) {
+            return 0;
+        }
+        let mut f = 0;
+        if self.settings.init_on_alloc {
+            f |= CFLGS_INIT_ON_ALLOC;
+        }
+        if self.settings.init_on_free {
+            f |= CFLGS_INIT_ON_FREE;
+        }
+        f
+    }
+
+    /// Counts and delivers one report, then aborts if the settings say so.
+    pub(crate) fn slab_report(&self, cachep: *const KmemCache, r: &DebugReport) {
+        if !cachep.is_null() {
+            // SAFETY: a live cache; the counter is atomic.
+            unsafe { (*cachep).debug_errors.fetch_add(1, Ordering::Relaxed) };
+        }
+        self.debug_errors.fetch_add(1, Ordering::Relaxed);
+        match self.settings.report {
+            Some(cb) => cb(r),
+            None => eprintln!("{r}"),
+        }
+        if self.settings.on_error == DebugAction::Abort {
+            if self.settings.report.is_some() {
+                eprintln!("{r}");
+            }
+            std::process::abort();
+        }
+    }
+
+    /// A report about `cachep` with its name filled in.
+    fn report_of(cachep: *const KmemCache, kind: DebugErrorKind, object: usize) -> DebugReport {
+        // SAFETY: a live cache.
+        DebugReport::new(kind, Some(unsafe { (*cachep).name }), object)
+    }
+}
+
+/// `dbg_redzone1`.
+///
+/// # Safety
+/// `cachep` has `RED_ZONE`; `objp` a raw object start of it.
+#[inline]
+unsafe fn dbg_redzone1(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
+    // SAFETY: red zone 1 is the word before the object, inside the buffer.
+    unsafe { objp.add((*cachep).obj_offset as usize - 8).cast() }
+}
+
+/// `dbg_redzone2`.
+///
+/// # Safety
+/// As [`dbg_redzone1`].
+#[inline]
+unsafe fn dbg_redzone2(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
+    // SAFETY: inside the buffer (the layout reserved it).
+    unsafe {
+        let mut off = (*cachep).buffer_size - 8;
+        if (*cachep).flags & SlabFlags::STORE_USER.0 != 0 {
+            off -= REDZONE_ALIGN;
+        }
+        objp.add(off).cast()
+    }
+}
+
+/// `dbg_userword`.
+///
+/// # Safety
+/// `cachep` has `STORE_USER`; `objp` a raw object start of it.
+#[inline]
+unsafe fn dbg_userword(cachep: *const KmemCache, objp: *mut u8) -> *mut usize {
+    // SAFETY: the last word of the buffer.
+    unsafe { objp.add((*cachep).buffer_size - 8).cast() }
+}
+
+fn has(cachep: *const KmemCache, f: SlabFlags) -> bool {
+    // SAFETY: a live cache.
+    unsafe { (*cachep).flags & f.0 != 0 }
+}
+
+/// Fills a report's red-zone and last-user fields from the object (`print_objinfo`).
+///
+/// # Safety
+/// `objp` a raw object start of `cachep`.
+unsafe fn objinfo(cachep: *const KmemCache, objp: *mut u8, r: &mut DebugReport) {
+    // SAFETY: as documented; words read unaligned (they are aligned, but cheap insurance).
+    unsafe {
+        if has(cachep, SlabFlags::RED_ZONE) {
+            r.redzone1 = dbg_redzone1(cachep, objp).read_unaligned();
+            r.redzone2 = dbg_redzone2(cachep, objp).read_unaligned();
+        }
+        if has(cachep, SlabFlags::STORE_USER) {
+            r.last_caller = dbg_userword(cachep, objp).read_unaligned();
+        }
+        r.len = (*cachep).obj_size;
+    }
+}
+
+/// `poison_obj`: `obj_size` bytes of `val`, the last one `POISON_END`.
+///
+/// # Safety
+/// `objp` a raw object start of `cachep`, owned by the caller.
+unsafe fn poison_obj(cachep: *const KmemCache, objp: *mut u8, val: u8) {
+    // SAFETY: the object lies inside the buffer.
+    unsafe {
+        let size = (*cachep).obj_size;
+        let p = objp.add((*cachep).obj_offset as usize);
+        p.write_bytes(val, size);
+        *p.add(size - 1) = POISON_END;
+    }
+}
+
+/// Where in the object (relative to `realobj`) red zone 2 sits.
+fn redzone2_offset(cachep: *const KmemCache) -> isize {
+    // SAFETY: a live cache.
+    unsafe {
+        let mut off = (*cachep).buffer_size - 8;
+        if (*cachep).flags & SlabFlags::STORE_USER.0 != 0 {
+            off -= REDZONE_ALIGN;
+        }
+        off as isize - (*cachep).obj_offset as isize
+    }
+}
+
+impl SlabGlobals {
+    /// `check_poison_obj`: one report (first bad byte, its offset, how many differ) if the
+    /// free object's poison changed. Does not repair (the callers re-poison or free the page).
+    ///
+    /// # Safety
+    /// `objp` a raw object start of `cachep` that is free.
+    pub(crate) unsafe fn check_poison_obj(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
+        // SAFETY: as documented.
+        unsafe {
+            let size = (*cachep).obj_size;
+            let realobj = objp.add((*cachep).obj_offset as usize);
+            let mut first = None;
+            let mut bad = 0;
+            for i in 0..size {
+                let exp = if i == size - 1 {
+                    POISON_END
+                } else {
+                    POISON_FREE
+                };
+                let b = *realobj.add(i);
+                if b != exp {
+                    bad += 1;
+                    if first.is_none() {
+                        first = Some((i, exp, b));
+                    }
+                }
+            }
+            let Some((i, exp, b)) = first else {
+                return true;
+            };
+            let mut r = Self::report_of(cachep, DebugErrorKind::SlabCorruption, realobj as usize);
+            objinfo(cachep, objp, &mut r);
+            r.offset = i as isize;
+            r.expected = exp as u64;
+            r.found = b as u64;
+            r.bad_bytes = bad;
+            self.slab_report(cachep, &r);
+            false
+        }
+    }
+
+    /// The `DEBUG` half of `cache_init_objs` for one object: poison, clear the user word, set
+    /// both red zones inactive, run the constructor unless poisoning (then it runs at
+    /// allocation), and check it stayed inside the object. `init_on_free` caches start zeroed.
+    ///
+    /// # Safety
+    /// `objp` a raw object start of a fresh slab of `cachep`.
+    pub(crate) unsafe fn cache_init_obj_debug(&self, cachep: *const KmemCache, objp: *mut u8) {
+        // SAFETY: the slab is private to the caller.
+        unsafe {
+            let flags = (*cachep).flags;
+            let realobj = objp.add((*cachep).obj_offset as usize);
+            if flags & CFLGS_INIT_ON_FREE != 0 {
+                realobj.write_bytes(0, (*cachep).obj_size);
+            }
+            if flags & SlabFlags::POISON.0 != 0 {
+                poison_obj(cachep, objp, POISON_FREE);
+            }
+            if flags & SlabFlags::STORE_USER.0 != 0 {
+                dbg_userword(cachep, objp).write_unaligned(0);
+            }
+            let rz = flags & SlabFlags::RED_ZONE.0 != 0;
+            if rz {
+                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
+                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
+            }
+            if let Some(ctor) = (*cachep).ctor {
+                if flags & SlabFlags::POISON.0 == 0 {
+                    ctor(realobj);
+                }
+            }
+            if rz
+                && (dbg_redzone1(cachep, objp).read_unaligned() != RED_INACTIVE
+                    || dbg_redzone2(cachep, objp).read_unaligned() != RED_INACTIVE)
+            {
+                let mut r =
+                    Self::report_of(cachep, DebugErrorKind::CtorOverwrote, realobj as usize);
+                objinfo(cachep, objp, &mut r);
+                self.slab_report(cachep, &r);
+                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
+                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
+            }
+        }
+    }
+
+    /// `cache_init_objs` of a debug (or `init_on_free`) cache: [`Self::cache_init_obj_debug`]
+    /// on every object, then the bufctl chain in address order.
+    ///
+    /// # Safety
+    /// `slabp` freshly made by `alloc_slabmgmt` for `cachep`.
+    pub(crate) unsafe fn cache_init_objs_debug(
+        &self,
+        cachep: *const KmemCache,
+        slabp: *mut SlabDesc,
+    ) {
+        // SAFETY: the slab is private to the caller.
+        unsafe {
+            let num = (*cachep).num;
+            let bufctl = slab_bufctl(slabp);
+            for i in 0..num {
+                self.cache_init_obj_debug(cachep, index_to_obj(cachep, slabp, i));
+                *bufctl.add(i as usize) = i + 1;
+            }
+            *bufctl.add(num as usize - 1) = crate::slabmgmt::BUFCTL_END;
+            (*slabp).free = 0;
+        }
+    }
+
+    /// `cache_alloc_debugcheck_after`: poison check then `POISON_INUSE`, the caller in the user
+    /// word, red zones checked inactive and set active, the constructor of poisoned caches.
+    /// Returns the object as the caller sees it.
+    ///
+    /// # Safety
+    /// `objp` a raw object start of `cachep` just taken from the allocator.
+    unsafe fn cache_alloc_debugcheck_after(
+        &self,
+        cachep: *const KmemCache,
+        objp: *mut u8,
+        caller: usize,
+    ) -> *mut u8 {
+        // SAFETY: the object is ours now.
+        unsafe {
+            let flags = (*cachep).flags;
+            if flags & SlabFlags::POISON.0 != 0 {
+                self.check_poison_obj(cachep, objp);
+                poison_obj(cachep, objp, POISON_INUSE);
+            }
+            if flags & SlabFlags::STORE_USER.0 != 0 {
+                dbg_userword(cachep, objp).write_unaligned(caller);
+            }
+            let realobj = objp.add((*cachep).obj_offset as usize);
+            if flags & SlabFlags::RED_ZONE.0 != 0 {
+                let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
+                let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
+                if rz1 != RED_INACTIVE || rz2 != RED_INACTIVE {
+                    let mut r =
+                        Self::report_of(cachep, DebugErrorKind::RedZoneOnAlloc, realobj as usize);
+                    objinfo(cachep, objp, &mut r);
+                    r.expected = RED_INACTIVE;
+                    (r.offset, r.found) = if rz1 != RED_INACTIVE {
+                        (-8, rz1)
+                    } else {
+                        (redzone2_offset(cachep), rz2)
+                    };
+                    self.slab_report(cachep, &r);
+                }
+                dbg_redzone1(cachep, objp).write_unaligned(RED_ACTIVE);
+                dbg_redzone2(cachep, objp).write_unaligned(RED_ACTIVE);
+            }
+            if let Some(ctor) = (*cachep).ctor {
+                if flags & SlabFlags::POISON.0 != 0 {
+                    ctor(realobj);
+                }
+            }
+            realobj
+        }
+    }
+
+    /// `cache_free_debugcheck` with `verify_redzone_free`: the red zones must be active (both
+    /// inactive = double free: reported, and the free is refused; anything else = overwritten:
+    /// reported, repaired, freed), the caller goes in the user word, the object is poisoned.
+    /// Returns the raw object start, or `None` for a refused double free.
+    ///
+    /// # Safety
+    /// `objp` (as the caller sees it) a checked object start of `cachep`.
+    unsafe fn cache_free_debugcheck(
+        &self,
+        cachep: *const KmemCache,
+        objp: *mut u8,
+        caller: usize,
+    ) -> Option<*mut u8> {
+        // SAFETY: as documented.
+        unsafe {
+            let flags = (*cachep).flags;
+            let raw = objp.sub((*cachep).obj_offset as usize);
+            if flags & SlabFlags::RED_ZONE.0 != 0 {
+                let rz1 = dbg_redzone1(cachep, raw).read_unaligned();
+                let rz2 = dbg_redzone2(cachep, raw).read_unaligned();
+                if rz1 != RED_ACTIVE || rz2 != RED_ACTIVE {
+                    let double = rz1 == RED_INACTIVE && rz2 == RED_INACTIVE;
+                    let kind = if double {
+                        DebugErrorKind::DoubleFree
+                    } else {
+                        DebugErrorKind::RedZoneOverwritten
+                    };
+                    let mut r = Self::report_of(cachep, kind, objp as usize);
+                    objinfo(cachep, raw, &mut r);
+                    r.expected = RED_ACTIVE;
+                    (r.offset, r.found) = if rz1 != RED_ACTIVE {
+                        (-8, rz1)
+                    } else {
+                        (redzone2_offset(cachep), rz2)
+                    };
+                    self.slab_report(cachep, &r);
+                    if double {
+                        return None;
+                    }
+                }
+                dbg_redzone1(cachep, raw).write_unaligned(RED_INACTIVE);
+                dbg_redzone2(cachep, raw).write_unaligned(RED_INACTIVE);
+            }
+            if flags & SlabFlags::STORE_USER.0 != 0 {
+                dbg_userword(cachep, raw).write_unaligned(caller);
+            }
+            if flags & CFLGS_INIT_ON_FREE != 0 {
+                objp.write_bytes(0, (*cachep).obj_size);
+            }
+            if flags & SlabFlags::POISON.0 != 0 {
+                poison_obj(cachep, raw, POISON_FREE);
+            }
+            Some(raw)
+        }
+    }
+
+    /// `__cache_alloc` / `__cache_alloc_node` of a debug cache (`nodeid` = `None` for the
+    /// local path): the raw allocation, `cache_alloc_debugcheck_after`, then `__GFP_ZERO` /
+    /// `init_on_alloc` over `obj_size`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn cache_alloc_debug(
+        &self,
+        cachep: *mut KmemCache,
+        gfp: Gfp,
+        nodeid: Option<usize>,
+        caller: &'static Location<'static>,
+    ) -> Option<NonNull<u8>> {
+        let raw = match nodeid {
+            None => self.__do_cache_alloc(cachep, gfp),
+            Some(n) => self.__do_cache_alloc_node(cachep, gfp, n),
+        };
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: a raw object just handed out by this cache.
+        unsafe {
+            let p = self.cache_alloc_debugcheck_after(
+                cachep,
+                raw,
+                core::ptr::from_ref(caller) as usize,
+            );
+            if gfp.contains(Gfp::ZERO) || (*cachep).flags & CFLGS_INIT_ON_ALLOC != 0 {
+                p.write_bytes(0, (*cachep).obj_size);
+            }
+            NonNull::new(p)
+        }
+    }
+
+    /// `__cache_free` of a debug cache: `cache_free_debugcheck`, then the array push. `false`
+    /// for a double free (nothing freed).
+    ///
+    /// # Safety
+    /// `objp` a checked object start of `cachep` as the caller sees it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn cache_free_debug(
+        &self,
+        cachep: *mut KmemCache,
+        objp: *mut u8,
+        caller: &'static Location<'static>,
+    ) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe {
+            let Some(raw) =
+                self.cache_free_debugcheck(cachep, objp, core::ptr::from_ref(caller) as usize)
+            else {
+                return false;
+            };
+            if self.__cache_free_locked(cachep, raw) {
+                return true;
+            }
+            let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, objp as usize);
+            objinfo(cachep, raw, &mut r);
+            self.slab_report(cachep, &r);
+            false
+        }
+    }
+
+    /// A bad pointer handed to a free of a debug cache (or to `kfree` with debugging on for
+    /// the instance): `kfree_debugcheck` / `cache_free_debugcheck`'s BUG_ONs as a report.
+    pub(crate) fn report_bad_free(
+        &self,
+        cachep: *const KmemCache,
+        kind: DebugErrorKind,
+        objp: usize,
+        offset: isize,
+    ) {
+        let mut r = if cachep.is_null() {
+            DebugReport::new(kind, None, objp)
+        } else {
+            Self::report_of(cachep, kind, objp)
+        };
+        r.offset = offset;
+        self.slab_report(cachep, &r);
+    }
+
+    /// `slab_put_obj`'s "double free detected" (the bufctl marker) for a raw object.
+    ///
+    /// # Safety
+    /// `objp` a raw object start of `cachep`.
+    pub(crate) unsafe fn report_bufctl_double_free(&self, cachep: *const KmemCache, objp: *mut u8) {
+        // SAFETY: as documented.
+        unsafe {
+            let realobj = objp.add((*cachep).obj_offset as usize);
+            let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, realobj as usize);
+            objinfo(cachep, objp, &mut r);
+            self.slab_report(cachep, &r);
+        }
+    }
+
+    /// A refused free, reported when the named cache is a debug cache (`cachep` non-null) or,
+    /// for `kfree` (`cachep` null), when the instance has debugging on: the pointer is not
+    /// ours (`kfree_debugcheck`), of another cache, or inside an object.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn debug_bad_free(&self, cachep: *mut KmemCache, objp: *mut u8, e: SlabError) {
+        let (kind, offset, named) = match e {
+            SlabError::NotOurs(_) => (DebugErrorKind::OutOfRange, 0, cachep),
+            SlabError::WrongCache(_) => (DebugErrorKind::WrongCache, 0, cachep),
+            SlabError::NotObjectStart(_) => {
+                let (c, off) = self.interior_offset(objp).unwrap_or((cachep, 0));
+                (
+                    DebugErrorKind::NotObjectStart,
+                    off,
+                    if cachep.is_null() { c } else { cachep },
+                )
+            }
+            _ => return,
+        };
+        let enabled = if cachep.is_null() {
+            self.settings.debug.intersects(SlabFlags(DEBUG_FLAGS))
+                || self.settings.forced_debug
+                || (!named.is_null() && is_debug(named))
+        } else {
+            is_debug(cachep)
+        };
+        if enabled {
+            self.report_bad_free(named, kind, objp as usize, offset);
+        }
+    }
+
+    /// `check_slabp` on a slow path of a debug cache: reported, never fatal (unless the
+    /// settings abort).
+    ///
+    /// # Safety
+    /// `slabp` a slab of `cachep`; its node's list_lock held.
+    pub(crate) unsafe fn debug_check_slabp(&self, cachep: *const KmemCache, slabp: *mut SlabDesc) {
+        // SAFETY: as documented.
+        unsafe {
+            if check_slabp(cachep, slabp).is_err() {
+                let mut r = Self::report_of(cachep, DebugErrorKind::ListCorruption, slabp as usize);
+                r.expected = (*cachep).num as u64;
+                r.found = (*slabp).inuse as u64;
+                self.slab_report(cachep, &r);
+            }
+        }
+    }
+
+    /// `slab_destroy_debugcheck`: every object of a slab about to be given back must still be
+    /// poisoned and have inactive red zones.
+    ///
+    /// # Safety
+    /// `slabp` a slab of `cachep` with every object free.
+    pub(crate) unsafe fn slab_destroy_debugcheck(
+        &self,
+        cachep: *const KmemCache,
+        slabp: *mut SlabDesc,
+    ) {
+        // SAFETY: as documented.
+        unsafe {
+            for i in 0..(*cachep).num {
+                let objp = index_to_obj(cachep, slabp, i);
+                if has(cachep, SlabFlags::POISON) {
+                    self.check_poison_obj(cachep, objp);
+                }
+                if has(cachep, SlabFlags::RED_ZONE) {
+                    let realobj = objp.add((*cachep).obj_offset as usize) as usize;
+                    let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
+                    let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
+                    for (bad, kind, off, v) in [
+                        (
+                            rz1 != RED_INACTIVE,
+                            DebugErrorKind::FreedStartOverwritten,
+                            -8,
+                            rz1,
+                        ),
+                        (
+                            rz2 != RED_INACTIVE,
+                            DebugErrorKind::FreedEndOverwritten,
+                            redzone2_offset(cachep),
+                            rz2,
+                        ),
+                    ] {
+                        if bad {
+                            let mut r = Self::report_of(cachep, kind, realobj);
+                            objinfo(cachep, objp, &mut r);
+                            r.offset = off;
+                            r.expected = RED_INACTIVE;
+                            r.found = v;
+                            self.slab_report(cachep, &r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `kmem_cache_destroy` of a debug cache that still has objects: "Can't free all objects",
+    /// then one report per object in use (its bufctl holds the handed-out marker). Returns how
+    /// many objects were reported.
+    ///
+    /// # Safety
+    /// `cachep` live, arrays drained; chain mutex held.
+    pub(crate) unsafe fn report_leaks(&self, cachep: *mut KmemCache) -> usize {
+        let mut r = Self::report_of(cachep, DebugErrorKind::CantFreeAll, 0);
+        // SAFETY: a live cache.
+        r.len = unsafe { (*cachep).obj_size };
+        self.slab_report(cachep, &r);
+        let mut n = 0;
+        // SAFETY: each node's lists walked under its lock.
+        unsafe {
+            for node in 0..self.nr_nodes {
+                let l3 = self.l3(cachep, node);
+                (*l3).list_lock.lock();
+                for head in [
+                    addr_of_mut!((*l3).slabs_full),
+                    addr_of_mut!((*l3).slabs_partial),
+                ] {
+                    for link in ListHead::iter(head) {
+                        let s = slab_from_list(link);
+                        for i in 0..(*cachep).num {
+                            if *slab_bufctl(s).add(i as usize) != crate::slabmgmt::BUFCTL_FREE {
+                                continue;
+                            }
+                            let objp = index_to_obj(cachep, s, i);
+                            let realobj = objp.add((*cachep).obj_offset as usize) as usize;
+                            let mut r =
+                                Self::report_of(cachep, DebugErrorKind::LeakedObject, realobj);
+                            objinfo(cachep, objp, &mut r);
+                            self.slab_report(cachep, &r);
+                            n += 1;
+                        }
+                    }
+                }
+                (*l3).list_lock.unlock();
+            }
+        }
+        n
+    }
+}
+
+/// Whether a cache takes any `DEBUG` step (layout, checks) — not just `init_on_*`.
+#[inline(always)]
+pub(crate) fn is_debug(cachep: *const KmemCache) -> bool {
+    // SAFETY: a live cache.
+    unsafe { (*cachep).flags & DEBUG_FLAGS != 0 }
+}
