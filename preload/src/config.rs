@@ -47,6 +47,8 @@ pub struct Config {
     pub slabinfo: [u8; PATH_MAX],
     /// Length of `slabinfo`.
     pub slabinfo_len: usize,
+    /// `SLABWORKS_FORK_GATE` (default on).
+    pub fork_gate: bool,
 }
 
 /// A bad environment value: which variable, what it held, what was expected.
@@ -103,6 +105,8 @@ pub mod vars {
     pub const STATS: &core::ffi::CStr = c"SLABWORKS_STATS";
     /// Report path at exit.
     pub const SLABINFO: &core::ffi::CStr = c"SLABWORKS_SLABINFO";
+    /// Fork gate on/off.
+    pub const FORK_GATE: &core::ffi::CStr = c"SLABWORKS_FORK_GATE";
 }
 
 fn name_of(v: &'static CStr) -> &'static str {
@@ -354,6 +358,10 @@ pub fn from_lookup(get: &dyn Fn(&'static CStr) -> Option<&[u8]>) -> Result<Confi
     if let Some(v) = get(vars::SLUB) {
         slub = parse_slub(v, slub)?;
     }
+    let fork_gate = match get(vars::FORK_GATE) {
+        None => true,
+        Some(v) => parse_bool(vars::FORK_GATE, v)?,
+    };
     let mut slabinfo = [0u8; PATH_MAX];
     let mut slabinfo_len = 0;
     if let Some(v) = get(vars::SLABINFO) {
@@ -376,6 +384,7 @@ pub fn from_lookup(get: &dyn Fn(&'static CStr) -> Option<&[u8]>) -> Result<Confi
         slub,
         slabinfo,
         slabinfo_len,
+        fork_gate,
     })
 }
 
@@ -406,6 +415,9 @@ mod tests {
         assert_eq!(cfg(&[(vars::FAKE_NUMA, "2")]).unwrap().fake_numa, 2);
         assert!(cfg(&[(vars::STATS, "maybe")]).is_err());
         assert!(cfg(&[(vars::TOPOLOGY, "hwloc")]).is_err());
+        assert!(c.fork_gate);
+        assert!(!cfg(&[(vars::FORK_GATE, "0")]).unwrap().fork_gate);
+        assert!(cfg(&[(vars::FORK_GATE, "sometimes")]).is_err());
     }
 
     #[test]

@@ -26,6 +26,16 @@ struct Slot(AtomicUsize);
 static COUNT: [Slot; SLOTS] = [const { Slot(AtomicUsize::new(0)) }; SLOTS];
 static FORKING: AtomicBool = AtomicBool::new(false);
 static FORK_OWNER: AtomicUsize = AtomicUsize::new(0);
+/// `SLABWORKS_FORK_GATE=0` turns the gate off (for measuring without its two atomic adds; a
+/// `fork` while other threads allocate may then deadlock the child).
+static ON: AtomicBool = AtomicBool::new(true);
+
+/// Turns the gate on or off (from the configuration, once, at initialisation).
+pub fn set_enabled(on: bool) {
+    ON.store(on, Ordering::Release);
+}
+
+const OFF: usize = usize::MAX;
 
 fn this_thread() -> usize {
     // SAFETY: pthread_self has no preconditions.
@@ -39,6 +49,9 @@ impl Gate {
     /// Enters (waits while another thread forks).
     #[inline(always)]
     pub fn enter() -> Gate {
+        if !ON.load(Ordering::Relaxed) {
+            return Gate(OFF);
+        }
         let slot = common::percpu::cpu_id() % SLOTS;
         COUNT[slot].0.fetch_add(1, Ordering::SeqCst);
         if FORKING.load(Ordering::SeqCst) {
@@ -71,7 +84,9 @@ impl Gate {
 impl Drop for Gate {
     #[inline(always)]
     fn drop(&mut self) {
-        COUNT[self.0].0.fetch_sub(1, Ordering::Release);
+        if self.0 != OFF {
+            COUNT[self.0].0.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 

@@ -63,6 +63,7 @@
 //! | `SLABWORKS_STATS` | `0`, `1` | `0` | keep the allocator's statistics counters |
 //! | `SLABWORKS_SLAB` | `limit=N batchcount=N shared=N break_order=N noaliencache noreap stats` | kernel table | SLAB tunables for every cache (the three together), `slab_break_gfp_order`, no alien caches, no `cache_reap` |
 //! | `SLABWORKS_SLUB` | `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slub_cpu_partial=N slub_min_partial=N era=6.4\|2.6.32 hardened stats remote_node_defrag_ratio=N seed=N` | 6.4 defaults | SLUB boot options (`SlubSettings::from_boot_options` language) |
+//! | `SLABWORKS_FORK_GATE` | `0`, `1` | `1` | the fork gate (off: two atomic adds fewer per call; a `fork` while other threads allocate may deadlock the child) |
 //! | `SLABWORKS_SLABINFO` | path, `-` | unset | at exit write slabinfo rows, counters and pages held; `-` is stderr, `%p` in a path is the pid (else the file is appended to) |
 //!
 //! Options are separated by spaces or commas. SLAB's debug flags are accepted-and-ignored by

@@ -132,6 +132,7 @@ fn build() -> (Config, Instance) {
     let mut pc = ProviderConfig::new(topo);
     pc.node_pages = (cfg.arena_mib << 20) / PAGE_SIZE;
     let provider = PageProvider::new(&pc).unwrap_or_else(|e| fail(&e));
+    crate::gate::set_enabled(cfg.fork_gate);
     let inst = match cfg.kind {
         Kind::Slab => Instance::Slab(Slab::new(&provider, cfg.slab).unwrap_or_else(|e| fail(&e))),
         Kind::Slub => Instance::Slub(Slub::new(&provider, cfg.slub).unwrap_or_else(|e| fail(&e))),
