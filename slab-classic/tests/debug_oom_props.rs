@@ -1,0 +1,269 @@
+//! Debug on under memory pressure (issue 7 item 6, SLAB half) and property tests over random
+//! operation sequences against a model (item 7), with debug off and on.
+mod util;
+
+use common::{CacheHandle, Gfp, SlabAllocator, SlabError, SlabFlags};
+use proptest::prelude::*;
+use slab_classic::{Slab, SlabSettings};
+use std::ptr::NonNull;
+
+fn debug_settings() -> SlabSettings {
+    SlabSettings {
+        forced_debug: true,
+        debug: SlabFlags::CONSISTENCY_CHECKS,
+        ..SlabSettings::default()
+    }
+}
+
+fn footprint(settings: SlabSettings) -> usize {
+    let p = util::provider(1, 64);
+    let s = Slab::new(&p, settings).unwrap();
+    let f = p.stats().pages_in_use;
+    drop(s);
+    assert_eq!(p.stats().pages_in_use, 0);
+    f
+}
+
+#[test]
+fn debug_bootstrap_fails_cleanly_at_every_limit() {
+    let f = footprint(debug_settings());
+    for limit in (1..f).step_by(2).chain([f - 1]) {
+        let p = util::limited_provider(64, limit);
+        let r = Slab::new(&p, debug_settings());
+        assert!(
+            matches!(r, Err(SlabError::NoMemory)),
+            "limit {limit}: {r:?}"
+        );
+        assert_eq!(p.stats().pages_in_use, 0, "limit {limit}");
+        p.check_invariants().unwrap();
+    }
+    let p = util::limited_provider(64, f);
+    let s = Slab::new(&p, debug_settings()).unwrap();
+    s.validate().unwrap();
+    assert_eq!(s.debug_errors(), 0);
+}
+
+/// New slab (and off-slab descriptor) allocation fails; the array (fast path) and partial
+/// slabs (refill) keep serving without new pages; everything works again when memory returns.
+#[test]
+fn debug_allocation_paths_under_oom() {
+    let f = footprint(debug_settings());
+    let p = util::limited_provider(64, f + 60);
+    let s = Slab::new(&p, debug_settings()).unwrap();
+    s.shrink_all();
+    let baseline = p.stats().pages_in_use;
+    // 3000 B objects: red zone + user word + poison, off-slab descriptors from size-N.
+    let big = s
+        .kmem_cache_create("oom-dbg-3000", 3000, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let small = s
+        .kmem_cache_create("oom-dbg-100", 100, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let mut objs: Vec<(CacheHandle, NonNull<u8>)> = Vec::new();
+    while let Some(o) = s.kmem_cache_alloc(big, Gfp::KERNEL) {
+        util::fill(o.as_ptr(), 3000, objs.len() as u64);
+        objs.push((big, o));
+        assert!(objs.len() < 10_000);
+    }
+    while let Some(o) = s.kmem_cache_alloc(small, Gfp::KERNEL) {
+        util::fill(o.as_ptr(), 100, objs.len() as u64);
+        objs.push((small, o));
+        assert!(objs.len() < 100_000);
+    }
+    assert!(
+        s.kmem_cache_alloc(big, Gfp::KERNEL).is_none(),
+        "new slab fails"
+    );
+    assert!(s.kmalloc(3000, Gfp::KERNEL).is_none() || s.kmalloc(70_000, Gfp::KERNEL).is_none());
+    assert!(s.kmem_cache_alloc_node(small, Gfp::THISNODE, 0).is_none());
+    s.validate().unwrap();
+    let pages = p.stats().pages_in_use;
+    // Free every other small object: the next ones come from the CPU array (fast path), then
+    // from partial slabs (refill), with no page allocated.
+    let mut freed = Vec::new();
+    let mut i = 0;
+    objs.retain(|&(c, o)| {
+        i += 1;
+        if c == small && i % 2 == 0 {
+            freed.push(o);
+            false
+        } else {
+            true
+        }
+    });
+    let n = freed.len();
+    assert!(n > 5, "{n}");
+    for o in freed {
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(small, o) }.unwrap();
+    }
+    for k in 0..n {
+        let o = s
+            .kmem_cache_alloc(small, Gfp::KERNEL)
+            .expect("served from the array or a partial slab");
+        util::fill(o.as_ptr(), 100, 1_000_000 + k as u64);
+        objs.push((small, o));
+    }
+    assert_eq!(p.stats().pages_in_use, pages, "no new page");
+    assert!(s.kmem_cache_alloc(small, Gfp::KERNEL).is_none());
+    s.validate().unwrap();
+    for (c, o) in objs.drain(..) {
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    }
+    // Memory is back: the big cache grows again.
+    let o = s
+        .kmem_cache_alloc(big, Gfp::KERNEL)
+        .expect("memory came back");
+    // SAFETY: freed once; then both caches are empty.
+    unsafe {
+        s.kmem_cache_free(big, o).unwrap();
+        s.kmem_cache_destroy(big).unwrap();
+        s.kmem_cache_destroy(small).unwrap();
+    }
+    s.shrink_all();
+    assert_eq!(p.stats().pages_in_use, baseline, "nothing leaked");
+    s.validate().unwrap();
+    assert_eq!(s.debug_errors(), 0, "no corruption reported under OOM");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc(usize),
+    Kmalloc(usize),
+    Free(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0usize..4).prop_map(Op::Alloc),
+        3 => (1usize..9000).prop_map(Op::Kmalloc),
+        4 => any::<usize>().prop_map(Op::Free),
+    ]
+}
+
+/// (name, size, align, flags): alignment and layout variety.
+const CACHES: [(&str, usize, usize, SlabFlags); 4] = [
+    ("prop-24", 24, 0, SlabFlags::NONE),
+    ("prop-100-hw", 100, 0, SlabFlags::HWCACHE_ALIGN),
+    ("prop-200-a64", 200, 64, SlabFlags::NONE),
+    ("prop-1000", 1000, 0, SlabFlags::NONE),
+];
+
+struct Live {
+    ptr: usize,
+    len: usize,
+    cache: Option<usize>,
+    seed: u64,
+}
+
+fn run(ops: &[Op], debug: bool) -> Result<(), TestCaseError> {
+    let p = util::provider(1, 32);
+    let settings = if debug {
+        SlabSettings {
+            debug: SlabFlags::RED_ZONE
+                | SlabFlags::POISON
+                | SlabFlags::STORE_USER
+                | SlabFlags::CONSISTENCY_CHECKS,
+            ..SlabSettings::default()
+        }
+    } else {
+        SlabSettings::default()
+    };
+    let s = Slab::new(&p, settings).unwrap();
+    let caches: Vec<CacheHandle> = CACHES
+        .iter()
+        .map(|&(n, sz, al, fl)| s.kmem_cache_create(n, sz, al, fl, None).unwrap())
+        .collect();
+    let mut live: Vec<Live> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let (o, len, cache) = match *op {
+            Op::Alloc(i) => (
+                s.kmem_cache_alloc(caches[i], Gfp::KERNEL),
+                CACHES[i].1,
+                Some(i),
+            ),
+            Op::Kmalloc(n) => (s.kmalloc(n, Gfp::KERNEL), n, None),
+            Op::Free(k) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let l = live.swap_remove(k % live.len());
+                prop_assert!(
+                    util::check(l.ptr as *const u8, l.len, l.seed),
+                    "contents kept"
+                );
+                let ptr = NonNull::new(l.ptr as *mut u8).unwrap();
+                // SAFETY: a live object of the model, freed once.
+                let r = unsafe {
+                    match l.cache {
+                        Some(i) => s.kmem_cache_free(caches[i], ptr),
+                        None => s.kfree(ptr.as_ptr()),
+                    }
+                };
+                prop_assert_eq!(r, Ok(()));
+                continue;
+            }
+        };
+        let o = o.expect("32 MiB is enough");
+        let a = o.as_ptr() as usize;
+        let align = match cache {
+            Some(i) if CACHES[i].2 > 0 => CACHES[i].2,
+            _ => 8,
+        };
+        prop_assert_eq!(a % align, 0, "alignment");
+        // SAFETY: a live object of this instance.
+        let ks = unsafe { s.ksize(o) }.unwrap();
+        prop_assert!(ks >= len, "ksize {} < {}", ks, len);
+        for l in &live {
+            prop_assert!(a + len <= l.ptr || l.ptr + l.len <= a, "overlap");
+        }
+        let seed = step as u64;
+        util::fill(o.as_ptr(), len, seed);
+        live.push(Live {
+            ptr: a,
+            len,
+            cache,
+            seed,
+        });
+    }
+    // Counts: after a shrink (arrays drained) each cache's active objects are the model's.
+    for (i, &c) in caches.iter().enumerate() {
+        s.kmem_cache_shrink(c).unwrap();
+        let want = live.iter().filter(|l| l.cache == Some(i)).count();
+        let row = s
+            .slabinfo()
+            .into_iter()
+            .find(|r| r.name.as_str() == CACHES[i].0)
+            .unwrap();
+        prop_assert_eq!(row.active_objs, want, "{}", CACHES[i].0);
+    }
+    s.validate().map_err(TestCaseError::fail)?;
+    for l in live.drain(..) {
+        prop_assert!(util::check(l.ptr as *const u8, l.len, l.seed));
+        let ptr = NonNull::new(l.ptr as *mut u8).unwrap();
+        // SAFETY: freed once.
+        unsafe {
+            match l.cache {
+                Some(i) => s.kmem_cache_free(caches[i], ptr).unwrap(),
+                None => s.kfree(ptr.as_ptr()).unwrap(),
+            }
+        }
+    }
+    for c in caches {
+        // SAFETY: nothing live.
+        unsafe { s.kmem_cache_destroy(c) }.unwrap();
+    }
+    s.validate().map_err(TestCaseError::fail)?;
+    prop_assert_eq!(s.debug_errors(), 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_match_the_model(ops in prop::collection::vec(op(), 1..300), debug in any::<bool>()) {
+        run(&ops, debug)?;
+    }
+}
