@@ -289,7 +289,7 @@ impl BenchAllocator for Mimalloc {
     }
 }
 
-/// jemalloc (feature `jemalloc`).
+/// jemalloc (feature `jemalloc`, `tikv-jemalloc-sys`: its prefixed malloc/free, not the process's).
 #[cfg(feature = "jemalloc")]
 pub struct Jemalloc;
 
@@ -300,19 +300,25 @@ impl BenchAllocator for Jemalloc {
     }
     #[inline(always)]
     fn alloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: non-zero size, power-of-two alignment.
-        unsafe {
-            tikv_jemallocator::Jemalloc.alloc(Layout::from_size_align_unchecked(size.max(1), 8))
-        }
+        // SAFETY: jemalloc's malloc has no preconditions.
+        unsafe { tikv_jemalloc_sys::malloc(size).cast() }
     }
     #[inline(always)]
     unsafe fn free(&self, p: *mut u8) {
-        // SAFETY: p came from Jemalloc.alloc; jemalloc's sdallocx needs the true size, so use
-        // plain free through the layout-less path.
-        unsafe { tikv_jemallocator::Jemalloc.dealloc(p, Layout::from_size_align_unchecked(1, 8)) }
+        // SAFETY: p came from jemalloc's malloc (caller's contract).
+        unsafe { tikv_jemalloc_sys::free(p.cast()) }
     }
     fn held_bytes(&self) -> (usize, HeldMeasure) {
-        (crate::sysinfo::rss_bytes(), HeldMeasure::Rss)
+        // Process RSS from /proc/self/statm (jemalloc's own counters need jemalloc-ctl).
+        let pages = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<usize>().ok())
+            })
+            .unwrap_or(0);
+        (pages * common::PAGE_SIZE, HeldMeasure::Rss)
     }
     fn settings(&self) -> String {
         "jemalloc defaults".into()

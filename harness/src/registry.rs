@@ -36,7 +36,7 @@ pub const ALLOCATORS: &[AllocSpec] = &[
     #[cfg(feature = "jemalloc")]
     AllocSpec {
         name: "jemalloc",
-        description: "baseline: jemalloc (tikv-jemallocator, feature jemalloc)",
+        description: "baseline: jemalloc (tikv-jemalloc-sys, feature jemalloc)",
     },
 ];
 
