@@ -1,7 +1,8 @@
 //! alloc+free pair of 64 B objects on one pinned thread (slab-classic through the cache API and
 //! through kmalloc, glibc malloc through `std::alloc::System`), interleaved rounds so all
 //! allocators see the same machine state; and the memory ratio of 1 M live 64 B objects
-//! (provider bytes ÷ live bytes). Prints the numbers; asserts nothing.
+//! (provider bytes ÷ live bytes); plus the same pair on a debug cache (red zone, poison, user
+//! word: the separate debug path). Prints the numbers; asserts nothing.
 
 use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slab_classic::{Slab, SlabSettings};
@@ -29,8 +30,28 @@ fn main() {
     let c = s
         .kmem_cache_create("bench-64", 64, 0, SlabFlags::NONE, None)
         .unwrap();
+    let dbg = s
+        .kmem_cache_create(
+            "bench-64-debug",
+            64,
+            0,
+            SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER,
+            None,
+        )
+        .unwrap();
+    if std::env::args().any(|a| a == "--only-cache") {
+        // For `perf stat`: only the kmem_cache pair, ROUNDS × N times.
+        for _ in 0..ROUNDS * N {
+            let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+            black_box(o);
+            // SAFETY: freed once.
+            unsafe { s.kmem_cache_free(c, o) }.unwrap();
+        }
+        return;
+    }
     let l = Layout::from_size_align(64, 8).unwrap();
     let (mut cache, mut kmalloc, mut glibc) = (f64::MAX, f64::MAX, f64::MAX);
+    let mut debug = f64::MAX;
     for _ in 0..ROUNDS {
         cache = cache.min(ns_per_pair(|| {
             for _ in 0..N {
@@ -48,6 +69,14 @@ fn main() {
                 unsafe { s.kfree(o.as_ptr()) }.unwrap();
             }
         }));
+        debug = debug.min(ns_per_pair(|| {
+            for _ in 0..N {
+                let o = s.kmem_cache_alloc(dbg, Gfp::KERNEL).unwrap();
+                black_box(o);
+                // SAFETY: freed once.
+                unsafe { s.kmem_cache_free(dbg, o) }.unwrap();
+            }
+        }));
         glibc = glibc.min(ns_per_pair(|| {
             for _ in 0..N {
                 // SAFETY: allocated and freed with the same layout.
@@ -62,6 +91,7 @@ fn main() {
     println!("alloc+free pair, 64 B, best of {ROUNDS} rounds of {N}:");
     println!("  slab-classic kmem_cache_alloc/free {cache:6.2} ns");
     println!("  slab-classic kmalloc/kfree         {kmalloc:6.2} ns");
+    println!("  slab-classic debug cache (Z+P+U)   {debug:6.2} ns");
     println!(
         "  glibc malloc/free                  {glibc:6.2} ns   (slab/glibc {:.2})",
         cache / glibc

@@ -857,3 +857,63 @@ pub(crate) fn is_debug(cachep: *const KmemCache) -> bool {
     // SAFETY: a live cache.
     unsafe { (*cachep).flags & DEBUG_FLAGS != 0 }
 }
+
+/// Name of the environment variable [`crate::SlabSettings::with_debug_env`] reads.
+pub const DEBUG_ENV: &str = "SLAB_CLASSIC_DEBUG";
+
+impl crate::SlabSettings {
+    /// Applies a debug specification (the syntax of [`DEBUG_ENV`]): comma-separated tokens,
+    /// each either a group of `slub_debug`-style letters — `F` consistency checks
+    /// (`check_slabp` on every slow path), `Z` red zone, `P` poison, `U` last-user word, `-`
+    /// none — for every cache, or one of the words `forced` (2.6.32 `FORCED_DEBUG` rules),
+    /// `init_on_alloc`, `init_on_free`, `abort` (abort after a report), `continue`. Example:
+    /// `ZPU,init_on_free`. Parsed without the heap; `Err` names the first bad token.
+    pub fn parse_debug(mut self, spec: &[u8]) -> Result<Self, &'static str> {
+        for tok in spec.split(|&b| b == b',') {
+            let tok = tok.trim_ascii();
+            match tok {
+                b"" => {}
+                b"forced" => self.forced_debug = true,
+                b"init_on_alloc" => self.init_on_alloc = true,
+                b"init_on_free" => self.init_on_free = true,
+                b"abort" => self.on_error = DebugAction::Abort,
+                b"continue" => self.on_error = DebugAction::Continue,
+                _ => {
+                    for &c in tok {
+                        let f = match c.to_ascii_uppercase() {
+                            b'F' => SlabFlags::CONSISTENCY_CHECKS,
+                            b'Z' => SlabFlags::RED_ZONE,
+                            b'P' => SlabFlags::POISON,
+                            b'U' => SlabFlags::STORE_USER,
+                            b'-' => {
+                                self.debug = SlabFlags::NONE;
+                                continue;
+                            }
+                            _ => return Err("unknown debug token (want FZPU-, forced, init_on_alloc, init_on_free, abort, continue)"),
+                        };
+                        self.debug = self.debug.with(f);
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// [`Self::parse_debug`] of the environment variable [`DEBUG_ENV`] if it is set (read with
+    /// libc `getenv`, no heap, so it can run inside a `#[global_allocator]`'s init). Not
+    /// thread-safe against a concurrent `setenv`, like `getenv` itself.
+    pub fn with_debug_env(self) -> Result<Self, &'static str> {
+        unsafe extern "C" {
+            fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
+        }
+        // SAFETY: a NUL-terminated name; getenv returns null or a NUL-terminated string that
+        // stays valid until the environment changes (read at once).
+        unsafe {
+            let v = getenv(c"SLAB_CLASSIC_DEBUG".as_ptr());
+            if v.is_null() {
+                return Ok(self);
+            }
+            self.parse_debug(core::ffi::CStr::from_ptr(v).to_bytes())
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //!  Slab (lib.rs): SlabAllocator API, handles, checked frees, settings, slabinfo, reaper thread
 //!    kmalloc.rs    malloc_sizes[], __find_general_cachep, object lookup
 //!    fastpath.rs   ____cache_alloc / __cache_free            (per-CPU array, CPU slot lock)
+//!    debug.rs      CONFIG_DEBUG_SLAB: red zones, poison, user word, reports (#[cold] path)
 //!    refill.rs     cache_alloc_refill / cache_flusharray / cache_grow   (#[cold])
 //!    numa.rs       ____cache_alloc_node / fallback_alloc / alien caches
 //!    reap.rs       cache_reap / drain_array                  (fake clock, jiffies)
@@ -25,7 +26,9 @@
 //!
 //! ## Call tree, fast to slow
 //! ```text
-//! kmem_cache_alloc / kmalloc ─► __cache_alloc (CPU slot lock)
+//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal: debug cache? ─► cache_alloc_debug (#[cold])
+//!   ─► __do_cache_alloc (CPU slot lock)                    └► __do_cache_alloc, then
+//!     │                                                         cache_alloc_debugcheck_after
 //!     ├─ ____cache_alloc: ac->avail ? entry[--avail]                       ← fast path
 //!     └─ cache_alloc_refill (list_lock)                                    ← slow path
 //!          ├─ transfer_objects(shared → ac)
@@ -35,6 +38,7 @@
 //!     └─ ____cache_alloc_node ─► cache_grow(THISNODE) ─► fallback_alloc (other nodes)
 //! kmem_cache_alloc_node / kmalloc_node ─► __cache_alloc_node ─► local array or ____cache_alloc_node
 //! kmem_cache_free ─► check_object_of / kfree ─► lookup_object (struct page checks)
+//!     ─► cache_free_internal: debug cache? ─► cache_free_debug: cache_free_debugcheck (#[cold])
 //!     ─► __cache_free (CPU slot lock)
 //!     ├─ cache_free_alien (object of another node) ─► alien array ─► __drain_alien_cache
 //!     ├─ ac->avail < limit ? entry[avail++] = obj                          ← fast path
@@ -72,10 +76,10 @@
 //! - Slab marks live on the head page only (`PG_SLAB`, `slab_cache`, `private` = descriptor,
 //!   `spare` = offset of `s_mem`); lookups go through `virt_to_head_page`. Frees are checked
 //!   (not ours / wrong cache / not an object start) from `struct page` alone.
-//! - Debug flags (red zone, poison, store user) are accepted and ignored (issue 7). Two cheap
-//!   double-free checks are always on: freeing the object on top of the CPU array returns
-//!   `DoubleFree` (6.4's hardened `__free_one`), and the `BUFCTL_FREE` marker of 2.6.32's debug
-//!   `slab_put_obj` refuses an object already on its slab's free chain (counted as `error`).
+//! - Two cheap double-free checks are always on, debug or not: freeing the object on top of
+//!   the CPU array returns `DoubleFree` (6.4's hardened `__free_one`), and the `BUFCTL_FREE`
+//!   marker of 2.6.32's debug `slab_put_obj` refuses an object already on its slab's free chain
+//!   (counted as `error`). Debugging (below) reports instead of `BUG()`ing.
 //! - No `alternate_node_alloc` (no mempolicy/cpuset spreading), no DMA caches, no RCU:
 //!   `SLAB_DESTROY_BY_RCU` slabs are freed at once.
 //! - Time is a per-instance `jiffies` counter (`HZ` = 1000) moved by hand or by the optional
@@ -84,6 +88,53 @@
 //! - Bad tunables written to slabinfo return an error instead of being ignored; a duplicate
 //!   cache name is refused with `BadName` (the kernel refuses it too, with a message).
 //! - `validate()` also checks every array entry and the page marks, beyond `s_show`.
+
+//!
+//! ## Debugging (`CONFIG_DEBUG_SLAB`)
+//! Per cache with `kmem_cache_create` flags `RED_ZONE`, `POISON`, `STORE_USER`,
+//! `CONSISTENCY_CHECKS` (2.6.32 `SLAB_DEBUG_FREE`: `check_slabp` before and after every slab
+//! touched on a slow path), or for every cache, kmalloc caches included, with
+//! [`SlabSettings::debug`] and [`SlabSettings::forced_debug`] (2.6.32 `FORCED_DEBUG`: red zone +
+//! user word below 4096 bytes or where the 24 bytes do not cross a power of two, poison
+//! unless RCU), or from the environment variable `SLAB_CLASSIC_DEBUG` read by
+//! [`SlabSettings::with_debug_env`] without the heap (syntax: `FZPU`-letter groups and the
+//! words `forced`, `init_on_alloc`, `init_on_free`, `abort`, `continue`, comma-separated,
+//! e.g. `ZPU,init_on_free`). As in `kmem_cache_create`, red zone and user word are dropped
+//! silently when the alignment exceeds 8 (so `HWCACHE_ALIGN` debug caches are word-aligned),
+//! and poison on `TYPESAFE_BY_RCU` caches. [`SlabSettings::init_on_alloc`] /
+//! [`SlabSettings::init_on_free`] zero objects (6.4 rules: not with a constructor, RCU or
+//! poison).
+//!
+//! Layout (see [`debug`]): `[red zone 1][object: obj_size][red zone 2][last caller]`, with
+//! `obj_offset` = 8 and `RED_ACTIVE`/`RED_INACTIVE`, `POISON_INUSE`/`POISON_FREE`/`POISON_END`
+//! as in 2.6.32 `include/linux/poison.h`. The arrays and bufctls hold raw buffer starts; only
+//! `cache_alloc_internal`/`cache_free_internal` and the free checks add or remove `obj_offset`.
+//! The last-caller word holds the address of the `core::panic::Location` of the public call
+//! (`#[track_caller]` on `kmem_cache_alloc(_node)`, `kmalloc(_node)`, `kmem_cache_free`,
+//! `kfree`; internal metadata allocations record their own call site) — Rust has no stable
+//! return address.
+//!
+//! Checks: on alloc `check_poison_obj` (one "Slab corruption" report with the first bad byte,
+//! its offset, expected/found bytes and the count), red zones must be inactive ("double free,
+//! or memory outside object was overwritten"); on free the red zones must be active (both
+//! inactive: "double free detected", the free is refused with `Err(DoubleFree)`; otherwise
+//! "memory outside object was overwritten", repaired and freed); bad pointers
+//! (`kfree_debugcheck`, another cache's object, interior pointers) are refused and reported;
+//! slabs given back are checked (`slab_destroy_debugcheck`); `kmem_cache_destroy` with live
+//! objects reports "Can't free all objects" and then each live object (1 live object = 2
+//! reports). Each detection is exactly one [`DebugReport`] (a fixed, heap-free struct: kind,
+//! cache, object, offset, expected/found, bad bytes, red zones, last caller; `Display` prints
+//! the kernel's words), counted per cache ([`Slab::cache_debug_errors`]) and per instance
+//! ([`Slab::debug_errors`]), handed to [`SlabSettings::report`] (default: stderr), then either
+//! continued or `abort()`ed ([`DebugAction`]).
+//!
+//! Cost when off: whether a cache takes the debug path is decided once, at creation
+//! (`CFLGS_DEBUG_PATH` bits in `kmem_cache.flags`, in the cache line the handle check already
+//! reads); non-debug caches pay one flag test per alloc and per free plus subtracting
+//! `obj_offset` (0) in the free check. The slow paths test `DEBUG_FLAGS` before `check_slabp`.
+//! Lock order is unchanged; reports may be made under a node `list_lock` (`check_slabp`, the
+//! bufctl double free, slab destruction) and under `cache_chain_mutex` (destroy), so the
+//! callback must not allocate from the instance.
 
 // The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
 // compared with mm/slab.c; kernel functions are methods of the instance even where they only

@@ -571,15 +571,13 @@ fn abort_child() {
         return;
     }
     let p = util::provider(1, 16);
-    let s = Slab::new(
-        &p,
-        SlabSettings {
-            on_error: DebugAction::Abort,
-            ..SlabSettings::default()
-        },
-    )
-    .unwrap();
-    let c = s.kmem_cache_create("abort", 64, 0, RZ, None).unwrap();
+    // SLAB_CLASSIC_DEBUG=Z,abort in the environment: red zones everywhere, abort on a report.
+    let settings = SlabSettings::default().with_debug_env().unwrap();
+    assert_eq!(settings.on_error, DebugAction::Abort);
+    let s = Slab::new(&p, settings).unwrap();
+    let c = s
+        .kmem_cache_create("abort", 64, 0, SlabFlags::NONE, None)
+        .unwrap();
     let o = alloc(&s, c);
     // SAFETY: the double free is the point; the process aborts in the second free.
     unsafe {
@@ -600,6 +598,7 @@ fn abort_mode_aborts_the_process() {
             "--test-threads=1",
         ])
         .env("SLAB_DEBUG_ABORT_CHILD", "1")
+        .env(slab_classic::debug::DEBUG_ENV, "Z,abort")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -610,4 +609,20 @@ fn abort_mode_aborts_the_process() {
         stderr.contains("cache `abort': double free detected"),
         "{stderr}"
     );
+}
+
+#[test]
+fn debug_spec_parses_like_slub_debug_letters() {
+    let d = SlabSettings::default();
+    let s = d.parse_debug(b"FZPU,forced,init_on_free").unwrap();
+    assert_eq!(s.debug, SlabFlags::CONSISTENCY_CHECKS | RZ | PO | SU);
+    assert!(s.forced_debug && s.init_on_free && !s.init_on_alloc);
+    let s = d.parse_debug(b"zp, abort ,init_on_alloc").unwrap();
+    assert_eq!(s.debug, RZ | PO);
+    assert_eq!(s.on_error, DebugAction::Abort);
+    assert!(s.init_on_alloc);
+    assert_eq!(d.parse_debug(b"ZP,-").unwrap().debug, SlabFlags::NONE);
+    assert_eq!(d.parse_debug(b"").unwrap(), d);
+    assert!(d.parse_debug(b"ZQ").is_err());
+    assert!(d.parse_debug(b"forcd").is_err());
 }
