@@ -917,3 +917,63 @@ impl crate::SlabSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slabmgmt::slab_bufctl;
+    use crate::{Slab, SlabSettings};
+    use common::{PageProvider, ProviderConfig, SlabAllocator, Topology};
+    use std::cell::RefCell;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<DebugReport>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn capture(r: &DebugReport) {
+        SEEN.with(|v| v.borrow_mut().push(*r));
+    }
+
+    #[test]
+    fn check_slabp_reports_a_corrupt_bufctl_chain_on_the_slow_paths() {
+        let p = PageProvider::new(&ProviderConfig::small(Topology::uniform(1, 2).unwrap(), 16))
+            .unwrap();
+        let s = Slab::new(
+            &p,
+            SlabSettings {
+                report: Some(capture),
+                ..SlabSettings::default()
+            },
+        )
+        .unwrap();
+        let h = s
+            .kmem_cache_create("chk", 100, 0, SlabFlags::CONSISTENCY_CHECKS, None)
+            .unwrap();
+        s.kmem_cache_tune(h, 1, 1, 0).unwrap();
+        let a = s.kmem_cache_alloc(h, Gfp::KERNEL).unwrap();
+        let b = s.kmem_cache_alloc(h, Gfp::KERNEL).unwrap();
+        let g = s.g();
+        // SAFETY: single-threaded test; the chain is restored before anything else runs.
+        unsafe {
+            let slabp = g.virt_to_slab(a.as_ptr());
+            let bufctl = slab_bufctl(slabp);
+            let f0 = (*slabp).free as usize;
+            let saved = *bufctl.add(f0);
+            *bufctl.add(f0) = f0 as u32; // a cycle on the free chain
+            s.kmem_cache_free(h, a).unwrap(); // into the CPU array
+            s.kmem_cache_free(h, b).unwrap(); // flushes a: free_block → check_slabp ×2
+            let seen = SEEN.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            assert_eq!(seen.len(), 2, "{seen:?}");
+            assert!(seen
+                .iter()
+                .all(|r| r.kind == DebugErrorKind::ListCorruption && r.cache_name() == "chk"));
+            assert!(seen[0]
+                .to_string()
+                .starts_with("slab: Internal list corruption detected in cache 'chk'"));
+            assert!(s.validate().is_err(), "validate sees it too");
+            *bufctl.add(f0) = saved;
+        }
+        s.validate().unwrap();
+        assert_eq!(s.cache_debug_errors(h), Ok(2));
+    }
+}
