@@ -1002,8 +1002,19 @@ impl SlabAllocator for Slab {
     fn settings_summary(&self) -> String {
         let g = self.g();
         let s = g.settings;
+        let d = s.debug;
+        let letters: String = [
+            (SlabFlags::CONSISTENCY_CHECKS, 'F'),
+            (SlabFlags::RED_ZONE, 'Z'),
+            (SlabFlags::POISON, 'P'),
+            (SlabFlags::STORE_USER, 'U'),
+        ]
+        .iter()
+        .filter(|(f, _)| d.contains(*f))
+        .map(|&(_, c)| c)
+        .collect();
         format!(
-            "slab-2.6.32 break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={}",
+            "slab-2.6.32 break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={} debug={}{}{}{}",
             g.slab_break_gfp_order,
             s.tunables.map_or("table".to_string(), |t| format!("{}/{}/{}", t.limit, t.batchcount, t.shared)),
             if g.num_possible_cpus > 1 { "8" } else { "0" },
@@ -1011,7 +1022,11 @@ impl SlabAllocator for Slab {
             s.reap,
             s.stats,
             g.nr_cpus,
-            g.nr_nodes
+            g.nr_nodes,
+            if letters.is_empty() { "-" } else { &letters },
+            if s.forced_debug { ",forced" } else { "" },
+            if s.init_on_alloc { ",init_on_alloc" } else { "" },
+            if s.init_on_free { ",init_on_free" } else { "" },
         )
     }
 }
