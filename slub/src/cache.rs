@@ -299,15 +299,18 @@ pub struct KmemCacheCpu {
     pub(crate) partial: AtomicPtr<Page>,
     /// `lock`: local_lock_t.
     pub(crate) lock: LocalLock,
+    /// The instance runs the rseq fast path: slow paths fence the slot (`fastpath.rs`).
+    pub(crate) rseq: bool,
 }
 
 impl KmemCacheCpu {
-    fn new(cpu: usize) -> Self {
+    fn new(cpu: usize, rseq: bool) -> Self {
         Self {
             fl_tid: DoubleWord::new(0, init_tid(cpu)),
             slab: AtomicPtr::new(core::ptr::null_mut()),
             partial: AtomicPtr::new(core::ptr::null_mut()),
             lock: LocalLock::new(),
+            rseq,
         }
     }
 }
@@ -456,8 +459,10 @@ pub(crate) unsafe fn kmem_cache_open(
         0
     };
     // alloc_kmem_cache_cpus (done first here so the structure is whole when written).
-    let cpu_slab =
-        PerCpu::new(&sl.provider, sl.nr_cpu_ids, KmemCacheCpu::new).ok_or(SlabError::NoMemory)?;
+    let cpu_slab = PerCpu::new(&sl.provider, sl.nr_cpu_ids, |c| {
+        KmemCacheCpu::new(c, sl.rseq)
+    })
+    .ok_or(SlabError::NoMemory)?;
     let stats = StatCounters::new(&sl.provider, sl.nr_cpu_ids, settings.stats)
         .ok_or(SlabError::NoMemory)?;
     let random = if settings.freelist_hardened {

@@ -19,14 +19,58 @@
 //! `this_cpu_cmpxchg_double` does not need but user space does: two threads can be on the same
 //! slot at once. Slow paths that change the slot mark the tid busy first ([`TID_BUSY`], see the
 //! crate header), so they never interleave with a commit.
+//!
+//! # rseq mode (issue 9; [`crate::FastPath::Rseq`], the default where available)
+//! The same protocol over the same `{freelist, tid}` pair, with the compare-and-commit done by a
+//! restartable sequence (`common::rseq`) instead of `lock cmpxchg16b`:
+//! - **Fast paths.** Read the CPU id `X` from the rseq area, then `tid`, `freelist`, `slab` of
+//!   slot `X` and make the kernel's checks (not busy, object, slab, node; `X < nr_cpu_ids` so no
+//!   two CPUs share a slot). Then one sequence on CPU `X`: `cpu_id == X`; `tid == tid read`;
+//!   pop: load head and its free pointer (decoded if hardened) / push: link the chain's tail to
+//!   the head (hardened: refuse a tail that heads the list); store `tid + TID_STEP`
+//!   (speculative); store the new head (the commit). A sequence preempted, migrated or
+//!   signalled before the commit is aborted and retried from the top: at worst it left the tid
+//!   one event further on with the list unchanged, which only makes other compares against the
+//!   old tid fail. So `tid` still counts events and names the slot, the stat counters mean what
+//!   they meant (`cmpxchg_double_cpu_fail` counts rseq retries), and a tid compare that
+//!   succeeds inside the sequence proves the slot (freelist, slab) is as it was read.
+//! - **Who else writes the slot.** Only code holding `c->lock` (`___slab_alloc`,
+//!   `deactivate_slab` via flush, `flush_all` of any CPU, the bulk allocator), through
+//!   [`KmemCacheCpu::begin_update`] / [`KmemCacheCpu::end_update`]. `begin_update` must leave
+//!   the slot with `TID_BUSY` set *and* no sequence in flight that compared the old tid:
+//!   - running on the slot's own CPU (the common case: a fast path that ran dry) it sets
+//!     `TID_BUSY` as the commit of its own sequence on that CPU. Sequences on one CPU never
+//!     interleave, so every fast-path sequence on `X` either finished before it or starts after
+//!     it and sees the mark. No system call.
+//!   - anywhere else (the thread migrated since reading `X`, a remote `flush_all`) it sets
+//!     `TID_BUSY` with `cmpxchg16b`, then fences CPU `X` with
+//!     `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, FLAG_CPU, X)`, as tcmalloc stops a CPU:
+//!     after it, every sequence that was in flight on `X` has committed or aborted. One of them
+//!     may have compared the old tid and stored `tid + TID_STEP` over the mark before that; so
+//!     `begin_update` re-reads the tid and starts again unless it still reads `tid | TID_BUSY`.
+//!     If it does, no sequence overwrote it (the tid only grows, and only `c->lock` holders set
+//!     the busy value), so every sequence since the mark saw it.
+//!
+//!   With the mark in place no sequence can store (each compares the whole tid first), so the
+//!   slow path changes `slab`/`freelist` freely and `end_update` publishes the new freelist
+//!   with `next_tid`, which no earlier read can match.
+//! - **Why not plain `cmpxchg` against rseq.** The two are never mixed on one instance: a
+//!   `lock cmpxchg16b` from another CPU could land between a sequence's compare and its commit.
+//!   A thread without an rseq area in an rseq instance (another library registered one first)
+//!   takes the locked slow path every time: slow, but correct.
+//! - **Fallback.** Where glibc did not register rseq (`GLIBC_TUNABLES=glibc.pthread.rseq=0`),
+//!   `common::rseq` registers one area per thread itself and rseq mode still runs
+//!   (`tests/rseq.rs` checks this in a child process); without rseq or membarrier at all
+//!   (valgrind, other targets, Miri) [`crate::FastPath::Auto`] resolves to cmpxchg.
 
 use crate::cache::{KmemCache, KmemCacheCpu};
 use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};
 use crate::stats::StatItem::{ALLOC_FASTPATH, CMPXCHG_DOUBLE_CPU_FAIL, FREE_FASTPATH};
 use crate::{Slub, NUMA_NO_NODE};
+use common::rseq::{self, Fail, Link};
 use common::{Gfp, Page, SlabError, NR_CPUS};
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// `TID_STEP = roundup_pow_of_two(CONFIG_NR_CPUS)` (preemptible kernels).
 pub const TID_STEP: usize = NR_CPUS.next_power_of_two();
@@ -56,6 +100,9 @@ impl KmemCacheCpu {
     #[inline]
     pub(crate) fn begin_update(&self) -> (usize, usize) {
         debug_assert!(self.lock.is_locked());
+        if self.rseq {
+            return self.begin_update_rseq();
+        }
         loop {
             let tid = self.fl_tid.hi(Ordering::Acquire);
             let fl = self.fl_tid.lo(Ordering::Acquire);
@@ -63,6 +110,48 @@ impl KmemCacheCpu {
             if self.fl_tid.cmpxchg((fl, tid), (fl, tid | TID_BUSY)) {
                 return (fl, tid);
             }
+        }
+    }
+
+    /// The tid word as an atomic of its own.
+    fn tid_word(&self) -> &AtomicUsize {
+        let p = core::ptr::from_ref(&self.fl_tid).cast::<AtomicUsize>();
+        // SAFETY: DoubleWord is repr(C) {lo: AtomicUsize, hi: AtomicUsize}; `p + 1` is `hi`,
+        // borrowed for as long as `self`.
+        unsafe { &*p.add(1) }
+    }
+
+    /// [`Self::begin_update`] in rseq mode (see the module header, "rseq mode"): on the slot's
+    /// own CPU, set `TID_BUSY` by an rseq commit; anywhere else, set it by `cmpxchg16b`, fence
+    /// the slot's CPU with membarrier, and check that no sequence in flight overwrote it.
+    #[cold]
+    fn begin_update_rseq(&self) -> (usize, usize) {
+        loop {
+            let tid = self.fl_tid.hi(Ordering::Acquire);
+            debug_assert_eq!(tid & TID_BUSY, 0, "nested slow-path update of a CPU slot");
+            let cpu = tid_to_cpu(tid);
+            if let Some(t) = rseq::this_thread() {
+                if t.cpu() == cpu {
+                    match t.cmpeq_store(cpu, self.tid_word(), tid, tid | TID_BUSY) {
+                        Ok(()) => return (self.fl_tid.lo(Ordering::Acquire), tid),
+                        Err(_) => continue,
+                    }
+                }
+            }
+            let fl = self.fl_tid.lo(Ordering::Acquire);
+            if !self.fl_tid.cmpxchg((fl, tid), (fl, tid | TID_BUSY)) {
+                continue;
+            }
+            let fenced = rseq::fence_cpu(cpu);
+            assert!(
+                fenced,
+                "membarrier(PRIVATE_EXPEDITED_RSEQ) failed after registration"
+            );
+            if self.fl_tid.hi(Ordering::Acquire) == tid | TID_BUSY {
+                return (self.fl_tid.lo(Ordering::Acquire), tid);
+            }
+            // A sequence that had compared the old tid stored tid + TID_STEP over our mark
+            // before the fence aborted or completed it: start again from the new tid.
         }
     }
 
@@ -92,6 +181,15 @@ pub(crate) fn node_match(sl: &Slub, slab: *mut Page, node: usize) -> bool {
             == node
 }
 
+/// The free-pointer codec of `s` for the rseq primitives.
+#[inline(always)]
+fn link(s: &KmemCache) -> Link {
+    Link {
+        offset: s.offset,
+        key: s.hardened.then_some(s.random),
+    }
+}
+
 /// `slab_alloc_node`: pop the CPU freelist, or go to the slow path.
 #[inline(always)]
 pub(crate) fn slab_alloc_node(
@@ -100,7 +198,60 @@ pub(crate) fn slab_alloc_node(
     gfp: Gfp,
     node: usize,
 ) -> Option<NonNull<u8>> {
-    let object = loop {
+    let object = if sl.rseq {
+        slab_alloc_rseq(sl, s, gfp, node)?
+    } else {
+        slab_alloc_cmpxchg(sl, s, gfp, node)?
+    };
+    if gfp.contains(Gfp::ZERO) {
+        // SAFETY: object is a freshly allocated object of at least object_size bytes.
+        unsafe {
+            (object as *mut u8).write_bytes(0, s.object_size.load(Ordering::Relaxed));
+        }
+    }
+    NonNull::new(object as *mut u8)
+}
+
+/// The rseq pop: checks as the cmpxchg path does, then `pair_pop` on this CPU's slot, which
+/// commits only if the slot's tid is still the one read (so `c->slab` is still the one
+/// checked).
+#[inline(always)]
+fn slab_alloc_rseq(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option<usize> {
+    let Some(t) = rseq::this_thread() else {
+        return crate::slowpath::__slab_alloc(sl, s, gfp, node, s.cpu_slab.this_cpu());
+    };
+    let link = link(s);
+    loop {
+        let cpu = t.cpu();
+        let c = s.cpu_slab.get(cpu);
+        let tid = c.fl_tid.hi(Ordering::Acquire);
+        let object = c.fl_tid.lo(Ordering::Acquire);
+        let slab = c.slab.load(Ordering::Acquire);
+        if s.debug
+            || tid & TID_BUSY != 0
+            || object == 0
+            || slab.is_null()
+            || cpu >= s.cpu_slab.len()
+            || !node_match(sl, slab, node)
+        {
+            return crate::slowpath::__slab_alloc(sl, s, gfp, node, c);
+        }
+        // SAFETY: the list is c->freelist: objects of c->slab, whose memory stays mapped (a
+        // stale read of an object just taken by a slow path is harmless: the commit fails).
+        match unsafe { t.pair_pop(cpu, &c.fl_tid, tid, next_tid(tid), link) } {
+            Ok(object) => {
+                s.stat(ALLOC_FASTPATH);
+                return Some(object);
+            }
+            Err(_) => s.stat(CMPXCHG_DOUBLE_CPU_FAIL),
+        }
+    }
+}
+
+/// The `lock cmpxchg16b` pop (`__slab_alloc_node` of 6.4).
+#[inline(always)]
+fn slab_alloc_cmpxchg(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option<usize> {
+    Some(loop {
         let c = s.cpu_slab.this_cpu();
         // tid first (acquire), then freelist and slab: a value of either newer than the tid
         // makes the commit fail.
@@ -122,14 +273,7 @@ pub(crate) fn slab_alloc_node(
         }
         // note_cmpxchg_failure
         s.stat(CMPXCHG_DOUBLE_CPU_FAIL);
-    };
-    if gfp.contains(Gfp::ZERO) {
-        // SAFETY: object is a freshly allocated object of at least object_size bytes.
-        unsafe {
-            (object as *mut u8).write_bytes(0, s.object_size.load(Ordering::Relaxed));
-        }
-    }
-    NonNull::new(object as *mut u8)
+    })
 }
 
 /// `do_slab_free` of one object.
@@ -162,6 +306,10 @@ pub(crate) unsafe fn do_slab_free_bulk(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
+    if sl.rseq {
+        // SAFETY: forwarded contract.
+        return unsafe { do_slab_free_rseq(sl, s, slab, head, tail, cnt) };
+    }
     loop {
         let c = s.cpu_slab.this_cpu();
         let tid = c.fl_tid.hi(Ordering::Acquire);
@@ -180,6 +328,46 @@ pub(crate) unsafe fn do_slab_free_bulk(
         }
         s.stat(CMPXCHG_DOUBLE_CPU_FAIL);
     }
+}
+
+/// The rseq push of `do_slab_free`: `pair_push` of the chain on this CPU's slot if `slab` is
+/// its CPU slab and the tid is still the one read.
+///
+/// # Safety
+/// As [`do_slab_free_bulk`].
+#[inline(always)]
+unsafe fn do_slab_free_rseq(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
+    let link = link(s);
+    while let Some(t) = rseq::this_thread() {
+        let cpu = t.cpu();
+        let c = s.cpu_slab.get(cpu);
+        let tid = c.fl_tid.hi(Ordering::Acquire);
+        if s.debug
+            || tid & TID_BUSY != 0
+            || cpu >= s.cpu_slab.len()
+            || slab.as_ptr() != c.slab.load(Ordering::Acquire)
+        {
+            break;
+        }
+        // SAFETY: the chain is the caller's (contract), linked, tail writable at s->offset.
+        match unsafe { t.pair_push(cpu, &c.fl_tid, tid, next_tid(tid), head, tail, link) } {
+            Ok(()) => {
+                s.stat(FREE_FASTPATH);
+                return Ok(());
+            }
+            Err(Fail::DoubleFree) => return Err(SlabError::DoubleFree(tail)),
+            Err(_) => s.stat(CMPXCHG_DOUBLE_CPU_FAIL),
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { crate::slowpath::__slab_free(sl, s, slab, head, tail, cnt) }
 }
 
 /// `__kmem_cache_alloc_bulk`: fills `p` under the CPU slot's lock, popping the CPU freelist

@@ -31,7 +31,7 @@
 //! ## Call tree, fast to slow
 //! ```text
 //! kmem_cache_alloc[_node] / kmalloc[_node]
-//!   └ slab_alloc_node                     fastpath: pop c->freelist, cmpxchg16b (freelist, tid)
+//!   └ slab_alloc_node                     fastpath: pop c->freelist, rseq or cmpxchg16b (freelist, tid)
 //!       └ __slab_alloc → ___slab_alloc     slowpath (#[cold]), under c->lock
 //!           ├ get_freelist                 take the CPU slab's remote-freed objects (cmpxchg slab)
 //!           ├ deactivate_slab              CPU slab of the wrong node / exhausted
@@ -41,7 +41,7 @@
 //!           └ new_slab → allocate_slab     provider.alloc_pages (oo, then min)
 //! kmem_cache_alloc_bulk                   pop c->freelist under c->lock (busy), ___slab_alloc when dry
 //! kmem_cache_free / kfree / kmem_cache_free_bulk (build_detached_freelist: chains per slab)
-//!   └ do_slab_free                        fastpath: object of c->slab → push on c->freelist
+//!   └ do_slab_free                        fastpath: object of c->slab → push on c->freelist (rseq/cmpxchg)
 //!       └ __slab_free                      cmpxchg slab {freelist, counters}
 //!           ├ put_cpu_partial → __unfreeze_partials   (drain when cpu_partial_slabs reached)
 //!           └ add_partial / remove_partial / discard_slab
@@ -77,6 +77,13 @@
 //!   with a second `cmpxchg16b` when done. That is the one deliberate deviation in the locking.
 //! - **Remote frees** (`__slab_free`) and freezing/unfreezing change a slab only by `cmpxchg` of
 //!   its `{freelist, counters}`; `frozen` slabs belong to one CPU slot and are not on node lists.
+//!
+//! - **rseq mode** (issue 9, `SlubSettings::fastpath`, `Auto` = rseq where this process has rseq
+//!   areas and the membarrier CPU fence): the fast paths' compare and commit are a restartable
+//!   sequence on the CPU whose slot they use — the user-space form of `this_cpu_cmpxchg_double`,
+//!   atomic only against the same CPU, with no lock prefix. `begin_update` then sets `TID_BUSY`
+//!   by an rseq commit on the slot's own CPU, or by `cmpxchg16b` plus a membarrier fence of that
+//!   CPU from anywhere else. `fastpath.rs` has the argument.
 //!
 //! ## Deviations from mm/slub.c 6.4, and why
 //! - `TID_BUSY` around slow-path rewrites of a CPU slot (above); `model.rs` explores every
@@ -181,6 +188,67 @@ pub struct SlubSettings {
     pub remote_node_defrag_ratio: usize,
     /// Seed for the per-cache `random` of the hardened free pointer (0: from the clock).
     pub random_seed: u64,
+    /// Which lockless fast path (issue 9): restartable sequences or `lock cmpxchg16b`.
+    pub fastpath: FastPath,
+}
+
+/// The fast-path implementation (`fastpath=` boot option; see `fastpath.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FastPath {
+    /// rseq when this process has rseq areas and the membarrier CPU fence, else cmpxchg. The
+    /// environment variable `SLUB_FASTPATH=rseq|cmpxchg` overrides `Auto` (so a whole test
+    /// suite can be run in either mode without editing it).
+    #[default]
+    Auto,
+    /// Restartable sequences (falls back to cmpxchg, with the summary saying so, where rseq
+    /// is unavailable).
+    Rseq,
+    /// The `lock cmpxchg16b` on `{freelist, tid}`.
+    Cmpxchg,
+}
+
+impl FastPath {
+    /// Resolves `Auto` (and an unavailable `Rseq`) to what this process can run.
+    pub fn resolve(self) -> FastPath {
+        let wanted = match self {
+            FastPath::Auto => match env_fastpath() {
+                Some(f) => f,
+                None => FastPath::Rseq,
+            },
+            f => f,
+        };
+        if wanted == FastPath::Rseq && common::rseq::available() && common::rseq::fence_available()
+        {
+            FastPath::Rseq
+        } else {
+            FastPath::Cmpxchg
+        }
+    }
+
+    /// The option spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            FastPath::Auto => "auto",
+            FastPath::Rseq => "rseq",
+            FastPath::Cmpxchg => "cmpxchg",
+        }
+    }
+}
+
+/// `SLUB_FASTPATH`, read with `getenv` (no heap: `Slub::new` must not allocate).
+fn env_fastpath() -> Option<FastPath> {
+    // SAFETY: getenv with a NUL-terminated name; the result is NUL-terminated or null. Nothing
+    // in this process calls setenv concurrently with allocator creation (documented above).
+    let v = unsafe { libc::getenv(c"SLUB_FASTPATH".as_ptr()) };
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: non-null getenv result is a NUL-terminated string.
+    match unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() {
+        b"rseq" => Some(FastPath::Rseq),
+        b"cmpxchg" => Some(FastPath::Cmpxchg),
+        _ => None,
+    }
 }
 
 impl Default for SlubSettings {
@@ -197,6 +265,7 @@ impl Default for SlubSettings {
             stats: false,
             remote_node_defrag_ratio: 100,
             random_seed: 0,
+            fastpath: FastPath::Auto,
         }
     }
 }
@@ -226,6 +295,14 @@ impl SlubSettings {
                 "hardened" | "freelist_hardened" => s.freelist_hardened = true,
                 "stats" | "slub_stats" => s.stats = true,
                 "seed" => s.random_seed = num()? as u64,
+                "fastpath" => {
+                    s.fastpath = match v {
+                        "auto" => FastPath::Auto,
+                        "rseq" => FastPath::Rseq,
+                        "cmpxchg" => FastPath::Cmpxchg,
+                        _ => return Err(format!("fastpath: {v:?} is not auto, rseq or cmpxchg")),
+                    }
+                }
                 "era" => {
                     s.era = match v {
                         "6.4" => Era::V6_4,
@@ -288,6 +365,8 @@ pub struct Slub {
     /// `kmalloc_caches[KMALLOC_NORMAL][]`, by position in `common::sizes::slub`.
     pub(crate) kmalloc_caches: [*mut KmemCache; kmalloc_sizes::NR],
     pub(crate) random_state: core::sync::atomic::AtomicU64,
+    /// The resolved fast path is rseq (else cmpxchg).
+    pub(crate) rseq: bool,
 }
 
 // SAFETY: every raw pointer in Slub names provider memory owned by this instance for its whole
@@ -336,6 +415,7 @@ impl Slub {
             kmem_cache_node: core::ptr::null_mut(),
             kmalloc_caches: [core::ptr::null_mut(); kmalloc_sizes::NR],
             random_state: core::sync::atomic::AtomicU64::new(seed),
+            rseq: settings.fastpath.resolve() == FastPath::Rseq,
         };
         bootstrap::kmem_cache_init(&mut sl)?;
         Ok(sl)
@@ -532,6 +612,15 @@ impl Slub {
         Ok(s.cpu_slab.get(cpu).tid())
     }
 
+    /// The fast path in use (`Rseq` or `Cmpxchg`, never `Auto`).
+    pub fn fastpath(&self) -> FastPath {
+        if self.rseq {
+            FastPath::Rseq
+        } else {
+            FastPath::Cmpxchg
+        }
+    }
+
     /// Number of CPU slots (`nr_cpu_ids`).
     pub fn nr_cpu_ids(&self) -> usize {
         self.nr_cpu_ids
@@ -723,7 +812,7 @@ impl SlabAllocator for Slub {
     fn settings_summary(&self) -> String {
         let s = &self.settings;
         format!(
-            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={}",
+            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} fastpath={}",
             match s.era {
                 Era::V6_4 => "6.4",
                 Era::V2_6_32 => "2.6.32",
@@ -736,7 +825,8 @@ impl SlabAllocator for Slub {
             s.min_partial.map_or("auto".to_string(), |v| v.to_string()),
             s.freelist_hardened,
             s.stats,
-            s.remote_node_defrag_ratio
+            s.remote_node_defrag_ratio,
+            self.fastpath().name()
         )
     }
 }
