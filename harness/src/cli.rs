@@ -43,7 +43,7 @@ pub struct RunArgs {
     /// Allocators to measure, comma-separated [default: all available; see --list].
     #[arg(long, value_delimiter = ',')]
     pub allocators: Option<Vec<String>>,
-    /// Workloads to run, comma-separated [default: all; see --list].
+    /// Workloads to run, comma-separated [default: all but programs; see --list].
     #[arg(long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
     /// Object sizes in bytes, comma-separated [default: 8,16,...,16384; quick: 8,64,256,4096].
@@ -159,7 +159,7 @@ pub fn validate(
         return Err("no allocator selected".into());
     }
     let workloads = match &args.workloads {
-        None => Workload::ALL.to_vec(),
+        None => Workload::DEFAULT.to_vec(),
         Some(list) => list
             .iter()
             .map(|n| {

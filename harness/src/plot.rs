@@ -431,6 +431,65 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         ];
         files.extend(draw_figure(dir, "custom_caches", &panels, 2)?);
     }
+    // programs: wall time relative to glibc, and peak RSS, per program.
+    let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "programs").collect();
+    if !sel.is_empty() {
+        let progs: Vec<String> = crate::workloads::programs::PROGRAMS
+            .iter()
+            .filter(|p| sel.iter().any(|r| r.phase == **p))
+            .map(|p| (*p).to_string())
+            .collect();
+        let idx = |r: &Row| {
+            progs
+                .iter()
+                .position(|p| *p == r.phase)
+                .map(|i| F64Key(i as f64))
+        };
+        let wall = aggregate(&sel, idx, |r| r.ns_per_op / 1e9);
+        let base: BTreeMap<F64Key, f64> = wall
+            .iter()
+            .filter(|((a, _), _)| a == "system")
+            .map(|((_, k), s)| (*k, s.med))
+            .collect();
+        let rel: BTreeMap<(String, F64Key), Stat> = wall
+            .iter()
+            .filter_map(|((a, k), s)| {
+                base.get(k).filter(|b| **b > 0.0).map(|b| {
+                    (
+                        (a.clone(), *k),
+                        Stat {
+                            med: s.med / b,
+                            min: s.min / b,
+                            max: s.max / b,
+                            n: s.n,
+                        },
+                    )
+                })
+            })
+            .collect();
+        let rss = aggregate(&sel, idx, |r| r.bytes_held as f64 / 1048576.0);
+        let panels = vec![
+            Panel {
+                title: "Real programs: wall time relative to glibc malloc".into(),
+                x_label: "program".into(),
+                y_label: "wall time / glibc wall time".into(),
+                x_log2_bytes: false,
+                y_log: false,
+                x_categories: progs.clone(),
+                series: series_from(&rel, &allocs, ""),
+            },
+            Panel {
+                title: "Real programs: peak RSS".into(),
+                x_label: "program".into(),
+                y_label: "peak RSS (MiB)".into(),
+                x_log2_bytes: false,
+                y_log: false,
+                x_categories: progs,
+                series: series_from(&rss, &allocs, ""),
+            },
+        ];
+        files.extend(draw_figure(dir, "programs", &panels, 2)?);
+    }
     // pages: provider vs mmap.
     let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "pages").collect();
     if !sel.is_empty() {

@@ -170,5 +170,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::CustomCaches => workloads::custom_caches::run(ctx, make),
         Workload::Scaling => workloads::scaling::run(ctx, make),
         Workload::Pages => workloads::pages::run(ctx),
+        Workload::Programs => workloads::programs::run(ctx),
     }
 }

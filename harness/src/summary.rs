@@ -355,6 +355,44 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         let _ = writeln!(s);
     }
 
+    // programs.
+    let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "programs").collect();
+    if !sel.is_empty() {
+        let progs: Vec<&str> = crate::workloads::programs::PROGRAMS
+            .iter()
+            .copied()
+            .filter(|p| sel.iter().any(|r| r.phase == *p))
+            .collect();
+        let idx = |r: &Row| progs.iter().position(|p| *p == r.phase);
+        let wall = aggregate(&sel, idx, |r| r.ns_per_op / 1e9);
+        let rss = aggregate(&sel, idx, |r| r.bytes_held as f64 / 1048576.0);
+        let _ = writeln!(
+            s,
+            "## programs (real programs under LD_PRELOAD; same output on every allocator)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| program | allocator | wall s | / glibc | peak RSS MiB |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for (i, p) in progs.iter().enumerate() {
+            for a in &allocs {
+                let w = med(&wall, a, i);
+                if w.is_none() {
+                    continue;
+                }
+                let _ = writeln!(
+                    s,
+                    "| {p} | {a} | {} | {} | {} |",
+                    fmt_opt(w, 3),
+                    fmt_opt(ratio(w, med(&wall, "system", i)), 2),
+                    fmt_opt(med(&rss, a, i), 1)
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+
     // pages.
     let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "pages").collect();
     if !sel.is_empty() {

@@ -5,6 +5,7 @@
 pub mod custom_caches;
 pub mod memory;
 pub mod pages;
+pub mod programs;
 pub mod remote_free;
 pub mod scaling;
 pub mod slab_test;
@@ -29,11 +30,25 @@ pub enum Workload {
     Scaling,
     /// The page provider against mmap/munmap, pages per second by order.
     Pages,
+    /// Real programs under LD_PRELOAD on each allocator (opt-in: not in the default sweep).
+    Programs,
 }
 
 impl Workload {
-    /// All, in sweep order.
-    pub const ALL: [Workload; 6] = [
+    /// Every workload, in sweep order.
+    pub const ALL: [Workload; 7] = [
+        Workload::SlabTest,
+        Workload::RemoteFree,
+        Workload::Memory,
+        Workload::CustomCaches,
+        Workload::Scaling,
+        Workload::Pages,
+        Workload::Programs,
+    ];
+
+    /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
+    /// library and runs external commands).
+    pub const DEFAULT: [Workload; 6] = [
         Workload::SlabTest,
         Workload::RemoteFree,
         Workload::Memory,
@@ -51,6 +66,7 @@ impl Workload {
             Workload::CustomCaches => "custom_caches",
             Workload::Scaling => "scaling",
             Workload::Pages => "pages",
+            Workload::Programs => "programs",
         }
     }
 
@@ -63,6 +79,7 @@ impl Workload {
             Workload::CustomCaches => "kmem_cache_create of dentry/skbuff/inode/4k-buffer-like objects in a mixed producer/consumer pattern",
             Workload::Scaling => "alloc/free pairs on 1..all CPUs with the same total work; throughput vs threads",
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
+            Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
         }
     }
 

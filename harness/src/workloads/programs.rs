@@ -74,7 +74,7 @@ enum Alloc {
 impl Alloc {
     fn name(&self) -> &str {
         match self {
-            Alloc::Glibc => "glibc",
+            Alloc::Glibc => "system",
             Alloc::Preload { which, .. } => which,
             Alloc::Mimalloc(_) => "mimalloc",
         }
