@@ -8,6 +8,9 @@
  *       child that allocates while the parent's threads keep running (the fork gate). The
  *       output is a deterministic summary (counts and a checksum independent of the
  *       interleaving), so it is byte-identical under glibc and under both allocators.
+ *   forkloop [n]
+ *       Two threads allocate and free without pause while the main thread forks n children
+ *       that allocate; prints how many children hung (killed by alarm after 5 s).
  *   badfree
  *       Frees the address of a static array: the allocator must refuse (abort).
  *   api
@@ -22,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -332,11 +336,48 @@ static int api(void) {
     return 0;
 }
 
+/* forkloop: two threads allocate and free without pause while the main thread forks N
+ * children that allocate; a child stuck on a lock copied mid-operation is killed by alarm(). */
+static volatile int stop_churn;
+static void *churn(void *a) {
+    uint64_t s = (uint64_t)(uintptr_t)a;
+    void *keep[256] = {0};
+    while (!stop_churn) {
+        unsigned k = splitmix(&s) % 256;
+        free(keep[k]);
+        keep[k] = malloc(16 + splitmix(&s) % 20000);
+    }
+    for (int i = 0; i < 256; i++) free(keep[i]);
+    return NULL;
+}
+
+static int forkloop(int n) {
+    pthread_t t[2];
+    for (long i = 0; i < 2; i++) pthread_create(&t[i], NULL, churn, (void *)(i + 1));
+    int hung = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(5);
+            _exit(child_work());
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) hung++;
+        else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("forkloop child", (unsigned long)st, 0);
+    }
+    stop_churn = 1;
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    printf("forkloop forks=%d hung=%d\n", n, hung);
+    return hung != 0;
+}
+
 int main(int argc, char **argv) {
     pthread_mutex_init(&q.m, NULL);
     pthread_cond_init(&q.not_empty, NULL);
     pthread_cond_init(&q.not_full, NULL);
     if (argc >= 2 && strcmp(argv[1], "api") == 0) return api();
+    if (argc >= 2 && strcmp(argv[1], "forkloop") == 0) return forkloop(argc > 2 ? atoi(argv[2]) : 200);
     if (argc >= 2 && strcmp(argv[1], "badfree") == 0) {
         static char not_heap[64];
         char *volatile p = not_heap + 16;
