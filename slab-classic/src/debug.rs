@@ -615,25 +615,18 @@ impl SlabGlobals {
         }
     }
 
-    /// `__cache_alloc` / `__cache_alloc_node` of a debug cache (`nodeid` = `None` for the
-    /// local path): the raw allocation, `cache_alloc_debugcheck_after`, then `__GFP_ZERO` /
-    /// `init_on_alloc` over `obj_size`.
+    /// The debug tail of `__cache_alloc` / `__cache_alloc_node` (the raw allocation is the
+    /// common one): `cache_alloc_debugcheck_after`, then `__GFP_ZERO` / `init_on_alloc` over
+    /// `obj_size`.
     #[cold]
     #[inline(never)]
-    pub(crate) fn cache_alloc_debug(
+    pub(crate) fn cache_alloc_debug_after(
         &self,
         cachep: *mut KmemCache,
         gfp: Gfp,
-        nodeid: Option<usize>,
+        raw: *mut u8,
         caller: &'static Location<'static>,
     ) -> Option<NonNull<u8>> {
-        let raw = match nodeid {
-            None => self.__do_cache_alloc(cachep, gfp),
-            Some(n) => self.__do_cache_alloc_node(cachep, gfp, n),
-        };
-        if raw.is_null() {
-            return None;
-        }
         // SAFETY: a raw object just handed out by this cache.
         unsafe {
             let p = self.cache_alloc_debugcheck_after(

@@ -77,9 +77,9 @@ impl SlabGlobals {
         }
     }
 
-    /// `__cache_alloc`: a debug cache (decided once, at creation) goes to
-    /// [`Self::cache_alloc_debug`]; every other one takes `__do_cache_alloc` and
-    /// `__GFP_ZERO` clears the object.
+    /// `__cache_alloc`: `__do_cache_alloc`, then a debug cache (decided once, at creation)
+    /// goes to [`Self::cache_alloc_debug_after`]; for every other one `__GFP_ZERO` clears the
+    /// object.
     #[inline(always)]
     #[track_caller]
     pub(crate) fn cache_alloc_internal(
@@ -87,11 +87,11 @@ impl SlabGlobals {
         cachep: *mut KmemCache,
         gfp: Gfp,
     ) -> Option<NonNull<u8>> {
+        let p = NonNull::new(self.__do_cache_alloc(cachep, gfp))?;
         // SAFETY: a live cache (callers check handles).
         if unsafe { (*cachep).flags } & CFLGS_DEBUG_PATH != 0 {
-            return self.cache_alloc_debug(cachep, gfp, None, Location::caller());
+            return self.cache_alloc_debug_after(cachep, gfp, p.as_ptr(), Location::caller());
         }
-        let p = NonNull::new(self.__do_cache_alloc(cachep, gfp))?;
         if gfp.contains(Gfp::ZERO) {
             // SAFETY: a fresh object of buffer_size bytes.
             unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
@@ -144,11 +144,11 @@ impl SlabGlobals {
         gfp: Gfp,
         nodeid: usize,
     ) -> Option<NonNull<u8>> {
+        let p = NonNull::new(self.__do_cache_alloc_node(cachep, gfp, nodeid))?;
         // SAFETY: a live cache.
         if unsafe { (*cachep).flags } & CFLGS_DEBUG_PATH != 0 {
-            return self.cache_alloc_debug(cachep, gfp, Some(nodeid), Location::caller());
+            return self.cache_alloc_debug_after(cachep, gfp, p.as_ptr(), Location::caller());
         }
-        let p = NonNull::new(self.__do_cache_alloc_node(cachep, gfp, nodeid))?;
         if gfp.contains(Gfp::ZERO) {
             // SAFETY: a fresh object of buffer_size bytes.
             unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
