@@ -26,9 +26,8 @@
 //!
 //! ## Call tree, fast to slow
 //! ```text
-//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal: debug cache? ─► cache_alloc_debug (#[cold])
-//!   ─► __do_cache_alloc (CPU slot lock)                    └► __do_cache_alloc, then
-//!     │                                                         cache_alloc_debugcheck_after
+//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal ─► __do_cache_alloc (CPU slot lock),
+//!     │   then debug cache? ─► cache_alloc_debug_after: cache_alloc_debugcheck_after (#[cold])
 //!     ├─ ____cache_alloc: ac->avail ? entry[--avail]                       ← fast path
 //!     └─ cache_alloc_refill (list_lock)                                    ← slow path
 //!          ├─ transfer_objects(shared → ac)

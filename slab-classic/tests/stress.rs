@@ -26,8 +26,27 @@ struct Obj {
 }
 
 fn stress(nodes: usize, threads: usize, pinned: bool, ops: usize) {
+    stress_with(
+        nodes,
+        threads,
+        pinned,
+        ops,
+        slab_classic::SlabSettings {
+            stats: true,
+            ..slab_classic::SlabSettings::default()
+        },
+    );
+}
+
+fn stress_with(
+    nodes: usize,
+    threads: usize,
+    pinned: bool,
+    ops: usize,
+    settings: slab_classic::SlabSettings,
+) {
     let p = util::provider(nodes, 64);
-    let s = Arc::new(util::slab(&p));
+    let s = Arc::new(slab_classic::Slab::new(&p, settings).unwrap());
     s.shrink_all();
     let baseline = p.stats().pages_in_use;
     let c = s
@@ -167,6 +186,29 @@ fn stress(nodes: usize, threads: usize, pinned: bool, ops: usize) {
         p.stats().pages_in_use,
         baseline,
         "every page back after shrink"
+    );
+    assert_eq!(
+        s.debug_errors(),
+        0,
+        "no debug report under a correct workload"
+    );
+}
+
+#[test]
+fn stress_with_forced_debug_and_consistency_checks_two_nodes() {
+    // Every cache (kmalloc caches too) red-zoned, poisoned, user-tracked, check_slabp on
+    // every slow path; cross-CPU and cross-node frees must never trip a check.
+    stress_with(
+        2,
+        4,
+        false,
+        40_000,
+        slab_classic::SlabSettings {
+            stats: true,
+            forced_debug: true,
+            debug: SlabFlags::CONSISTENCY_CHECKS,
+            ..slab_classic::SlabSettings::default()
+        },
     );
 }
 
