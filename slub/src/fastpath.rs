@@ -62,6 +62,11 @@
 //!   `common::rseq` registers one area per thread itself and rseq mode still runs
 //!   (`tests/rseq.rs` checks this in a child process); without rseq or membarrier at all
 //!   (valgrind, other targets, Miri) [`crate::FastPath::Auto`] resolves to cmpxchg.
+//! - **Model.** `model.rs` explores every interleaving of rseq alloc/free on the slot's CPU
+//!   with a local and a remote slow path (preemption aborts the other sections of that CPU,
+//!   signals abort any section, the fence aborts all of them) and finds no lost or doubly
+//!   owned object; it finds the race when the remote slow path skips the fence or the
+//!   re-check of the mark.
 
 use crate::cache::{KmemCache, KmemCacheCpu};
 use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};

@@ -11,6 +11,15 @@
 //! and as the kernel does it with plain stores — which is only safe when the fast path cannot
 //! run concurrently on that CPU. The model shows the first correct and finds the lost update in
 //! the second, which is why a user-space port needs the busy mark.
+//!
+//! # The rseq protocol (issue 9)
+//! `RAlloc`, `RFree` and `LocalFlush` run on the slot's CPU X; `RemoteFlush*` on another CPU.
+//! Restartable-sequence semantics: whenever a thread on X takes a step, every *other* thread on
+//! X that is inside its critical section is aborted (it can only have lost the CPU by being
+//! preempted), and any thread in a critical section may also be aborted spontaneously (a
+//! signal). The fence step of `RemoteFlush` aborts every thread in a critical section on X
+//! (membarrier). Variants without the fence, or without the re-check of the busy mark after
+//! it, must be caught.
 
 use std::collections::HashSet;
 
@@ -29,6 +38,220 @@ enum Kind {
     Free,
     Flush,
     FlushKernelStyle,
+    /// rseq `slab_alloc_node` on X: tid and freelist read outside; in the section: compare
+    /// tid, load head, load its next, store tid + STEP, commit head.
+    RAlloc,
+    /// rseq `do_slab_free` of `FREE_OBJ` on X: tid read outside; in the section: compare tid,
+    /// load head, link the object, store tid + STEP, commit head.
+    RFree,
+    /// rseq-mode `flush_slab` on X: `begin_update` sets BUSY as an rseq commit.
+    LocalFlush,
+    /// rseq-mode `flush_slab` from another CPU: cmpxchg BUSY, fence X, re-check, flush.
+    RemoteFlush,
+    /// The same without the membarrier fence (must fail).
+    RemoteFlushNoFence,
+    /// The same without re-checking the mark after the fence (must fail).
+    RemoteFlushNoRecheck,
+}
+
+impl Kind {
+    fn on_cpu_x(self) -> bool {
+        matches!(self, Kind::RAlloc | Kind::RFree | Kind::LocalFlush)
+    }
+}
+
+/// Whether `t` is inside a restartable critical section.
+fn in_cs(t: &Th) -> bool {
+    !t.done
+        && match t.kind {
+            Kind::RAlloc => (2..=6).contains(&t.pc),
+            Kind::RFree => (1..=5).contains(&t.pc),
+            Kind::LocalFlush => (1..=2).contains(&t.pc),
+            _ => false,
+        }
+}
+
+/// The kernel moves `t` to its abort handler; the retry loop starts again (and gives up to
+/// the slow path after a few tries, to keep the model finite).
+fn abort(w: &mut World, i: usize) {
+    let t = &mut w.th[i];
+    t.pc = 0;
+    t.retries += 1;
+    if t.retries > 2 {
+        t.done = true;
+        if t.kind == Kind::RFree {
+            w.owner[FREE_OBJ as usize] = TO_SLAB;
+        }
+    }
+}
+
+/// A step of `RAlloc`/`RFree`/`LocalFlush`/`RemoteFlush*`.
+fn step_rseq(w: &mut World, i: usize, t: &mut Th) -> Result<(), String> {
+    let id = i as u8 + 1;
+    let mismatch = |t: &mut Th| {
+        t.pc = 0;
+        t.retries += 1;
+        t.retries > 2
+    };
+    match t.kind {
+        Kind::RAlloc => match t.pc {
+            0 => {
+                t.tid = w.tid;
+                t.pc = 1;
+            }
+            1 => {
+                if t.tid & BUSY != 0 || w.fl == 0 {
+                    t.done = true; // slow path
+                } else {
+                    t.pc = 2;
+                }
+            }
+            2 => {
+                if w.tid == t.tid {
+                    t.pc = 3;
+                } else {
+                    t.done = mismatch(t);
+                }
+            }
+            3 => {
+                t.fl = w.fl;
+                if t.fl == 0 {
+                    t.done = mismatch(t);
+                } else {
+                    t.pc = 4;
+                }
+            }
+            4 => {
+                t.nx = w.next[t.fl as usize];
+                t.pc = 5;
+            }
+            5 => {
+                w.tid = t.tid + STEP;
+                t.pc = 6;
+            }
+            _ => {
+                w.fl = t.nx;
+                let o = &mut w.owner[t.fl as usize];
+                if *o != ON_CPU_LIST {
+                    return Err(format!("object {} allocated while owned by {}", t.fl, *o));
+                }
+                *o = id;
+                t.done = true;
+            }
+        },
+        Kind::RFree => match t.pc {
+            0 => {
+                t.tid = w.tid;
+                if t.tid & BUSY != 0 {
+                    w.owner[FREE_OBJ as usize] = TO_SLAB; // __slab_free
+                    t.done = true;
+                } else {
+                    t.pc = 1;
+                }
+            }
+            1 => {
+                if w.tid == t.tid {
+                    t.pc = 2;
+                } else if mismatch(t) {
+                    w.owner[FREE_OBJ as usize] = TO_SLAB;
+                    t.done = true;
+                }
+            }
+            2 => {
+                t.fl = w.fl;
+                t.pc = 3;
+            }
+            3 => {
+                w.next[FREE_OBJ as usize] = t.fl;
+                t.pc = 4;
+            }
+            4 => {
+                w.tid = t.tid + STEP;
+                t.pc = 5;
+            }
+            _ => {
+                w.fl = FREE_OBJ;
+                w.owner[FREE_OBJ as usize] = ON_CPU_LIST;
+                t.done = true;
+            }
+        },
+        Kind::LocalFlush => match t.pc {
+            0 => {
+                t.tid = w.tid;
+                t.pc = 1;
+            }
+            1 => {
+                t.pc = if w.tid == t.tid { 2 } else { 0 };
+            }
+            2 => {
+                w.tid = t.tid | BUSY;
+                t.pc = 3;
+            }
+            3 => {
+                t.fl = w.fl;
+                t.pc = 4;
+            }
+            4 => {
+                walk_flush(w, t.fl)?;
+                t.pc = 5;
+            }
+            _ => end_update(w, t)?,
+        },
+        Kind::RemoteFlush | Kind::RemoteFlushNoFence | Kind::RemoteFlushNoRecheck => match t.pc {
+            0 => {
+                t.tid = w.tid;
+                t.pc = 1;
+            }
+            1 => {
+                t.fl = w.fl;
+                t.pc = 2;
+            }
+            2 => {
+                if (w.fl, w.tid) == (t.fl, t.tid) && t.tid & BUSY == 0 {
+                    w.tid |= BUSY;
+                    t.pc = 3;
+                } else {
+                    t.pc = 0;
+                }
+            }
+            3 => {
+                if t.kind != Kind::RemoteFlushNoFence {
+                    for j in 0..w.th.len() {
+                        if in_cs(&w.th[j]) {
+                            abort(w, j);
+                        }
+                    }
+                }
+                t.pc = 4;
+            }
+            4 => {
+                if t.kind == Kind::RemoteFlushNoRecheck || w.tid == t.tid | BUSY {
+                    t.fl = w.fl;
+                    t.pc = 5;
+                } else {
+                    t.pc = 0;
+                }
+            }
+            5 => {
+                walk_flush(w, t.fl)?;
+                t.pc = 6;
+            }
+            _ => end_update(w, t)?,
+        },
+        _ => unreachable!("not an rseq-model thread"),
+    }
+    Ok(())
+}
+
+/// `end_update`: nobody may have changed the busy pair.
+fn end_update(w: &mut World, t: &mut Th) -> Result<(), String> {
+    if (w.fl, w.tid) != (t.fl, t.tid | BUSY) {
+        return Err("CPU freelist changed while busy".into());
+    }
+    w.fl = 0;
+    w.tid = t.tid + STEP;
+    t.done = true;
+    Ok(())
 }
 
 #[derive(Clone, Copy, Hash, PartialEq, Eq, Debug)]
@@ -56,6 +279,14 @@ const FREE_OBJ: u8 = 3;
 
 fn step(w: &mut World, i: usize) -> Result<(), String> {
     let id = i as u8 + 1;
+    if w.th[i].kind.on_cpu_x() {
+        // Thread i runs on X: any other thread of X inside its section was preempted.
+        for j in 0..w.th.len() {
+            if j != i && w.th[j].kind.on_cpu_x() && in_cs(&w.th[j]) {
+                abort(w, j);
+            }
+        }
+    }
     let mut t = w.th[i];
     match t.kind {
         Kind::Alloc => match t.pc {
@@ -176,6 +407,7 @@ fn step(w: &mut World, i: usize) -> Result<(), String> {
                 t.done = true;
             }
         },
+        _ => step_rseq(w, i, &mut t)?,
     }
     w.th[i] = t;
     Ok(())
@@ -238,6 +470,12 @@ fn explore(w: World, seen: &mut HashSet<World>) -> Result<usize, String> {
         let mut w2 = w.clone();
         step(&mut w2, i).map_err(|e| format!("{e} (threads {:?})", w.th))?;
         leaves += explore(w2, seen)?;
+        if in_cs(&w.th[i]) {
+            // A signal (or preemption by another process) aborts the section.
+            let mut w2 = w.clone();
+            abort(&mut w2, i);
+            leaves += explore(w2, seen)?;
+        }
     }
     if !any {
         final_check(&w)?;
@@ -293,4 +531,29 @@ fn kernel_style_slow_path_is_caught_in_user_space() {
     use Kind::{Alloc, FlushKernelStyle};
     let r = run(&[Alloc, FlushKernelStyle]);
     assert!(r.is_err(), "the model must find the race: {r:?}");
+}
+
+#[test]
+fn rseq_fast_paths_against_each_other() {
+    use Kind::{RAlloc, RFree};
+    assert!(run(&[RAlloc, RAlloc, RFree]).unwrap() > 10);
+}
+
+#[test]
+fn rseq_fast_paths_against_local_and_remote_slow_paths() {
+    use Kind::{LocalFlush, RAlloc, RFree, RemoteFlush};
+    assert!(run(&[RAlloc, RFree, LocalFlush]).unwrap() > 10);
+    assert!(run(&[RAlloc, RAlloc, RemoteFlush]).unwrap() > 10);
+    assert!(run(&[RAlloc, RFree, RemoteFlush]).unwrap() > 10);
+}
+
+#[test]
+fn rseq_remote_slow_path_needs_fence_and_recheck() {
+    use Kind::{RAlloc, RFree, RemoteFlushNoFence, RemoteFlushNoRecheck};
+    let r = run(&[RAlloc, RFree, RemoteFlushNoFence]);
+    assert!(r.is_err(), "no fence must race: {r:?}");
+    eprintln!("no fence: {}", r.unwrap_err());
+    let r = run(&[RAlloc, RAlloc, RemoteFlushNoRecheck]);
+    assert!(r.is_err(), "no re-check must race: {r:?}");
+    eprintln!("no re-check: {}", r.unwrap_err());
 }
