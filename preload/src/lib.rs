@@ -6,7 +6,11 @@
 //! LD_PRELOAD=target/release/libslabworks_preload.so SLABWORKS_ALLOCATOR=slab python3 script.py
 //! ```
 //! As an `rlib` it offers the same process-wide instance to Rust through
-//! `common::GlobalSlab<Shared>` (see `examples/global.rs`).
+//! `common::GlobalSlab<Shared>` (see `examples/global.rs`). Note that a binary linking the rlib
+//! also gets the exported `malloc` family (the linker resolves libc's and std's `malloc` to the
+//! rlib's definition), so its C allocations use the same instance: the example does, and so do
+//! this crate's integration tests (the unit tests do not: the symbols are not exported under
+//! `cfg(test)`). Do not link this crate into a program that must keep glibc malloc.
 //!
 //! ## Layers
 //! ```text
