@@ -31,6 +31,16 @@ pub const BREAK_GFP_ORDER_LO: usize = 0;
 pub const BREAK_GFP_ORDER_HI: usize = 1;
 /// Value of `kmem_cache.magic` while the cache exists.
 pub const CACHE_MAGIC: usize = 0x51AB_2632;
+/// Value of `kmem_cache.magic` while a cache that takes the debug path exists: the handle
+/// check of `kmem_cache_alloc`/`kmem_cache_free` compares with [`CACHE_MAGIC`] anyway, so a
+/// debug cache leaves the fast path at that same compare (no extra test for the others).
+pub const CACHE_MAGIC_DEBUG: usize = 0x51AB_D326;
+
+/// Whether `magic` is that of a live cache (debug or not).
+#[inline(always)]
+pub const fn magic_ok(magic: usize) -> bool {
+    magic == CACHE_MAGIC || magic == CACHE_MAGIC_DEBUG
+}
 /// `CFLGS_INIT_ON_ALLOC`: `init_on_alloc` applies to this cache (internal flag bit).
 pub const CFLGS_INIT_ON_ALLOC: u32 = 0x4000_0000;
 /// `CFLGS_INIT_ON_FREE`: `init_on_free` applies to this cache (internal flag bit).
@@ -505,7 +515,11 @@ impl SlabGlobals {
                 self.__kmem_cache_destroy(cachep);
                 return Err(e);
             }
-            (*cachep).magic = CACHE_MAGIC;
+            (*cachep).magic = if (*cachep).flags & CFLGS_DEBUG_PATH != 0 {
+                CACHE_MAGIC_DEBUG
+            } else {
+                CACHE_MAGIC
+            };
             ListHead::add(addr_of_mut!((*cachep).next), self.cache_chain_head());
         }
         Ok(cachep)

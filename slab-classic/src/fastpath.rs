@@ -99,6 +99,21 @@ impl SlabGlobals {
         Some(p)
     }
 
+    /// `__cache_alloc` of a cache known not to be a debug cache (the handle's magic said so).
+    #[inline(always)]
+    pub(crate) fn cache_alloc_nodebug(
+        &self,
+        cachep: *mut KmemCache,
+        gfp: Gfp,
+    ) -> Option<NonNull<u8>> {
+        let p = NonNull::new(self.__do_cache_alloc(cachep, gfp))?;
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: a fresh object of buffer_size bytes.
+            unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
+        }
+        Some(p)
+    }
+
     /// `__cache_alloc_node` under the CPU slot lock: the local array when `nodeid` is this
     /// CPU's node, else straight from the node's lists (`____cache_alloc_node`), falling back
     /// unless `THISNODE`. Returns the raw object.

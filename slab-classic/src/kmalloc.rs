@@ -4,7 +4,7 @@
 
 use crate::arraycache::ARRAYCACHE_INIT_SIZE;
 use crate::bootstrap::SlabGlobals;
-use crate::cache::{KmemCache, CACHE_MAGIC};
+use crate::cache::{magic_ok, KmemCache};
 use crate::node::KmemList3;
 use crate::slabmgmt::reciprocal_divide;
 use common::api::SlabError;
@@ -143,7 +143,7 @@ impl SlabGlobals {
             if cachep.is_null()
                 || !self.provider.contains(cachep as usize)
                 || (*cachep).instance != self.instance
-                || (*cachep).magic != CACHE_MAGIC
+                || !magic_ok((*cachep).magic)
             {
                 return None;
             }
@@ -170,7 +170,7 @@ impl SlabGlobals {
             if cachep.is_null()
                 || !self.provider.contains(cachep as usize)
                 || (*cachep).instance != self.instance
-                || (*cachep).magic != CACHE_MAGIC
+                || !magic_ok((*cachep).magic)
             {
                 return Err(SlabError::NotOurs(addr));
             }
