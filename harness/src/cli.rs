@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Smoke sweep in well under 30 s (fewer sizes, ops, repetitions; what CI and tests use).
     #[arg(long)]
     pub quick: bool,
-    /// Allocators to measure, comma-separated [default: all available; see --list].
+    /// Allocators to measure, comma-separated [default: slab,slub,system,mimalloc; see --list].
     #[arg(long, value_delimiter = ',')]
     pub allocators: Option<Vec<String>>,
     /// Workloads to run, comma-separated [default: all but programs; see --list].
@@ -142,7 +142,11 @@ pub fn validate(
     run_id: &str,
 ) -> Result<RunConfig, String> {
     let allocators = match &args.allocators {
-        None => registry::available().iter().map(|s| s.name).collect(),
+        None => registry::available()
+            .iter()
+            .filter(|s| s.default)
+            .map(|s| s.name)
+            .collect(),
         Some(list) => list
             .iter()
             .map(|n| {

@@ -13,6 +13,8 @@ pub struct AllocSpec {
     pub name: &'static str,
     /// One line for `--list`.
     pub description: &'static str,
+    /// Part of the default sweep.
+    pub default: bool,
 }
 
 /// Every allocator this build knows, in sweep order.
@@ -20,23 +22,33 @@ pub const ALLOCATORS: &[AllocSpec] = &[
     AllocSpec {
         name: "slab",
         description: "slab-classic: Linux 2.6.32 SLAB (array caches, three lists, shared/alien caches) via kmalloc/kmem_cache",
+        default: true,
     },
     AllocSpec {
         name: "slub",
         description: "slub: Linux 6.4 SLUB (lockless per-CPU freelist, per-CPU partials) via kmalloc/kmem_cache",
+        default: true,
+    },
+    AllocSpec {
+        name: "slub-2.6.32",
+        description: "(opt-in) slub with the 2.6.32 constants: min_partial = ilog2(size), free pointer at offset 0, no per-CPU partials",
+        default: false,
     },
     AllocSpec {
         name: "system",
         description: "baseline: glibc malloc/free",
+        default: true,
     },
     AllocSpec {
         name: "mimalloc",
         description: "baseline: mimalloc (the mimalloc crate) mi_malloc/mi_free",
+        default: true,
     },
     #[cfg(feature = "jemalloc")]
     AllocSpec {
         name: "jemalloc",
         description: "baseline: jemalloc (tikv-jemalloc-sys, feature jemalloc)",
+        default: true,
     },
 ];
 
@@ -149,6 +161,16 @@ pub fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
             slub::Slub::new(&p, s.slub)
                 .map(|a| SlabBench::new(a, "slub"))
                 .map_err(|e| format!("slub: {e}"))
+        }),
+        "slub-2.6.32" => dispatch(w, ctx, &|t: &Topology| {
+            let p = provider(t)?;
+            let settings = slub::SlubSettings {
+                era: slub::Era::V2_6_32,
+                ..s.slub
+            };
+            slub::Slub::new(&p, settings)
+                .map(|a| SlabBench::new(a, "slub-2.6.32"))
+                .map_err(|e| format!("slub-2.6.32: {e}"))
         }),
         "system" => dispatch(w, ctx, &|_: &Topology| Ok(System)),
         "mimalloc" => dispatch(w, ctx, &|_: &Topology| Ok(Mimalloc)),
