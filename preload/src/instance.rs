@@ -126,7 +126,8 @@ impl SlabAllocator for Instance {
 /// The process-wide instance as a [`SlabAllocator`], for `common::GlobalSlab<Shared>`: the same
 /// instance the C `malloc` of this library uses. Its `kmalloc`/`kfree`/`ksize` go through the
 /// same dispatch as `malloc`/`free`/`malloc_usable_size` (so sizes above 4 MiB work, from
-/// `mmap`), and through the fork gate; everything else forwards to the allocator.
+/// `mmap`), and through the fork gate; everything else forwards to the allocator. Like `free`,
+/// its `kfree` aborts with one line on a pointer that is not ours instead of returning `Err`.
 #[derive(Clone, Copy)]
 pub struct Shared(&'static Instance);
 
@@ -184,8 +185,13 @@ impl SlabAllocator for Shared {
         unsafe { self.0.kmem_cache_free(cache, obj) }
     }
     #[inline]
-    fn kmalloc(&self, size: usize, _gfp: Gfp) -> Option<NonNull<u8>> {
-        NonNull::new(crate::alloc::alloc_bytes(self.0, size))
+    fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
+        let p = NonNull::new(crate::alloc::alloc_bytes(self.0, size))?;
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: a fresh allocation of at least `size` bytes.
+            unsafe { p.as_ptr().write_bytes(0, size) };
+        }
+        Some(p)
     }
     fn kmalloc_node(&self, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
         let _g = crate::gate::Gate::enter();
