@@ -6,7 +6,8 @@
 //! `Vec<u8>`s of seeded random sizes (16 B .. 64 KiB, a few of 5 MiB) filled with a pattern and
 //! send them over channels to consumer threads, which check the pattern, sometimes grow the
 //! vector (realloc), check again and drop it (the free happens on another thread than the
-//! allocation). Rounds start fresh threads. Prints a deterministic summary line, then the
+//! allocation). Rounds start fresh threads. First, every power-of-two alignment up to 16 MiB is
+//! allocated, checked and freed. Prints a deterministic summary line, then the
 //! allocator's name and memory figures; exits 1 on any mismatch.
 //!
 //! ```sh
@@ -66,7 +67,33 @@ fn check(b: &Block, n: usize) -> Result<u64, String> {
     Ok(sum + n as u64)
 }
 
+/// Every power-of-two alignment up to 16 MiB through the global allocator, sizes below, at and
+/// above the alignment and above 4 MiB (the mmap path).
+fn alignments() -> Result<(), String> {
+    for k in 0..=24 {
+        let align = 1usize << k;
+        for size in [1, align, align + 1, 3 * align, (5 << 20) + 1] {
+            let l = std::alloc::Layout::from_size_align(size, align).map_err(|e| e.to_string())?;
+            // SAFETY: a non-zero-size layout; the block is written inside its size and freed
+            // once with the same layout.
+            unsafe {
+                let p = std::alloc::alloc(l);
+                if p.is_null() || p as usize % align != 0 {
+                    return Err(format!("alloc(size {size}, align {align}) gave {p:?}"));
+                }
+                p.write_bytes(0xa5, size);
+                std::alloc::dealloc(p, l);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() {
+    if let Err(e) = alignments() {
+        eprintln!("global: {e}");
+        std::process::exit(1);
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().expect("numeric arguments"))

@@ -186,7 +186,16 @@ impl SlabAllocator for Shared {
     }
     #[inline]
     fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-        let p = NonNull::new(crate::alloc::alloc_bytes(self.0, size))?;
+        let p = if size > crate::alloc::KMALLOC_MAX {
+            // GlobalSlab asks for kmalloc(max(size, align)) when align > a page and drops a
+            // misaligned result: align `mmap`ed blocks to the largest power of two ≤ size, which
+            // is ≥ any such align (address space only: the excess is unmapped).
+            let align = 1usize << (usize::BITS - 1 - size.leading_zeros());
+            crate::alloc::alloc_aligned(self.0, size, align)
+        } else {
+            crate::alloc::alloc_bytes(self.0, size)
+        };
+        let p = NonNull::new(p)?;
         if gfp.contains(Gfp::ZERO) {
             // SAFETY: a fresh allocation of at least `size` bytes.
             unsafe { p.as_ptr().write_bytes(0, size) };

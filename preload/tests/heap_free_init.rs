@@ -5,20 +5,26 @@
 
 use common::{PageProvider, ProviderConfig, Topology};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 struct Counting;
 
-static WATCH: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-/// The watch is process-wide: tests that raise it take turns.
+
+thread_local! {
+    /// Counting is per thread: the test harness's own threads allocate meanwhile. (A const
+    /// initialiser without Drop: reading it never allocates.)
+    static WATCH: Cell<bool> = const { Cell::new(false) };
+}
+/// COUNT is shared: tests that count take turns.
 static TURN: Mutex<()> = Mutex::new(());
 
 // SAFETY: forwards to System, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if WATCH.load(Ordering::Relaxed) {
+        if WATCH.with(Cell::get) {
             COUNT.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded.
@@ -33,16 +39,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
-/// Heap allocations made by `f` on this thread (other test threads are idle: one test at a time
-/// holds TURN, and the harness allocates only between tests).
+/// Heap allocations made by `f` on this thread.
 fn heap_allocs<T>(f: impl FnOnce() -> T) -> (usize, T) {
     let _t = TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     COUNT.store(0, Ordering::Relaxed);
-    WATCH.store(true, Ordering::SeqCst);
+    WATCH.with(|w| w.set(true));
     let v = f();
-    WATCH.store(false, Ordering::SeqCst);
+    WATCH.with(|w| w.set(false));
     (COUNT.load(Ordering::Relaxed), v)
 }
 
