@@ -626,3 +626,33 @@ fn debug_spec_parses_like_slub_debug_letters() {
     assert!(d.parse_debug(b"ZQ").is_err());
     assert!(d.parse_debug(b"forcd").is_err());
 }
+
+#[test]
+fn kmalloc_caches_are_checked_through_kfree_with_forced_debug() {
+    let p = util::provider(1, 32);
+    let s = Slab::new(
+        &p,
+        SlabSettings {
+            forced_debug: true,
+            ..settings()
+        },
+    )
+    .unwrap();
+    let o = s.kmalloc(100, Gfp::KERNEL).unwrap();
+    // SAFETY: live kmalloc object: ksize is the class size (obj_size of size-128).
+    assert_eq!(unsafe { s.ksize(o) }, Ok(128));
+    poke(o, 128, 0x42);
+    // SAFETY: freed once (the red zone is repaired and the object freed).
+    unsafe { s.kfree(o.as_ptr()) }.unwrap();
+    let r = one_report(&s, DebugErrorKind::RedZoneOverwritten, "size-128", 128);
+    assert_ne!(r.last_caller, 0);
+    // A second kfree is a double free, refused.
+    // SAFETY: refused.
+    assert!(matches!(
+        unsafe { s.kfree(o.as_ptr()) },
+        Err(SlabError::DoubleFree(_))
+    ));
+    one_report(&s, DebugErrorKind::DoubleFree, "size-128", -8);
+    s.validate().unwrap();
+    assert_eq!(s.debug_errors(), 2);
+}
