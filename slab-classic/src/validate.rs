@@ -1,18 +1,27 @@
 //! `s_show`'s accounting (slabinfo rows) and `validate()`: walks every list of every cache the
 //! way `s_show` does and reports each of its errors by name, plus `check_slabp` on every slab,
 //! the page marks of every slab, and every array entry (it must be an object start of the cache,
-//! of the array's node, handed out from its slab).
+//! of the array's node, handed out from its slab). In poisoned or red-zoned caches every free
+//! object (on a free chain or in an array) is also checked, reported and repaired
+//! (`check_free_obj`), so a use after free shows in the next `validate()` and not only when the
+//! object is reused.
 
 use crate::arraycache::{ac_entry, ArrayCache};
 use crate::bootstrap::SlabGlobals;
 use crate::cache::{KmemCache, CFLGS_OFF_SLAB};
-use crate::slabmgmt::{check_slabp, obj_to_index, slab_bufctl, slab_from_list, BUFCTL_FREE};
+use crate::slabmgmt::{
+    check_slabp, index_to_obj, obj_to_index, slab_bufctl, slab_from_list, BUFCTL_END, BUFCTL_FREE,
+};
+use common::api::SlabFlags;
 use common::api::{SlabInfo, SlabInfo as Row};
 use common::list::ListHead;
 use common::page::flags::{PG_OFF_SLAB, PG_SLAB};
 use core::fmt::Write;
 use core::ptr::addr_of_mut;
 use core::sync::atomic::Ordering;
+
+/// With these flags `validate` also checks every free object's poison and red zones.
+const FREE_CHECKS: u32 = SlabFlags::POISON.0 | SlabFlags::RED_ZONE.0;
 
 impl SlabGlobals {
     /// `s_show`: the slabinfo row of a cache and the first accounting error found, if any.
@@ -119,6 +128,10 @@ impl SlabGlobals {
                                 "array object is on its slab's free chain (double free)",
                                 obj as usize,
                             );
+                        } else if (*cachep).flags & FREE_CHECKS != 0
+                            && !self.check_free_obj(cachep, obj)
+                        {
+                            found.add("free object corrupted (reported, repaired)", obj as usize);
                         }
                     }
                     Ok(_) => found.add("array holds an object of another cache", obj as usize),
@@ -174,6 +187,20 @@ impl SlabGlobals {
                         let s = slab_from_list(link);
                         if let Err(e) = check_slabp(cachep, s) {
                             found.add(e, s as usize);
+                        } else if (*cachep).flags & FREE_CHECKS != 0 {
+                            // Every object on the (sound) free chain must be poisoned and
+                            // red-zoned as free.
+                            let mut i = (*s).free;
+                            while i != BUFCTL_END {
+                                let obj = index_to_obj(cachep, s, i);
+                                if !self.check_free_obj(cachep, obj) {
+                                    found.add(
+                                        "free object corrupted (reported, repaired)",
+                                        obj as usize,
+                                    );
+                                }
+                                i = *slab_bufctl(s).add(i as usize);
+                            }
                         }
                         if (*s).nodeid as usize != node {
                             found.add("slab on another node's list", s as usize);

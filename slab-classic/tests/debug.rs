@@ -648,11 +648,58 @@ fn kmalloc_caches_are_checked_through_kfree_with_forced_debug() {
     assert_ne!(r.last_caller, 0);
     // A second kfree is a double free, refused.
     // SAFETY: refused.
-    assert!(matches!(
-        unsafe { s.kfree(o.as_ptr()) },
-        Err(SlabError::DoubleFree(_))
-    ));
+    let again = unsafe { s.kfree(o.as_ptr()) };
+    assert!(matches!(again, Err(SlabError::DoubleFree(_))));
     one_report(&s, DebugErrorKind::DoubleFree, "size-128", -8);
     s.validate().unwrap();
     assert_eq!(s.debug_errors(), 2);
+}
+
+#[test]
+fn validate_finds_use_after_free_in_arrays_and_free_chains_and_repairs_it() {
+    let (_p, s) = instance();
+    let c = s
+        .kmem_cache_create("uaf-validate", 64, 0, RZ | PO | SU, None)
+        .unwrap();
+    s.kmem_cache_tune(c, 2, 1, 0).unwrap();
+    let objs: Vec<_> = (0..4).map(|_| alloc(&s, c)).collect();
+    // SAFETY: each freed once; the first ones are flushed to their slab's free chain, the
+    // last stays in the CPU array.
+    unsafe {
+        for &o in &objs {
+            s.kmem_cache_free(c, o).unwrap();
+        }
+    }
+    poke(objs[0], 50, 0x9a); // on the free chain by now
+    poke(objs[3], 0, 0x78); // in the CPU array
+    poke(objs[3], 64, 0x01); // and its red zone 2
+    let e = s.validate().unwrap_err();
+    assert!(e.contains("free object corrupted"), "{e}");
+    let mut r = take();
+    r.sort_by_key(|r| (r.object, r.offset));
+    let got: Vec<_> = r.iter().map(|r| (r.kind, r.object, r.offset)).collect();
+    let mut want = vec![
+        (
+            DebugErrorKind::SlabCorruption,
+            objs[0].as_ptr() as usize,
+            50,
+        ),
+        (DebugErrorKind::SlabCorruption, objs[3].as_ptr() as usize, 0),
+        (
+            DebugErrorKind::FreedEndOverwritten,
+            objs[3].as_ptr() as usize,
+            64,
+        ),
+    ];
+    want.sort_by_key(|w| (w.1, w.2));
+    assert_eq!(got, want, "{r:#?}");
+    // Repaired: the next validate is clean, and reuse reports nothing.
+    s.validate().unwrap();
+    let again: Vec<_> = (0..4).map(|_| alloc(&s, c)).collect();
+    assert!(take().is_empty());
+    for o in again {
+        // SAFETY: freed once.
+        unsafe { s.kmem_cache_free(c, o) }.unwrap();
+    }
+    assert_eq!(s.cache_debug_errors(c), Ok(3));
 }
