@@ -113,6 +113,11 @@
 //! `kfree`; internal metadata allocations record their own call site) — Rust has no stable
 //! return address.
 //!
+//! Invariant of a debug cache (checked by `validate()`, which reports and repairs each free
+//! object that breaks it): every free object — on a bufctl free chain or in a CPU, shared or
+//! alien array — has both red zones `RED_INACTIVE` and (with poison) `POISON_FREE` bytes ending
+//! in `POISON_END`; every allocated object has both red zones `RED_ACTIVE`.
+//!
 //! Checks: on alloc `check_poison_obj` (one "Slab corruption" report with the first bad byte,
 //! its offset, expected/found bytes and the count), red zones must be inactive ("double free,
 //! or memory outside object was overwritten"); on free the red zones must be active (both
