@@ -139,8 +139,9 @@
 //! `kmem_cache.flags` (same cache line) once per call, after the raw allocation or before the
 //! raw free. The free checks subtract `obj_offset` (0 for non-debug caches). The slow paths
 //! test `DEBUG_FLAGS` before `check_slabp`. Measured with `benches/pair.rs` (64 B pair,
-//! `--only-cache`, 20 alternating runs against the pre-debug build on a loaded 2-core VM):
-//! about 1.05× (min 1.06, median 1.05); kmalloc/kfree within noise.
+//! `--only-cache`, two sets of 20 alternating runs against the pre-debug build on a loaded
+//! 2-core VM): ratio of minima 1.06 and 1.01, of medians 1.05 and 0.98 — within noise;
+//! kmalloc/kfree likewise.
 //! Lock order is unchanged; reports may be made under a node `list_lock` (`check_slabp`, the
 //! bufctl double free, slab destruction) and under `cache_chain_mutex` (destroy), so the
 //! callback must not allocate from the instance.
