@@ -25,7 +25,7 @@
 //! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`) gives an instance implementing
 //! [`common::SlabAllocator`]; SLUB-specific introspection is on [`Slub`]: `cache_attrs`,
 //! `cache_stat`, `stat_totals`, `kmalloc_cache`, `find_cache`, `validate_cache`, `flush_all`,
-//! `set_min_partial`, `set_cpu_partial`, `set_remote_node_defrag_ratio`, `cpu_tid`, and the
+//! `set_min_partial`, `set_cpu_partial`, `set_remote_node_defrag_ratio`, `cpu_tid`, `fastpath`, and the
 //! bulk calls `kmem_cache_alloc_bulk`/`kmem_cache_free_bulk`.
 //!
 //! ## Call tree, fast to slow
