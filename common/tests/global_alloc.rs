@@ -190,3 +190,41 @@ fn frees_from_other_threads_and_nothing_leaks() {
         "the other thread's 200 frees gave pages back ({before} -> {after})"
     );
 }
+
+static INNER_WAS_NONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static REENTRANT: GlobalSlab<PageAlloc> = GlobalSlab::new(init_reentrant);
+
+/// An init that (wrongly) uses the adapter it is initialising: the inner call must fail fast
+/// instead of spinning forever on its own initialisation.
+fn init_reentrant() -> Option<PageAlloc> {
+    INNER_WAS_NONE.store(REENTRANT.get().is_none(), Ordering::Relaxed);
+    init()
+}
+
+#[test]
+fn reentrant_init_fails_fast_instead_of_hanging() {
+    assert!(REENTRANT.get().is_some());
+    assert!(INNER_WAS_NONE.load(Ordering::Relaxed));
+}
+
+#[test]
+fn realloc_stays_in_place_while_it_fits() {
+    let _g = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let layout = std::alloc::Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: standard alloc/realloc/dealloc sequence with matching layouts.
+    unsafe {
+        let p = std::alloc::alloc(layout);
+        p.write_bytes(3, 100);
+        // PageAlloc's objects are whole pages: 4000 bytes still fit.
+        let q = std::alloc::realloc(p, layout, 4000);
+        assert_eq!(p, q, "grown in place within ksize");
+        assert_eq!(*q.add(99), 3);
+        let big = std::alloc::Layout::from_size_align(4000, 8).unwrap();
+        let r = std::alloc::realloc(q, big, 20_000);
+        assert_ne!(r, q, "moved when it no longer fits");
+        assert_eq!(*r.add(99), 3, "contents copied");
+        std::alloc::dealloc(r, std::alloc::Layout::from_size_align(20_000, 8).unwrap());
+    }
+}
