@@ -86,7 +86,7 @@ pub struct RunArgs {
     #[arg(long = "slab", value_name = "KEY=VALUE")]
     pub slab_settings: Vec<String>,
     /// SLUB setting KEY=VALUE (repeatable): era (6.4|2.6.32), min_order, max_order,
-    /// min_objects, nomerge, cpu_partial, min_partial, hardened, stats.
+    /// min_objects, nomerge, cpu_partial, min_partial, hardened, stats, fastpath (auto|rseq|cmpxchg).
     #[arg(long = "slub", value_name = "KEY=VALUE")]
     pub slub_settings: Vec<String>,
     /// Skip drawing plots (CSV, meta.json and summary are still written).

@@ -58,6 +58,7 @@ pub fn color_of(name: &str) -> RGBColor {
         "slab" => RGBColor(214, 39, 40),
         "slub" | "provider" => RGBColor(31, 119, 180),
         "slub-2.6.32" => RGBColor(23, 190, 207),
+        "slub-cmpxchg" => RGBColor(127, 127, 127),
         "system" => RGBColor(44, 160, 44),
         "mimalloc" => RGBColor(148, 103, 189),
         "jemalloc" => RGBColor(140, 86, 75),

@@ -30,6 +30,11 @@ pub const ALLOCATORS: &[AllocSpec] = &[
         default: true,
     },
     AllocSpec {
+        name: "slub-cmpxchg",
+        description: "(opt-in) slub with the lock cmpxchg16b fast path instead of rseq (the default where available)",
+        default: false,
+    },
+    AllocSpec {
         name: "slub-2.6.32",
         description: "(opt-in) slub with the 2.6.32 constants: min_partial = ilog2(size), free pointer at offset 0, no per-CPU partials",
         default: false,
@@ -127,9 +132,17 @@ impl Settings {
                 "min_partial" => u.min_partial = Some(num(k, v)?),
                 "hardened" => u.freelist_hardened = flag(k, v)?,
                 "stats" => u.stats = flag(k, v)?,
+                "fastpath" => {
+                    u.fastpath = match v {
+                        "auto" => slub::FastPath::Auto,
+                        "rseq" => slub::FastPath::Rseq,
+                        "cmpxchg" => slub::FastPath::Cmpxchg,
+                        _ => return Err(format!("--slub fastpath={v}: expected auto, rseq or cmpxchg")),
+                    }
+                }
                 _ => {
                     return Err(format!(
-                        "--slub {a}: unknown key '{k}' (era, min_order, max_order, min_objects, nomerge, cpu_partial, min_partial, hardened, stats)"
+                        "--slub {a}: unknown key '{k}' (era, min_order, max_order, min_objects, nomerge, cpu_partial, min_partial, hardened, stats, fastpath)"
                     ))
                 }
             }
@@ -171,6 +184,16 @@ pub fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
             slub::Slub::new(&p, settings)
                 .map(|a| SlabBench::new(a, "slub-2.6.32"))
                 .map_err(|e| format!("slub-2.6.32: {e}"))
+        }),
+        "slub-cmpxchg" => dispatch(w, ctx, &|t: &Topology| {
+            let p = provider(t)?;
+            let settings = slub::SlubSettings {
+                fastpath: slub::FastPath::Cmpxchg,
+                ..s.slub
+            };
+            slub::Slub::new(&p, settings)
+                .map(|a| SlabBench::new(a, "slub-cmpxchg"))
+                .map_err(|e| format!("slub-cmpxchg: {e}"))
         }),
         "system" => dispatch(w, ctx, &|_: &Topology| Ok(System)),
         "mimalloc" => dispatch(w, ctx, &|_: &Topology| Ok(Mimalloc)),
