@@ -169,7 +169,9 @@ pub fn calculate_sizes(
     }
     let inuse = size;
     let offset;
+    let orig_size = flags.contains(SlabFlags::STORE_USER) && flags.contains(SlabFlags::KMALLOC);
     if flags.intersects(SlabFlags::TYPESAFE_BY_RCU | SlabFlags::POISON)
+        || orig_size
         || (flags.contains(SlabFlags::RED_ZONE) && object_size < WORD)
         || has_ctor
     {
@@ -382,6 +384,9 @@ pub struct KmemCache {
     pub(crate) remote_node_defrag_ratio: AtomicUsize,
     /// `node[MAX_NUMNODES]`.
     pub(crate) node: [AtomicPtr<KmemCacheNode>; MAX_NUMNODES],
+    /// `slub_debug` reports about this cache (the per-cache `slab_errors`); last, so the
+    /// fields the fast paths read keep their offsets.
+    pub(crate) errors: core::sync::atomic::AtomicU64,
 }
 
 // SAFETY: all mutable state is atomics, per-CPU slots under their locks, or node structures
@@ -436,18 +441,23 @@ pub(crate) unsafe fn kmem_cache_open(
     } else {
         sl.nr_cpu_ids
     };
-    let layout = calculate_sizes(size, align, flags, ctor.is_some(), settings, nr_cpus).ok_or(
-        SlabError::TooLarge {
-            size,
-            max: crate::KMALLOC_MAX_SIZE,
-        },
-    )?;
-    let debug = flags.intersects(
-        SlabFlags::RED_ZONE
-            | SlabFlags::POISON
-            | SlabFlags::STORE_USER
-            | SlabFlags::CONSISTENCY_CHECKS,
-    );
+    let mut flags = crate::debug::kmem_cache_flags(sl, flags, name.as_str());
+    let too_large = SlabError::TooLarge {
+        size,
+        max: crate::KMALLOC_MAX_SIZE,
+    };
+    let mut layout =
+        calculate_sizes(size, align, flags, ctor.is_some(), settings, nr_cpus).ok_or(too_large)?;
+    if crate::debug::disable_higher_order_debug(sl)
+        && flags.intersects(crate::debug::DEBUG_METADATA_FLAGS)
+        && get_order(layout.size) > get_order(size)
+    {
+        // slub_debug=O: no debug metadata where it would raise the minimum order.
+        flags = flags.without(crate::debug::DEBUG_METADATA_FLAGS);
+        layout = calculate_sizes(size, align, flags, ctor.is_some(), settings, nr_cpus)
+            .ok_or(too_large)?;
+    }
+    let debug = flags.intersects(crate::debug::SLAB_DEBUG_FLAGS);
     let has_cpu_partial = !debug && settings.era == Era::V6_4;
     let min_partial = settings
         .min_partial
@@ -473,6 +483,7 @@ pub(crate) unsafe fn kmem_cache_open(
     let cache = KmemCache {
         cpu_slab,
         flags,
+        errors: core::sync::atomic::AtomicU64::new(0),
         min_partial: AtomicUsize::new(min_partial),
         size: layout.size,
         object_size: AtomicUsize::new(layout.object_size),

@@ -26,7 +26,11 @@ pub(crate) fn kmalloc_node(sl: &Slub, size: usize, gfp: Gfp, node: usize) -> Opt
         return kmalloc_large_node(sl, size, gfp, node);
     }
     let s = kmalloc_slab(sl, size)?;
-    slab_alloc_node(sl, s, gfp, node)
+    let p = slab_alloc_node(sl, s, gfp, node)?;
+    if s.debug {
+        crate::debug::kmalloc_debug_orig_size(s, p.as_ptr() as usize, size);
+    }
+    Some(p)
 }
 
 /// `kmalloc_large_node`: whole pages for sizes above `KMALLOC_MAX_CACHE_SIZE`.

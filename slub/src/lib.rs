@@ -16,6 +16,7 @@
 //!   cache.rs    kmem_cache: kmem_cache_open, calculate_sizes, calculate_order, oo
 //!   freeptr.rs  get_freepointer / set_freepointer / freelist_ptr (hardening)
 //!   stats.rs    enum stat_item (26), sysfs-style CacheAttrs   validate.rs validate_slab_cache, slabinfo
+//!   debug.rs    slub_debug=: init_object, check_object, on_freelist, alloc_debug / free_to_partial_list
 //!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
 //!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol
 //! ```
@@ -46,7 +47,49 @@
 //!           ├ put_cpu_partial → __unfreeze_partials   (drain when cpu_partial_slabs reached)
 //!           └ add_partial / remove_partial / discard_slab
 //! kmem_cache_shrink → flush_all → __kmem_cache_do_shrink
+//!
+//! debug caches (s->debug): the fast paths above see `s.debug` and fall through to
+//!   __slab_alloc → debug::alloc_debug           under list_lock: alloc_single_from_partial /
+//!                                                _from_new_slab → alloc_debug_processing, set_track
+//!   __slab_free  → debug::free_to_partial_list   under list_lock: free_debug_processing
+//!                                                (free_consistency_checks, on_freelist), init_object
+//!   validate_slab_cache → debug::validate_slab   check_slab, on_freelist, check_object per object
 //! ```
+//!
+//! ## Debugging (`slub_debug`, issue 7)
+//! - **Turning it on.** Per cache with the flags `CONSISTENCY_CHECKS` (F), `RED_ZONE` (Z),
+//!   `POISON` (P), `STORE_USER` (U), `TRACE` (T); for all or some caches with
+//!   [`SlubSettings::slub_debug`] in the kernel's syntax (`SlubDebug::new(b"F,kmalloc-*;ZP")`,
+//!   `-` off, `O` no debug where it raises the minimum order, no letters = FZPU), also as the
+//!   boot option `slub_debug=…` (`slub_debug` alone = FZPU) and, when the setting is `None`
+//!   (the default), the environment variable **`SLUB_DEBUG`** (same syntax, read with
+//!   `getenv` when the instance is created; `Some(SlubDebug::OFF)` ignores it — the kunit
+//!   ports use that in place of `SLAB_NO_USER_FLAGS`).
+//! - **Layout** (per slot, `object = slot + red_left_pad`): left red zone, object, right red
+//!   zone up to `inuse`, free pointer (outside the object with P, a constructor, RCU, or
+//!   orig-size tracking), alloc and free `Track` (32 bytes each, U), `orig_size` (u32, U on a
+//!   kmalloc cache), one word, padding to `size`. Red zones `0xbb` free / `0xcc` allocated;
+//!   poison `0x6b`… `0xa5` (also on allocation, as 6.4); padding and new P slabs `0x5a`.
+//!   With orig-size tracking the bytes between the kmalloc request and the bucket are red-zoned
+//!   (`kmalloc Redzone`); kmalloc sets them after the object is taken (only `if s.debug`).
+//! - **Reports.** Every detection makes one [`DebugReport`] (cache, kind, the kernel's words,
+//!   slab, object, faulting range, expected/found byte, tracks; `Display` = the kernel's
+//!   `BUG …: Right Redzone overwritten` / `FIX …: Restoring …` lines) and each fix another; both
+//!   are counted in [`Slub::slab_errors`] and the cache's [`Slub::cache_errors`] — what kunit's
+//!   `slab_errors` counts, so a corruption usually costs 2. They go to
+//!   [`SlubSettings::debug_report`] (a `fn` pointer) or stderr; `debug_abort` aborts after the
+//!   first error report instead of continuing.
+//! - **Fixing** as the kernel: bytes restored; a corrupt free pointer set to NULL (free chain
+//!   truncated) or the slab's list cleared; `inuse`/`objects` corrected; a free that fails the
+//!   checks is not done ("Object not freed", the object leaks); an object already free is
+//!   refused with `SlabError::DoubleFree`.
+//! - **Debug off costs nothing on the fast paths**: they already tested `s.debug` (a field of
+//!   the cache line they read) before this issue; the checks live in cold functions behind it.
+//! - **Deviations.** No full list (validate walks partial slabs only, also with U); the
+//!   track's caller word is 0 (stable Rust has no return-address intrinsic; CPU, thread id and
+//!   time are recorded); `T` forces the debug path but prints nothing; the boot caches
+//!   `kmem_cache`/`kmem_cache_node` ignore `slub_debug=`; a busy `kmem_cache_destroy` reports 2
+//!   errors ("Objects remaining", "still has objects") for the whole cache, not one per slab.
 //!
 //! ## Lock order (as `mm/slub.c` 6.4 numbers it)
 //! 1. `slab_mutex` ([`Slub`]'s cache list): the list of caches, aliases (`refcount`,
@@ -94,9 +137,7 @@
 //!   object by `nr_node_ids`): a Rust reference must cover the whole structure.
 //! - No `pfmemalloc`, memcg, KASAN, KFENCE, RCU-delayed freeing, freelist randomisation,
 //!   CPU hotplug or sysfs; `SLAB_TYPESAFE_BY_RCU` only shapes the layout.
-//! - Debug caches (`SLAB_RED_ZONE`/`POISON`/`STORE_USER`/`CONSISTENCY_CHECKS`) get the debug
-//!   layout and always take the slow paths without per-CPU partials, but the checks themselves
-//!   (`alloc_debug_processing`, `free_to_partial_list`, red zones, poison) are issue 7.
+//! - `slub_debug` (issue 7, `debug.rs`): see "Debugging" below for what differs.
 //! - Frees are checked (`virt_to_slab`: our slab, our instance, object start via
 //!   `reciprocal_size`) and a naive double free or a free into an empty slab is refused with
 //!   `SlabError::DoubleFree` instead of `BUG()`.
@@ -113,6 +154,7 @@
 
 mod bootstrap;
 mod cache;
+mod debug;
 mod fastpath;
 mod freeptr;
 mod kmalloc;
@@ -127,6 +169,10 @@ mod validate;
 pub use cache::{
     calc_slab_order, calculate_alignment, calculate_order, calculate_sizes, min_partial_for,
     set_cpu_partial_for, CacheLayout, KmemCacheOrderObjects, OO_SHIFT,
+};
+pub use debug::{
+    DebugReport, ReportFn, ReportKind, SlubDebug, Track, DEBUG_DEFAULT_FLAGS, POISON_END,
+    POISON_FREE, POISON_INUSE, SLUB_RED_ACTIVE, SLUB_RED_INACTIVE,
 };
 pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
@@ -190,6 +236,15 @@ pub struct SlubSettings {
     pub random_seed: u64,
     /// Which lockless fast path (issue 9): restartable sequences or `lock cmpxchg16b`.
     pub fastpath: FastPath,
+    /// `slub_debug=` (issue 7). `None`: read the environment variable `SLUB_DEBUG` (same
+    /// syntax, e.g. `SLUB_DEBUG='F,kmalloc-*;ZP'`) when the instance is created;
+    /// `Some(SlubDebug::OFF)`: off whatever the environment says.
+    pub slub_debug: Option<SlubDebug>,
+    /// Report callback for `slub_debug` reports (`None`: printed to stderr).
+    pub debug_report: Option<ReportFn>,
+    /// Abort the process after the first `slub_debug` error report (the kernel's `BUG`);
+    /// default: report, fix and continue.
+    pub debug_abort: bool,
 }
 
 /// The fast-path implementation (`fastpath=` boot option; see `fastpath.rs`).
@@ -235,6 +290,17 @@ impl FastPath {
     }
 }
 
+/// Boot option tokens: separated by spaces, and by commas except inside `slub_debug=…`
+/// (whose value uses commas and semicolons itself).
+fn split_boot_options(opts: &str) -> impl Iterator<Item = &str> {
+    opts.split(' ')
+        .flat_map(|w| {
+            let keep = w.starts_with("slub_debug=");
+            w.split(move |c| c == ',' && !keep)
+        })
+        .filter(|t| !t.is_empty())
+}
+
 /// `SLUB_FASTPATH`, read with `getenv` (no heap: `Slub::new` must not allocate).
 fn env_fastpath() -> Option<FastPath> {
     // SAFETY: getenv with a NUL-terminated name; the result is NUL-terminated or null. Nothing
@@ -266,6 +332,9 @@ impl Default for SlubSettings {
             remote_node_defrag_ratio: 100,
             random_seed: 0,
             fastpath: FastPath::Auto,
+            slub_debug: None,
+            debug_report: None,
+            debug_abort: false,
         }
     }
 }
@@ -274,10 +343,11 @@ impl SlubSettings {
     /// Parses kernel-command-line style options, separated by spaces or commas:
     /// `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slab_merge
     /// slub_cpu_partial=N slub_min_partial=N era=6.4|2.6.32 hardened stats
-    /// remote_node_defrag_ratio=N seed=N` (`slub_nomerge`/`slub_merge` are accepted too).
+    /// remote_node_defrag_ratio=N seed=N fastpath=auto|rseq|cmpxchg slub_debug[=…] debug_abort`
+    /// (`slub_nomerge`/`slub_merge` are accepted too; commas inside `slub_debug=` belong to it).
     pub fn from_boot_options(opts: &str) -> Result<Self, String> {
         let mut s = Self::default();
-        for tok in opts.split([' ', ',']).filter(|t| !t.is_empty()) {
+        for tok in split_boot_options(opts) {
             let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
             let num = || {
                 v.parse::<usize>()
@@ -303,6 +373,14 @@ impl SlubSettings {
                         _ => return Err(format!("fastpath: {v:?} is not auto, rseq or cmpxchg")),
                     }
                 }
+                "slub_debug" => {
+                    let text = tok.split_once('=').map_or("", |(_, v)| v);
+                    s.slub_debug = Some(
+                        SlubDebug::new(text.as_bytes())
+                            .ok_or_else(|| format!("slub_debug: {text:?} is too long"))?,
+                    );
+                }
+                "debug_abort" => s.debug_abort = true,
                 "era" => {
                     s.era = match v {
                         "6.4" => Era::V6_4,
@@ -367,6 +445,8 @@ pub struct Slub {
     pub(crate) random_state: core::sync::atomic::AtomicU64,
     /// The resolved fast path is rseq (else cmpxchg).
     pub(crate) rseq: bool,
+    /// `slab_errors`: every `slub_debug` report of this instance (the kunit resource).
+    pub(crate) slab_errors: core::sync::atomic::AtomicU64,
 }
 
 // SAFETY: every raw pointer in Slub names provider memory owned by this instance for its whole
@@ -395,6 +475,9 @@ impl Slub {
                 max: common::PAGE_SIZE << (common::MAX_ORDER - 1),
             });
         }
+        if settings.slub_debug.is_none() {
+            settings.slub_debug = Some(debug::env_slub_debug());
+        }
         let seed = if settings.random_seed != 0 {
             settings.random_seed
         } else {
@@ -416,6 +499,7 @@ impl Slub {
             kmalloc_caches: [core::ptr::null_mut(); kmalloc_sizes::NR],
             random_state: core::sync::atomic::AtomicU64::new(seed),
             rseq: settings.fastpath.resolve() == FastPath::Rseq,
+            slab_errors: core::sync::atomic::AtomicU64::new(0),
         };
         bootstrap::kmem_cache_init(&mut sl)?;
         Ok(sl)
@@ -604,6 +688,43 @@ impl Slub {
     pub fn validate_cache(&self, cache: CacheHandle) -> Result<(), String> {
         let s = self.cache_of(cache).map_err(|e| e.to_string())?;
         validate::validate_slab_cache(self, s)
+    }
+
+    /// `slab_errors` of this instance: how many `slub_debug` reports (errors and fixes) were
+    /// made, as the kernel's kunit resource counts them.
+    pub fn slab_errors(&self) -> u64 {
+        self.slab_errors.load(Ordering::Relaxed)
+    }
+
+    /// Resets [`Slub::slab_errors`] (and every cache's counter) to 0.
+    pub fn reset_slab_errors(&self) {
+        self.slab_errors.store(0, Ordering::Relaxed);
+        self.for_each_cache(|s| s.errors.store(0, Ordering::Relaxed));
+    }
+
+    /// The `slub_debug` report count of one cache.
+    pub fn cache_errors(&self, cache: CacheHandle) -> Result<u64, SlabError> {
+        Ok(self.cache_of(cache)?.errors.load(Ordering::Relaxed))
+    }
+
+    /// The flags a cache ended up with (after `slub_debug=`), and its free pointer offset.
+    pub fn cache_debug_layout(&self, cache: CacheHandle) -> Result<(SlabFlags, usize), SlabError> {
+        let s = self.cache_of(cache)?;
+        Ok((s.flags, s.offset))
+    }
+
+    /// `kmalloc_trace(s, gfp, size)`: an object of a (kmalloc) cache for a `size`-byte request;
+    /// with orig-size tracking the bytes after `size` are the "kmalloc Redzone".
+    pub fn kmalloc_trace(&self, cache: CacheHandle, gfp: Gfp, size: usize) -> Option<NonNull<u8>> {
+        let s = self.cache_of(cache).ok()?;
+        if size > s.object_size.load(Ordering::Relaxed) {
+            return None;
+        }
+        let p = fastpath::slab_alloc_node(self, s, gfp, NUMA_NO_NODE)?;
+        if s.debug {
+            debug::kmalloc_debug_orig_size(s, p.as_ptr() as usize, size);
+        }
+        Some(p)
     }
 
     /// The `tid` of one CPU slot of a cache (tests, introspection).
@@ -812,7 +933,7 @@ impl SlabAllocator for Slub {
     fn settings_summary(&self) -> String {
         let s = &self.settings;
         format!(
-            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} fastpath={}",
+            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} fastpath={}",
             match s.era {
                 Era::V6_4 => "6.4",
                 Era::V2_6_32 => "2.6.32",
@@ -826,6 +947,7 @@ impl SlabAllocator for Slub {
             s.freelist_hardened,
             s.stats,
             s.remote_node_defrag_ratio,
+            s.slub_debug.unwrap_or(SlubDebug::OFF),
             self.fastpath().name()
         )
     }

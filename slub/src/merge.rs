@@ -122,8 +122,15 @@ pub(crate) fn kmem_cache_create_usercopy(
     flags: SlabFlags,
     ctor: Option<Ctor>,
 ) -> Result<*mut KmemCache, SlabError> {
-    // Only the kernel's creation flags; SLAB_KMALLOC is internal.
-    let flags = flags.without(SlabFlags::KMALLOC);
+    // Only the kernel's creation flags; SLAB_KMALLOC is internal (kept only together with
+    // debug flags, so kunit's orig-size cache can be built).
+    let flags = if flags.intersects(crate::debug::SLAB_DEBUG_FLAGS) {
+        flags
+    } else {
+        flags.without(SlabFlags::KMALLOC)
+    };
+    // kmem_cache_flags: slub_debug= decides before merging (debug caches never merge).
+    let flags = crate::debug::kmem_cache_flags(sl, flags, name.as_str());
     let mut list = sl.slab_mutex.lock();
     let s = __kmem_cache_alias(sl, &list, size, align, flags, ctor);
     if !s.is_null() {
@@ -214,6 +221,10 @@ pub(crate) unsafe fn kmem_cache_destroy(sl: &Slub, s: *mut KmemCache) -> Result<
     }
     flush_all(sr);
     let busy = objects_in_use(sr);
+    if busy != 0 {
+        // list_slab_objects + the destroy warning: counted as slub_debug reports.
+        crate::debug::report_leak(sl, sr, busy);
+    }
     if busy != 0 || refs < 1 || sr.flags.contains(SlabFlags::KMALLOC) {
         return Err(SlabError::Busy { objects: busy });
     }

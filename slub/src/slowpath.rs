@@ -126,9 +126,16 @@ pub(crate) fn new_slab(s: &KmemCache, gfp: Gfp, node: usize) -> Option<*mut Page
     let slab = page.as_ptr();
     let p = slab_ref(slab);
     let objects = oo.objects();
-    let start = s.provider.page_address(page).as_ptr() as usize + s.red_left_pad;
+    let base = s.provider.page_address(page).as_ptr() as usize;
+    let start = base + s.red_left_pad;
+    if s.debug {
+        crate::debug::setup_slab_debug(s, base, oo.order());
+    }
     for idx in 0..objects {
         let obj = start + idx * s.size;
+        if s.debug {
+            crate::debug::setup_object_debug(s, obj);
+        }
         if let Some(ctor) = s.ctor {
             // SAFETY: setup_object: the object is fresh memory of object_size bytes, the
             // constructor's contract.
@@ -331,12 +338,17 @@ enum Step {
 #[cold]
 #[inline(never)]
 pub(crate) fn __slab_alloc(
-    _sl: &Slub,
+    sl: &Slub,
     s: &KmemCache,
     gfp: Gfp,
     node: usize,
     c: &KmemCacheCpu,
 ) -> Option<usize> {
+    if s.debug {
+        let object =
+            crate::debug::alloc_debug(sl, s, gfp, node, s.object_size.load(Ordering::Relaxed));
+        return (object != 0).then_some(object);
+    }
     let object = ___slab_alloc(s, gfp, node, c);
     (object != 0).then_some(object)
 }
@@ -657,7 +669,7 @@ pub(crate) fn put_cpu_partial(s: &KmemCache, c: &KmemCacheCpu, slab: *mut Page, 
 #[cold]
 #[inline(never)]
 pub(crate) unsafe fn __slab_free(
-    _sl: &Slub,
+    sl: &Slub,
     s: &KmemCache,
     slab: NonNull<Page>,
     head: usize,
@@ -666,6 +678,9 @@ pub(crate) unsafe fn __slab_free(
 ) -> Result<(), SlabError> {
     let slab = slab.as_ptr();
     s.stat(FREE_SLOWPATH);
+    if s.debug {
+        return crate::debug::free_to_partial_list(sl, s, slab, head, tail, cnt);
+    }
     let n = s.get_node(slab_nid(s, slab));
     let mut guard: Option<ListGuard<'_>>;
     let (prior, new, was_frozen) = loop {

@@ -110,7 +110,11 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String
         // SAFETY: list_lock held for the walk.
         for link in unsafe { ListHead::iter(g.partial()) } {
             let slab = slab_of(link);
-            validate_slab(sl, s, slab, node)?;
+            if s.debug {
+                crate::debug::validate_slab(sl, s, slab);
+            } else {
+                validate_slab(sl, s, slab, node)?;
+            }
             objs += counters_of(slab).objects as usize;
             count += 1;
         }
