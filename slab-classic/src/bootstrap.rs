@@ -94,6 +94,11 @@ pub struct SlabGlobals {
     pub(crate) slab_break_gfp_order: usize,
     pub(crate) use_alien_caches: bool,
     pub(crate) stats: bool,
+    /// The fast path in use (`settings.fastpath` and `SLAB_FASTPATH` resolved at creation):
+    /// true = rseq push/pop with busy marks, false = every array use under the slot lock.
+    pub(crate) rseq: bool,
+    /// `sysconf(_SC_NPROCESSORS_CONF)`: slots at or above it name no CPU a thread can run on.
+    pub(crate) nprocs_conf: usize,
     /// Debug reports made by this instance (the `slab_errors` count, all caches).
     pub(crate) debug_errors: AtomicU64,
     g_cpucache_up: AtomicU8,
@@ -173,6 +178,8 @@ impl SlabGlobals {
                 slab_break_gfp_order: break_order,
                 use_alien_caches: settings.use_alien_caches && nr_nodes > 1,
                 stats: settings.stats,
+                rseq: crate::fastpath::resolve_fastpath(settings.fastpath, nr_cpus),
+                nprocs_conf: crate::fastpath::nprocs_conf(),
                 debug_errors: AtomicU64::new(0),
                 g_cpucache_up: AtomicU8::new(CpuCacheUp::None as u8),
                 states_seen: core::array::from_fn(|_| AtomicU8::new(u8::MAX)),
@@ -240,6 +247,7 @@ impl SlabGlobals {
             for cpu in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cc, cpu);
                 addr_of_mut!((*slot).lock).write(LocalLock::new());
+                addr_of_mut!((*slot).busy).write(core::sync::atomic::AtomicUsize::new(0));
                 (*slot).node = self.cpu_node[cpu] as u16;
                 (*slot).ac = init_ac;
             }

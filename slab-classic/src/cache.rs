@@ -80,6 +80,10 @@ pub struct CpuSlot {
     pub node: u16,
     /// The CPU's array cache.
     pub ac: *mut ArrayCache,
+    /// rseq mode's busy mark (see `fastpath.rs`): non-zero while a holder of `lock` works on
+    /// `ac` (or swaps it), so the rseq fast paths on this CPU fall back to the locked path.
+    /// Set and cleared only by the holder of `lock`.
+    pub busy: core::sync::atomic::AtomicUsize,
 }
 
 /// `struct kmem_cache` of 2.6.32. Variable size: `array` (one [`CpuSlot`] per CPU) and
@@ -504,6 +508,7 @@ impl SlabGlobals {
             for cpu in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cachep, cpu);
                 addr_of_mut!((*slot).lock).write(LocalLock::new());
+                addr_of_mut!((*slot).busy).write(core::sync::atomic::AtomicUsize::new(0));
                 (*slot).node = self.cpu_node[cpu] as u16;
                 (*slot).ac = null_mut();
             }
@@ -650,11 +655,11 @@ impl SlabGlobals {
             }
             for i in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cachep, i);
-                (*slot).lock.lock();
+                self.slot_lock(slot, i);
                 let old = (*slot).ac;
                 (*slot).ac = *new.add(i);
                 *new.add(i) = old;
-                (*slot).lock.unlock();
+                self.slot_unlock(slot);
             }
             (*cachep).batchcount.store(batchcount, Ordering::Relaxed);
             (*cachep).limit.store(limit, Ordering::Relaxed);
@@ -756,7 +761,7 @@ impl SlabGlobals {
         unsafe {
             for cpu in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cachep, cpu);
-                (*slot).lock.lock();
+                self.slot_lock(slot, cpu);
                 let ac = (*slot).ac;
                 let node = (*slot).node as usize;
                 let l3 = self.l3(cachep, node);
@@ -764,7 +769,7 @@ impl SlabGlobals {
                 self.free_block(cachep, ac_entry(ac), (*ac).avail as usize, node);
                 (*l3).list_lock.unlock();
                 (*ac).avail = 0;
-                (*slot).lock.unlock();
+                self.slot_unlock(slot);
             }
             for node in 0..self.nr_nodes {
                 let l3 = self.l3(cachep, node);

@@ -255,6 +255,21 @@ pub struct SlabSettings {
     /// Called with every debug report (default: print it on stderr in the kernel's words).
     /// May run with a node lock held: it must not allocate from this instance.
     pub report: Option<fn(&DebugReport)>,
+    /// Which per-CPU fast path to use (issue 9); `SLAB_FASTPATH=rseq|lock|auto` overrides it.
+    pub fastpath: FastPath,
+}
+
+/// The per-CPU array fast path (issue 9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FastPath {
+    /// rseq when `common::rseq` is available on the creating thread and the membarrier fence
+    /// works, else the lock.
+    Auto,
+    /// rseq push/pop (falls back to the lock where rseq is not available).
+    Rseq,
+    /// Every array use under the CPU slot's `LocalLock` (2.6.32's `local_irq_save`).
+    #[default]
+    Lock,
 }
 
 impl PartialEq for SlabSettings {
@@ -266,6 +281,7 @@ impl PartialEq for SlabSettings {
             && self.use_alien_caches == o.use_alien_caches
             && self.reap == o.reap
             && self.reaper_thread == o.reaper_thread
+            && self.fastpath == o.fastpath
             && self.debug == o.debug
             && self.forced_debug == o.forced_debug
             && self.init_on_alloc == o.init_on_alloc
@@ -292,6 +308,7 @@ impl Default for SlabSettings {
             init_on_free: false,
             on_error: DebugAction::Continue,
             report: None,
+            fastpath: FastPath::Lock,
         }
     }
 }
@@ -446,6 +463,16 @@ impl Slab {
         Ok(s)
     }
 
+    /// The per-CPU fast path this instance uses ([`FastPath::Rseq`] or [`FastPath::Lock`];
+    /// `Auto` and the `SLAB_FASTPATH` override are resolved at creation).
+    pub fn fastpath(&self) -> FastPath {
+        if self.g().rseq {
+            FastPath::Rseq
+        } else {
+            FastPath::Lock
+        }
+    }
+
     #[inline(always)]
     fn g(&self) -> &SlabGlobals {
         // SAFETY: the globals live as long as the Slab.
@@ -584,7 +611,7 @@ impl Slab {
         // SAFETY: live cache; read under the slot lock.
         unsafe {
             let slot = g.cpu_slot(c, cpu % g.nr_cpus);
-            (*slot).lock.lock();
+            g.slot_lock(slot, cpu % g.nr_cpus);
             let ac = (*slot).ac;
             let s = ArrayState {
                 avail: (*ac).avail,
@@ -592,7 +619,7 @@ impl Slab {
                 batchcount: (*ac).batchcount,
                 touched: (*ac).touched != 0,
             };
-            (*slot).lock.unlock();
+            g.slot_unlock(slot);
             Ok(s)
         }
     }
@@ -1088,7 +1115,7 @@ impl SlabAllocator for Slab {
         .map(|&(_, c)| c)
         .collect();
         format!(
-            "slab-2.6.32 break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={} debug={}{}{}{}",
+            "slab-2.6.32 break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={} debug={}{}{}{} fastpath={}",
             g.slab_break_gfp_order,
             s.tunables.map_or("table".to_string(), |t| format!("{}/{}/{}", t.limit, t.batchcount, t.shared)),
             if g.num_possible_cpus > 1 { "8" } else { "0" },
@@ -1101,6 +1128,7 @@ impl SlabAllocator for Slab {
             if s.forced_debug { ",forced" } else { "" },
             if s.init_on_alloc { ",init_on_alloc" } else { "" },
             if s.init_on_free { ",init_on_free" } else { "" },
+            if g.rseq { "rseq" } else { "lock" },
         )
     }
 }

@@ -140,9 +140,9 @@ impl SlabGlobals {
                 let l3 = self.l3(searchp, node);
                 self.reap_alien(searchp, l3, cpu);
                 let slot = self.cpu_slot(searchp, cpu);
-                (*slot).lock.lock();
+                self.slot_lock(slot, cpu);
                 self.drain_array(searchp, l3, (*slot).ac, false, node);
-                (*slot).lock.unlock();
+                self.slot_unlock(slot);
 
                 let now = self.jiffies();
                 (*l3).list_lock.lock();

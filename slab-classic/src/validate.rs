@@ -156,9 +156,9 @@ impl SlabGlobals {
             }
             for cpu in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cachep, cpu);
-                (*slot).lock.lock();
+                self.slot_lock(slot, cpu);
                 self.check_array(cachep, (*slot).ac, (*slot).node as usize, &mut found);
-                (*slot).lock.unlock();
+                self.slot_unlock(slot);
             }
             for node in 0..self.nr_nodes {
                 let l3 = self.l3(cachep, node);

@@ -270,10 +270,18 @@ fn concurrent_create_destroy_tune_and_validate() {
     let p = util::provider(2, 64);
     let s = Arc::new(util::slab(&p));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The workers start once the checker runs: with two busy workers on a two-CPU machine
+    // the checker could otherwise be scheduled only after they finished (seen in rseq mode,
+    // where the workers are faster).
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut hs = Vec::new();
     for t in 0..2usize {
         let s = s.clone();
+        let started = started.clone();
         hs.push(std::thread::spawn(move || {
+            while !started.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::yield_now();
+            }
             for i in 0..150usize {
                 let name = format!("cc-{t}-{i}");
                 let c = s
@@ -299,6 +307,7 @@ fn concurrent_create_destroy_tune_and_validate() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut runs = 0;
+            started.store(true, std::sync::atomic::Ordering::Release);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 s.validate().unwrap();
                 let _ = s.slabinfo();
