@@ -240,8 +240,8 @@ pub(crate) fn env_slub_debug() -> SlubDebug {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Track {
-    /// Caller word: the address given to the `*_caller` entry points, else 0 (stable Rust has
-    /// no return-address intrinsic; see the crate doc).
+    /// Caller word: always 0 here (stable Rust has no return-address intrinsic, and
+    /// `#[track_caller]` would add a hidden argument to every fast path; see the crate doc).
     pub addr: usize,
     /// CPU the call ran on.
     pub cpu: u32,
@@ -1201,12 +1201,16 @@ fn on_freelist_quiet(s: &KmemCache, sr: &SlabRef, search: usize) -> bool {
 }
 
 /// The kmalloc side of orig-size tracking: record the request and red-zone the slack
-/// (`set_orig_size` + `init_object` of `alloc_debug_processing`, done after the object is
-/// taken so the non-debug kmalloc path carries no size argument).
+/// (`set_orig_size` and the "kmalloc Redzone" part of `init_object`), done after the object is
+/// taken (and zeroed for `__GFP_ZERO`) so the non-debug kmalloc path carries no size argument.
 pub(crate) fn kmalloc_debug_orig_size(s: &KmemCache, object: usize, orig_size: usize) {
     if slub_debug_orig_size(s) {
         set_orig_size(s, object, orig_size);
-        init_object(s, object, SLUB_RED_ACTIVE);
+        let orig = get_orig_size(s, object);
+        let osize = object_size(s);
+        if s.flags.contains(SlabFlags::RED_ZONE) && orig < osize {
+            byte_slice(object + orig, osize - orig).fill(SLUB_RED_ACTIVE);
+        }
     }
 }
 

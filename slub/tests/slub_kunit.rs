@@ -331,3 +331,76 @@ fn slub_debug_option_selects_caches() {
         .unwrap();
     assert_eq!(s2.cache_debug_layout(c2).unwrap().0, SlabFlags::NONE);
 }
+
+#[test]
+fn debug_cache_cross_thread_stress_is_clean() {
+    let p = provider(2, 32);
+    let st = SlubSettings {
+        slub_debug: Some(SlubDebug::new(b"FZPU").unwrap()),
+        debug_report: Some(ReportFn(quiet)),
+        ..SlubSettings::default()
+    };
+    let s = slub_with(&p, st);
+    let c = s
+        .kmem_cache_create("stress", 72, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    std::thread::scope(|sc| {
+        let s = &s;
+        sc.spawn(move || {
+            let mut seed = 12345u64;
+            let mut live: Vec<core::ptr::NonNull<u8>> = Vec::new();
+            for _ in 0..20_000 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if live.len() < 200 && seed >> 62 != 0 {
+                    let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
+                    // SAFETY: 72 bytes of a fresh object.
+                    unsafe { o.as_ptr().write_bytes(0x33, 72) };
+                    live.push(o);
+                } else if let Some(o) = live.pop() {
+                    // Half the frees happen on the other thread.
+                    if seed & 1 == 0 {
+                        tx.send(o.as_ptr() as usize).unwrap();
+                    } else {
+                        // SAFETY: allocated above.
+                        unsafe { s.kmem_cache_free(c, o) }.unwrap();
+                    }
+                }
+            }
+            for o in live {
+                tx.send(o.as_ptr() as usize).unwrap();
+            }
+        });
+        sc.spawn(move || {
+            for a in rx {
+                let o = core::ptr::NonNull::new(a as *mut u8).unwrap();
+                // SAFETY: every sent object is live and no longer used by the sender.
+                unsafe {
+                    assert_eq!(o.as_ptr().add(71).read(), 0x33);
+                    s.kmem_cache_free(c, o).unwrap();
+                }
+            }
+        });
+    });
+    s.validate().unwrap();
+    assert_eq!(s.cache_errors(c).unwrap(), 0);
+    assert_eq!(s.cache_attrs(c).unwrap().objects, 0);
+    // SAFETY: empty.
+    unsafe { s.kmem_cache_destroy(c) }.unwrap();
+}
+
+#[test]
+fn kmalloc_zero_with_orig_size_tracking() {
+    let s = full_debug();
+    let o = s.kmalloc(20, Gfp::KERNEL | Gfp::ZERO).unwrap();
+    // SAFETY: 20 requested bytes, then the slack of the 32-byte bucket.
+    let b = unsafe { core::slice::from_raw_parts(o.as_ptr(), 32) };
+    assert!(b[..20].iter().all(|&x| x == 0), "{b:?}");
+    assert!(b[20..].iter().all(|&x| x == slub::SLUB_RED_ACTIVE), "{b:?}");
+    let before = s.slab_errors();
+    // SAFETY: allocated above.
+    unsafe { s.kfree(o.as_ptr()) }.unwrap();
+    assert_eq!(s.slab_errors(), before);
+}
