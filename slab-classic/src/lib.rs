@@ -262,13 +262,13 @@ pub struct SlabSettings {
 /// The per-CPU array fast path (issue 9).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FastPath {
-    /// rseq when `common::rseq` is available on the creating thread and the membarrier fence
-    /// works, else the lock.
+    /// rseq when `common::rseq` is available on the creating thread, the membarrier fence
+    /// works and every CPU id has its own slot; else the lock. The default.
+    #[default]
     Auto,
     /// rseq push/pop (falls back to the lock where rseq is not available).
     Rseq,
     /// Every array use under the CPU slot's `LocalLock` (2.6.32's `local_irq_save`).
-    #[default]
     Lock,
 }
 
@@ -308,7 +308,7 @@ impl Default for SlabSettings {
             init_on_free: false,
             on_error: DebugAction::Continue,
             report: None,
-            fastpath: FastPath::Lock,
+            fastpath: FastPath::Auto,
         }
     }
 }

@@ -57,6 +57,7 @@ fn mode_is_chosen_and_recorded() {
             && machine_cpus <= 2
             && !env_forces_lock()
             && (f != FastPath::Lock || env_forces_rseq());
+        assert_eq!(SlabSettings::default().fastpath, FastPath::Auto);
         let want = if want_rseq {
             FastPath::Rseq
         } else {
