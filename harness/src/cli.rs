@@ -82,7 +82,8 @@ pub struct RunArgs {
     /// Seed of the random choices in the workloads [default: 42].
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// SLAB setting KEY=VALUE (repeatable): limit, batchcount, shared, break_gfp_order, stats.
+    /// SLAB setting KEY=VALUE (repeatable): limit, batchcount, shared, break_gfp_order, alien,
+    /// reap, stats, fastpath (auto|rseq|lock).
     #[arg(long = "slab", value_name = "KEY=VALUE")]
     pub slab_settings: Vec<String>,
     /// SLUB setting KEY=VALUE (repeatable): era (6.4|2.6.32), min_order, max_order,

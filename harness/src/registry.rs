@@ -25,6 +25,11 @@ pub const ALLOCATORS: &[AllocSpec] = &[
         default: true,
     },
     AllocSpec {
+        name: "slab-lock",
+        description: "(opt-in) slab with the per-CPU-lock fast path instead of rseq (the default where available)",
+        default: false,
+    },
+    AllocSpec {
         name: "slub",
         description: "slub: Linux 6.4 SLUB (lockless per-CPU freelist, per-CPU partials) via kmalloc/kmem_cache",
         default: true,
@@ -168,6 +173,10 @@ pub fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
         "slab" => dispatch(w, ctx, &|t: &Topology| {
             let p = provider(t)?;
             crate::slab_settings::build(&p, &s.slab).map(|a| SlabBench::new(a, "slab"))
+        }),
+        "slab-lock" => dispatch(w, ctx, &|t: &Topology| {
+            let p = provider(t)?;
+            crate::slab_settings::build_lock(&p, &s.slab).map(|a| SlabBench::new(a, "slab-lock"))
         }),
         "slub" => dispatch(w, ctx, &|t: &Topology| {
             let p = provider(t)?;

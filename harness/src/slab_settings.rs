@@ -1,7 +1,7 @@
 //! `--slab KEY=VALUE` settings for slab-classic and the constructor that applies them.
 
 use common::PageProvider;
-use slab_classic::{Slab, SlabSettings, Tunables};
+use slab_classic::{FastPath, Slab, SlabSettings, Tunables};
 
 /// Keys accepted by `--slab`.
 pub const KEYS: &[&str] = &[
@@ -12,6 +12,7 @@ pub const KEYS: &[&str] = &[
     "alien",
     "reap",
     "stats",
+    "fastpath",
 ];
 
 fn is_flag(k: &str) -> bool {
@@ -30,6 +31,12 @@ fn flag(v: &str) -> Option<bool> {
 pub fn check(k: &str, v: &str) -> Result<(), String> {
     if !KEYS.contains(&k) {
         return Err(format!("unknown key '{k}' ({})", KEYS.join(", ")));
+    }
+    if k == "fastpath" {
+        return match v {
+            "auto" | "rseq" | "lock" => Ok(()),
+            _ => Err(format!("{k}={v}: expected auto, rseq or lock")),
+        };
     }
     if is_flag(k) {
         return flag(v)
@@ -64,6 +71,13 @@ pub fn settings(pairs: &[(String, String)]) -> Result<SlabSettings, String> {
             "alien" => s.use_alien_caches = flag(v).unwrap_or(true),
             "reap" => s.reap = flag(v).unwrap_or(true),
             "stats" => s.stats = flag(v).unwrap_or(false),
+            "fastpath" => {
+                s.fastpath = match v.as_str() {
+                    "rseq" => FastPath::Rseq,
+                    "lock" => FastPath::Lock,
+                    _ => FastPath::Auto,
+                }
+            }
             _ => {}
         }
     }
@@ -77,6 +91,15 @@ pub fn settings(pairs: &[(String, String)]) -> Result<SlabSettings, String> {
         s.tunables = Some(t.check().map_err(|e| format!("tunables: {e}"))?);
     }
     Ok(s)
+}
+
+/// Builds slab-classic with the lock-based fast path (2.6.32's `local_irq_save` stand-in).
+pub fn build_lock(p: &PageProvider, pairs: &[(String, String)]) -> Result<Slab, String> {
+    let s = SlabSettings {
+        fastpath: FastPath::Lock,
+        ..settings(pairs)?
+    };
+    Slab::new(p, s).map_err(|e| format!("slab-lock: {e}"))
 }
 
 /// Builds a slab-classic instance on `p` with the settings applied.

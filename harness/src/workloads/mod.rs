@@ -119,7 +119,7 @@ impl Ctx<'_> {
 /// The API label for an allocator: slab allocators are driven by kmalloc, baselines by malloc.
 pub fn kmalloc_api<A: BenchAllocator>(a: &A) -> &'static str {
     match a.name() {
-        "slab" | "slub" | "slub-2.6.32" | "slub-cmpxchg" => "kmalloc",
+        "slab" | "slab-lock" | "slub" | "slub-2.6.32" | "slub-cmpxchg" => "kmalloc",
         _ => "malloc",
     }
 }
