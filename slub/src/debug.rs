@@ -395,12 +395,39 @@ fn report(sl: &Slub, s: &KmemCache, r: &DebugReport) {
     sl.slab_errors.fetch_add(1, Ordering::Relaxed);
     match sl.settings.debug_report {
         Some(f) => (f.0)(r),
-        None => eprintln!("{r}"),
+        None => print_report(r),
     }
     if sl.settings.debug_abort && r.kind != ReportKind::Fix {
-        eprintln!("slub_debug: aborting (debug_abort)");
         std::process::abort();
     }
+}
+
+/// A fixed stack buffer for formatting a report without the heap (the report may come from
+/// inside the allocator, under `list_lock`, in a process whose global allocator is this one).
+struct StackBuf {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes a report to fd 2 (not `eprintln!`, which allocates under test capture).
+fn print_report(r: &DebugReport) {
+    use core::fmt::Write as _;
+    let mut b = StackBuf {
+        buf: [0; 1024],
+        len: 0,
+    };
+    let _ = writeln!(b, "{r}");
+    // SAFETY: writes b.len initialised bytes of b.buf to stderr.
+    unsafe { libc::write(2, b.buf.as_ptr().cast(), b.len) };
 }
 
 fn slab_err(sl: &Slub, s: &KmemCache, slab: usize, what: &'static str, nums: (usize, usize)) {
@@ -1212,6 +1239,11 @@ pub(crate) fn kmalloc_debug_orig_size(s: &KmemCache, object: usize, orig_size: u
             byte_slice(object + orig, osize - orig).fill(SLUB_RED_ACTIVE);
         }
     }
+}
+
+/// `skip_orig_size_check`: after `ksize()` the whole object may be used.
+pub(crate) fn skip_orig_size_check(s: &KmemCache, object: usize) {
+    set_orig_size(s, object, object_size(s));
 }
 
 /// Reports the live objects a destroy finds (`list_slab_objects` + the destroy warning).

@@ -77,8 +77,10 @@
 //!   `BUG …: Right Redzone overwritten` / `FIX …: Restoring …` lines) and each fix another; both
 //!   are counted in [`Slub::slab_errors`] and the cache's [`Slub::cache_errors`] — what kunit's
 //!   `slab_errors` counts, so a corruption usually costs 2. They go to
-//!   [`SlubSettings::debug_report`] (a `fn` pointer) or stderr; `debug_abort` aborts after the
-//!   first error report instead of continuing.
+//!   [`SlubSettings::debug_report`] (a `fn` pointer) or stderr (formatted in a stack buffer
+//!   and written to fd 2: a report can come from under `list_lock` in a process whose global
+//!   allocator is this one); `debug_abort` aborts after the first error report instead of
+//!   continuing. `ksize()` lifts the kmalloc red zone of that object (`skip_orig_size_check`).
 //! - **Fixing** as the kernel: bytes restored; a corrupt free pointer set to NULL (free chain
 //!   truncated) or the slab's list cleared; `inuse`/`objects` corrected; a free that fails the
 //!   checks is not done ("Object not freed", the object leaks); an object already free is
