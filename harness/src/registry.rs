@@ -26,8 +26,8 @@ pub const ALLOCATORS: &[AllocSpec] = &[
     },
     AllocSpec {
         name: "slab-lock",
-        description: "(opt-in) slab with the per-CPU-lock fast path instead of rseq (the default where available)",
-        default: false,
+        description: "slab with the per-CPU-lock fast path (2.6.32's local_irq_save stand-in) instead of rseq",
+        default: true,
     },
     AllocSpec {
         name: "slub",
@@ -36,8 +36,8 @@ pub const ALLOCATORS: &[AllocSpec] = &[
     },
     AllocSpec {
         name: "slub-cmpxchg",
-        description: "(opt-in) slub with the lock cmpxchg16b fast path instead of rseq (the default where available)",
-        default: false,
+        description: "slub with the lock cmpxchg16b fast path instead of rseq",
+        default: true,
     },
     AllocSpec {
         name: "slub-2.6.32",

@@ -65,7 +65,14 @@ fn quick_sweep_writes_everything() {
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(64);
-    for a in ["slab", "slub", "system", "mimalloc"] {
+    for a in [
+        "slab",
+        "slab-lock",
+        "slub",
+        "slub-cmpxchg",
+        "system",
+        "mimalloc",
+    ] {
         // slab_test: 4 sizes x (A, B, C) + with 2+ CPUs (D_alloc, D_free, E) per CPU + F per CPU.
         let per_size = 3 + if cpus > 1 { 4 * cpus } else { 0 };
         let stat_rows = rows
