@@ -26,7 +26,9 @@
 //!
 //! ## Call tree, fast to slow
 //! ```text
-//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal ─► __do_cache_alloc (CPU slot lock),
+//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal ─► __do_cache_alloc
+//!     │   rseq mode: array_pop on this CPU's array (no lock)              ← rseq fast path
+//!     │   else / empty / busy ─► __do_cache_alloc_locked (CPU slot lock + busy mark)
 //!     │   then debug cache? ─► cache_alloc_debug_after: cache_alloc_debugcheck_after (#[cold])
 //!     ├─ ____cache_alloc: ac->avail ? entry[--avail]                       ← fast path
 //!     └─ cache_alloc_refill (list_lock)                                    ← slow path
@@ -38,7 +40,8 @@
 //! kmem_cache_alloc_node / kmalloc_node ─► __cache_alloc_node ─► local array or ____cache_alloc_node
 //! kmem_cache_free ─► check_object_of / kfree ─► lookup_object (struct page checks)
 //!     ─► cache_free_internal: debug cache? ─► cache_free_debug: cache_free_debugcheck (#[cold])
-//!     ─► __cache_free (CPU slot lock)
+//!     ─► __cache_free_locked: rseq mode: array_push (no lock)             ← rseq fast path
+//!     ─► else / full / busy / remote ─► __cache_free (CPU slot lock + busy mark)
 //!     ├─ cache_free_alien (object of another node) ─► alien array ─► __drain_alien_cache
 //!     ├─ ac->avail < limit ? entry[avail++] = obj                          ← fast path
 //!     └─ cache_flusharray (list_lock): shared array, else free_block ─► slab_destroy
@@ -49,7 +52,10 @@
 //! 1. `cache_chain_mutex` (`SlabGlobals`): the cache chain, cache creation/destruction,
 //!    tunables, `cache_reap` (trylock), `validate`.
 //! 2. CPU slot lock (`CpuSlot::lock`, a `LocalLock`, the `local_irq_save` stand-in): that CPU's
-//!    `array_cache` pointer and contents (`avail`, `touched`, `entry[]`).
+//!    `array_cache` pointer and contents (`avail`, `touched`, `entry[]`) and its `busy` mark.
+//!    In rseq mode the holder also sets `busy` (rseq commit on that CPU, or store + membarrier
+//!    fence of it) so the lock-free rseq push/pop on that CPU stays out; fastpath.rs gives the
+//!    argument.
 //! 3. Alien array lock (`array_cache.lock` of `l3->alien[n]`): that alien array.
 //! 4. Node `list_lock` (`kmem_list3.list_lock`): the three slab lists, every `struct slab` on
 //!    them (`inuse`, `free`, bufctls), `free_objects`, `free_limit`, `colour_next`,
@@ -59,8 +65,9 @@
 //! (`slab_destroy` from `free_block`), which takes that *other* cache's locks 2–4; the kernel
 //! relies on the same property: a `slabp_cache` is an on-slab kmalloc cache, whose paths never
 //! take another cache's locks, so no cycle exists. The page provider's node locks are leaves.
-//! Nothing is lock-free except the reads of immutable cache fields, the tunables (atomics), the
-//! `alien` table pointer (set once, atomically) and the statistics counters.
+//! Nothing is lock-free except the rseq array push/pop (rseq mode), the reads of immutable
+//! cache fields, the tunables (atomics), the `alien` table pointer (set once, atomically) and
+//! the statistics counters.
 //!
 //! ## Memory
 //! All metadata comes from the page provider: one block for the "static" data (what the kernel
