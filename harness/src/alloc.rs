@@ -36,8 +36,8 @@ pub enum HeldMeasure {
     /// glibc's own count of memory it holds from the OS: `mallinfo2()` `arena + hblkhd`
     /// (delta over the workload).
     Mallinfo2,
-    /// Process resident set size (`mi_process_info` current_rss; mimalloc's own commit counter
-    /// is compiled out of its release build), delta over the workload: a looser measure.
+    /// Process resident set size (`/proc/self/statm`; mimalloc's own commit counter is
+    /// compiled out of its release build), delta over the workload: a looser measure.
     Rss,
 }
 
@@ -218,6 +218,18 @@ impl<A: SlabAllocator> BenchAllocator for SlabBench<A> {
     }
 }
 
+/// Resident set size of this process (`/proc/self/statm`), in bytes.
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * common::PAGE_SIZE)
+}
+
 /// glibc's malloc.
 pub struct System;
 
@@ -276,13 +288,7 @@ impl BenchAllocator for Mimalloc {
         unsafe { libmimalloc_sys::mi_collect(true) };
     }
     fn held_bytes(&self) -> (usize, HeldMeasure) {
-        let mut v = [0usize; 8];
-        // SAFETY: each out-pointer is valid for one usize write.
-        unsafe {
-            let [a, b, c, d, e, f, g, h] = &mut v;
-            libmimalloc_sys::mi_process_info(a, b, c, d, e, f, g, h);
-        }
-        (v[3], HeldMeasure::Rss)
+        (rss_bytes(), HeldMeasure::Rss)
     }
     fn settings(&self) -> String {
         "mimalloc defaults".into()
