@@ -70,9 +70,12 @@
 //! | `SLABWORKS_FORK_GATE` | `0`, `1` | `1` | the fork gate (off: two atomic adds fewer per call; a `fork` while other threads allocate may deadlock the child) |
 //! | `SLABWORKS_SLABINFO` | path, `-` | unset | at exit write slabinfo rows, counters and pages held; `-` is stderr, `%p` in a path is the pid (else the file is appended to) |
 //!
-//! Options are separated by spaces or commas. SLAB's debug flags are accepted-and-ignored by
-//! slab-classic and SLUB has no `slub_debug` setting yet, so there is no debug variable; SLUB's
-//! `hardened` (encoded free pointers, naive double-free check) is the one checking mode.
+//! Options are separated by spaces or commas. SLUB reads `SLUB_DEBUG` (the kernel's
+//! `slub_debug=` syntax) itself when its instance is built, so it works under preload too.
+//! slab-classic's `SLAB_CLASSIC_DEBUG` is deliberately not applied here yet: with red zones the
+//! debug object starts 8 bytes into its buffer, which breaks the aligned-header path below for
+//! 16-byte alignment (tried: every free then reports "not the start of an object"). SLUB's
+//! `hardened` option adds encoded free pointers and the naive double-free check.
 //!
 //! ## Sizes and alignment
 //! Up to 4 MiB (`KMALLOC_MAX_SIZE` of both) `kmalloc`; above, `mmap` (the page provider's

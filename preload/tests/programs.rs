@@ -363,25 +363,6 @@ fn fork_while_other_threads_allocate() {
     assert_eq!(String::from_utf8_lossy(&out), "forkloop forks=100 hung=0\n");
 }
 
-/// Shows what the fork gate prevents: without it, children forked while other threads are
-/// inside the allocator hang on a lock copied in the taken state (here 1 fork in 3 to 6).
-/// Probabilistic, so not run by default: `cargo test -p preload -- --ignored`.
-#[test]
-#[ignore = "probabilistic demonstration; takes ~5 s per hung child"]
-fn fork_without_the_gate_hangs_children() {
-    let Some(bin) = c_program() else { return };
-    for alloc in ALLOCATORS {
-        let mut c = run_prepared(Command::new(bin), alloc);
-        c.args(["forkloop", "30"]).env("SLABWORKS_FORK_GATE", "0");
-        let out = c.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !text.contains("hung=0"),
-            "{alloc}: expected hung children without the gate, got {text}"
-        );
-    }
-}
-
 #[test]
 fn c_allocation_api() {
     let Some(bin) = c_program() else { return };

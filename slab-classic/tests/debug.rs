@@ -563,13 +563,9 @@ fn constructor_runs_at_allocation_in_poisoned_caches() {
     assert_eq!(s.debug_errors(), 0);
 }
 
-/// Run by `abort_mode_aborts_the_process` in a child process.
-#[test]
-#[ignore = "run as a child by abort_mode_aborts_the_process"]
+/// The child half of `abort_mode_aborts_the_process`: that test re-runs itself in a child
+/// process with `SLAB_DEBUG_ABORT_CHILD` set, and the child comes here and must abort.
 fn abort_child() {
-    if std::env::var_os("SLAB_DEBUG_ABORT_CHILD").is_none() {
-        return;
-    }
     let p = util::provider(1, 16);
     // SLAB_CLASSIC_DEBUG=Z,abort in the environment: red zones everywhere, abort on a report.
     let settings = SlabSettings::default().with_debug_env().unwrap();
@@ -589,11 +585,14 @@ fn abort_child() {
 
 #[test]
 fn abort_mode_aborts_the_process() {
+    if std::env::var_os("SLAB_DEBUG_ABORT_CHILD").is_some() {
+        abort_child();
+        return;
+    }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "abort_child",
-            "--ignored",
+            "abort_mode_aborts_the_process",
             "--nocapture",
             "--test-threads=1",
         ])
