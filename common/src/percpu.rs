@@ -54,7 +54,7 @@ static FORCE_FALLBACK: AtomicBool = AtomicBool::new(false);
 /// The thread pointer (`%fs:0` on x86-64: the TCB's self pointer).
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 #[inline(always)]
-fn thread_pointer() -> usize {
+pub(crate) fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86-64 Linux the word at %fs:0 is the TCB's pointer to itself (glibc's
     // `tcbhead_t.tcb`); reading it has no side effects.

@@ -179,23 +179,11 @@ pub fn available() -> bool {
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 mod imp {
     use super::{REGISTRATION, REG_GLIBC, REG_NONE, REG_OWN, REG_UNKNOWN, RSEQ_SIG};
+    use crate::percpu::thread_pointer;
     use core::cell::UnsafeCell;
     use core::sync::atomic::{AtomicIsize, Ordering};
 
     static GLIBC_OFFSET: AtomicIsize = AtomicIsize::new(0);
-
-    /// The thread pointer (`%fs:0`). Duplicate of `percpu.rs`'s private one (should move to a
-    /// shared place).
-    #[inline(always)]
-    pub(super) fn thread_pointer() -> usize {
-        let tp: usize;
-        // SAFETY: on x86-64 Linux the word at %fs:0 is the TCB's pointer to itself (glibc's
-        // `tcbhead_t.tcb`); reading it has no side effects.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
-        }
-        tp
-    }
 
     /// `struct rseq` (original 32-byte ABI), as the kernel writes it.
     #[repr(C, align(32))]
