@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod dword;
+pub mod exactdiv;
 #[cfg(feature = "hwloc")]
 pub mod hwloc;
 pub mod list;
@@ -33,6 +34,7 @@ pub use api::{
     CacheHandle, CacheName, Ctor, GlobalSlab, MemoryUsage, SlabAllocator, SlabError, SlabFlags,
     SlabInfo,
 };
+pub use exactdiv::ExactDiv;
 pub use page::{Owner, Page, SlabCounters};
 pub use provider::{
     Gfp, PageError, PageProvider, ProviderConfig, MAX_ORDER, PAGE_SHIFT, PAGE_SIZE,

@@ -234,6 +234,8 @@ struct ProviderInner {
     /// log2(node_pages).
     node_shift: u32,
     nr_nodes: usize,
+    /// `nr_nodes * node_pages * PAGE_SIZE`: the bytes of all arenas (the `virt_to_page` bound).
+    span: usize,
     mem_map: *mut Page,
     map_len: usize,
     page_limit: usize,
@@ -397,6 +399,7 @@ impl PageProvider {
             base,
             node_pages,
             node_shift: node_pages.trailing_zeros(),
+            span: nr_nodes * node_pages * PAGE_SIZE,
             nr_nodes,
             mem_map,
             map_len,
@@ -497,7 +500,7 @@ impl PageProvider {
     #[inline(always)]
     pub fn contains(&self, addr: usize) -> bool {
         let i = self.inner();
-        addr.wrapping_sub(i.base) < i.nr_nodes * i.node_pages * PAGE_SIZE
+        addr.wrapping_sub(i.base) < i.span
     }
 
     /// `virt_to_page`: the descriptor of the page holding `addr`, or `None` for an address
@@ -506,7 +509,7 @@ impl PageProvider {
     pub fn virt_to_page(&self, addr: usize) -> Option<NonNull<Page>> {
         let i = self.inner();
         let off = addr.wrapping_sub(i.base);
-        if off >= i.nr_nodes * i.node_pages * PAGE_SIZE {
+        if off >= i.span {
             return None;
         }
         // SAFETY: the index is below total_pages, so the pointer is inside mem_map.
@@ -542,7 +545,7 @@ impl PageProvider {
     pub fn is_page_ptr(&self, p: usize) -> bool {
         let i = self.inner();
         let off = p.wrapping_sub(i.mem_map as usize);
-        off < i.nr_nodes * i.node_pages * core::mem::size_of::<Page>()
+        off < (i.span >> PAGE_SHIFT) * core::mem::size_of::<Page>()
             && off % core::mem::size_of::<Page>() == 0
     }
 

@@ -256,6 +256,7 @@ impl SlabGlobals {
             (*cc).buffer_size = align_up(cc_size, line);
             (*cc).obj_size = cc_size;
             (*cc).reciprocal_buffer_size = reciprocal_value((*cc).buffer_size as u32);
+            (*cc).buffer_size_divides = common::ExactDiv::new((*cc).buffer_size as u32);
             let mut order = 0;
             let mut left_over = 0;
             while order < common::MAX_ORDER {

@@ -101,8 +101,8 @@ pub struct KmemCache {
     pub nodelists: *mut *mut KmemList3,
     /// Object stride (`buffer_size`).
     pub buffer_size: usize,
-    /// `reciprocal_value(buffer_size)`.
-    pub reciprocal_buffer_size: u32,
+    /// `buffer_size` divides an offset: the object-start test of checked frees.
+    pub buffer_size_divides: common::ExactDiv,
     /// Creation flags plus `CFLGS_OFF_SLAB`.
     pub flags: u32,
     /// Objects per slab.
@@ -118,6 +118,8 @@ pub struct KmemCache {
     /// Tunable `shared`.
     pub shared: AtomicU32,
     // Colder fields.
+    /// `reciprocal_value(buffer_size)` (`obj_to_index` of the slow paths).
+    pub reciprocal_buffer_size: u32,
     /// Slab order.
     pub gfporder: u32,
     /// Number of colours.
@@ -143,7 +145,7 @@ pub struct KmemCache {
     pub stats: CacheStats,
 }
 
-const _: () = assert!(core::mem::offset_of!(KmemCache, shared) + 4 <= 64);
+const _: () = assert!(core::mem::offset_of!(KmemCache, batchcount) + 4 <= 64);
 
 /// Size of a `kmem_cache` object for `nr_cpus` CPUs and `nr_nodes` nodes, and the offsets of
 /// its two trailing arrays.
@@ -491,6 +493,7 @@ impl SlabGlobals {
             (*cachep).instance = self.instance;
             (*cachep).buffer_size = geo.size;
             (*cachep).reciprocal_buffer_size = reciprocal_value(geo.size as u32);
+            (*cachep).buffer_size_divides = common::ExactDiv::new(geo.size as u32);
             (*cachep).flags = geo.flags.0
                 | if geo.off_slab { CFLGS_OFF_SLAB } else { 0 }
                 | self.init_flags(geo.flags, ctor.is_some());

@@ -99,12 +99,10 @@ impl SlabGlobals {
                     let off = addr
                         .wrapping_sub(base + p.spare as usize)
                         .wrapping_sub((*cachep).obj_offset as usize);
-                    let size = (*cachep).buffer_size;
-                    if off < (*cachep).num as usize * size {
-                        let idx = reciprocal_divide(off as u32, (*cachep).reciprocal_buffer_size);
-                        if idx as usize * size == off {
-                            return Ok(());
-                        }
+                    if off < (*cachep).num as usize * (*cachep).buffer_size
+                        && (*cachep).buffer_size_divides.divides(off as u32)
+                    {
+                        return Ok(());
                     }
                     return Err(SlabError::NotObjectStart(addr));
                 }

@@ -258,6 +258,7 @@ mod tests {
         c.num = num;
         c.buffer_size = size;
         c.reciprocal_buffer_size = reciprocal_value(size as u32);
+        c.buffer_size_divides = common::ExactDiv::new(size as u32);
         c
     }
 

@@ -289,6 +289,13 @@ pub const fn reciprocal_divide(a: u32, r: ReciprocalValue) -> u32 {
     (t + ((a - t) >> r.sh1)) >> r.sh2
 }
 
+/// `__obj_to_index(cache, addr, obj)`: the index of `obj` in the slab at `addr`, by the
+/// cache's reciprocal (no division).
+#[inline]
+pub(crate) fn obj_to_index(s: &KmemCache, addr: usize, obj: usize) -> usize {
+    reciprocal_divide((obj - addr - s.red_left_pad) as u32, s.reciprocal_size) as usize
+}
+
 /// `struct kmem_cache_cpu`: the lockless `{freelist, tid}` pair (16-byte aligned, swapped by
 /// `cmpxchg16b`), the CPU slab, the per-CPU partial chain and the slow-path local lock.
 #[repr(C, align(64))]
@@ -346,6 +353,8 @@ pub struct KmemCache {
     pub(crate) red_left_pad: usize,
     /// `reciprocal_size`: for `obj_to_index` without a division.
     pub(crate) reciprocal_size: ReciprocalValue,
+    /// `size` divides an offset: the object-start test of checked frees.
+    pub(crate) size_divides: common::ExactDiv,
     /// `CONFIG_SLUB_STATS` counters.
     pub(crate) stats: StatCounters<{ StatItem::COUNT }>,
     /// `flags`.
@@ -511,6 +520,7 @@ pub(crate) unsafe fn kmem_cache_open(
         nr_nodes: sl.nr_nodes,
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),
+        size_divides: common::ExactDiv::new(layout.size as u32),
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };

@@ -57,6 +57,7 @@ pub(crate) fn kmalloc_large_node(
 
 /// `virt_to_slab` with the checks `kfree` can make: the head page must be a slab of a cache of
 /// this instance, and `addr` an object start. Returns the slab and its cache.
+#[inline(always)]
 pub(crate) fn virt_to_slab(
     sl: &Slub,
     addr: usize,
@@ -83,18 +84,61 @@ pub(crate) fn virt_to_slab(
     let start = sl.provider.page_address(page).as_ptr() as usize + s.red_left_pad;
     let objects = crate::node::counters_of(page.as_ptr()).objects as usize;
     let off = addr.wrapping_sub(start);
-    // obj_to_index with the cache's reciprocal (no division on the free path).
-    let idx = crate::cache::reciprocal_divide(off as u32, s.reciprocal_size) as usize;
-    if addr < start || off >= (PAGE_SIZE << 10) || idx * s.size != off || idx >= objects {
+    if off >= objects * s.size || !s.size_divides.divides(off as u32) {
         return Err(SlabError::NotObjectStart(addr));
     }
     Ok((page, s))
+}
+
+/// `cache_from_obj(s, x)` for `kmem_cache_free`, where the caller names the cache: the slab
+/// of `addr` if `addr` is an object start in a slab of `s`, else the error `virt_to_slab`
+/// gives (or [`SlabError::WrongCache`] for an object of another cache).
+///
+/// The kernel checks this only with hardening or debugging on; here it is always on, so it
+/// is written to cost no latency: the free goes on with `s` from the handle, and every test
+/// below only compares loaded values against it (a predicted branch), none of them feeds
+/// the free. `virt_to_slab` instead has to load the cache from the page first.
+#[inline(always)]
+pub(crate) fn cache_from_obj(
+    sl: &Slub,
+    s: &KmemCache,
+    addr: usize,
+) -> Result<NonNull<Page>, SlabError> {
+    let Some(page) = sl.provider.virt_to_head_page(addr) else {
+        return Err(SlabError::NotOurs(addr));
+    };
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    if p.cache() != core::ptr::from_ref(s) as usize
+        || !p.is_slab()
+        || p.owner() != Some(Owner::Slub)
+    {
+        return Err(cache_from_obj_error(sl, addr));
+    }
+    let start = sl.provider.page_address(page).as_ptr() as usize + s.red_left_pad;
+    let off = addr.wrapping_sub(start);
+    let objects = crate::node::counters_of(page.as_ptr()).objects as usize;
+    if off >= objects * s.size || !s.size_divides.divides(off as u32) {
+        return Err(SlabError::NotObjectStart(addr));
+    }
+    Ok(page)
+}
+
+/// Why [`cache_from_obj`] refused `addr` (cold).
+#[cold]
+#[inline(never)]
+fn cache_from_obj_error(sl: &Slub, addr: usize) -> SlabError {
+    match virt_to_slab(sl, addr) {
+        Ok(_) => SlabError::WrongCache(addr),
+        Err(e) => e,
+    }
 }
 
 /// `kfree`.
 ///
 /// # Safety
 /// `ptr` is null or a live allocation of `sl` not used after the call.
+#[inline(always)]
 pub(crate) unsafe fn kfree(sl: &Slub, ptr: *mut u8) -> Result<(), SlabError> {
     if ptr.is_null() {
         return Ok(());
@@ -107,22 +151,31 @@ pub(crate) unsafe fn kfree(sl: &Slub, ptr: *mut u8) -> Result<(), SlabError> {
     // SAFETY: a descriptor of the provider's mem_map.
     let p = unsafe { page.as_ref() };
     if !p.is_slab() {
-        // free_large_kmalloc
-        if p.owner() != Some(Owner::LargeKmalloc)
-            || !p.test_flags(common::page::flags::PG_ALLOCATED)
-        {
-            return Err(SlabError::NotOurs(addr));
-        }
-        if sl.provider.page_address(page).as_ptr() as usize != addr {
-            return Err(SlabError::NotObjectStart(addr));
-        }
-        // SAFETY: a large kmalloc block the caller gives up.
-        return unsafe { sl.provider.free_pages(page, p.order as usize) }
-            .map_err(|_| SlabError::NotOurs(addr));
+        // SAFETY: forwarded contract.
+        return unsafe { free_large_kmalloc(sl, page, addr) };
     }
     let (slab, s) = virt_to_slab(sl, addr)?;
     // SAFETY: checked object start of a slab of s; the caller gives it up.
     unsafe { do_slab_free(sl, s, slab, addr) }
+}
+
+/// `free_large_kmalloc`: `addr` must start a block of whole pages from `kmalloc_large`.
+///
+/// # Safety
+/// As [`kfree`].
+#[cold]
+#[inline(never)]
+unsafe fn free_large_kmalloc(sl: &Slub, page: NonNull<Page>, addr: usize) -> Result<(), SlabError> {
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    if p.owner() != Some(Owner::LargeKmalloc) || !p.test_flags(common::page::flags::PG_ALLOCATED) {
+        return Err(SlabError::NotOurs(addr));
+    }
+    if sl.provider.page_address(page).as_ptr() as usize != addr {
+        return Err(SlabError::NotObjectStart(addr));
+    }
+    // SAFETY: a large kmalloc block the caller gives up.
+    unsafe { sl.provider.free_pages(page, p.order as usize) }.map_err(|_| SlabError::NotOurs(addr))
 }
 
 /// `ksize` (`__ksize` → `slab_ksize`, or the page block size of a large kmalloc).

@@ -828,7 +828,7 @@ impl SlabAllocator for Slub {
         Ok(self.handle_of(s))
     }
 
-    #[inline]
+    #[inline(always)]
     fn kmem_cache_alloc(&self, cache: CacheHandle, gfp: Gfp) -> Option<NonNull<u8>> {
         let s = self.cache_of(cache).ok()?;
         fastpath::slab_alloc_node(self, s, gfp, NUMA_NO_NODE)
@@ -849,26 +849,20 @@ impl SlabAllocator for Slub {
         fastpath::slab_alloc_node(self, s, gfp, node)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn kmem_cache_free(
         &self,
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
-        if cache.instance() != self.instance {
-            return Err(SlabError::ForeignCache);
-        }
-        let (slab, s) = kmalloc::virt_to_slab(self, obj.as_ptr() as usize)?;
-        if !core::ptr::eq(cache.ptr().as_ptr().cast::<KmemCache>(), s) {
-            self.cache_of(cache)?;
-            return Err(SlabError::WrongCache(obj.as_ptr() as usize));
-        }
+        let s = self.cache_of(cache)?;
+        let slab = kmalloc::cache_from_obj(self, s, obj.as_ptr() as usize)?;
         // SAFETY: obj is checked to be an object start of a slab of s; the caller promises it
         // is live and no longer used.
         unsafe { fastpath::do_slab_free(self, s, slab, obj.as_ptr() as usize) }
     }
 
-    #[inline]
+    #[inline(always)]
     fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
         kmalloc::kmalloc_node(self, size, gfp, NUMA_NO_NODE)
     }
@@ -882,7 +876,7 @@ impl SlabAllocator for Slub {
         kmalloc::kmalloc_node(self, size, gfp, node)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         // SAFETY: forwarded contract.
         unsafe { kmalloc::kfree(self, ptr) }

@@ -76,7 +76,7 @@ fn validate_slab(sl: &Slub, s: &KmemCache, slab: *mut Page, node: usize) -> Resu
                 "slab {base:#x}: freechain corrupt at object #{nr}: {fp:#x}"
             ));
         }
-        let idx = (fp - base - s.red_left_pad) / s.size;
+        let idx = crate::cache::obj_to_index(s, base, fp);
         if seen[idx / 64] & (1 << (idx % 64)) != 0 {
             return Err(format!(
                 "slab {base:#x}: object {fp:#x} twice on the freelist"
