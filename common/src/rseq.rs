@@ -85,18 +85,29 @@ const ST_DOUBLE_FREE: u32 = 5;
 
 static ABORTS: AtomicU64 = AtomicU64::new(0);
 
+/// The outcome of a sequence: success is tested alone on the hot path (no jump table over
+/// the codes); the failure codes are decoded out of line.
 #[inline(always)]
 fn status(st: u32) -> Result<(), Fail> {
+    if st == ST_OK {
+        Ok(())
+    } else {
+        Err(status_fail(st))
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn status_fail(st: u32) -> Fail {
     match st {
-        ST_OK => Ok(()),
-        ST_WRONG_CPU => Err(Fail::WrongCpu),
-        ST_MISMATCH => Err(Fail::Mismatch),
-        ST_EMPTY => Err(Fail::Empty),
-        ST_DOUBLE_FREE => Err(Fail::DoubleFree),
+        ST_WRONG_CPU => Fail::WrongCpu,
+        ST_MISMATCH => Fail::Mismatch,
+        ST_EMPTY => Fail::Empty,
+        ST_DOUBLE_FREE => Fail::DoubleFree,
         st => {
             debug_assert_eq!(st, ST_ABORTED);
             ABORTS.fetch_add(1, Ordering::Relaxed);
-            Err(Fail::Aborted)
+            Fail::Aborted
         }
     }
 }
