@@ -44,7 +44,7 @@ pub(crate) const INIT_ON_ALLOC: u32 = Gfp::ZERO.0;
 /// [`KmemCache::init_hooks`] bit: `init_on_free` applies (zero on free, wipe the free pointer on
 /// allocation).
 pub(crate) const INIT_ON_FREE: u32 = 1 << 31;
-const _: () = assert!(INIT_ON_ALLOC.count_ones() == 1 && INIT_ON_ALLOC & INIT_ON_FREE == 0);
+const _: () = assert!(INIT_ON_ALLOC.is_power_of_two() && INIT_ON_ALLOC & INIT_ON_FREE == 0);
 
 /// `slab_want_init_on_alloc(0, s)` and `slab_want_init_on_free(s)` for a new cache, as the
 /// [`KmemCache::init_hooks`] bits: nothing for a constructor, `SLAB_TYPESAFE_BY_RCU` or

@@ -59,7 +59,9 @@ fn report(func: &str, c: Count) -> Count {
 
 fn count_nonzero_bytes(p: *const u8, size: usize) -> usize {
     // SAFETY: the caller owns (or, for an RCU check, may still read) size bytes at p.
-    (0..size).filter(|&i| unsafe { p.add(i).read() } != 0).count()
+    (0..size)
+        .filter(|&i| unsafe { p.add(i).read() } != 0)
+        .count()
 }
 
 /// `fill_with_garbage_skip`: `GARBAGE_INT` words, then `GARBAGE_BYTE`s, from `skip` on.
@@ -89,7 +91,13 @@ unsafe fn test_ctor(p: *mut u8) {
 }
 
 /// `check_buf`: true means failure.
-fn check_buf(buf: *const u8, size: usize, want_ctor: bool, want_rcu: bool, want_zero: bool) -> bool {
+fn check_buf(
+    buf: *const u8,
+    size: usize,
+    want_ctor: bool,
+    want_rcu: bool,
+    want_zero: bool,
+) -> bool {
     let bytes = count_nonzero_bytes(buf, size);
     assert!(!(want_ctor && want_zero));
     if want_zero {
@@ -202,11 +210,7 @@ fn do_kmem_cache_size(
         }
         let buf = s.kmem_cache_alloc(c, gfp).unwrap();
         fail |= check_buf(buf.as_ptr(), size, want_ctor, want_rcu, want_zero);
-        fill_with_garbage_skip(
-            buf.as_ptr(),
-            size,
-            if want_ctor { CTOR_BYTES } else { 0 },
-        );
+        fill_with_garbage_skip(buf.as_ptr(), size, if want_ctor { CTOR_BYTES } else { 0 });
         if !want_rcu {
             cache_free(s, c, buf);
             continue;
@@ -534,7 +538,10 @@ fn init_on_free_zeroes_at_free_time_and_keeps_the_red_zone() {
         // SAFETY: a free object of a live slab: mapped, read only.
         .filter(|&i| unsafe { p0.add(i).read() } != 0)
         .collect();
-    assert!(nonzero.iter().all(|&i| (offset..offset + 8).contains(&i)), "{nonzero:?}");
+    assert!(
+        nonzero.iter().all(|&i| (offset..offset + 8).contains(&i)),
+        "{nonzero:?}"
+    );
     // The right red zone (200..208) is the free value, not zero.
     // SAFETY: as above (red zone bytes of the slot).
     assert!((200..208).all(|i| unsafe { p0.add(i).read() } == slub::SLUB_RED_INACTIVE));
@@ -556,13 +563,16 @@ fn init_on_is_per_cache_and_boot_options_parse() {
     assert!(SlubSettings::from_boot_options("init_on_free=maybe").is_err());
     let p = util::provider(1, 16);
     let s = instance(&p, true, false);
-    assert!(s.settings_summary().contains("init_on_alloc=1 init_on_free=0"));
+    assert!(s
+        .settings_summary()
+        .contains("init_on_alloc=1 init_on_free=0"));
     // A constructor cache is exempt: its objects keep the constructor's pattern.
     let c = s
         .kmem_cache_create("ctor", 64, 0, SlabFlags::NONE, Some(test_ctor))
         .unwrap();
     let o = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();
     // SAFETY: a live object of 64 bytes.
-    assert_eq!(unsafe { o.as_ptr().cast::<u32>().read_unaligned() }, CTOR_PATTERN);
+    let first = unsafe { o.as_ptr().cast::<u32>().read_unaligned() };
+    assert_eq!(first, CTOR_PATTERN);
     cache_free(&s, c, o);
 }
