@@ -349,6 +349,9 @@ pub struct KmemCache {
     pub(crate) era_2_6_32: bool,
     /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
     pub(crate) debug: bool,
+    /// `init_on_alloc` / `init_on_free` for this cache (`hooks::INIT_ON_ALLOC`, `INIT_ON_FREE`;
+    /// `slab_want_init_on_*` decided once): beside `debug`, on the line the fast paths read.
+    pub(crate) init_hooks: u32,
     /// `red_left_pad`.
     pub(crate) red_left_pad: usize,
     /// `reciprocal_size`: for `obj_to_index` without a division.
@@ -515,6 +518,7 @@ pub(crate) unsafe fn kmem_cache_open(
         provider: sl.provider.clone(),
         has_cpu_partial,
         debug,
+        init_hooks: crate::hooks::init_hooks_for(sl, flags, ctor),
         hardened: settings.freelist_hardened,
         era_2_6_32: settings.era == Era::V2_6_32,
         nr_nodes: sl.nr_nodes,

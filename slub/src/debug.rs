@@ -21,7 +21,7 @@
 use crate::cache::KmemCache;
 use crate::freeptr::{get_freepointer, set_freepointer};
 use crate::node::{counters_of, KmemCacheNode};
-use crate::slowpath::{cmpxchg_double_slab, discard_slab, new_slab, slab_nid};
+use crate::slowpath::{cmpxchg_double_slab, free_slab, new_slab, slab_nid};
 use crate::stats::StatItem::{ALLOC_SLAB, ALLOC_SLOWPATH, FREE_ADD_PARTIAL, FREE_REMOVE_PARTIAL};
 use crate::{Slub, NUMA_NO_NODE};
 use common::api::CacheName;
@@ -464,7 +464,7 @@ fn freeptr_outside_object(s: &KmemCache) -> bool {
 }
 
 /// `get_info_end`: end of the object plus the free pointer if that lies after it.
-fn get_info_end(s: &KmemCache) -> usize {
+pub(crate) fn get_info_end(s: &KmemCache) -> usize {
     if freeptr_outside_object(s) {
         s.offset + WORD
     } else {
@@ -511,7 +511,7 @@ pub(crate) fn get_orig_size(s: &KmemCache, object: usize) -> usize {
 }
 
 /// `set_orig_size`.
-fn set_orig_size(s: &KmemCache, object: usize, orig_size: usize) {
+pub(crate) fn set_orig_size(s: &KmemCache, object: usize, orig_size: usize) {
     if !slub_debug_orig_size(s) {
         return;
     }
@@ -1005,7 +1005,9 @@ fn alloc_single_from_partial(
     let (object, counters) = p.freelist_counters.load_pair();
     let mut c = SlabCounters::unpack(counters);
     if object == 0 || c.inuse >= c.objects {
+        // A full slab on the partial list (not expected): where it belongs.
         n.remove_partial(g, slab);
+        n.add_full(s, g, slab);
         return 0;
     }
     let next = if check_valid_pointer(s, &sr, object) {
@@ -1016,12 +1018,16 @@ fn alloc_single_from_partial(
     c.inuse += 1;
     set_slab(s, slab, next, c);
     if !alloc_debug_processing(sl, s, &sr, object, orig_size) {
+        // Every object is marked used now: the kernel leaves the slab on no list; with
+        // STORE_USER it goes on the full list here, so every slab stays listed (validate's
+        // count) and a later free's remove_full finds it there.
         n.remove_partial(g, slab);
+        n.add_full(s, g, slab);
         return 0;
     }
     if c.inuse == c.objects {
-        // remove_partial + add_full (there is no full list here; see the crate doc).
         n.remove_partial(g, slab);
+        n.add_full(s, g, slab);
     }
     object
 }
@@ -1088,6 +1094,8 @@ pub(crate) fn alloc_debug(
         n.inc_slabs_node(c.objects as usize);
         if counters_of(slab).inuse < c.objects {
             n.add_partial(&g, slab, false);
+        } else {
+            n.add_full(s, &g, slab);
         }
         drop(g);
         if ok {
@@ -1190,10 +1198,13 @@ pub(crate) fn free_to_partial_list(
     c.inuse -= cnt;
     set_freepointer(s, tail, prior);
     set_slab(s, slab, head, c);
+    // An empty slab goes away once the node keeps min_partial others, from the full list or
+    // the partial one.
     let discard = c.inuse == 0
         && n.nr_partial.load(Ordering::Relaxed) >= s.min_partial.load(Ordering::Relaxed);
     if prior == 0 || c0.inuse == c0.objects {
-        // Was full (on no list here): onto the partial list unless it goes away.
+        // Was full: off the full list (STORE_USER), onto the partial list unless it goes away.
+        n.remove_full(s, &g, slab);
         if !discard {
             n.add_partial(&g, slab, true);
             s.stat(FREE_ADD_PARTIAL);
@@ -1202,11 +1213,17 @@ pub(crate) fn free_to_partial_list(
         n.remove_partial(&g, slab);
         s.stat(FREE_REMOVE_PARTIAL);
     }
+    if discard {
+        // dec_slabs_node still under list_lock, so validate never counts more listed slabs
+        // than nr_slabs says exist.
+        n.dec_slabs_node(c.objects as usize);
+    }
     drop(g);
     if discard {
         s.stat(crate::stats::StatItem::FREE_SLAB);
-        // SAFETY: empty, unfrozen, off every list, no CPU slot holds debug slabs.
-        unsafe { discard_slab(s, slab) };
+        // SAFETY: empty, unfrozen, off every list and already uncounted; no CPU slot holds
+        // debug slabs.
+        unsafe { free_slab(s, slab) };
     }
     Ok(())
 }
@@ -1244,6 +1261,19 @@ pub(crate) fn kmalloc_debug_orig_size(s: &KmemCache, object: usize, orig_size: u
 /// `skip_orig_size_check`: after `ksize()` the whole object may be used.
 pub(crate) fn skip_orig_size_check(s: &KmemCache, object: usize) {
     set_orig_size(s, object, object_size(s));
+}
+
+/// `validate_slab_node`'s count checks: "<n> partial slabs counted but counter=<m>" and, for
+/// `SLAB_STORE_USER` caches, "<n> slabs counted but counter=<m>" (partial + full against
+/// `nr_slabs`). Counted like the other reports (`slab_add_kunit_errors`), one each.
+pub(crate) fn report_count_mismatch(
+    sl: &Slub,
+    s: &KmemCache,
+    what: &'static str,
+    counted: usize,
+    counter: usize,
+) {
+    slab_err(sl, s, 0, what, (counted, counter));
 }
 
 /// Reports the live objects a destroy finds (`list_slab_objects` + the destroy warning).

@@ -208,12 +208,7 @@ pub(crate) fn slab_alloc_node(
     } else {
         slab_alloc_cmpxchg(sl, s, gfp, node)?
     };
-    if gfp.contains(Gfp::ZERO) {
-        // SAFETY: object is a freshly allocated object of at least object_size bytes.
-        unsafe {
-            (object as *mut u8).write_bytes(0, s.object_size.load(Ordering::Relaxed));
-        }
-    }
+    crate::hooks::slab_post_alloc_hook(s, gfp, object);
     NonNull::new(object as *mut u8)
 }
 
@@ -311,6 +306,8 @@ pub(crate) unsafe fn do_slab_free_bulk(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
+    // SAFETY: the chain is the caller's (contract).
+    unsafe { crate::hooks::slab_free_freelist_hook(s, head, tail) };
     if sl.rseq {
         // SAFETY: forwarded contract.
         return unsafe { do_slab_free_rseq(sl, s, slab, head, tail, cnt) };
@@ -406,12 +403,7 @@ pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut 
     }
     c.end_update(old, freelist);
     c.lock.unlock();
-    if gfp.contains(Gfp::ZERO) {
-        for &o in p.iter() {
-            // SAFETY: freshly allocated objects of object_size bytes.
-            unsafe { (o as *mut u8).write_bytes(0, s.object_size.load(Ordering::Relaxed)) };
-        }
-    }
+    crate::hooks::slab_post_alloc_hook_bulk(s, gfp, p);
     p.len()
 }
 

@@ -49,6 +49,7 @@ pub(crate) fn kmalloc_large_node(
     } else {
         node
     };
+    let gfp = crate::hooks::large_alloc_gfp(sl, gfp);
     let page = sl
         .provider
         .alloc_pages_gfp(nid, order, Owner::LargeKmalloc, gfp)?;
@@ -174,6 +175,7 @@ unsafe fn free_large_kmalloc(sl: &Slub, page: NonNull<Page>, addr: usize) -> Res
     if sl.provider.page_address(page).as_ptr() as usize != addr {
         return Err(SlabError::NotObjectStart(addr));
     }
+    crate::hooks::large_free_hook(sl, addr, p.order as usize);
     // SAFETY: a large kmalloc block the caller gives up.
     unsafe { sl.provider.free_pages(page, p.order as usize) }.map_err(|_| SlabError::NotOurs(addr))
 }

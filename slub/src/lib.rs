@@ -32,7 +32,8 @@
 //! ## Call tree, fast to slow
 //! ```text
 //! kmem_cache_alloc[_node] / kmalloc[_node]
-//!   └ slab_alloc_node                     fastpath: pop c->freelist, rseq or cmpxchg16b (freelist, tid)
+//!   └ slab_alloc_node                     fastpath: pop c->freelist, rseq or cmpxchg16b (freelist, tid),
+//!       │                                 then slab_post_alloc_hook (__GFP_ZERO, init_on_alloc/free)
 //!       └ __slab_alloc → ___slab_alloc     slowpath (#[cold]), under c->lock
 //!           ├ get_freelist                 take the CPU slab's remote-freed objects (cmpxchg slab)
 //!           ├ deactivate_slab              CPU slab of the wrong node / exhausted
@@ -42,7 +43,8 @@
 //!           └ new_slab → allocate_slab     provider.alloc_pages (oo, then min)
 //! kmem_cache_alloc_bulk                   pop c->freelist under c->lock (busy), ___slab_alloc when dry
 //! kmem_cache_free / kfree / kmem_cache_free_bulk (build_detached_freelist: chains per slab)
-//!   └ do_slab_free                        fastpath: object of c->slab → push on c->freelist (rseq/cmpxchg)
+//!   └ do_slab_free                        slab_free_freelist_hook (init_on_free), then fastpath:
+//!       │                                 object of c->slab → push on c->freelist (rseq/cmpxchg)
 //!       └ __slab_free                      cmpxchg slab {freelist, counters}
 //!           ├ put_cpu_partial → __unfreeze_partials   (drain when cpu_partial_slabs reached)
 //!           └ add_partial / remove_partial / discard_slab
@@ -87,11 +89,26 @@
 //!   refused with `SlabError::DoubleFree`.
 //! - **Debug off costs nothing on the fast paths**: they already tested `s.debug` (a field of
 //!   the cache line they read) before this issue; the checks live in cold functions behind it.
-//! - **Deviations.** No full list (validate walks partial slabs only, also with U); the
-//!   track's caller word is 0 (stable Rust has no return-address intrinsic; CPU, thread id and
+//! - **Full list** (`U`): a debug cache with `STORE_USER` keeps its full slabs on the node's
+//!   `full` list (`add_full` when the last object is taken, `remove_full` when one is freed,
+//!   both under `list_lock`), and `validate` walks it and checks partial + full against
+//!   `nr_slabs` ("slabs counted but counter", a counted report). Without `U` full slabs are on
+//!   no list, as in 6.4 (whose `deactivate_slab` no longer calls `add_full`: debug caches have
+//!   no CPU slabs since 6.2). A slab given up by `alloc_debug_processing` ("Marking all objects
+//!   used") goes on the full list instead of no list, so it stays counted.
+//! - **Deviations.** The track's caller word is 0 (stable Rust has no return-address intrinsic; CPU, thread id and
 //!   time are recorded); `T` forces the debug path but prints nothing; the boot caches
 //!   `kmem_cache`/`kmem_cache_node` ignore `slub_debug=`; a busy `kmem_cache_destroy` reports 2
 //!   errors ("Objects remaining", "still has objects") for the whole cache, not one per slab.
+//!
+//! ## Memory auto-initialisation (`init_on_alloc`, `init_on_free`; `hooks.rs`)
+//! [`SlubSettings::init_on_alloc`] / [`SlubSettings::init_on_free`] (boot options
+//! `init_on_alloc=1`, `init_on_free=1`) zero objects on allocation (`slab_post_alloc_hook`) or on
+//! free (`slab_free_hook`, before the object is pushed; red zones and an outside free pointer
+//! kept), and large kmalloc pages; not for caches with a constructor, `TYPESAFE_BY_RCU` or
+//! `POISON`. Decided per cache at creation (`KmemCache::init_hooks`, beside `debug`): off, the
+//! allocation fast path pays one OR into the `__GFP_ZERO` test it always made, the free fast
+//! path one bit test.
 //!
 //! ## Lock order (as `mm/slub.c` 6.4 numbers it)
 //! 1. `slab_mutex` ([`Slub`]'s cache list): the list of caches, aliases (`refcount`,
@@ -159,6 +176,7 @@ mod cache;
 mod debug;
 mod fastpath;
 mod freeptr;
+mod hooks;
 mod kmalloc;
 mod merge;
 #[cfg(test)]
@@ -247,6 +265,12 @@ pub struct SlubSettings {
     /// Abort the process after the first `slub_debug` error report (the kernel's `BUG`);
     /// default: report, fix and continue.
     pub debug_abort: bool,
+    /// `init_on_alloc`: zero every object when it is allocated, and large kmalloc pages (not
+    /// caches with a constructor, `SLAB_TYPESAFE_BY_RCU` or `SLAB_POISON`; see `hooks.rs`).
+    pub init_on_alloc: bool,
+    /// `init_on_free`: zero every object when it is freed (same exceptions), and large kmalloc
+    /// pages on `kfree`.
+    pub init_on_free: bool,
 }
 
 /// The fast-path implementation (`fastpath=` boot option; see `fastpath.rs`).
@@ -303,6 +327,15 @@ fn split_boot_options(opts: &str) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// `kstrtobool` for `init_on_alloc=`/`init_on_free=` (a bare option means on).
+fn parse_bool(k: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "" | "1" | "y" | "Y" | "on" => Ok(true),
+        "0" | "n" | "N" | "off" => Ok(false),
+        _ => Err(format!("{k}: {v:?} is not 0 or 1")),
+    }
+}
+
 /// `SLUB_FASTPATH`, read with `getenv` (no heap: `Slub::new` must not allocate).
 fn env_fastpath() -> Option<FastPath> {
     // SAFETY: getenv with a NUL-terminated name; the result is NUL-terminated or null. Nothing
@@ -337,6 +370,8 @@ impl Default for SlubSettings {
             slub_debug: None,
             debug_report: None,
             debug_abort: false,
+            init_on_alloc: false,
+            init_on_free: false,
         }
     }
 }
@@ -345,7 +380,8 @@ impl SlubSettings {
     /// Parses kernel-command-line style options, separated by spaces or commas:
     /// `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slab_merge
     /// slub_cpu_partial=N slub_min_partial=N era=6.4|2.6.32 hardened stats
-    /// remote_node_defrag_ratio=N seed=N fastpath=auto|rseq|cmpxchg slub_debug[=…] debug_abort`
+    /// remote_node_defrag_ratio=N seed=N fastpath=auto|rseq|cmpxchg slub_debug[=…] debug_abort
+    /// init_on_alloc[=0|1] init_on_free[=0|1]`
     /// (`slub_nomerge`/`slub_merge` are accepted too; commas inside `slub_debug=` belong to it).
     pub fn from_boot_options(opts: &str) -> Result<Self, String> {
         let mut s = Self::default();
@@ -383,6 +419,8 @@ impl SlubSettings {
                     );
                 }
                 "debug_abort" => s.debug_abort = true,
+                "init_on_alloc" => s.init_on_alloc = parse_bool(k, v)?,
+                "init_on_free" => s.init_on_free = parse_bool(k, v)?,
                 "era" => {
                     s.era = match v {
                         "6.4" => Era::V6_4,
@@ -929,7 +967,7 @@ impl SlabAllocator for Slub {
     fn settings_summary(&self) -> String {
         let s = &self.settings;
         format!(
-            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} fastpath={}",
+            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} init_on_alloc={} init_on_free={} fastpath={}",
             match s.era {
                 Era::V6_4 => "6.4",
                 Era::V2_6_32 => "2.6.32",
@@ -944,6 +982,8 @@ impl SlabAllocator for Slub {
             s.stats,
             s.remote_node_defrag_ratio,
             s.slub_debug.unwrap_or(SlubDebug::OFF),
+            u8::from(s.init_on_alloc),
+            u8::from(s.init_on_free),
             self.fastpath().name()
         )
     }

@@ -1,7 +1,8 @@
 //! `struct kmem_cache_node` and the per-node partial lists (mm/slub.c 6.4: `add_partial`,
 //! `remove_partial`, `inc_slabs_node`, `init_kmem_cache_nodes`, `__kmem_cache_do_shrink`).
 //!
-//! `list_lock` protects `partial`, the `slab_list` links of the slabs on it and writes of
+//! `list_lock` protects `partial`, `full` (debug caches with `SLAB_STORE_USER` only:
+//! `add_full`, `remove_full`), the `slab_list` links of the slabs on them and writes of
 //! `nr_partial`. [`ListGuard`] is the proof of holding it, passed to every function that
 //! needs it. `nr_slabs` and `total_objects` are atomics (`CONFIG_SLUB_DEBUG`'s counters).
 
@@ -10,7 +11,7 @@ use crate::slowpath::{flush_all, free_slab};
 use crate::{SlabState, Slub};
 use common::list::ListHead;
 use common::sync::{SpinLock, SpinLockGuard};
-use common::{Gfp, Page, SlabCounters, SlabError};
+use common::{Gfp, Page, SlabCounters, SlabError, SlabFlags};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -28,7 +29,8 @@ pub struct KmemCacheNode {
     pub(crate) nr_slabs: AtomicUsize,
     /// `total_objects`.
     pub(crate) total_objects: AtomicUsize,
-    /// `full` (only debug caches with `SLAB_STORE_USER` use it; issue 7).
+    /// `full`: the full slabs of a debug cache with `SLAB_STORE_USER` (no count of its own:
+    /// `validate` checks `nr_partial` + |full| against `nr_slabs`, as 6.4 does).
     full: UnsafeCell<ListHead>,
     /// Node id (for validation).
     pub(crate) node: usize,
@@ -49,6 +51,11 @@ impl ListGuard<'_> {
     /// The partial list head.
     pub(crate) fn partial(&self) -> *mut ListHead {
         self.n.partial.get()
+    }
+
+    /// The full list head (used by `SLAB_STORE_USER` caches only).
+    pub(crate) fn full(&self) -> *mut ListHead {
+        self.n.full.get()
     }
 }
 
@@ -96,6 +103,28 @@ impl KmemCacheNode {
         self.nr_partial.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// `add_full`: a debug slab that just became full goes on the node's full list, if the
+    /// cache tracks users (`SLAB_STORE_USER`); else it is on no list, as without debugging.
+    pub(crate) fn add_full(&self, s: &KmemCache, g: &ListGuard<'_>, slab: *mut Page) {
+        debug_assert!(core::ptr::eq(g.n, self));
+        if !s.flags.contains(SlabFlags::STORE_USER) {
+            return;
+        }
+        // SAFETY: lock held (g); slab is a slab of this node on no list.
+        unsafe { ListHead::add(Page::lru_of(slab), g.full()) };
+    }
+
+    /// `remove_full`: takes a slab that was full off the full list (`SLAB_STORE_USER` caches;
+    /// a no-op for the others, whose full slabs are on no list).
+    pub(crate) fn remove_full(&self, s: &KmemCache, g: &ListGuard<'_>, slab: *mut Page) {
+        debug_assert!(core::ptr::eq(g.n, self));
+        if !s.flags.contains(SlabFlags::STORE_USER) {
+            return;
+        }
+        // SAFETY: lock held; the slab is on this node's full list.
+        unsafe { ListHead::del(Page::lru_of(slab)) };
+    }
+
     /// `inc_slabs_node`.
     pub(crate) fn inc_slabs_node(&self, objects: usize) {
         self.nr_slabs.fetch_add(1, Ordering::Relaxed);
@@ -106,6 +135,13 @@ impl KmemCacheNode {
     pub(crate) fn dec_slabs_node(&self, objects: usize) {
         self.nr_slabs.fetch_sub(1, Ordering::Relaxed);
         self.total_objects.fetch_sub(objects, Ordering::Relaxed);
+    }
+
+    /// Slabs on the full list (walked under `list_lock`).
+    pub(crate) fn count_full(&self) -> usize {
+        let g = self.lock();
+        // SAFETY: lock held for the walk.
+        unsafe { ListHead::iter(g.full()) }.count()
     }
 
     /// `count_partial(n, count_free)`: free objects on the partial slabs.

@@ -107,6 +107,9 @@ pub(crate) fn new_slab(s: &KmemCache, gfp: Gfp, node: usize) -> Option<*mut Page
     } else {
         Gfp::KERNEL
     };
+    // init_on_free: the kernel's free pages are zero (zeroed when freed); the provider's are
+    // not, so a slab of such a cache is zeroed when it is made.
+    let place = crate::hooks::new_slab_gfp(s, place);
     let mut oo = s.oo;
     let mut page = s.provider.alloc_pages_gfp(
         nid,
@@ -725,6 +728,10 @@ pub(crate) unsafe fn __slab_free(
         if prior != 0 {
             n.remove_partial(&g, slab);
             s.stat(FREE_REMOVE_PARTIAL);
+        } else {
+            // Was full: on the full list if the cache had one (only STORE_USER debug caches,
+            // which free through free_to_partial_list, so a no-op here as in 6.4).
+            n.remove_full(s, &g, slab);
         }
         drop(g);
         s.stat(FREE_SLAB);
@@ -733,7 +740,8 @@ pub(crate) unsafe fn __slab_free(
         return Ok(());
     }
     if !s.has_cpu_partial && prior == 0 {
-        // remove_full (no full list without debug) + add to the partial tail.
+        // Was full: remove_full (a no-op without STORE_USER) + add to the partial tail.
+        n.remove_full(s, &g, slab);
         n.add_partial(&g, slab, true);
         s.stat(FREE_ADD_PARTIAL);
     }

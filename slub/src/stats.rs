@@ -66,6 +66,8 @@ pub struct CacheAttrs {
     pub cpu_partial_slabs: usize,
     /// `partial`: slabs on node partial lists.
     pub partial: usize,
+    /// Slabs on node full lists (`SLAB_STORE_USER` debug caches only; 0 for the others).
+    pub full: usize,
     /// `cpu_slabs`: CPU slabs plus per-CPU partial slabs.
     pub cpu_slabs: usize,
     /// `slabs_cpu_partial`: per-CPU partial slabs only.
@@ -88,6 +90,7 @@ pub struct CacheAttrs {
 
 pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
     let mut partial = 0;
+    let mut full = 0;
     let mut slabs = 0;
     let mut total = 0;
     let mut free = 0;
@@ -99,6 +102,7 @@ pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
         let ns = n.nr_slabs.load(Ordering::Relaxed);
         let nt = n.total_objects.load(Ordering::Relaxed);
         partial += np;
+        full += n.count_full();
         slabs += ns;
         total += nt;
         let f = n.count_partial_free();
@@ -142,5 +146,6 @@ pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
         aliases: (s.refcount.load(Ordering::Relaxed) - 1).max(0) as usize,
         remote_node_defrag_ratio: s.remote_node_defrag_ratio.load(Ordering::Relaxed) / 10,
         nodes,
+        full,
     }
 }

@@ -1,5 +1,6 @@
 //! `validate_slab_cache` (mm/slub.c 6.4, "Validation of slabs"): flush every CPU slab, then walk
-//! each node's partial list and cross-check every slab — `on_freelist` counts, `inuse`,
+//! each node's partial list (and, for `SLAB_STORE_USER` caches, the full list) and cross-check
+//! every slab — `on_freelist` counts, `inuse`,
 //! `objects` against the order, frozen state, owner and node — and the node totals. Also the
 //! slabinfo 2.1 row (`get_slabinfo`).
 
@@ -9,7 +10,7 @@ use crate::node::{counters_of, slab_of};
 use crate::slowpath::{flush_all, slab_nid};
 use crate::Slub;
 use common::list::ListHead;
-use common::{Page, SlabInfo, PAGE_SIZE};
+use common::{Page, SlabFlags, SlabInfo, PAGE_SIZE};
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
@@ -120,11 +121,53 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String
         }
         let nr_partial = n.nr_partial.load(Ordering::Relaxed);
         if count != nr_partial {
+            if s.debug {
+                crate::debug::report_count_mismatch(
+                    sl,
+                    s,
+                    "partial slabs counted but counter",
+                    count,
+                    nr_partial,
+                );
+            }
             return Err(format!(
                 "node {node}: {count} partial slabs but nr_partial {nr_partial}"
             ));
         }
         let nr_slabs = n.nr_slabs.load(Ordering::Relaxed);
+        if s.flags.contains(SlabFlags::STORE_USER) {
+            // validate_slab_node: a STORE_USER cache keeps its full slabs on n->full, so
+            // partial + full must be every slab of the node (debug caches have no CPU slabs).
+            // SAFETY: list_lock held for the walk.
+            for link in unsafe { ListHead::iter(g.full()) } {
+                let slab = slab_of(link);
+                if slab_nid(s, slab) != node {
+                    let base = sl
+                        .provider
+                        .page_address(core::ptr::NonNull::new(slab).expect("slab"))
+                        .as_ptr() as usize;
+                    return Err(format!(
+                        "node {node}: slab {base:#x} of node {} on this full list",
+                        slab_nid(s, slab)
+                    ));
+                }
+                crate::debug::validate_slab(sl, s, slab);
+                objs += counters_of(slab).objects as usize;
+                count += 1;
+            }
+            if count != nr_slabs {
+                crate::debug::report_count_mismatch(
+                    sl,
+                    s,
+                    "slabs counted but counter",
+                    count,
+                    nr_slabs,
+                );
+                return Err(format!(
+                    "node {node}: {count} slabs counted (partial + full) but nr_slabs {nr_slabs}"
+                ));
+            }
+        }
         let total = n.total_objects.load(Ordering::Relaxed);
         if count > nr_slabs || objs > total {
             return Err(format!(
