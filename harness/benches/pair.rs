@@ -1,9 +1,11 @@
 //! The issues' benchmark targets, side by side in one run: an alloc+free pair of 64 B and 256 B
 //! through the cache API (`kmem_cache_alloc`/`kmem_cache_free` of a dedicated cache) for
-//! slab-classic and SLUB, against mimalloc and glibc `malloc`/`free` of the same size, on one
-//! thread pinned to the first allowed CPU. Read the ratios, not the absolute times.
+//! slab-classic and SLUB in both fast-path modes (`slab` = rseq, `slab-lock`; `slub` = rseq,
+//! `slub-cmpxchg`), against mimalloc, glibc `malloc`/`free` and (with `--features jemalloc`)
+//! jemalloc of the same size, on one thread pinned to the first allowed CPU. Read the ratios,
+//! not the absolute times.
 //!
-//! `cargo bench -p harness --bench pair`
+//! `cargo bench -p harness --bench pair [--features jemalloc]`
 
 use common::api::{SlabAllocator, SlabFlags};
 use common::{Gfp, PageProvider, ProviderConfig, Topology};
@@ -43,12 +45,30 @@ fn pairs(c: &mut Criterion) {
         let _ = common::pin::pin_to_cpu(cpu);
     }
     for size in [64usize, 256] {
-        let p = provider();
-        let slab = slab_classic::Slab::new(&p, slab_classic::SlabSettings::default()).unwrap();
-        cache_pair(c, "slab", &slab, size);
-        let q = provider();
-        let slub = slub::Slub::new(&q, slub::SlubSettings::default()).unwrap();
-        cache_pair(c, "slub", &slub, size);
+        for (name, fastpath) in [
+            ("slab", slab_classic::FastPath::Rseq),
+            ("slab-lock", slab_classic::FastPath::Lock),
+        ] {
+            let p = provider();
+            let settings = slab_classic::SlabSettings {
+                fastpath,
+                ..Default::default()
+            };
+            let slab = slab_classic::Slab::new(&p, settings).unwrap();
+            cache_pair(c, name, &slab, size);
+        }
+        for (name, fastpath) in [
+            ("slub", slub::FastPath::Rseq),
+            ("slub-cmpxchg", slub::FastPath::Cmpxchg),
+        ] {
+            let q = provider();
+            let settings = slub::SlubSettings {
+                fastpath,
+                ..Default::default()
+            };
+            let slub = slub::Slub::new(&q, settings).unwrap();
+            cache_pair(c, name, &slub, size);
+        }
         let layout = Layout::from_size_align(size, 8).unwrap();
         c.bench_with_input(
             BenchmarkId::new(format!("pair{size}"), "mimalloc"),
@@ -59,6 +79,20 @@ fn pairs(c: &mut Criterion) {
                     unsafe {
                         let p = mimalloc::MiMalloc.alloc(layout);
                         mimalloc::MiMalloc.dealloc(black_box(p), layout);
+                    }
+                });
+            },
+        );
+        #[cfg(feature = "jemalloc")]
+        c.bench_with_input(
+            BenchmarkId::new(format!("pair{size}"), "jemalloc"),
+            &size,
+            |b, &s| {
+                b.iter(|| {
+                    // SAFETY: jemalloc's own malloc/free of a fresh block, freed once.
+                    unsafe {
+                        let p = tikv_jemalloc_sys::malloc(s);
+                        tikv_jemalloc_sys::free(black_box(p));
                     }
                 });
             },
