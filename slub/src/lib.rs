@@ -157,8 +157,11 @@
 //! - No `pfmemalloc`, memcg, KASAN, KFENCE, RCU-delayed freeing, freelist randomisation,
 //!   CPU hotplug or sysfs; `SLAB_TYPESAFE_BY_RCU` only shapes the layout.
 //! - `slub_debug` (issue 7, `debug.rs`): see "Debugging" below for what differs.
-//! - Frees are checked (`virt_to_slab`: our slab, our instance, object start via
-//!   `reciprocal_size`) and a naive double free or a free into an empty slab is refused with
+//! - Frees are always checked, not only with hardening or debugging: `kmem_cache_free` by
+//!   `cache_from_obj` (the handle names the cache; the page must be a slab of it and the
+//!   address an object start, tested by `common::ExactDiv` — compares only, none feeding the
+//!   free, so they add no latency), `kfree` by `virt_to_slab` (our slab, our instance, object
+//!   start); a naive double free or a free into an empty slab is refused with
 //!   `SlabError::DoubleFree` instead of `BUG()`.
 //! - `kmem_cache_destroy` refuses with `Busy` (the cache stays usable) instead of reporting
 //!   "objects remaining" and leaking the cache; kmalloc and boot caches are permanent.
