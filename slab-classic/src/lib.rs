@@ -1162,7 +1162,7 @@ mod tests {
                 CpuCacheUp::Full
             ]
         );
-        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cs_cachep;
+        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cachep();
         let mut caches = 0;
         // SAFETY: single-threaded test; chain walked under its mutex.
         unsafe {
