@@ -129,6 +129,9 @@ pub enum SlabError {
     },
     /// Debug checks found corrupted memory at this address.
     Corrupted(usize),
+    /// A setting or tunable outside what the allocator accepts (what the kernel answers with
+    /// `-EINVAL`); the text says which rule was broken.
+    InvalidArgument(&'static str),
 }
 
 impl fmt::Display for SlabError {
@@ -166,6 +169,7 @@ impl fmt::Display for SlabError {
                 write!(f, "cache still has {objects} objects in use")
             }
             SlabError::Corrupted(a) => write!(f, "memory corruption detected at {a:#x}"),
+            SlabError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
         }
     }
 }

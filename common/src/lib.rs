@@ -7,6 +7,7 @@
 //!   provider (buddy allocator per node) ──► page (struct page, mem_map) ──► list (list_head)
 //!   topology (sysfs | hwloc | fake NUMA)   pin (core_affinity + sched_getcpu)
 //!   sys (mmap, madvise, mbind, get_mempolicy, getcpu: raw calls, no heap)
+//!   testing (feature `testing`: stress helpers for the allocators' integration tests)
 //! ```
 //! Dependencies only point down. Every byte the allocators use comes from
 //! [`provider::PageProvider`], which takes its own memory from `mmap` — never from the Rust heap —
@@ -28,6 +29,8 @@ pub mod sizes;
 pub mod stats;
 pub mod sync;
 pub mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topology;
 
 pub use api::{

@@ -52,6 +52,40 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
+impl Panel {
+    /// A panel with linear axes and numeric x ticks; see the `log2_bytes`, `log_y` and
+    /// `categories` modifiers.
+    fn new(title: impl Into<String>, x_label: &str, y_label: &str, series: Vec<Series>) -> Self {
+        Panel {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_log2_bytes: false,
+            y_log: false,
+            x_categories: vec![],
+            series,
+        }
+    }
+
+    /// X values are log2 of a byte size.
+    fn log2_bytes(mut self) -> Self {
+        self.x_log2_bytes = true;
+        self
+    }
+
+    /// Logarithmic y axis.
+    fn log_y(mut self) -> Self {
+        self.y_log = true;
+        self
+    }
+
+    /// Categorical x axis with these tick labels.
+    fn categories(mut self, labels: Vec<String>) -> Self {
+        self.x_categories = labels;
+        self
+    }
+}
+
 /// The colour of an allocator, the same in every figure.
 pub fn color_of(name: &str) -> RGBColor {
     match name {
@@ -208,30 +242,102 @@ pub fn draw_figure(
     let size = ((560 * cols) as u32, (400 * rows) as u32);
     let svg = dir.join(format!("{name}.svg"));
     let png = dir.join(format!("{name}.png"));
-    {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        for (area, p) in root.split_evenly((rows, cols)).iter().zip(panels) {
-            draw_panel(area, p)?;
-        }
-        root.present().map_err(|e| e.to_string())?;
-    }
-    {
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        for (area, p) in root.split_evenly((rows, cols)).iter().zip(panels) {
-            draw_panel(area, p)?;
-        }
-        root.present().map_err(|e| e.to_string())?;
-    }
+    draw_grid(
+        &SVGBackend::new(&svg, size).into_drawing_area(),
+        panels,
+        (rows, cols),
+    )?;
+    draw_grid(
+        &BitMapBackend::new(&png, size).into_drawing_area(),
+        panels,
+        (rows, cols),
+    )?;
     Ok(vec![svg, png])
 }
 
-fn series_from(
-    m: &BTreeMap<(String, F64Key), Stat>,
+/// Fills `root` white, draws `panels` into a `(rows, cols)` grid of it and writes it out.
+fn draw_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[Panel],
+    grid: (usize, usize),
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    for (area, p) in root.split_evenly(grid).iter().zip(panels) {
+        draw_panel(area, p)?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws the figure `name` unless `panels` is empty.
+fn draw_nonempty(
+    files: &mut Vec<PathBuf>,
+    dir: &Path,
+    name: &str,
+    panels: &[Panel],
+    cols: usize,
+) -> Result<(), String> {
+    if !panels.is_empty() {
+        files.extend(draw_figure(dir, name, panels, cols)?);
+    }
+    Ok(())
+}
+
+/// The object sizes that rows of `workload` were measured at, ascending.
+fn sizes_of(rows: &[Row], workload: &str) -> std::collections::BTreeSet<usize> {
+    rows.iter()
+        .filter(|r| r.workload == workload)
+        .map(|r| r.size)
+        .collect()
+}
+
+/// One panel per phase of `workload` that has rows, y = `value` against the object size.
+fn panels_per_phase(
+    rows: &[Row],
     allocs: &[String],
-    suffix: &str,
-) -> Vec<Series> {
+    workload: &str,
+    phases: &[(&str, String)],
+    value: fn(&Row) -> f64,
+    make: impl Fn(String, Vec<Series>) -> Panel,
+) -> Vec<Panel> {
+    phases
+        .iter()
+        .filter(|(ph, _)| {
+            rows.iter()
+                .any(|r| r.workload == workload && r.phase == *ph)
+        })
+        .map(|(ph, title)| {
+            let sel = select(rows, workload, ph);
+            let m = aggregate(&sel, |r| Some(F64Key(log2(r.size))), value);
+            make(title.clone(), series_from(&m, allocs))
+        })
+        .collect()
+}
+
+/// One panel per object size measured in `workload` (rows further filtered by `keep`), y =
+/// `value` against `x`.
+fn panels_per_size(
+    rows: &[Row],
+    allocs: &[String],
+    workload: &str,
+    keep: fn(&Row) -> bool,
+    x: impl Fn(&Row, usize) -> f64,
+    value: fn(&Row) -> f64,
+    make: impl Fn(usize, Vec<Series>) -> Panel,
+) -> Vec<Panel> {
+    sizes_of(rows, workload)
+        .into_iter()
+        .map(|size| {
+            let sel: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.workload == workload && r.size == size && keep(r))
+                .collect();
+            let m = aggregate(&sel, |r| Some(F64Key(x(r, size))), value);
+            make(size, series_from(&m, allocs))
+        })
+        .collect()
+}
+
+fn series_from(m: &BTreeMap<(String, F64Key), Stat>, allocs: &[String]) -> Vec<Series> {
     allocs
         .iter()
         .filter_map(|a| {
@@ -241,7 +347,7 @@ fn series_from(
                 .map(|((_, x), s)| (x.0, *s))
                 .collect();
             (!points.is_empty()).then(|| Series {
-                label: format!("{a}{suffix}"),
+                label: a.clone(),
                 color: color_of(a),
                 points,
             })
@@ -281,121 +387,84 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         ("D_free", "D: kfree x N, all CPUs at once"),
         ("E_pair", "E: alloc+free pairs, all CPUs"),
         ("F_remote_free", "F: remote kfree by the last CPU"),
-    ];
-    let panels: Vec<Panel> = phases
-        .iter()
-        .filter(|(ph, _)| {
-            rows.iter()
-                .any(|r| r.workload == "slab_test" && r.phase == *ph)
-        })
-        .map(|(ph, title)| {
-            let sel = select(rows, "slab_test", ph);
-            let m = aggregate(&sel, |r| Some(F64Key(log2(r.size))), |r| r.cycles_per_op);
-            Panel {
-                title: (*title).to_string(),
-                x_label: "object size (bytes)".into(),
-                y_label: "cycles per op (TSC)".into(),
-                x_log2_bytes: true,
-                y_log: true,
-                x_categories: vec![],
-                series: series_from(&m, &allocs, ""),
-            }
-        })
-        .collect();
-    if !panels.is_empty() {
-        files.extend(draw_figure(dir, "slab_test", &panels, 3)?);
-    }
+    ]
+    .map(|(ph, title)| (ph, title.to_string()));
+    let panels = panels_per_phase(
+        rows,
+        &allocs,
+        "slab_test",
+        &phases,
+        |r| r.cycles_per_op,
+        |title, series| {
+            Panel::new(title, "object size (bytes)", "cycles per op (TSC)", series)
+                .log2_bytes()
+                .log_y()
+        },
+    );
+    draw_nonempty(&mut files, dir, "slab_test", &panels, 3)?;
     // scaling: throughput vs threads, one panel per size.
-    let sizes: std::collections::BTreeSet<usize> = rows
-        .iter()
-        .filter(|r| r.workload == "scaling")
-        .map(|r| r.size)
-        .collect();
-    let panels: Vec<Panel> = sizes
-        .iter()
-        .map(|&size| {
-            let sel: Vec<&Row> = rows
-                .iter()
-                .filter(|r| r.workload == "scaling" && r.size == size)
-                .collect();
-            let m = aggregate(
-                &sel,
-                |r| Some(F64Key(r.threads as f64)),
-                |r| r.ops_per_s / 1e6,
-            );
-            Panel {
-                title: format!("Scaling: alloc+free pairs of {size} B"),
-                x_label: "threads (one per CPU)".into(),
-                y_label: "throughput (M pairs/s)".into(),
-                x_log2_bytes: false,
-                y_log: false,
-                x_categories: vec![],
-                series: series_from(&m, &allocs, ""),
-            }
-        })
-        .collect();
-    if !panels.is_empty() {
-        files.extend(draw_figure(dir, "scaling", &panels, 2)?);
-    }
+    let panels = panels_per_size(
+        rows,
+        &allocs,
+        "scaling",
+        |_| true,
+        |r, _| r.threads as f64,
+        |r| r.ops_per_s / 1e6,
+        |size, series| {
+            Panel::new(
+                format!("Scaling: alloc+free pairs of {size} B"),
+                "threads (one per CPU)",
+                "throughput (M pairs/s)",
+                series,
+            )
+        },
+    );
+    draw_nonempty(&mut files, dir, "scaling", &panels, 2)?;
     // memory: overhead while growing.
-    let msizes: std::collections::BTreeSet<usize> = rows
-        .iter()
-        .filter(|r| r.workload == "memory")
-        .map(|r| r.size)
-        .collect();
-    let panels: Vec<Panel> = msizes
-        .iter()
-        .map(|&size| {
-            let sel: Vec<&Row> = rows
-                .iter()
-                .filter(|r| r.workload == "memory" && r.phase == "grow" && r.size == size)
-                .collect();
-            let m = aggregate(
-                &sel,
-                |r| Some(F64Key(r.bytes_live as f64 / size as f64 / 1e3)),
-                |r| r.overhead,
-            );
-            Panel {
-                title: format!("Memory: held / live while growing ({size} B objects)"),
-                x_label: "live objects (thousands)".into(),
-                y_label: "bytes held / bytes live".into(),
-                x_log2_bytes: false,
-                y_log: false,
-                x_categories: vec![],
-                series: series_from(&m, &allocs, ""),
-            }
-        })
-        .collect();
-    if !panels.is_empty() {
-        files.extend(draw_figure(dir, "memory", &panels, 2)?);
-    }
+    let panels = panels_per_size(
+        rows,
+        &allocs,
+        "memory",
+        |r| r.phase == "grow",
+        |r, size| r.bytes_live as f64 / size as f64 / 1e3,
+        |r| r.overhead,
+        |size, series| {
+            Panel::new(
+                format!("Memory: held / live while growing ({size} B objects)"),
+                "live objects (thousands)",
+                "bytes held / bytes live",
+                series,
+            )
+        },
+    );
+    draw_nonempty(&mut files, dir, "memory", &panels, 2)?;
     // remote_free: throughput vs size, one panel per placement.
-    let panels: Vec<Panel> = ["same_node", "cross_node"]
-        .iter()
-        .filter(|ph| {
-            rows.iter()
-                .any(|r| r.workload == "remote_free" && r.phase == **ph)
-        })
-        .map(|ph| {
-            let sel = select(rows, "remote_free", ph);
-            let m = aggregate(&sel, |r| Some(F64Key(log2(r.size))), |r| r.ops_per_s / 1e6);
-            Panel {
-                title: format!(
-                    "Remote free, producer -> consumer, {}",
-                    ph.replace('_', " ")
-                ),
-                x_label: "object size (bytes)".into(),
-                y_label: "throughput (M objects/s)".into(),
-                x_log2_bytes: true,
-                y_log: false,
-                x_categories: vec![],
-                series: series_from(&m, &allocs, ""),
-            }
-        })
-        .collect();
-    if !panels.is_empty() {
-        files.extend(draw_figure(dir, "remote_free", &panels, 2)?);
-    }
+    let phases = ["same_node", "cross_node"].map(|ph| {
+        (
+            ph,
+            format!(
+                "Remote free, producer -> consumer, {}",
+                ph.replace('_', " ")
+            ),
+        )
+    });
+    let panels = panels_per_phase(
+        rows,
+        &allocs,
+        "remote_free",
+        &phases,
+        |r| r.ops_per_s / 1e6,
+        |title, series| {
+            Panel::new(
+                title,
+                "object size (bytes)",
+                "throughput (M objects/s)",
+                series,
+            )
+            .log2_bytes()
+        },
+    );
+    draw_nonempty(&mut files, dir, "remote_free", &panels, 2)?;
     // custom caches: pair cost per cache, and the mixed pattern.
     let sel = select(rows, "custom_caches", "pair");
     if !sel.is_empty() {
@@ -413,24 +482,19 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         let mixed = select(rows, "custom_caches", "mixed");
         let mm = aggregate(&mixed, |r| Some(F64Key(r.threads as f64)), |r| r.ns_per_op);
         let panels = vec![
-            Panel {
-                title: "Custom caches: alloc+free pair, one CPU".into(),
-                x_label: "cache (object size, bytes)".into(),
-                y_label: "ns per pair".into(),
-                x_log2_bytes: false,
-                y_log: false,
-                x_categories: names,
-                series: series_from(&m, &allocs, ""),
-            },
-            Panel {
-                title: "Custom caches: mixed pattern, 1/4 freed remotely".into(),
-                x_label: "threads".into(),
-                y_label: "ns per alloc+free".into(),
-                x_log2_bytes: false,
-                y_log: false,
-                x_categories: vec![],
-                series: series_from(&mm, &allocs, ""),
-            },
+            Panel::new(
+                "Custom caches: alloc+free pair, one CPU",
+                "cache (object size, bytes)",
+                "ns per pair",
+                series_from(&m, &allocs),
+            )
+            .categories(names),
+            Panel::new(
+                "Custom caches: mixed pattern, 1/4 freed remotely",
+                "threads",
+                "ns per alloc+free",
+                series_from(&mm, &allocs),
+            ),
         ];
         files.extend(draw_figure(dir, "custom_caches", &panels, 2)?);
     }
@@ -472,24 +536,20 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
             .collect();
         let rss = aggregate(&sel, idx, |r| r.bytes_held as f64 / 1048576.0);
         let panels = vec![
-            Panel {
-                title: "Real programs: wall time relative to glibc malloc".into(),
-                x_label: "program".into(),
-                y_label: "wall time / glibc wall time".into(),
-                x_log2_bytes: false,
-                y_log: false,
-                x_categories: progs.clone(),
-                series: series_from(&rel, &allocs, ""),
-            },
-            Panel {
-                title: "Real programs: peak RSS".into(),
-                x_label: "program".into(),
-                y_label: "peak RSS (MiB)".into(),
-                x_log2_bytes: false,
-                y_log: false,
-                x_categories: progs,
-                series: series_from(&rss, &allocs, ""),
-            },
+            Panel::new(
+                "Real programs: wall time relative to glibc malloc",
+                "program",
+                "wall time / glibc wall time",
+                series_from(&rel, &allocs),
+            )
+            .categories(progs.clone()),
+            Panel::new(
+                "Real programs: peak RSS",
+                "program",
+                "peak RSS (MiB)",
+                series_from(&rss, &allocs),
+            )
+            .categories(progs),
         ];
         files.extend(draw_figure(dir, "programs", &panels, 2)?);
     }
@@ -501,15 +561,13 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
             |r| Some(F64Key(log2(r.size / common::PAGE_SIZE))),
             |r| r.ops_per_s * (r.size / common::PAGE_SIZE) as f64 / 1e6,
         );
-        let panels = vec![Panel {
-            title: "Page provider vs mmap/munmap (per CPU, all CPUs at once)".into(),
-            x_label: "order (log2 pages)".into(),
-            y_label: "M pages per second".into(),
-            x_log2_bytes: false,
-            y_log: true,
-            x_categories: vec![],
-            series: series_from(&m, &allocs, ""),
-        }];
+        let panels = vec![Panel::new(
+            "Page provider vs mmap/munmap (per CPU, all CPUs at once)",
+            "order (log2 pages)",
+            "M pages per second",
+            series_from(&m, &allocs),
+        )
+        .log_y()];
         files.extend(draw_figure(dir, "pages", &panels, 1)?);
     }
     Ok(files)

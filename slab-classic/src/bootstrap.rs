@@ -36,6 +36,7 @@ use common::percpu::LocalLock;
 use common::provider::get_order;
 use common::sizes::slab as sizes;
 use common::{Gfp, Owner, PageProvider, MAX_NUMNODES, NR_CPUS, PAGE_SIZE};
+use core::cell::UnsafeCell;
 use core::ptr::{addr_of_mut, null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -105,23 +106,32 @@ pub struct SlabGlobals {
     /// Every state `g_cpucache_up` went through, in order (for tests and introspection).
     states_seen: [AtomicU8; 8],
     slab_early_init: AtomicBool,
-    cache_chain: ListHead,
+    /// `cache_chain`. Linked into every cache's `next` and written whenever a cache is created
+    /// or destroyed (chain mutex held), through pointers from [`Self::cache_chain_head`].
+    cache_chain: UnsafeCell<ListHead>,
     cache_chain_mutex: Mutex<()>,
     pub(crate) malloc_sizes: [CacheSizes; sizes::NR],
     jiffies: AtomicUsize,
     pub(crate) reap_node: [AtomicU16; NR_CPUS],
     pub(crate) reaper: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) reaper_stop: AtomicBool,
-    initarray_cache: ArrayCacheInit,
-    initarray_generic: ArrayCacheInit,
+    /// The boot head array of `cache_cache`; every CPU slot points at it during bootstrap and
+    /// writes through that pointer (hence the `UnsafeCell`).
+    initarray_cache: UnsafeCell<ArrayCacheInit>,
+    /// The boot head array of the `INDEX_AC` cache (as `initarray_cache`).
+    initarray_generic: UnsafeCell<ArrayCacheInit>,
+    /// `initkmem_list3[]`: `NUM_INIT_LIST_BLOCKS × nr_nodes` list3s after the `cache_cache`
+    /// object in the same block (a raw pointer from the block's base, so writes through it are
+    /// not writes through `&self`).
     initkmem_list3: *mut KmemList3,
     /// The cache of `kmem_cache` objects (static in the kernel, here inside this block).
     pub(crate) cache_cache: *mut KmemCache,
     pub(crate) block_order: usize,
 }
 
-// SAFETY: all mutable state reached through the raw pointers is protected by the locks the
-// crate documents (lib.rs lock order); the struct itself is shared read-only after bootstrap.
+// SAFETY: all mutable state reached through the raw pointers and `UnsafeCell`s is protected by
+// the locks the crate documents (lib.rs lock order) or written only during the single-threaded
+// bootstrap (`malloc_sizes`, the boot arrays); everything else is atomics or read-only.
 unsafe impl Send for SlabGlobals {}
 // SAFETY: see Send.
 unsafe impl Sync for SlabGlobals {}
@@ -184,18 +194,15 @@ impl SlabGlobals {
                 g_cpucache_up: AtomicU8::new(CpuCacheUp::None as u8),
                 states_seen: core::array::from_fn(|_| AtomicU8::new(u8::MAX)),
                 slab_early_init: AtomicBool::new(true),
-                cache_chain: ListHead::new(),
+                cache_chain: UnsafeCell::new(ListHead::new()),
                 cache_chain_mutex: Mutex::new(()),
-                malloc_sizes: core::array::from_fn(|i| CacheSizes {
-                    cs_size: sizes::SIZES[i],
-                    cs_cachep: null_mut(),
-                }),
+                malloc_sizes: core::array::from_fn(|i| CacheSizes::new(sizes::SIZES[i])),
                 jiffies: AtomicUsize::new(0),
                 reap_node: core::array::from_fn(|_| AtomicU16::new(0)),
                 reaper: Mutex::new(None),
                 reaper_stop: AtomicBool::new(false),
-                initarray_cache: core::mem::zeroed(),
-                initarray_generic: core::mem::zeroed(),
+                initarray_cache: UnsafeCell::new(core::mem::zeroed()),
+                initarray_generic: UnsafeCell::new(core::mem::zeroed()),
                 initkmem_list3: base.add(globals_size + cc_bytes).cast(),
                 cache_cache: base.add(globals_size).cast(),
                 block_order: order,
@@ -217,9 +224,14 @@ impl SlabGlobals {
 
     /// `kmem_cache_init` (steps 1–5) and `kmem_cache_init_late` (step 6).
     ///
+    /// Takes `&self`, not `&mut self`: the pointers it stores into caches (the chain head, the
+    /// boot arrays) are used for the instance's whole life, and a unique borrow of the whole
+    /// block would make them invalid under Stacked Borrows as soon as it ended. Everything it
+    /// writes is therefore in `UnsafeCell`s, atomics, or memory reached through raw pointers.
+    ///
     /// # Safety
     /// Called once, by `create`, before the instance is shared.
-    unsafe fn kmem_cache_init(&mut self) -> Result<(), SlabError> {
+    unsafe fn kmem_cache_init(&self) -> Result<(), SlabError> {
         let nr_nodes = self.nr_nodes;
         // SAFETY: single-threaded bootstrap over memory of the globals block.
         unsafe {
@@ -233,14 +245,14 @@ impl SlabGlobals {
                 );
             }
             // 1) cache_cache.
-            ListHead::init(addr_of_mut!(self.cache_chain));
+            ListHead::init(self.cache_chain_head());
             let cc = self.cache_cache;
             // At least 64: the per-CPU slots inside a kmem_cache are cache-line-aligned structs.
             let line = self.cache_line_size.max(64);
             (*cc).instance = self.instance;
             addr_of_mut!((*cc).name)
                 .write(CacheName::new("kmem_cache").unwrap_or_else(|_| unreachable!()));
-            ListHead::add(addr_of_mut!((*cc).next), addr_of_mut!(self.cache_chain));
+            ListHead::add(addr_of_mut!((*cc).next), self.cache_chain_head());
             (*cc).colour_off = line;
             let init_ac = self.initarray_cache_ptr();
             ac_init(init_ac, 1, 1);
@@ -291,7 +303,7 @@ impl SlabGlobals {
                 kflags,
                 None,
             )?;
-            self.malloc_sizes[INDEX_AC].cs_cachep = ac_cache;
+            self.malloc_sizes[INDEX_AC].set_cachep(ac_cache);
             if INDEX_AC != INDEX_L3 {
                 let l3_cache = self.kmem_cache_create(
                     sizes::NAMES[INDEX_L3],
@@ -300,14 +312,14 @@ impl SlabGlobals {
                     kflags,
                     None,
                 )?;
-                self.malloc_sizes[INDEX_L3].cs_cachep = l3_cache;
+                self.malloc_sizes[INDEX_L3].set_cachep(l3_cache);
             }
             self.slab_early_init.store(false, Ordering::Relaxed);
             for i in 0..sizes::NR {
-                if self.malloc_sizes[i].cs_cachep.is_null() {
+                if self.malloc_sizes[i].cachep().is_null() {
                     let c =
                         self.kmem_cache_create(sizes::NAMES[i], sizes::SIZES[i], 8, kflags, None)?;
-                    self.malloc_sizes[i].cs_cachep = c;
+                    self.malloc_sizes[i].set_cachep(c);
                 }
             }
 
@@ -349,7 +361,7 @@ impl SlabGlobals {
             }
 
             // 5) replace the bootstrap kmem_list3s.
-            let l3_cache = self.malloc_sizes[INDEX_L3].cs_cachep;
+            let l3_cache = self.malloc_sizes[INDEX_L3].cachep();
             for nid in 0..nr_nodes {
                 self.init_list(
                     cc,
@@ -372,7 +384,7 @@ impl SlabGlobals {
             self.set_cpucache_up(CpuCacheUp::Early);
 
             // 6) kmem_cache_init_late: final head-array sizes.
-            let head = addr_of_mut!(self.cache_chain);
+            let head = self.cache_chain_head();
             for link in ListHead::iter(head) {
                 let cachep = crate::cache_from_chain(link);
                 self.enable_cpucache(cachep)?;
@@ -432,12 +444,16 @@ impl SlabGlobals {
         }
     }
 
+    /// The static `initarray_cache` head array (writable: it lives in an `UnsafeCell`).
     pub(crate) fn initarray_cache_ptr(&self) -> *mut ArrayCache {
-        (&raw const self.initarray_cache.cache).cast_mut()
+        // SAFETY: in bounds of the cell's contents; no reference is created.
+        unsafe { addr_of_mut!((*self.initarray_cache.get()).cache) }
     }
 
+    /// The static `initarray_generic` head array (writable: it lives in an `UnsafeCell`).
     pub(crate) fn initarray_generic_ptr(&self) -> *mut ArrayCache {
-        (&raw const self.initarray_generic.cache).cast_mut()
+        // SAFETY: in bounds of the cell's contents; no reference is created.
+        unsafe { addr_of_mut!((*self.initarray_generic.get()).cache) }
     }
 
     /// Whether `ac` is one of the two static boot arrays.
@@ -495,8 +511,9 @@ impl SlabGlobals {
         }
     }
 
+    /// `&cache_chain`, writable under the chain mutex (or during bootstrap).
     pub(crate) fn cache_chain_head(&self) -> *mut ListHead {
-        (&raw const self.cache_chain).cast_mut()
+        self.cache_chain.get()
     }
 
     /// The cache named `name` (chain mutex held).
@@ -531,7 +548,7 @@ impl SlabGlobals {
         // SAFETY: exclusive access; every slab on a list has a head page in mem_map.
         unsafe {
             ListHead::init(head);
-            if self.cache_chain.next.is_null() {
+            if (*self.cache_chain_head()).next.is_null() {
                 return;
             }
             let mut seen_l3 = [null_mut::<KmemList3>(); 64];

@@ -767,35 +767,43 @@ impl SlabGlobals {
                 clean = false;
             }
             if has(cachep, SlabFlags::RED_ZONE) {
-                let realobj = objp.add((*cachep).obj_offset as usize) as usize;
-                let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
-                let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
-                for (bad, kind, off, v) in [
-                    (
-                        rz1 != RED_INACTIVE,
-                        DebugErrorKind::FreedStartOverwritten,
-                        -8,
-                        rz1,
-                    ),
-                    (
-                        rz2 != RED_INACTIVE,
-                        DebugErrorKind::FreedEndOverwritten,
-                        redzone2_offset(cachep),
-                        rz2,
-                    ),
-                ] {
-                    if bad {
-                        let mut r = Self::report_of(cachep, kind, realobj);
-                        objinfo(cachep, objp, &mut r);
-                        r.offset = off;
-                        r.expected = RED_INACTIVE;
-                        r.found = v;
-                        self.slab_report(cachep, &r);
-                        clean = false;
-                    }
-                }
+                clean &= self.check_free_redzones(cachep, objp);
                 dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
                 dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
+            }
+        }
+        clean
+    }
+
+    /// The red-zone half of checking a free object: reports each of the two red zones that is
+    /// not `RED_INACTIVE` (start overwritten, end overwritten); returns whether both were.
+    ///
+    /// # Safety
+    /// `objp` a raw object start of a red-zoned `cachep` that is free; its lock held.
+    unsafe fn check_free_redzones(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
+        let mut clean = true;
+        // SAFETY: as documented: both red-zone words lie inside the object.
+        unsafe {
+            let realobj = objp.add((*cachep).obj_offset as usize) as usize;
+            let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
+            let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
+            for (kind, off, v) in [
+                (DebugErrorKind::FreedStartOverwritten, -8, rz1),
+                (
+                    DebugErrorKind::FreedEndOverwritten,
+                    redzone2_offset(cachep),
+                    rz2,
+                ),
+            ] {
+                if v != RED_INACTIVE {
+                    let mut r = Self::report_of(cachep, kind, realobj);
+                    objinfo(cachep, objp, &mut r);
+                    r.offset = off;
+                    r.expected = RED_INACTIVE;
+                    r.found = v;
+                    self.slab_report(cachep, &r);
+                    clean = false;
+                }
             }
         }
         clean
@@ -819,32 +827,7 @@ impl SlabGlobals {
                     self.check_poison_obj(cachep, objp);
                 }
                 if has(cachep, SlabFlags::RED_ZONE) {
-                    let realobj = objp.add((*cachep).obj_offset as usize) as usize;
-                    let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
-                    let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
-                    for (bad, kind, off, v) in [
-                        (
-                            rz1 != RED_INACTIVE,
-                            DebugErrorKind::FreedStartOverwritten,
-                            -8,
-                            rz1,
-                        ),
-                        (
-                            rz2 != RED_INACTIVE,
-                            DebugErrorKind::FreedEndOverwritten,
-                            redzone2_offset(cachep),
-                            rz2,
-                        ),
-                    ] {
-                        if bad {
-                            let mut r = Self::report_of(cachep, kind, realobj);
-                            objinfo(cachep, objp, &mut r);
-                            r.offset = off;
-                            r.expected = RED_INACTIVE;
-                            r.found = v;
-                            self.slab_report(cachep, &r);
-                        }
-                    }
+                    self.check_free_redzones(cachep, objp);
                 }
             }
         }

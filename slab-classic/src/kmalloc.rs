@@ -11,6 +11,7 @@ use common::api::SlabError;
 use common::page::flags::PG_SLAB;
 use common::sizes::slab as sizes;
 use common::{Gfp, Owner};
+use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 
 /// `INDEX_AC = index_of(sizeof(struct arraycache_init))`, evaluated at compile time.
@@ -22,12 +23,41 @@ pub const KMALLOC_MAX_SIZE: usize = sizes::MAX_SIZE;
 const _: () = assert!(KMALLOC_MAX_SIZE == crate::cache::KMALLOC_MAX_SIZE);
 
 /// One entry of `malloc_sizes[]` (no DMA caches: there is no DMA zone here).
+///
+/// `cs_cachep` is filled in by `kmem_cache_init`, which runs on a shared `&SlabGlobals` (so that
+/// the pointers it hands out stay valid under Stacked Borrows), hence the `UnsafeCell`.
 #[derive(Debug)]
 pub struct CacheSizes {
     /// Class size.
     pub cs_size: usize,
-    /// Its cache.
-    pub cs_cachep: *mut KmemCache,
+    /// Its cache (null until `kmem_cache_init` created it).
+    cs_cachep: UnsafeCell<*mut KmemCache>,
+}
+
+impl CacheSizes {
+    pub(crate) const fn new(cs_size: usize) -> Self {
+        CacheSizes {
+            cs_size,
+            cs_cachep: UnsafeCell::new(null_mut()),
+        }
+    }
+
+    /// The class's cache (null during bootstrap before it is created).
+    #[inline(always)]
+    pub(crate) fn cachep(&self) -> *mut KmemCache {
+        // SAFETY: written only by `set_cachep` during the single-threaded bootstrap, before the
+        // instance is shared; every later access is a read.
+        unsafe { *self.cs_cachep.get() }
+    }
+
+    /// Installs the class's cache.
+    ///
+    /// # Safety
+    /// Bootstrap only (`kmem_cache_init`): no other thread can see the instance yet.
+    pub(crate) unsafe fn set_cachep(&self, c: *mut KmemCache) {
+        // SAFETY: single-threaded bootstrap per the contract; no reference into the cell exists.
+        unsafe { *self.cs_cachep.get() = c };
+    }
 }
 
 impl SlabGlobals {
@@ -36,7 +66,7 @@ impl SlabGlobals {
     #[inline]
     pub(crate) fn find_general_cachep(&self, size: usize) -> *mut KmemCache {
         match sizes::find_index(size) {
-            Some(i) => self.malloc_sizes[i].cs_cachep,
+            Some(i) => self.malloc_sizes[i].cachep(),
             None => null_mut(),
         }
     }

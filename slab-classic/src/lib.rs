@@ -453,11 +453,14 @@ impl Slab {
     /// Builds an instance: bootstraps `cache_cache` and every `size-N` cache from `provider`
     /// (about 20 pages on one node, 34 on two, 63 on four, with 2 CPUs). Uses no Rust heap, so
     /// it can back a `GlobalSlab`. `Err(NoMemory)` if the provider cannot hold the bootstrap
-    /// (every page is given back); `Err(BadAlign(0))` for invalid `settings.tunables`
-    /// (`common::SlabError` has no argument-error variant yet).
+    /// (every page is given back); `Err(InvalidArgument(why))` for invalid `settings.tunables`
+    /// (the rule [`Tunables::check`] found broken).
     pub fn new(provider: &PageProvider, settings: SlabSettings) -> Result<Slab, SlabError> {
         if let Some(t) = settings.tunables {
-            t.check().map_err(|_| SlabError::BadAlign(0))?;
+            t.check().map_err(|e| match e {
+                TuneError::BadValue(why) => SlabError::InvalidArgument(why),
+                _ => SlabError::InvalidArgument("invalid tunables"),
+            })?;
         }
         let g = SlabGlobals::create(provider, settings)?;
         let s = Slab {
@@ -1162,7 +1165,7 @@ mod tests {
                 CpuCacheUp::Full
             ]
         );
-        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cs_cachep;
+        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cachep();
         let mut caches = 0;
         // SAFETY: single-threaded test; chain walked under its mutex.
         unsafe {

@@ -269,6 +269,33 @@ fn settings_override_the_tunables_table() {
 }
 
 #[test]
+fn invalid_settings_tunables_are_an_invalid_argument() {
+    let p = util::provider(1, 16);
+    for (limit, batchcount, why) in [
+        (0, 1, "limit must be at least 1"),
+        (8, 0, "batchcount must be at least 1"),
+        (8, 9, "batchcount must not exceed limit"),
+    ] {
+        let r = Slab::new(
+            &p,
+            SlabSettings {
+                tunables: Some(Tunables {
+                    limit,
+                    batchcount,
+                    shared: 0,
+                }),
+                ..SlabSettings::default()
+            },
+        );
+        assert_eq!(r.err(), Some(SlabError::InvalidArgument(why)));
+    }
+    assert_eq!(
+        SlabError::InvalidArgument("limit must be at least 1").to_string(),
+        "invalid argument: limit must be at least 1"
+    );
+}
+
+#[test]
 fn bootstrap_tunables_follow_the_table() {
     let p = util::provider(1, 16);
     let s = util::slab(&p);

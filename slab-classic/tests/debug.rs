@@ -40,8 +40,13 @@ fn settings() -> SlabSettings {
 }
 
 fn instance() -> (common::PageProvider, Slab) {
+    instance_with(settings())
+}
+
+/// An instance with `settings` (start from [`settings`] to keep the report capture).
+fn instance_with(settings: SlabSettings) -> (common::PageProvider, Slab) {
     let p = util::provider(1, 32);
-    let s = Slab::new(&p, settings()).unwrap();
+    let s = Slab::new(&p, settings).unwrap();
     (p, s)
 }
 
@@ -119,15 +124,10 @@ fn layout_is_the_2_6_32_layout() {
 
 #[test]
 fn forced_debug_follows_the_size_rules() {
-    let p = util::provider(1, 32);
-    let s = Slab::new(
-        &p,
-        SlabSettings {
-            forced_debug: true,
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (_p, s) = instance_with(SlabSettings {
+        forced_debug: true,
+        ..settings()
+    });
     let rules = [
         (3000, RZ | SU | PO),
         // 4096: 4095 + 24 crosses 4096, so no red zone / user word.
@@ -417,15 +417,10 @@ fn free_of_an_interior_pointer_is_refused_and_reported_with_its_offset() {
 
 #[test]
 fn free_of_a_foreign_pointer_is_refused_and_reported() {
-    let p = util::provider(1, 32);
-    let s = Slab::new(
-        &p,
-        SlabSettings {
-            debug: RZ | PO,
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (_p, s) = instance_with(SlabSettings {
+        debug: RZ | PO,
+        ..settings()
+    });
     let c = s
         .kmem_cache_create("foreign", 64, 0, SlabFlags::NONE, None)
         .unwrap();
@@ -628,15 +623,10 @@ fn debug_spec_parses_like_slub_debug_letters() {
 
 #[test]
 fn kmalloc_caches_are_checked_through_kfree_with_forced_debug() {
-    let p = util::provider(1, 32);
-    let s = Slab::new(
-        &p,
-        SlabSettings {
-            forced_debug: true,
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (_p, s) = instance_with(SlabSettings {
+        forced_debug: true,
+        ..settings()
+    });
     let o = s.kmalloc(100, Gfp::KERNEL).unwrap();
     // SAFETY: live kmalloc object: ksize is the class size (obj_size of size-128).
     assert_eq!(unsafe { s.ksize(o) }, Ok(128));

@@ -2,7 +2,7 @@
 //! operation sequences against a model (item 7), with debug off and on.
 mod util;
 
-use common::{CacheHandle, Gfp, SlabAllocator, SlabError, SlabFlags};
+use common::{CacheHandle, Gfp, SlabAllocator, SlabFlags};
 use proptest::prelude::*;
 use slab_classic::{Slab, SlabSettings};
 use std::ptr::NonNull;
@@ -15,30 +15,10 @@ fn debug_settings() -> SlabSettings {
     }
 }
 
-fn footprint(settings: SlabSettings) -> usize {
-    let p = util::provider(1, 64);
-    let s = Slab::new(&p, settings).unwrap();
-    let f = p.stats().pages_in_use;
-    drop(s);
-    assert_eq!(p.stats().pages_in_use, 0);
-    f
-}
-
 #[test]
 fn debug_bootstrap_fails_cleanly_at_every_limit() {
-    let f = footprint(debug_settings());
-    for limit in (1..f).step_by(2).chain([f - 1]) {
-        let p = util::limited_provider(64, limit);
-        let r = Slab::new(&p, debug_settings());
-        assert!(
-            matches!(r, Err(SlabError::NoMemory)),
-            "limit {limit}: {r:?}"
-        );
-        assert_eq!(p.stats().pages_in_use, 0, "limit {limit}");
-        p.check_invariants().unwrap();
-    }
-    let p = util::limited_provider(64, f);
-    let s = Slab::new(&p, debug_settings()).unwrap();
+    let f = util::footprint(debug_settings());
+    let (_p, s) = util::bootstrap_fails_cleanly_below(debug_settings(), f, 2);
     s.validate().unwrap();
     assert_eq!(s.debug_errors(), 0);
 }
@@ -47,7 +27,7 @@ fn debug_bootstrap_fails_cleanly_at_every_limit() {
 /// slabs (refill) keep serving without new pages; everything works again when memory returns.
 #[test]
 fn debug_allocation_paths_under_oom() {
-    let f = footprint(debug_settings());
+    let f = util::footprint(debug_settings());
     let p = util::limited_provider(64, f + 60);
     let s = Slab::new(&p, debug_settings()).unwrap();
     s.shrink_all();

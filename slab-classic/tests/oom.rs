@@ -19,18 +19,7 @@ fn footprint() -> usize {
 fn bootstrap_failure_at_every_limit_leaks_nothing() {
     let f = footprint();
     assert!(f > 10, "bootstrap footprint {f}");
-    for limit in (1..f).step_by(3).chain([f - 1]) {
-        let p = util::limited_provider(64, limit);
-        let r = Slab::new(&p, SlabSettings::default());
-        assert!(
-            matches!(r, Err(SlabError::NoMemory)),
-            "limit {limit}: {r:?}"
-        );
-        assert_eq!(p.stats().pages_in_use, 0, "limit {limit}");
-        p.check_invariants().unwrap();
-    }
-    let p = util::limited_provider(64, f);
-    assert!(Slab::new(&p, SlabSettings::default()).is_ok());
+    util::bootstrap_fails_cleanly_below(SlabSettings::default(), f, 3);
 }
 
 #[test]

@@ -6,21 +6,9 @@
 
 mod util;
 
-use common::rseq;
-use common::{Gfp, SlabAllocator, SlabFlags};
+use common::{rseq, testing, SlabAllocator};
 use slab_classic::{FastPath, Slab, SlabSettings};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use util::*;
-
-// libc is not a dependency of this crate (the shared Cargo.lock stays as it is): the three
-// calls the storm needs, declared here. Linux x86-64 values.
-extern "C" {
-    fn signal(sig: i32, handler: extern "C" fn(i32)) -> usize;
-    fn pthread_self() -> usize;
-    fn pthread_kill(t: usize, sig: i32) -> i32;
-}
-const SIGUSR1: i32 = 10;
 
 fn env_forces_lock() -> bool {
     std::env::var("SLAB_FASTPATH").is_ok_and(|v| v == "lock")
@@ -73,137 +61,33 @@ fn mode_is_chosen_and_recorded() {
     }
 }
 
-extern "C" fn on_signal(_: i32) {}
-
-/// (address, size, seed, custom cache?)
-type Batch = Vec<(usize, usize, u64, bool)>;
-
-/// More threads than CPUs, unpinned, yielding, under a SIGUSR1 storm; each round a thread runs
-/// alloc/free pairs (the array fast path), then sends a stamped batch to its neighbour and
-/// frees the batch it receives; one thread reaps every CPU's arrays and another retunes the
-/// custom cache (swapping every CPU's array) meanwhile. Returns the aborts counted.
-#[allow(clippy::too_many_lines)]
+/// The shared storm ([`common::testing::signal_storm`]) with slow paths from another thread
+/// meanwhile: reaps of every CPU's arrays and array swaps by retuning the custom cache. Returns
+/// the aborts counted.
 fn signal_storm_stress(fastpath: FastPath) -> u64 {
-    // SAFETY: installs a handler that does nothing (async-signal-safe).
-    unsafe { signal(SIGUSR1, on_signal) };
     let (_p, s) = slab_with(fastpath);
-    let s = Arc::new(s);
-    let custom = s
-        .kmem_cache_create("rseq-storm", 72, 0, SlabFlags::NONE, None)
-        .unwrap();
-    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-    let n = 4 * cpus.max(2);
-    let rounds = 300u64;
-    let before = rseq::abort_count();
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Batch>()).unzip();
-    let tids: Arc<Mutex<Vec<usize>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut rxs: Vec<Option<mpsc::Receiver<Batch>>> = rxs.into_iter().map(Some).collect();
-    let hs: Vec<_> = (0..n)
-        .map(|i| {
-            let s = Arc::clone(&s);
-            let tx = txs[(i + 1) % n].clone();
-            let rx = rxs[i].take().unwrap();
-            let tids = Arc::clone(&tids);
-            std::thread::spawn(move || {
-                // SAFETY: pthread_self has no preconditions.
-                tids.lock().unwrap().push(unsafe { pthread_self() });
-                let mut seed = i as u64 * 1_000_003;
-                for _ in 0..rounds {
-                    for k in 0..200 {
-                        seed += 1;
-                        let size = [64, 256, 24][k % 3];
-                        let o = s.kmalloc(size, Gfp::KERNEL).unwrap();
-                        fill(o.as_ptr(), size, seed);
-                        assert!(check(o.as_ptr(), size, seed), "stamp overwritten");
-                        // SAFETY: allocated above, freed once.
-                        unsafe { s.kfree(o.as_ptr()) }.unwrap();
-                        if k % 64 == 0 {
-                            std::thread::yield_now();
-                        }
-                    }
-                    let mut batch = Batch::new();
-                    for k in 0..32 {
-                        seed += 1;
-                        if k % 4 == 0 {
-                            let o = s.kmem_cache_alloc(custom, Gfp::KERNEL).unwrap();
-                            fill(o.as_ptr(), 72, seed);
-                            batch.push((o.as_ptr() as usize, 72, seed, true));
-                        } else {
-                            let size = [64, 256, 700][k % 3];
-                            let o = s.kmalloc(size, Gfp::KERNEL).unwrap();
-                            fill(o.as_ptr(), size, seed);
-                            batch.push((o.as_ptr() as usize, size, seed, false));
-                        }
-                    }
-                    tx.send(batch).unwrap();
-                    for (a, size, sd, cust) in rx.recv().unwrap() {
-                        assert!(check(a as *const u8, size, sd), "object {a:#x} corrupted");
-                        // SAFETY: each object is freed once, by the thread that received it.
-                        unsafe {
-                            if cust {
-                                s.kmem_cache_free(
-                                    custom,
-                                    core::ptr::NonNull::new(a as *mut u8).unwrap(),
-                                )
-                                .unwrap();
-                            } else {
-                                s.kfree(a as *mut u8).unwrap();
-                            }
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let storm = {
-        let (tids, stop) = (Arc::clone(&tids), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for &t in tids.lock().unwrap().iter() {
-                    // SAFETY: the workers are joined only after `stop`, so t names a live (or
-                    // finished, unjoined) thread.
-                    unsafe { pthread_kill(t, SIGUSR1) };
-                    sent += 1;
-                }
-                std::thread::sleep(std::time::Duration::from_micros(20));
-            }
-            sent
-        })
+    let custom = testing::storm_cache(&s);
+    let meddle = |s: &Slab, k: u64| {
+        for cpu in 0..2 {
+            s.advance_jiffies(1000);
+            s.cache_reap(cpu);
+        }
+        let (limit, batch) = if k % 2 == 0 { (32, 16) } else { (120, 60) };
+        s.kmem_cache_tune(custom, limit, batch, 8).unwrap();
     };
-    // Slow paths from other threads: reaps of every CPU's arrays and array swaps by tuning.
-    let meddler = {
-        let (s, stop) = (Arc::clone(&s), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut k = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                for cpu in 0..2 {
-                    s.advance_jiffies(1000);
-                    s.cache_reap(cpu);
-                }
-                let (limit, batch) = if k % 2 == 0 { (32, 16) } else { (120, 60) };
-                s.kmem_cache_tune(custom, limit, batch, 8).unwrap();
-                k += 1;
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            k
-        })
-    };
-    for h in hs {
-        h.join().unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    let sent = storm.join().unwrap();
-    let tunes = meddler.join().unwrap();
+    let r = testing::signal_storm(&s, custom, &|_, _| {}, Some(&meddle));
     s.validate().unwrap();
-    let aborts = rseq::abort_count() - before;
     eprintln!(
-        "{:?}: {n} threads on {cpus} CPUs, {sent} signals, {tunes} tunes, {aborts} rseq aborts in {} alloc/free pairs",
+        "{:?}: {} threads on {} CPUs, {} signals, {} tunes, {} rseq aborts in {} alloc/free pairs",
         s.fastpath(),
-        n as u64 * rounds * (200 + 32)
+        r.threads,
+        r.cpus,
+        r.signals,
+        r.meddles,
+        r.aborts,
+        r.pairs
     );
-    aborts
+    r.aborts
 }
 
 #[test]
@@ -235,35 +119,7 @@ fn fallback_child() {
         rseq::registration(),
         s.fastpath()
     );
-    let ptrs: Vec<Vec<usize>> = (0..4u64)
-        .map(|i| {
-            (0..1000u64)
-                .map(|k| {
-                    let o = s.kmalloc(64, Gfp::KERNEL).unwrap();
-                    fill(o.as_ptr(), 64, i * 10_000 + k);
-                    o.as_ptr() as usize
-                })
-                .collect()
-        })
-        .collect();
-    std::thread::scope(|sc| {
-        for (i, ptrs) in ptrs.into_iter().enumerate() {
-            let s = &s;
-            sc.spawn(move || {
-                for (k, a) in ptrs.into_iter().enumerate() {
-                    assert!(check(a as *const u8, 64, i as u64 * 10_000 + k as u64));
-                    // SAFETY: allocated above, freed once (on another thread).
-                    unsafe { s.kfree(a as *mut u8) }.unwrap();
-                }
-                for _ in 0..10_000 {
-                    let o = s.kmalloc(256, Gfp::KERNEL).unwrap();
-                    // SAFETY: freed once.
-                    unsafe { s.kfree(o.as_ptr()) }.unwrap();
-                }
-            });
-        }
-    });
-    s.validate().unwrap();
+    testing::fallback_child_workload(&s);
     println!("CHILD ok");
 }
 
@@ -274,24 +130,8 @@ fn fallback_without_glibc_rseq() {
     if std::env::var("SLAB_RSEQ_CHILD").is_ok() || !rseq_possible() {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fallback_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SLAB_RSEQ_CHILD", "1")
-        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
-        .env_remove("SLAB_FASTPATH")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout =
+        testing::run_child_without_glibc_rseq("fallback_child", "SLAB_RSEQ_CHILD", "SLAB_FASTPATH");
     let machine_cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if machine_cpus <= 2 {
         assert!(

@@ -7,18 +7,7 @@ mod util;
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};
 use core::ptr::NonNull;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use common::testing::XorShift as Rng;
 
 struct Live {
     ptr: NonNull<u8>,

@@ -7,15 +7,7 @@ use core::ptr::NonNull;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use common::testing::XorShift as Rng;
 
 #[derive(Clone, Copy)]
 struct Obj {

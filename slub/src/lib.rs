@@ -636,21 +636,21 @@ impl Slub {
 
     /// Writes `cpu_partial` (sysfs, rw; objects) and flushes the CPU slabs. A cache without
     /// per-CPU partials (debug flags, 2.6.32 era) accepts only 0: anything else is refused with
-    /// `TooLarge { max: 0 }`, where the kernel returns -EINVAL.
+    /// `InvalidArgument`, where the kernel returns -EINVAL.
     pub fn set_cpu_partial(&self, cache: CacheHandle, objects: usize) -> Result<(), SlabError> {
         let s = self.cache_of(cache)?;
         if objects != 0 && !s.has_cpu_partial {
-            return Err(SlabError::TooLarge {
-                size: objects,
-                max: 0,
-            });
+            return Err(SlabError::InvalidArgument(
+                "cpu_partial must be 0 for a cache without per-CPU partial slabs",
+            ));
         }
         cache::slub_set_cpu_partial(s, objects);
         flush_all(s);
         Ok(())
     }
 
-    /// Writes `remote_node_defrag_ratio` (sysfs, rw; 0..=100).
+    /// Writes `remote_node_defrag_ratio` (sysfs, rw; 0..=100; above: `InvalidArgument`, where
+    /// the kernel returns -ERANGE).
     pub fn set_remote_node_defrag_ratio(
         &self,
         cache: CacheHandle,
@@ -658,7 +658,9 @@ impl Slub {
     ) -> Result<(), SlabError> {
         let s = self.cache_of(cache)?;
         if v > 100 {
-            return Err(SlabError::TooLarge { size: v, max: 100 });
+            return Err(SlabError::InvalidArgument(
+                "remote_node_defrag_ratio must be 0..=100",
+            ));
         }
         s.remote_node_defrag_ratio.store(v * 10, Ordering::Relaxed);
         Ok(())

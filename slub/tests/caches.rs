@@ -88,6 +88,12 @@ fn kmem_cache_open_2_6_32_era() {
         .unwrap();
     let a = s.cache_attrs(c).unwrap();
     assert_eq!((a.offset, a.min_partial, a.cpu_partial), (0, 6, 0));
+    // No per-CPU partials in this era: the sysfs write accepts only 0 (-EINVAL in the kernel).
+    s.set_cpu_partial(c, 0).unwrap();
+    assert!(matches!(
+        s.set_cpu_partial(c, 30),
+        Err(SlabError::InvalidArgument(_))
+    ));
     let c = s
         .kmem_cache_create("old4k", 4096, 0, SlabFlags::NO_MERGE, None)
         .unwrap();

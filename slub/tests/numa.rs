@@ -187,7 +187,10 @@ fn get_any_partial_takes_remote_partials() {
     assert!(s.cache_stat(c, S::ALLOC_FROM_PARTIAL).unwrap() >= 1);
     // With the ratio at 0 remote partials are left alone.
     s.set_remote_node_defrag_ratio(c, 0).unwrap();
-    assert!(s.set_remote_node_defrag_ratio(c, 101).is_err());
+    assert!(matches!(
+        s.set_remote_node_defrag_ratio(c, 101),
+        Err(common::SlabError::InvalidArgument(_))
+    ));
     s.flush_all(c).unwrap();
     let before = s.cache_attrs(c).unwrap().nodes[1].0;
     let o2 = s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap();

@@ -6,11 +6,9 @@
 
 mod util;
 
-use common::rseq;
+use common::{rseq, testing};
 use common::{Gfp, SlabAllocator, SlabFlags};
-use slub::{FastPath, SlubSettings, StatItem};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use slub::{FastPath, Slub, SlubSettings, StatItem};
 use util::*;
 
 fn env_forces_cmpxchg() -> bool {
@@ -101,28 +99,11 @@ fn rseq_fast_path_counts_and_tid() {
     s.validate().unwrap();
 }
 
-extern "C" fn on_signal(_: libc::c_int) {}
-
-fn install_handler() {
-    // SAFETY: a zeroed sigaction with a valid handler and SA_RESTART is well formed.
-    unsafe {
-        let mut sa: libc::sigaction = core::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigaction(libc::SIGUSR1, &raw const sa, core::ptr::null_mut());
-    }
-}
-
-/// (address, size, seed, custom cache?)
-type Batch = Vec<(usize, usize, usize, bool)>;
-
-/// More threads than CPUs, unpinned, yielding, under a SIGUSR1 storm; each round a thread runs
-/// alloc/free pairs (the fast path), then sends a stamped batch to its neighbour and frees the
-/// batch it receives. Returns the aborts counted during the run.
+/// The shared storm ([`common::testing::signal_storm`]) with every CPU's slab of the custom
+/// cache flushed every 50 rounds by each worker. Returns the aborts counted during the run.
 fn signal_storm_stress(fastpath: FastPath, hardened: bool) -> u64 {
-    install_handler();
     let p = provider(1, 256);
-    let s = Arc::new(slub_with(
+    let s = slub_with(
         &p,
         SlubSettings {
             fastpath,
@@ -130,111 +111,29 @@ fn signal_storm_stress(fastpath: FastPath, hardened: bool) -> u64 {
             stats: true,
             ..SlubSettings::default()
         },
-    ));
-    let custom = s
-        .kmem_cache_create("rseq-storm", 72, 0, SlabFlags::NONE, None)
-        .unwrap();
-    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-    let n = 4 * cpus.max(2);
-    let rounds = 300;
-    let before = rseq::abort_count();
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Batch>()).unzip();
-    let tids: Arc<Mutex<Vec<libc::pthread_t>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut rxs: Vec<Option<mpsc::Receiver<Batch>>> = rxs.into_iter().map(Some).collect();
-    let hs: Vec<_> = (0..n)
-        .map(|i| {
-            let s = Arc::clone(&s);
-            let tx = txs[(i + 1) % n].clone();
-            let rx = rxs[i].take().unwrap();
-            let tids = Arc::clone(&tids);
-            std::thread::spawn(move || {
-                // SAFETY: pthread_self has no preconditions.
-                tids.lock().unwrap().push(unsafe { libc::pthread_self() });
-                let mut seed = i * 1_000_003;
-                for r in 0..rounds {
-                    for k in 0..200 {
-                        seed += 1;
-                        let size = [64, 256, 24][k % 3];
-                        let o = s.kmalloc(size, Gfp::KERNEL).unwrap();
-                        fill(o, size, seed);
-                        assert!(check(o, size, seed), "stamp overwritten");
-                        // SAFETY: allocated above, freed once.
-                        unsafe { s.kfree(o.as_ptr()) }.unwrap();
-                        if k % 64 == 0 {
-                            std::thread::yield_now();
-                        }
-                    }
-                    let mut batch = Batch::new();
-                    for k in 0..32 {
-                        seed += 1;
-                        if k % 4 == 0 {
-                            let o = s.kmem_cache_alloc(custom, Gfp::KERNEL).unwrap();
-                            fill(o, 72, seed);
-                            batch.push((o.as_ptr() as usize, 72, seed, true));
-                        } else {
-                            let size = [64, 256, 700][k % 3];
-                            let o = s.kmalloc(size, Gfp::KERNEL).unwrap();
-                            fill(o, size, seed);
-                            batch.push((o.as_ptr() as usize, size, seed, false));
-                        }
-                    }
-                    tx.send(batch).unwrap();
-                    for (a, size, sd, cust) in rx.recv().unwrap() {
-                        assert!(check(a as *mut u8, size, sd), "object {a:#x} corrupted");
-                        // SAFETY: each object is freed once, by the thread that received it.
-                        unsafe {
-                            if cust {
-                                s.kmem_cache_free(
-                                    custom,
-                                    core::ptr::NonNull::new(a as *mut u8).unwrap(),
-                                )
-                                .unwrap();
-                            } else {
-                                s.kfree(a as *mut u8).unwrap();
-                            }
-                        }
-                    }
-                    if r % 50 == 0 {
-                        s.flush_all(custom).unwrap();
-                    }
-                }
-            })
-        })
-        .collect();
-    let storm = {
-        let (tids, stop) = (Arc::clone(&tids), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for &t in tids.lock().unwrap().iter() {
-                    // SAFETY: the workers are joined only after `stop`, so t names a live (or
-                    // finished, unjoined) thread.
-                    unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
-                    sent += 1;
-                }
-                std::thread::sleep(std::time::Duration::from_micros(20));
-            }
-            sent
-        })
+    );
+    let custom = testing::storm_cache(&s);
+    let flush = |s: &Slub, r: u64| {
+        if r % 50 == 0 {
+            s.flush_all(custom).unwrap();
+        }
     };
-    for h in hs {
-        h.join().unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    let sent = storm.join().unwrap();
+    let r = testing::signal_storm(&s, custom, &flush, None);
     s.validate().unwrap();
     s.validate_cache(custom).unwrap();
-    let aborts = rseq::abort_count() - before;
     let fails = s.stat_totals()[StatItem::CMPXCHG_DOUBLE_CPU_FAIL as usize];
     let fast = s.stat_totals()[StatItem::ALLOC_FASTPATH as usize]
         + s.stat_totals()[StatItem::FREE_FASTPATH as usize];
     eprintln!(
-        "{:?} hardened={hardened}: {n} threads on {cpus} CPUs, {sent} signals, {fast} fast-path commits, {fails} retries, {aborts} rseq aborts ({:.4}% of commits)",
+        "{:?} hardened={hardened}: {} threads on {} CPUs, {} signals, {fast} fast-path commits, {fails} retries, {} rseq aborts ({:.4}% of commits)",
         s.fastpath(),
-        aborts as f64 * 100.0 / fast.max(1) as f64
+        r.threads,
+        r.cpus,
+        r.signals,
+        r.aborts,
+        r.aborts as f64 * 100.0 / fast.max(1) as f64
     );
-    aborts
+    r.aborts
 }
 
 #[test]
@@ -276,37 +175,7 @@ fn fallback_child() {
         rseq::registration(),
         s.fastpath().name()
     );
-    let hs: Vec<_> = (0..4)
-        .map(|i| {
-            let s = &s;
-            let ptrs: Vec<usize> = (0..1000)
-                .map(|k| {
-                    let o = s.kmalloc(64, Gfp::KERNEL).unwrap();
-                    fill(o, 64, i * 10_000 + k);
-                    o.as_ptr() as usize
-                })
-                .collect();
-            ptrs
-        })
-        .collect();
-    std::thread::scope(|sc| {
-        for (i, ptrs) in hs.into_iter().enumerate() {
-            let s = &s;
-            sc.spawn(move || {
-                for (k, a) in ptrs.into_iter().enumerate() {
-                    assert!(check(a as *mut u8, 64, i * 10_000 + k));
-                    // SAFETY: allocated above, freed once (on another thread).
-                    unsafe { s.kfree(a as *mut u8) }.unwrap();
-                }
-                for _ in 0..10_000 {
-                    let o = s.kmalloc(256, Gfp::KERNEL).unwrap();
-                    // SAFETY: freed once.
-                    unsafe { s.kfree(o.as_ptr()) }.unwrap();
-                }
-            });
-        }
-    });
-    s.validate().unwrap();
+    testing::fallback_child_workload(&s);
     println!("CHILD ok");
 }
 
@@ -317,24 +186,8 @@ fn fallback_without_glibc_rseq() {
     if std::env::var("SLUB_RSEQ_CHILD").is_ok() || !rseq::available() {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fallback_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SLUB_RSEQ_CHILD", "1")
-        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
-        .env_remove("SLUB_FASTPATH")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout =
+        testing::run_child_without_glibc_rseq("fallback_child", "SLUB_RSEQ_CHILD", "SLUB_FASTPATH");
     assert!(
         stdout.contains("CHILD registration=Own fastpath=rseq"),
         "{stdout}"

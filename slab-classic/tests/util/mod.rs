@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-use common::{PageProvider, ProviderConfig, Topology};
+use common::{PageProvider, ProviderConfig, SlabError, Topology};
 use slab_classic::{Slab, SlabSettings};
 
 /// A provider over `nodes` fake NUMA nodes (2 CPUs), `mib` MiB per node.
@@ -55,4 +55,37 @@ pub fn check(p: *const u8, len: usize, seed: u64) -> bool {
         // SAFETY: the caller owns `len` bytes at `p`.
         unsafe { *p.add(i) == (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8 }
     })
+}
+
+/// Pages a bootstrap with `settings` takes from a fresh provider (checked to be given back).
+pub fn footprint(settings: SlabSettings) -> usize {
+    let p = provider(1, 64);
+    let s = Slab::new(&p, settings).unwrap();
+    let f = p.stats().pages_in_use;
+    drop(s);
+    assert_eq!(p.stats().pages_in_use, 0);
+    f
+}
+
+/// A bootstrap with `settings` on a provider limited to every `step`-th page count below its
+/// footprint `f` (and `f - 1`) fails with `NoMemory`, gives every page back and leaves the
+/// provider consistent; at `f` pages it succeeds, and the instance is returned.
+pub fn bootstrap_fails_cleanly_below(
+    settings: SlabSettings,
+    f: usize,
+    step: usize,
+) -> (PageProvider, Slab) {
+    for limit in (1..f).step_by(step).chain([f - 1]) {
+        let p = limited_provider(64, limit);
+        let r = Slab::new(&p, settings);
+        assert!(
+            matches!(r, Err(SlabError::NoMemory)),
+            "limit {limit}: {r:?}"
+        );
+        assert_eq!(p.stats().pages_in_use, 0, "limit {limit}");
+        p.check_invariants().unwrap();
+    }
+    let p = limited_provider(64, f);
+    let s = Slab::new(&p, settings).unwrap();
+    (p, s)
 }

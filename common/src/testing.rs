@@ -1,0 +1,303 @@
+//! Test support shared by the allocator crates' integration tests (feature `testing`, enabled
+//! only from their `[dev-dependencies]`): the oversubscribed signal-storm stress of the rseq
+//! fast paths and the re-run of a test binary with glibc's rseq registration turned off. Both
+//! run over any [`SlabAllocator`], so SLAB and SLUB are stressed by the same code and differ only
+//! in what they pass in.
+
+use crate::api::{CacheHandle, SlabAllocator, SlabFlags};
+use crate::{rseq, Gfp};
+use core::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+/// Byte `i` of the pattern for `seed`.
+fn stamp_byte(seed: u64, i: usize) -> u8 {
+    (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8
+}
+
+/// Writes a pattern derived from `seed` into `len` bytes at `p`.
+///
+/// # Safety
+/// `p` is valid for writes of `len` bytes.
+pub unsafe fn stamp(p: *mut u8, len: usize, seed: u64) {
+    for i in 0..len {
+        // SAFETY: in bounds per the contract.
+        unsafe { p.add(i).write(stamp_byte(seed, i)) };
+    }
+}
+
+/// Whether the pattern of [`stamp`] is still there.
+///
+/// # Safety
+/// `p` is valid for reads of `len` bytes.
+pub unsafe fn stamp_intact(p: *const u8, len: usize, seed: u64) -> bool {
+    (0..len).all(|i| {
+        // SAFETY: in bounds per the contract.
+        unsafe { p.add(i).read() == stamp_byte(seed, i) }
+    })
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// Installs a SIGUSR1 handler that does nothing (with `SA_RESTART`).
+fn install_sigusr1_handler() {
+    // SAFETY: a zeroed sigaction with a valid, async-signal-safe handler and SA_RESTART is well
+    // formed; the old action is not asked for.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGUSR1, &raw const sa, core::ptr::null_mut());
+    }
+}
+
+/// What a [`signal_storm`] run did.
+#[derive(Clone, Copy, Debug)]
+pub struct StormReport {
+    /// Worker threads (four per CPU, at least eight).
+    pub threads: usize,
+    /// CPUs the machine has.
+    pub cpus: usize,
+    /// SIGUSR1s sent.
+    pub signals: u64,
+    /// Times the meddler closure ran.
+    pub meddles: u64,
+    /// rseq aborts counted process-wide during the run.
+    pub aborts: u64,
+    /// Allocations (each freed again) the workers made.
+    pub pairs: u64,
+}
+
+/// A hook the storm calls with the allocator and a count (the round, or the meddler's call).
+pub type StormHook<'a, A> = &'a (dyn Fn(&A, u64) + Sync);
+
+/// Rounds each worker runs.
+const STORM_ROUNDS: u64 = 300;
+
+/// (address, size, seed, from the custom cache?)
+type Batch = Vec<(usize, usize, u64, bool)>;
+
+/// More threads than CPUs, unpinned, yielding, under a SIGUSR1 storm: each round a worker runs
+/// 200 kmalloc/kfree pairs (the fast path), then sends a stamped batch of 32 objects (every
+/// fourth from `custom`, a cache of 72-byte objects) to its neighbour and frees the batch it
+/// receives, checking the stamps; then `after_round(s, round)` runs on the worker (e.g. a flush
+/// of every CPU's slab). Meanwhile, when given, `meddler(s, k)` runs on its own thread every
+/// millisecond until the workers are done (e.g. reaps and retunes: slow paths from elsewhere).
+///
+/// Panics on a corrupted stamp or a failed allocator call. The caller validates afterwards.
+pub fn signal_storm<A>(
+    s: &A,
+    custom: CacheHandle,
+    after_round: StormHook<'_, A>,
+    meddler: Option<StormHook<'_, A>>,
+) -> StormReport
+where
+    A: SlabAllocator + Sync,
+{
+    install_sigusr1_handler();
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+    let n = 4 * cpus.max(2);
+    let before = rseq::abort_count();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Batch>()).unzip();
+    let tids: Mutex<Vec<libc::pthread_t>> = Mutex::default();
+    let stop = AtomicBool::new(false);
+    let (signals, meddles) = std::thread::scope(|sc| {
+        let workers: Vec<_> = rxs
+            .into_iter()
+            .enumerate()
+            .map(|(i, rx)| {
+                let tx = txs[(i + 1) % n].clone();
+                let tids = &tids;
+                sc.spawn(move || storm_worker(s, custom, i, tx, rx, tids, after_round))
+            })
+            .collect();
+        let storm = sc.spawn(|| {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for &t in tids.lock().unwrap().iter() {
+                    // SAFETY: the workers are joined (by the scope) only after `stop`, so t
+                    // names a live or finished-but-unjoined thread.
+                    unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+                    sent += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+            sent
+        });
+        let side = meddler.map(|m| {
+            let stop = &stop;
+            sc.spawn(move || {
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    m(s, k);
+                    k += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                k
+            })
+        });
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        (storm.join().unwrap(), side.map_or(0, |h| h.join().unwrap()))
+    });
+    StormReport {
+        threads: n,
+        cpus,
+        signals,
+        meddles,
+        aborts: rseq::abort_count() - before,
+        pairs: n as u64 * STORM_ROUNDS * (200 + 32),
+    }
+}
+
+/// One worker of [`signal_storm`].
+fn storm_worker<A: SlabAllocator>(
+    s: &A,
+    custom: CacheHandle,
+    i: usize,
+    tx: mpsc::Sender<Batch>,
+    rx: mpsc::Receiver<Batch>,
+    tids: &Mutex<Vec<libc::pthread_t>>,
+    after_round: StormHook<'_, A>,
+) {
+    // SAFETY: pthread_self has no preconditions.
+    tids.lock().unwrap().push(unsafe { libc::pthread_self() });
+    let mut seed = i as u64 * 1_000_003;
+    for r in 0..STORM_ROUNDS {
+        for k in 0..200 {
+            seed += 1;
+            let size = [64, 256, 24][k % 3];
+            let o = s.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
+            // SAFETY: a fresh object of `size` bytes, freed once right after.
+            unsafe {
+                stamp(o, size, seed);
+                assert!(stamp_intact(o, size, seed), "stamp overwritten");
+                s.kfree(o).unwrap();
+            }
+            if k % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        let mut batch = Batch::new();
+        for k in 0..32 {
+            seed += 1;
+            let (o, size, cust) = if k % 4 == 0 {
+                (s.kmem_cache_alloc(custom, Gfp::KERNEL).unwrap(), 72, true)
+            } else {
+                let size = [64, 256, 700][k % 3];
+                (s.kmalloc(size, Gfp::KERNEL).unwrap(), size, false)
+            };
+            // SAFETY: a fresh object of `size` bytes.
+            unsafe { stamp(o.as_ptr(), size, seed) };
+            batch.push((o.as_ptr() as usize, size, seed, cust));
+        }
+        tx.send(batch).unwrap();
+        for (a, size, sd, cust) in rx.recv().unwrap() {
+            let p = a as *mut u8;
+            // SAFETY: each object is live until freed here, once, by the thread that received
+            // it.
+            unsafe {
+                assert!(stamp_intact(p, size, sd), "object {a:#x} corrupted");
+                if cust {
+                    s.kmem_cache_free(custom, NonNull::new(p).unwrap()).unwrap();
+                } else {
+                    s.kfree(p).unwrap();
+                }
+            }
+        }
+        after_round(s, r);
+    }
+}
+
+/// Creates the 72-byte cache the storm's batches use.
+pub fn storm_cache<A: SlabAllocator>(s: &A) -> CacheHandle {
+    s.kmem_cache_create("rseq-storm", 72, 0, SlabFlags::NONE, None)
+        .unwrap()
+}
+
+/// The child half of a fallback test: 4000 objects allocated and stamped here, freed by four
+/// other threads that then run 10 000 kmalloc/kfree pairs each; `validate()` at the end.
+pub fn fallback_child_workload<A: SlabAllocator + Sync>(s: &A) {
+    let ptrs: Vec<Vec<usize>> = (0..4u64)
+        .map(|i| {
+            (0..1000u64)
+                .map(|k| {
+                    let o = s.kmalloc(64, Gfp::KERNEL).unwrap();
+                    // SAFETY: a fresh 64-byte object.
+                    unsafe { stamp(o.as_ptr(), 64, i * 10_000 + k) };
+                    o.as_ptr() as usize
+                })
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|sc| {
+        for (i, ptrs) in ptrs.into_iter().enumerate() {
+            sc.spawn(move || {
+                for (k, a) in ptrs.into_iter().enumerate() {
+                    // SAFETY: allocated above, checked and freed once (on another thread).
+                    unsafe {
+                        assert!(stamp_intact(
+                            a as *const u8,
+                            64,
+                            i as u64 * 10_000 + k as u64
+                        ));
+                        s.kfree(a as *mut u8).unwrap();
+                    }
+                }
+                for _ in 0..10_000 {
+                    let o = s.kmalloc(256, Gfp::KERNEL).unwrap();
+                    // SAFETY: freed once.
+                    unsafe { s.kfree(o.as_ptr()) }.unwrap();
+                }
+            });
+        }
+    });
+    s.validate().unwrap();
+}
+
+/// Runs this test binary's test `child_test` alone in a child process with `child_env=1` set,
+/// glibc's rseq registration turned off (`GLIBC_TUNABLES=glibc.pthread.rseq=0`) and
+/// `fastpath_env` removed; asserts that it succeeded and returns its standard output.
+pub fn run_child_without_glibc_rseq(
+    child_test: &str,
+    child_env: &str,
+    fastpath_env: &str,
+) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+        .env(child_env, "1")
+        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+        .env_remove(fastpath_env)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// xorshift64 (13, 7, 17): the seeded generator of the deterministic stress and sequence tests.
+/// The seed must not be 0.
+#[derive(Clone, Debug)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
