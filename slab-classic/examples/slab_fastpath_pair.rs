@@ -1,7 +1,7 @@
 //! Issue 9 measurement: the kmem_cache alloc+free pair of slab-classic in rseq and lock mode
 //! at 64 and 256 B, and glibc malloc's pair, on one pinned thread; then two threads pinned to
 //! two CPUs (each its own pairs) against one. Interleaved rounds, medians. Prints; asserts
-//! nothing. `cargo run --release -p slab-classic --example fastpath_pair`.
+//! nothing. `cargo run --release -p slab-classic --example slab_fastpath_pair`.
 
 use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slab_classic::{FastPath, Slab, SlabSettings};

@@ -2,7 +2,7 @@
 //! path and with the `lock cmpxchg16b` one, at 64 and 256 B, against the system allocator
 //! (glibc malloc) and the floor of two `lock cmpxchg16b`; then 2 threads on 2 CPUs against 1.
 //! Not a benchmark suite (the harness is, and compares mimalloc/jemalloc too); a quick check:
-//! `cargo run --release -p slub --example fastpath_pair`.
+//! `cargo run --release -p slub --example slub_fastpath_pair`.
 
 use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slub::{FastPath, Slub, SlubSettings};
@@ -107,7 +107,7 @@ fn main() {
         cx.fastpath().name()
     );
     if let Some(mode) = std::env::args().nth(1) {
-        // `fastpath_pair rseq|cmpxchg`: only that mode's 64 B pair loop, for perf.
+        // `slub_fastpath_pair rseq|cmpxchg`: only that mode's 64 B pair loop, for perf.
         let s = if mode == "rseq" { &rs } else { &cx };
         let c = s
             .kmem_cache_create("prof64", 64, 0, SlabFlags::NO_MERGE, None)
