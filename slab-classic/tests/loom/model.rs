@@ -16,8 +16,13 @@
 //! - slabs are page numbers `1..`; objects are numbers `1..` (object `o` lies in page
 //!   `(o - 1) / num + 1`); a slab's bufctl chain is a stack of its free objects; the three
 //!   lists are `Vec`s of page numbers; pages `node * pages_per_node + 1 ..` belong to `node`;
-//! - no colouring, no off-slab descriptors, no debug, no rseq mode (the lock-mode fast path,
-//!   `SLAB_FASTPATH=lock`), no `cache_reap`.
+//! - no colouring (so `cache_grow`'s first `list_lock` section, for `colour_next`, is left
+//!   out), no off-slab descriptors, no debug, no stats, no rseq mode (this is the lock-mode
+//!   fast path, `SLAB_FASTPATH=lock`), no `cache_reap`/`drain_array` (the checker's drain does
+//!   what `drain_array` does), no tunables;
+//! - added, not in the crate: the `assert!`s that make the model fail, the `live` flag of a
+//!   slab, and [`Held`] guards that are leaked rather than released while a failing thread
+//!   unwinds.
 //!
 //! # Side by side (model function → crate function, slab-classic/src/…)
 //! | model | crate |

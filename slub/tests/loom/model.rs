@@ -21,8 +21,14 @@
 //!   partial list is a `Vec` of page numbers inside `list_lock` (head first);
 //!   `Page::private`/`Page::slabs` (the per-CPU partial chain) and the page's `PG_slab` state
 //!   are loom `UnsafeCell`s, so an access not ordered by the locks is reported by loom.
-//! - One node, no debug, no node match, `kmem_cache_cpu` slots chosen by the caller (a thread
-//!   "on" CPU `cpu`; two threads on one slot are the user-space case of a migrated thread).
+//! - One node, no debug, no node match, no hardened free pointers (so no naive double-free
+//!   check), no bulk paths, no stats beyond the branch counts; `kmem_cache_cpu` slots are
+//!   chosen by the caller (a thread "on" CPU `cpu`; two threads on one slot are the
+//!   user-space case of a migrated thread). `get_partial_node` walks a copy of the list (the
+//!   crate's walk tolerates removing the entry it yields).
+//! - Added, not in the crate: the `assert!`s that make the model fail (the checks the crate
+//!   makes with `debug_assert!` are plain asserts here), the `PG_slab` cell, and [`Held`]
+//!   guards that are leaked rather than released while a failing thread unwinds.
 //!
 //! # Side by side (model function → crate function)
 //! | model | crate (slub/src/…) |
