@@ -552,8 +552,7 @@ fn set_track(s: &KmemCache, object: usize, free: bool, addr: usize) {
     if !s.flags.contains(SlabFlags::STORE_USER) {
         return;
     }
-    // SAFETY: gettid has no preconditions.
-    let pid = unsafe { libc::gettid() } as u32;
+    let pid = current_tid();
     let t = Track {
         addr,
         cpu: common::percpu::cpu_id() as u32,
@@ -640,6 +639,37 @@ fn check_valid_pointer(s: &KmemCache, sr: &SlabRef, object: usize) -> bool {
 /// `check_bytes_and_report`: the bytes `[start, start + bytes)` must all be `value`; else
 /// report "<what> overwritten" and restore them (`restore_bytes`).
 #[allow(clippy::too_many_arguments)]
+/// `current->pid`: the thread id, cached per thread (a `gettid` system call on every tracked
+/// allocation and free was a third of a debug pair's time). A child of `fork` keeps its
+/// parent's cached id in the forking thread; tracks there name the parent thread.
+fn current_tid() -> u32 {
+    thread_local! {
+        static TID: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    }
+    TID.with(|t| {
+        if t.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            t.set(unsafe { libc::gettid() } as u32);
+        }
+        t.get()
+    })
+}
+
+/// `memchr_inv(b, value)`: the first byte of `b` that is not `value`, eight bytes at a time
+/// while they all match.
+fn memchr_inv(b: &[u8], value: u8) -> Option<usize> {
+    let word = u64::from_ne_bytes([value; 8]);
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in chunks.by_ref() {
+        if u64::from_ne_bytes(c.try_into().expect("8 bytes")) != word {
+            break;
+        }
+        at += 8;
+    }
+    b[at..].iter().position(|&x| x != value).map(|i| at + i)
+}
+
 fn check_bytes_and_report(
     sl: &Slub,
     s: &KmemCache,
@@ -651,7 +681,7 @@ fn check_bytes_and_report(
     bytes: usize,
 ) -> bool {
     let b = byte_slice(start, bytes);
-    let Some(first) = b.iter().position(|&x| x != value) else {
+    let Some(first) = memchr_inv(b, value) else {
         return true;
     };
     let last = b.iter().rposition(|&x| x != value).unwrap_or(first);
@@ -1296,6 +1326,18 @@ pub(crate) fn report_leak(sl: &Slub, s: &KmemCache, objects: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn memchr_inv_finds_the_first_other_byte() {
+        let mut b = [0x6bu8; 37];
+        assert_eq!(super::memchr_inv(&b, 0x6b), None);
+        for i in [0, 7, 8, 15, 31, 32, 36] {
+            b[i] = 0;
+            assert_eq!(super::memchr_inv(&b, 0x6b), Some(i), "at {i}");
+            b[i] = 0x6b;
+        }
+        assert_eq!(super::memchr_inv(&[], 1), None);
+    }
+
     use super::*;
 
     fn f(s: &str) -> SlabFlags {
