@@ -108,7 +108,7 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     let meta = RunMeta {
         run_id,
         utc_time: utc,
-        git_commit: sysinfo::git_commit(),
+        git_commit: sysinfo::git_commit(&cfg.out),
         host,
         cpu_model: sysinfo::cpu_model(),
         cpus: cfg.cpus.len(),

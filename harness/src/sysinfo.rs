@@ -34,8 +34,10 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The git commit of the working tree (`+dirty` if it has changes), or "unknown".
-pub fn git_commit() -> String {
+/// The git commit of the working tree (`+dirty` if tracked files changed outside the run's
+/// own output directory `out_dir` — a re-run into `results/` rewrites the files it replaces), or
+/// "unknown".
+pub fn git_commit(out_dir: &std::path::Path) -> String {
     let dir = env!("CARGO_MANIFEST_DIR");
     let out = std::process::Command::new("git")
         .args(["-C", dir, "rev-parse", "--short=12", "HEAD"])
@@ -47,10 +49,29 @@ pub fn git_commit() -> String {
         return "unknown".into();
     }
     let mut c = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let dirty = std::process::Command::new("git")
-        .args(["-C", dir, "status", "--porcelain", "--untracked-files=no"])
+    let mut args = vec![
+        "-C".to_string(),
+        dir.to_string(),
+        "status".into(),
+        "--porcelain".into(),
+        "--untracked-files=no".into(),
+        "--".into(),
+        ":/".into(),
+    ];
+    let top = std::process::Command::new("git")
+        .args(["-C", dir, "rev-parse", "--show-toplevel"])
         .output()
-        .is_ok_and(|o| !o.stdout.is_empty());
+        .ok()
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let (Some(top), Ok(out)) = (top, out_dir.canonicalize()) {
+        if out.starts_with(&top) && out != top {
+            args.push(format!(":(exclude){}", out.display()));
+        }
+    }
+    let dirty = std::process::Command::new("git")
+        .args(&args)
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
     if dirty {
         c.push_str("+dirty");
     }
