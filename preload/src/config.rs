@@ -227,7 +227,8 @@ pub fn parse_slab(s: &[u8], mut out: SlabSettings) -> Result<SlabSettings, Confi
 /// Parses `SLABWORKS_SLUB`, the language of `SlubSettings::from_boot_options` (re-implemented
 /// here because that one builds its error message on the heap): `slub_min_order=N
 /// slub_max_order=N slub_min_objects=N slab_nomerge slab_merge slub_cpu_partial=N
-/// slub_min_partial=N era=6.4|2.6.32 hardened stats remote_node_defrag_ratio=N seed=N`.
+/// slub_min_partial=N era=6.4|2.6.32 hardened stats remote_node_defrag_ratio=N seed=N
+/// init_on_alloc[=0|1] init_on_free[=0|1]`.
 pub fn parse_slub(s: &[u8], mut out: SlubSettings) -> Result<SlubSettings, ConfigError> {
     let var = name_of(vars::SLUB);
     for (k, v) in tokens(s) {
@@ -256,6 +257,8 @@ pub fn parse_slub(s: &[u8], mut out: SlubSettings) -> Result<SlubSettings, Confi
             b"hardened" | b"freelist_hardened" if v.is_none() => out.freelist_hardened = true,
             b"stats" | b"slub_stats" if v.is_none() => out.stats = true,
             b"seed" => out.random_seed = num()? as u64,
+            b"init_on_alloc" => out.init_on_alloc = v.map_or(Ok(true), |v| parse_bool(vars::SLUB, v))?,
+            b"init_on_free" => out.init_on_free = v.map_or(Ok(true), |v| parse_bool(vars::SLUB, v))?,
             b"era" => {
                 out.era = match v {
                     Some(b"6.4") => Era::V6_4,
@@ -267,7 +270,7 @@ pub fn parse_slub(s: &[u8], mut out: SlubSettings) -> Result<SlubSettings, Confi
                 return Err(ConfigError::new(
                     var,
                     s,
-                    "unknown option; expected slub_min_order= slub_max_order= slub_min_objects= slab_nomerge slab_merge slub_cpu_partial= slub_min_partial= era=6.4|2.6.32 hardened stats remote_node_defrag_ratio= seed=",
+                    "unknown option; expected slub_min_order= slub_max_order= slub_min_objects= slab_nomerge slab_merge slub_cpu_partial= slub_min_partial= era=6.4|2.6.32 hardened stats remote_node_defrag_ratio= seed= init_on_alloc[=0|1] init_on_free[=0|1]",
                 ))
             }
         }
@@ -438,12 +441,15 @@ mod tests {
 
     #[test]
     fn slub_options_match_boot_options() {
-        let s = "slub_min_order=1 slub_max_order=2,slub_min_objects=8 slab_nomerge era=2.6.32 hardened stats seed=7 slub_cpu_partial=3 min_partial=4 remote_node_defrag_ratio=50";
+        let s = "slub_min_order=1 slub_max_order=2,slub_min_objects=8 slab_nomerge era=2.6.32 hardened stats seed=7 slub_cpu_partial=3 min_partial=4 remote_node_defrag_ratio=50 init_on_alloc init_on_free=1";
         let ours = cfg(&[(vars::SLUB, s)]).unwrap().slub;
         let theirs = SlubSettings::from_boot_options(s).unwrap();
         assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
         assert!(cfg(&[(vars::SLUB, "era=5")]).is_err());
         assert!(cfg(&[(vars::SLUB, "slub_min_order=x")]).is_err());
         assert!(cfg(&[(vars::SLUB, "nonsense")]).is_err());
+        assert!(cfg(&[(vars::SLUB, "init_on_free=2")]).is_err());
+        let off = cfg(&[(vars::SLUB, "init_on_alloc=0")]).unwrap().slub;
+        assert!(!off.init_on_alloc && !off.init_on_free);
     }
 }
