@@ -2,7 +2,7 @@
 //! only from their `[dev-dependencies]`): the oversubscribed signal-storm stress of the rseq
 //! fast paths and the re-run of a test binary with glibc's rseq registration turned off. Both
 //! run over any [`SlabAllocator`], so SLAB and SLUB are stressed by the same code and differ only
-//! in what they pass in.
+//! in what they pass in. Also the real-NUMA checks both `tests/numa_real.rs` use.
 
 use crate::api::{CacheHandle, SlabAllocator, SlabFlags};
 use crate::{rseq, Gfp};
@@ -299,5 +299,65 @@ impl XorShift {
     /// A value in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
+    }
+}
+
+// --- Real NUMA (both crates' tests/numa_real.rs) ---
+
+/// One line on stderr, written directly so the test harness does not capture it: the guest
+/// runs the binary bare and its log must show what was checked.
+pub fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The CPUs this process may run on, read once (pinning narrows the thread's own mask).
+pub fn allowed() -> &'static [usize] {
+    static ALLOWED: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    ALLOWED.get_or_init(crate::pin::allowed_cpus)
+}
+
+/// The first CPU of `node` this thread may run on, pinned to.
+pub fn pin_to_node(topo: &crate::Topology, node: usize) -> Option<usize> {
+    let allowed = allowed();
+    let cpu = topo
+        .cpus_of_node(node)
+        .iter()
+        .find(|c| allowed.contains(c))?;
+    crate::pin::pin_to_cpu(cpu).ok()?;
+    Some(cpu)
+}
+
+/// Checks every page of `[p, p + len)` is on logical node `node`, and with `real`, in the
+/// kernel's view too (`get_mempolicy`). Touches the memory first (a page is placed when first
+/// written).
+pub fn check_on_node(
+    pv: &crate::PageProvider,
+    p: NonNull<u8>,
+    len: usize,
+    node: usize,
+    real: bool,
+    what: &str,
+) {
+    let a = p.as_ptr() as usize;
+    // SAFETY: the caller owns len bytes at p.
+    unsafe { p.as_ptr().write_bytes(0x5c, len) };
+    assert_eq!(
+        pv.page_to_nid(pv.virt_to_head_page(a).unwrap()),
+        node,
+        "{what}"
+    );
+    if !real {
+        return;
+    }
+    let want = pv.topology().real_node(node);
+    let mut page = a & !(crate::PAGE_SIZE - 1);
+    while page < a + len {
+        assert_eq!(
+            crate::sys::node_of_address(page.max(a)),
+            Ok(want),
+            "{what}: page {page:#x} not on real node {want}"
+        );
+        page += crate::PAGE_SIZE;
     }
 }

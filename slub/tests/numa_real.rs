@@ -7,65 +7,10 @@
 //! Without a node 1 the real test says so and returns; the same scenario runs on two fake
 //! nodes of this machine (placement by the provider's arenas, not checked against the kernel).
 
-use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology, PAGE_SIZE};
-use core::ptr::NonNull;
+use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slub::{Slub, SlubSettings, StatItem as S};
 
-/// One line on stderr, written directly so the test harness does not capture it: the guest
-/// runs the binary bare and its log must show what was checked.
-fn say(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// The CPUs this process may run on, read once (pinning narrows the thread's own mask).
-fn allowed() -> &'static [usize] {
-    static ALLOWED: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
-    ALLOWED.get_or_init(common::pin::allowed_cpus)
-}
-
-fn pin_to_node(topo: &Topology, node: usize) -> Option<usize> {
-    let allowed = allowed();
-    let cpu = topo
-        .cpus_of_node(node)
-        .iter()
-        .find(|c| allowed.contains(c))?;
-    common::pin::pin_to_cpu(cpu).ok()?;
-    Some(cpu)
-}
-
-/// Checks every page of `[p, p + len)` is on logical node `node`, and with `real`, in the
-/// kernel's view too (after touching it).
-fn check_on_node(
-    pv: &PageProvider,
-    p: NonNull<u8>,
-    len: usize,
-    node: usize,
-    real: bool,
-    what: &str,
-) {
-    let a = p.as_ptr() as usize;
-    // SAFETY: the caller owns len bytes at p.
-    unsafe { p.as_ptr().write_bytes(0x5c, len) };
-    assert_eq!(
-        pv.page_to_nid(pv.virt_to_head_page(a).unwrap()),
-        node,
-        "{what}"
-    );
-    if !real {
-        return;
-    }
-    let want = pv.topology().real_node(node);
-    let mut page = a & !(PAGE_SIZE - 1);
-    while page < a + len {
-        assert_eq!(
-            common::sys::node_of_address(page.max(a)),
-            Ok(want),
-            "{what}: page {page:#x} not on real node {want}"
-        );
-        page += PAGE_SIZE;
-    }
-}
+use common::testing::{check_on_node, pin_to_node, say};
 
 fn remote_free_scenario(pv: &PageProvider, real: bool, settings: SlubSettings) {
     let topo = pv.topology().clone();
