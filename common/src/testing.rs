@@ -361,3 +361,137 @@ pub fn check_on_node(
         page += crate::PAGE_SIZE;
     }
 }
+
+// --- Property test against a live-set model (both crates' property tests) ---
+
+/// One step of a random sequence: a cache allocation (index into [`MODEL_CACHES`]), a kmalloc
+/// of that many bytes, or the free of the live object at that index (modulo the live count).
+#[derive(Clone, Debug)]
+pub enum ModelOp {
+    /// `kmem_cache_alloc` from `MODEL_CACHES[i]`.
+    Alloc(usize),
+    /// `kmalloc(n)`.
+    Kmalloc(usize),
+    /// Free the live object `k % live`.
+    Free(usize),
+}
+
+/// (name, size, align, flags): alignment and layout variety for [`run_model`].
+pub const MODEL_CACHES: [(&str, usize, usize, SlabFlags); 4] = [
+    ("prop-24", 24, 0, SlabFlags::NONE),
+    ("prop-100-hw", 100, 0, SlabFlags::HWCACHE_ALIGN),
+    ("prop-200-a64", 200, 64, SlabFlags::NONE),
+    ("prop-1000", 1000, 0, SlabFlags::NONE),
+];
+
+struct Live {
+    ptr: usize,
+    len: usize,
+    cache: Option<usize>,
+    seed: u64,
+}
+
+/// Runs `ops` on `a` against a model (the set of live objects): no two live objects overlap,
+/// alignment is kept, `ksize` is at least the request, contents survive until the free, and
+/// after `kmem_cache_shrink` each cache's objects in use (`in_use`, the allocator's own
+/// count) equal the model's; `validate()` is clean before and after everything is freed and
+/// the caches destroyed. The first failed check is the error.
+pub fn run_model<A: SlabAllocator>(
+    a: &A,
+    ops: &[ModelOp],
+    in_use: impl Fn(&A, CacheHandle, &str) -> usize,
+) -> Result<(), String> {
+    macro_rules! ensure {
+        ($c:expr, $($m:tt)*) => {
+            if !$c {
+                return Err(format!($($m)*));
+            }
+        };
+    }
+    let caches: Vec<CacheHandle> = MODEL_CACHES
+        .iter()
+        .map(|&(n, sz, al, fl)| a.kmem_cache_create(n, sz, al, fl, None))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let free = |l: &Live| {
+        let ptr = NonNull::new(l.ptr as *mut u8).expect("live objects are not null");
+        // SAFETY: a live object of the model, freed once.
+        unsafe {
+            match l.cache {
+                Some(i) => a.kmem_cache_free(caches[i], ptr),
+                None => a.kfree(ptr.as_ptr()),
+            }
+        }
+    };
+    let mut live: Vec<Live> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let (o, len, cache) = match *op {
+            ModelOp::Alloc(i) => (
+                a.kmem_cache_alloc(caches[i], Gfp::KERNEL),
+                MODEL_CACHES[i].1,
+                Some(i),
+            ),
+            ModelOp::Kmalloc(n) => (a.kmalloc(n, Gfp::KERNEL), n, None),
+            ModelOp::Free(k) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let l = live.swap_remove(k % live.len());
+                // SAFETY: the model\'s object of l.len bytes, still live.
+                let intact = unsafe { stamp_intact(l.ptr as *const u8, l.len, l.seed) };
+                ensure!(intact, "contents lost at step {step}");
+                ensure!(free(&l).is_ok(), "free refused at step {step}");
+                continue;
+            }
+        };
+        let o = o.ok_or_else(|| format!("allocation of {len} B failed at step {step}"))?;
+        let p = o.as_ptr() as usize;
+        let align = match cache {
+            Some(i) if MODEL_CACHES[i].2 > 0 => MODEL_CACHES[i].2,
+            _ => 8,
+        };
+        ensure!(p % align == 0, "{p:#x} not aligned to {align}");
+        // SAFETY: a live object of this instance.
+        let ks = unsafe { a.ksize(o) }.map_err(|e| e.to_string())?;
+        ensure!(ks >= len, "ksize {ks} < {len}");
+        for l in &live {
+            ensure!(
+                p + len <= l.ptr || l.ptr + l.len <= p,
+                "{p:#x}+{len} overlaps {:#x}+{}",
+                l.ptr,
+                l.len
+            );
+        }
+        let seed = step as u64;
+        // SAFETY: a fresh object of at least len bytes.
+        unsafe { stamp(o.as_ptr(), len, seed) };
+        live.push(Live {
+            ptr: p,
+            len,
+            cache,
+            seed,
+        });
+    }
+    for (i, &c) in caches.iter().enumerate() {
+        a.kmem_cache_shrink(c).map_err(|e| e.to_string())?;
+        let want = live.iter().filter(|l| l.cache == Some(i)).count();
+        let got = in_use(a, c, MODEL_CACHES[i].0);
+        ensure!(
+            got == want,
+            "{}: {got} objects in use, model {want}",
+            MODEL_CACHES[i].0
+        );
+    }
+    a.validate()?;
+    for l in live.drain(..) {
+        // SAFETY: as above.
+        let intact = unsafe { stamp_intact(l.ptr as *const u8, l.len, l.seed) };
+        ensure!(intact, "contents lost");
+        ensure!(free(&l).is_ok(), "free refused");
+    }
+    for c in caches {
+        // SAFETY: nothing live.
+        unsafe { a.kmem_cache_destroy(c) }.map_err(|e| e.to_string())?;
+    }
+    a.validate()
+}
