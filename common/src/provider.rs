@@ -253,6 +253,31 @@ struct ProviderInner {
 /// provider's own memory, no heap); the last handle dropped unmaps everything.
 pub struct PageProvider {
     inner: NonNull<ProviderInner>,
+    /// Copies of the immutable address-map fields, held in every handle so the hot look-ups
+    /// (`virt_to_page`, `page_address`, `page_to_nid`) are one load from the handle's owner
+    /// away instead of two (the allocators embed their handle; a free's page look-up then
+    /// does not wait for the `inner` pointer first).
+    map: MapView,
+}
+
+/// The address-map fields of [`ProviderInner`], fixed at creation.
+#[derive(Clone, Copy)]
+struct MapView {
+    base: usize,
+    span: usize,
+    mem_map: *mut Page,
+    node_shift: u32,
+}
+
+impl MapView {
+    fn of(i: &ProviderInner) -> Self {
+        Self {
+            base: i.base,
+            span: i.span,
+            mem_map: i.mem_map,
+            node_shift: i.node_shift,
+        }
+    }
 }
 
 // SAFETY: all shared state in ProviderInner is behind per-node spinlocks or atomics; raw pointers
@@ -264,7 +289,10 @@ unsafe impl Sync for PageProvider {}
 impl Clone for PageProvider {
     fn clone(&self) -> Self {
         self.inner().refs.fetch_add(1, Ordering::Relaxed);
-        Self { inner: self.inner }
+        Self {
+            inner: self.inner,
+            map: self.map,
+        }
     }
 }
 
@@ -435,7 +463,12 @@ impl PageProvider {
         // SAFETY: inner_mem is a fresh mapping of at least size_of::<ProviderInner>() bytes,
         // page-aligned (so aligned for ProviderInner); nothing else refers to it.
         unsafe { inner_mem.as_ptr().write(inner) };
-        let provider = Self { inner: inner_mem };
+        // SAFETY: inner_mem was initialised just above.
+        let map = MapView::of(unsafe { inner_mem.as_ref() });
+        let provider = Self {
+            inner: inner_mem,
+            map,
+        };
         // The list heads must be initialised where they will stay.
         for n in 0..nr_nodes {
             let st = provider.inner().nodes[n].lock.lock();
@@ -499,7 +532,7 @@ impl PageProvider {
     /// Whether `addr` lies inside one of the arenas.
     #[inline(always)]
     pub fn contains(&self, addr: usize) -> bool {
-        let i = self.inner();
+        let i = &self.map;
         addr.wrapping_sub(i.base) < i.span
     }
 
@@ -507,7 +540,7 @@ impl PageProvider {
     /// outside every arena (never dereferenced).
     #[inline(always)]
     pub fn virt_to_page(&self, addr: usize) -> Option<NonNull<Page>> {
-        let i = self.inner();
+        let i = &self.map;
         let off = addr.wrapping_sub(i.base);
         if off >= i.span {
             return None;
@@ -543,7 +576,7 @@ impl PageProvider {
     /// Whether `p` points at a descriptor inside this provider's `mem_map`.
     #[inline(always)]
     pub fn is_page_ptr(&self, p: usize) -> bool {
-        let i = self.inner();
+        let i = &self.map;
         let off = p.wrapping_sub(i.mem_map as usize);
         off < (i.span >> PAGE_SHIFT) * core::mem::size_of::<Page>()
             && off % core::mem::size_of::<Page>() == 0
@@ -551,19 +584,19 @@ impl PageProvider {
 
     #[inline(always)]
     fn page_index(&self, page: NonNull<Page>) -> usize {
-        (page.as_ptr() as usize - self.inner().mem_map as usize) / core::mem::size_of::<Page>()
+        (page.as_ptr() as usize - self.map.mem_map as usize) / core::mem::size_of::<Page>()
     }
 
     #[inline(always)]
     fn page_at(&self, index: usize) -> NonNull<Page> {
         // SAFETY: callers pass an index below total_pages.
-        unsafe { NonNull::new_unchecked(self.inner().mem_map.add(index)) }
+        unsafe { NonNull::new_unchecked(self.map.mem_map.add(index)) }
     }
 
     /// `page_address`: the first byte of the page `page` describes.
     #[inline(always)]
     pub fn page_address(&self, page: NonNull<Page>) -> NonNull<u8> {
-        let addr = self.inner().base + (self.page_index(page) << PAGE_SHIFT);
+        let addr = self.map.base + (self.page_index(page) << PAGE_SHIFT);
         // SAFETY: base is non-zero and the offset stays inside the arenas.
         unsafe { NonNull::new_unchecked(addr as *mut u8) }
     }
@@ -571,7 +604,7 @@ impl PageProvider {
     /// `page_to_nid`: the (logical) node whose arena holds the page.
     #[inline(always)]
     pub fn page_to_nid(&self, page: NonNull<Page>) -> usize {
-        self.page_index(page) >> self.inner().node_shift
+        self.page_index(page) >> self.map.node_shift
     }
 
     fn reserve(&self, node: usize, pages: usize) -> bool {
