@@ -345,6 +345,10 @@ pub struct KmemCache {
     pub(crate) random: usize,
     /// `CONFIG_SLAB_FREELIST_HARDENED` for this cache.
     pub(crate) hardened: bool,
+    /// No debugging, statistics, init hooks or freelist hardening: the fast paths take their
+    /// specialised form with every one of those tests compiled out (the kernel gets the same
+    /// from static keys and config options). Fixed at creation, as are the four it sums up.
+    pub(crate) plain: bool,
     /// 2.6.32 behaviour where it differs on the slow paths (see `slowpath.rs`).
     pub(crate) era_2_6_32: bool,
     /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
@@ -520,11 +524,16 @@ pub(crate) unsafe fn kmem_cache_open(
         debug,
         init_hooks: crate::hooks::init_hooks_for(sl, flags, ctor),
         hardened: settings.freelist_hardened,
+        plain: false,
         era_2_6_32: settings.era == Era::V2_6_32,
         nr_nodes: sl.nr_nodes,
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),
         size_divides: common::ExactDiv::new(layout.size as u32),
+    };
+    let cache = KmemCache {
+        plain: !cache.debug && cache.init_hooks == 0 && !cache.hardened && !cache.stats.enabled(),
+        ..cache
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };

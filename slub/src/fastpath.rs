@@ -186,12 +186,26 @@ pub(crate) fn node_match(sl: &Slub, slab: *mut Page, node: usize) -> bool {
             == node
 }
 
-/// The free-pointer codec of `s` for the rseq primitives.
+/// The free-pointer codec of `s` for the rseq primitives (`PLAIN`: never hardened).
 #[inline(always)]
-fn link(s: &KmemCache) -> Link {
+fn link<const PLAIN: bool>(s: &KmemCache) -> Link {
     Link {
         offset: s.offset,
-        key: s.hardened.then_some(s.random),
+        key: (!PLAIN && s.hardened).then_some(s.random),
+    }
+}
+
+/// `s.debug`, known false in the `PLAIN` form.
+#[inline(always)]
+fn debug<const PLAIN: bool>(s: &KmemCache) -> bool {
+    !PLAIN && s.debug
+}
+
+/// `stat(s, item)`, compiled out in the `PLAIN` form (statistics off).
+#[inline(always)]
+fn stat<const PLAIN: bool>(s: &KmemCache, item: crate::stats::StatItem) {
+    if !PLAIN {
+        s.stat(item);
     }
 }
 
@@ -203,12 +217,18 @@ pub(crate) fn slab_alloc_node(
     gfp: Gfp,
     node: usize,
 ) -> Option<NonNull<u8>> {
-    let object = if sl.rseq {
-        slab_alloc_rseq(sl, s, gfp, node)?
-    } else {
-        slab_alloc_cmpxchg(sl, s, gfp, node)?
+    // One test picks the specialised form (see `KmemCache::plain`).
+    let object = match (sl.rseq, s.plain) {
+        (true, true) => slab_alloc_rseq::<true>(sl, s, gfp, node)?,
+        (true, false) => slab_alloc_rseq::<false>(sl, s, gfp, node)?,
+        (false, true) => slab_alloc_cmpxchg::<true>(sl, s, gfp, node)?,
+        (false, false) => slab_alloc_cmpxchg::<false>(sl, s, gfp, node)?,
     };
-    crate::hooks::slab_post_alloc_hook(s, gfp, object);
+    if s.plain {
+        crate::hooks::slab_post_alloc_hook_plain(s, gfp, object);
+    } else {
+        crate::hooks::slab_post_alloc_hook(s, gfp, object);
+    }
     NonNull::new(object as *mut u8)
 }
 
@@ -216,18 +236,23 @@ pub(crate) fn slab_alloc_node(
 /// commits only if the slot's tid is still the one read (so `c->slab` is still the one
 /// checked).
 #[inline(always)]
-fn slab_alloc_rseq(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option<usize> {
+fn slab_alloc_rseq<const PLAIN: bool>(
+    sl: &Slub,
+    s: &KmemCache,
+    gfp: Gfp,
+    node: usize,
+) -> Option<usize> {
     let Some(t) = rseq::this_thread() else {
         return crate::slowpath::__slab_alloc(sl, s, gfp, node, s.cpu_slab.this_cpu());
     };
-    let link = link(s);
+    let link = link::<PLAIN>(s);
     loop {
         let cpu = t.cpu();
         let c = s.cpu_slab.get(cpu);
         let tid = c.fl_tid.hi(Ordering::Acquire);
         let object = c.fl_tid.lo(Ordering::Acquire);
         let slab = c.slab.load(Ordering::Acquire);
-        if s.debug
+        if debug::<PLAIN>(s)
             || tid & TID_BUSY != 0
             || object == 0
             || slab.is_null()
@@ -240,7 +265,7 @@ fn slab_alloc_rseq(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option<us
         // stale read of an object just taken by a slow path is harmless: the commit fails).
         match unsafe { t.pair_pop(cpu, &c.fl_tid, tid, next_tid(tid), link) } {
             Ok(object) => {
-                s.stat(ALLOC_FASTPATH);
+                stat::<PLAIN>(s, ALLOC_FASTPATH);
                 return Some(object);
             }
             Err(_) => s.stat(CMPXCHG_DOUBLE_CPU_FAIL),
@@ -250,7 +275,12 @@ fn slab_alloc_rseq(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option<us
 
 /// The `lock cmpxchg16b` pop (`__slab_alloc_node` of 6.4).
 #[inline(always)]
-fn slab_alloc_cmpxchg(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option<usize> {
+fn slab_alloc_cmpxchg<const PLAIN: bool>(
+    sl: &Slub,
+    s: &KmemCache,
+    gfp: Gfp,
+    node: usize,
+) -> Option<usize> {
     Some(loop {
         let c = s.cpu_slab.this_cpu();
         // tid first (acquire), then freelist and slab: a value of either newer than the tid
@@ -258,7 +288,7 @@ fn slab_alloc_cmpxchg(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option
         let tid = c.fl_tid.hi(Ordering::Acquire);
         let object = c.fl_tid.lo(Ordering::Acquire);
         let slab = c.slab.load(Ordering::Acquire);
-        if s.debug
+        if debug::<PLAIN>(s)
             || tid & TID_BUSY != 0
             || object == 0
             || slab.is_null()
@@ -266,9 +296,13 @@ fn slab_alloc_cmpxchg(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> Option
         {
             break crate::slowpath::__slab_alloc(sl, s, gfp, node, c)?;
         }
-        let next = get_freepointer(s, object);
+        let next = if PLAIN {
+            crate::freeptr::get_freepointer_plain(s, object)
+        } else {
+            get_freepointer(s, object)
+        };
         if c.fl_tid.cmpxchg((object, tid), (next, next_tid(tid))) {
-            s.stat(ALLOC_FASTPATH);
+            stat::<PLAIN>(s, ALLOC_FASTPATH);
             break object;
         }
         // note_cmpxchg_failure
@@ -306,26 +340,56 @@ pub(crate) unsafe fn do_slab_free_bulk(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    // SAFETY: the chain is the caller's (contract).
-    unsafe { crate::hooks::slab_free_freelist_hook(s, head, tail) };
-    if sl.rseq {
-        // SAFETY: forwarded contract.
-        return unsafe { do_slab_free_rseq(sl, s, slab, head, tail, cnt) };
+    // One test picks the specialised form (see `KmemCache::plain`).
+    // SAFETY: every arm forwards the caller's contract unchanged.
+    unsafe {
+        match (sl.rseq, s.plain) {
+            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt),
+            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt),
+            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt),
+            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt),
+        }
+    }
+}
+
+/// The `lock cmpxchg16b` push of `do_slab_free`.
+///
+/// # Safety
+/// As [`do_slab_free_bulk`].
+#[inline(always)]
+unsafe fn do_slab_free_cmpxchg<const PLAIN: bool>(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
+    if !PLAIN {
+        // SAFETY: the chain is the caller's (contract).
+        unsafe { crate::hooks::slab_free_freelist_hook(s, head, tail) };
     }
     loop {
         let c = s.cpu_slab.this_cpu();
         let tid = c.fl_tid.hi(Ordering::Acquire);
-        if s.debug || tid & TID_BUSY != 0 || slab.as_ptr() != c.slab.load(Ordering::Acquire) {
+        if debug::<PLAIN>(s)
+            || tid & TID_BUSY != 0
+            || slab.as_ptr() != c.slab.load(Ordering::Acquire)
+        {
             // SAFETY: forwarded contract.
             return unsafe { crate::slowpath::__slab_free(sl, s, slab, head, tail, cnt) };
         }
         let freelist = c.fl_tid.lo(Ordering::Acquire);
-        if naive_double_free(s, tail, freelist) {
+        if !PLAIN && naive_double_free(s, tail, freelist) {
             return Err(SlabError::DoubleFree(tail));
         }
-        set_freepointer(s, tail, freelist);
+        if PLAIN {
+            crate::freeptr::set_freepointer_plain(s, tail, freelist);
+        } else {
+            set_freepointer(s, tail, freelist);
+        }
         if c.fl_tid.cmpxchg((freelist, tid), (head, next_tid(tid))) {
-            s.stat(FREE_FASTPATH);
+            stat::<PLAIN>(s, FREE_FASTPATH);
             return Ok(());
         }
         s.stat(CMPXCHG_DOUBLE_CPU_FAIL);
@@ -338,7 +402,7 @@ pub(crate) unsafe fn do_slab_free_bulk(
 /// # Safety
 /// As [`do_slab_free_bulk`].
 #[inline(always)]
-unsafe fn do_slab_free_rseq(
+unsafe fn do_slab_free_rseq<const PLAIN: bool>(
     sl: &Slub,
     s: &KmemCache,
     slab: NonNull<Page>,
@@ -346,12 +410,16 @@ unsafe fn do_slab_free_rseq(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    let link = link(s);
+    if !PLAIN {
+        // SAFETY: the chain is the caller's (contract).
+        unsafe { crate::hooks::slab_free_freelist_hook(s, head, tail) };
+    }
+    let link = link::<PLAIN>(s);
     while let Some(t) = rseq::this_thread() {
         let cpu = t.cpu();
         let c = s.cpu_slab.get(cpu);
         let tid = c.fl_tid.hi(Ordering::Acquire);
-        if s.debug
+        if debug::<PLAIN>(s)
             || tid & TID_BUSY != 0
             || cpu >= s.cpu_slab.len()
             || slab.as_ptr() != c.slab.load(Ordering::Acquire)
@@ -361,7 +429,7 @@ unsafe fn do_slab_free_rseq(
         // SAFETY: the chain is the caller's (contract), linked, tail writable at s->offset.
         match unsafe { t.pair_push(cpu, &c.fl_tid, tid, next_tid(tid), head, tail, link) } {
             Ok(()) => {
-                s.stat(FREE_FASTPATH);
+                stat::<PLAIN>(s, FREE_FASTPATH);
                 return Ok(());
             }
             Err(Fail::DoubleFree) => return Err(SlabError::DoubleFree(tail)),

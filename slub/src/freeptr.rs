@@ -53,6 +53,20 @@ pub(crate) fn set_freepointer(s: &KmemCache, object: usize, fp: usize) {
     word_at(ptr_addr).store(freelist_ptr(s, fp, ptr_addr), Ordering::Relaxed);
 }
 
+/// [`get_freepointer`] of a cache known not to be hardened (`KmemCache::plain`).
+#[inline(always)]
+pub(crate) fn get_freepointer_plain(s: &KmemCache, object: usize) -> usize {
+    debug_assert!(!s.hardened);
+    word_at(object + s.offset).load(Ordering::Relaxed)
+}
+
+/// [`set_freepointer`] of a cache known not to be hardened (`KmemCache::plain`).
+#[inline(always)]
+pub(crate) fn set_freepointer_plain(s: &KmemCache, object: usize, fp: usize) {
+    debug_assert!(!s.hardened);
+    word_at(object + s.offset).store(fp, Ordering::Relaxed);
+}
+
 /// The naive double-free check of hardened kernels: freeing the object that already heads the
 /// freelist.
 #[inline(always)]

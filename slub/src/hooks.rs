@@ -73,6 +73,16 @@ pub(crate) fn slab_post_alloc_hook(s: &KmemCache, gfp: Gfp, object: usize) {
     }
 }
 
+/// [`slab_post_alloc_hook`] of a cache without init hooks (`KmemCache::plain`): only the
+/// caller's `__GFP_ZERO` is left to test.
+#[inline(always)]
+pub(crate) fn slab_post_alloc_hook_plain(s: &KmemCache, gfp: Gfp, object: usize) {
+    debug_assert_eq!(s.init_hooks, 0);
+    if gfp.0 & Gfp::ZERO.0 != 0 {
+        post_alloc_init(s, gfp.0, object);
+    }
+}
+
 /// [`slab_post_alloc_hook`] for the objects of a bulk allocation (one test when off).
 #[inline(always)]
 pub(crate) fn slab_post_alloc_hook_bulk(s: &KmemCache, gfp: Gfp, objects: &[usize]) {

@@ -67,6 +67,17 @@ pub(crate) fn virt_to_slab(
         .provider
         .virt_to_head_page(addr)
         .ok_or(SlabError::NotOurs(addr))?;
+    slab_of_page(sl, page, addr)
+}
+
+/// The second half of [`virt_to_slab`], for a caller that already has the head page of
+/// `addr` (`kfree`).
+#[inline(always)]
+fn slab_of_page(
+    sl: &Slub,
+    page: NonNull<Page>,
+    addr: usize,
+) -> Result<(NonNull<Page>, &KmemCache), SlabError> {
     // SAFETY: a descriptor of the provider's mem_map.
     let p = unsafe { page.as_ref() };
     if !p.is_slab() || p.owner() != Some(Owner::Slub) {
@@ -155,7 +166,7 @@ pub(crate) unsafe fn kfree(sl: &Slub, ptr: *mut u8) -> Result<(), SlabError> {
         // SAFETY: forwarded contract.
         return unsafe { free_large_kmalloc(sl, page, addr) };
     }
-    let (slab, s) = virt_to_slab(sl, addr)?;
+    let (slab, s) = slab_of_page(sl, page, addr)?;
     // SAFETY: checked object start of a slab of s; the caller gives it up.
     unsafe { do_slab_free(sl, s, slab, addr) }
 }
