@@ -66,6 +66,48 @@ pub fn aggregate<K: Ord + Clone>(
         .collect()
 }
 
+/// Paired ratios `value(key b) / value(key a)` per allocator, one per repetition that has
+/// both (rows of one key and repetition averaged first), summarised. Measured side by side
+/// in the same repetition, the two share that moment's machine speed, so on a noisy VM the
+/// median of these ratios is a steadier estimate than a ratio of two separate medians.
+pub fn paired_ratio<K: Ord + Clone>(
+    rows: &[&Row],
+    key: impl Fn(&Row) -> Option<K>,
+    value: impl Fn(&Row) -> f64,
+    a: &K,
+    b: &K,
+) -> BTreeMap<String, Stat> {
+    let mut per_rep: BTreeMap<(String, usize), [(f64, usize); 2]> = BTreeMap::new();
+    for r in rows {
+        let Some(k) = key(r) else { continue };
+        let slot = if &k == a {
+            0
+        } else if &k == b {
+            1
+        } else {
+            continue;
+        };
+        let e = per_rep
+            .entry((r.allocator.clone(), r.repetition))
+            .or_insert([(0.0, 0); 2]);
+        e[slot].0 += value(r);
+        e[slot].1 += 1;
+    }
+    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for ((alloc, _), [(sa, na), (sb, nb)]) in per_rep {
+        if na > 0 && nb > 0 && sa > 0.0 {
+            samples
+                .entry(alloc)
+                .or_default()
+                .push((sb / nb as f64) / (sa / na as f64));
+        }
+    }
+    samples
+        .into_iter()
+        .filter_map(|(k, v)| Stat::of(v).map(|s| (k, s)))
+        .collect()
+}
+
 /// Rows of one workload and phase.
 pub fn select<'a>(rows: &'a [Row], workload: &str, phase: &str) -> Vec<&'a Row> {
     rows.iter()
@@ -104,6 +146,33 @@ mod tests {
         let s = Stat::of(vec![4.0, 1.0]).unwrap();
         assert!((s.med - 2.5).abs() < 1e-12);
         assert!(Stat::of(vec![]).is_none());
+    }
+
+    #[test]
+    fn paired_ratio_pairs_within_repetitions() {
+        let mk = |rep, threads, v| Row {
+            allocator: "x".into(),
+            repetition: rep,
+            threads,
+            ops_per_s: v,
+            ..Row::default()
+        };
+        // Rep 0 ran on a fast machine, rep 1 on a slow one, rep 2 lost its 2-thread row:
+        // the ratios of the pairs are 2.0 and 1.5; a ratio of medians would say 20/10 = 2.0
+        // only by luck of which values sit in the middle.
+        let rows = [
+            mk(0, 1, 100.0),
+            mk(0, 2, 200.0),
+            mk(1, 1, 10.0),
+            mk(1, 2, 15.0),
+            mk(2, 1, 50.0),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let m = paired_ratio(&refs, |r| Some(r.threads), |r| r.ops_per_s, &1, &2);
+        let s = m["x"];
+        assert_eq!(s.n, 2);
+        assert!((s.min - 1.5).abs() < 1e-12 && (s.max - 2.0).abs() < 1e-12);
+        assert!((s.med - 1.75).abs() < 1e-12);
     }
 
     #[test]

@@ -240,16 +240,26 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         }
         if let (Some(&lo), Some(&hi)) = (threads.first(), threads.last()) {
             if hi > lo {
-                let _ = writeln!(s, "\n{hi}-thread / {lo}-thread throughput:\n");
+                let _ = writeln!(
+                    s,
+                    "\n{hi}-thread / {lo}-thread throughput (median of the per-repetition ratios, \
+                     each pair measured back to back; [min–max] over repetitions):\n"
+                );
                 for &size in &sizes {
+                    let pr = crate::analysis::paired_ratio(
+                        &sel,
+                        |r| Some((r.size, r.threads)),
+                        |r| r.ops_per_s,
+                        &(size, lo),
+                        &(size, hi),
+                    );
                     let cells: Vec<String> = allocs
                         .iter()
-                        .map(|a| {
-                            let r = ratio(
-                                m.get(&(a.clone(), (size, hi))).map(|x| x.med),
-                                m.get(&(a.clone(), (size, lo))).map(|x| x.med),
-                            );
-                            format!("{a} {}", fmt_opt(r, 2))
+                        .map(|a| match pr.get(a) {
+                            Some(st) => {
+                                format!("{a} {:.2} [{:.2}–{:.2}]", st.med, st.min, st.max)
+                            }
+                            None => format!("{a} –"),
                         })
                         .collect();
                     let _ = writeln!(s, "- {size} B: {}", cells.join(", "));
