@@ -67,8 +67,11 @@
 //!    when `busy` was 0, i.e. not under a slow path.
 //!
 //! The design is the one slub's fastpath.rs uses (own-CPU commit or store + fence), minus the
-//! re-check; tcmalloc fences CPUs the same way (`StopCpu`). A model in slub's style
-//! (`slub/src/model.rs`) is not written for SLAB yet.
+//! re-check; tcmalloc fences CPUs the same way (`StopCpu`). The locked array-cache handoff
+//! (refill, flush, alien drain, two threads on one slot) is model-checked under loom in
+//! `tests/loom.rs` (`tests/loom/model.rs`), with negative controls that drop one lock each;
+//! the rseq busy-mark protocol itself has no model here yet (slub's `src/model.rs` explores
+//! the same protocol for its `{freelist, tid}` slot).
 
 use crate::arraycache::{ac_entry, ArrayCache};
 use crate::bootstrap::SlabGlobals;

@@ -340,14 +340,22 @@ pub(crate) unsafe fn do_slab_free_bulk(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    // One test picks the specialised form (see `KmemCache::plain`).
-    // SAFETY: every arm forwards the caller's contract unchanged.
+    // One test picks the specialised form (see `KmemCache::plain`); only the general one has
+    // free hooks to run.
+    // SAFETY: the chain is the caller's; every call forwards that contract unchanged.
     unsafe {
-        match (sl.rseq, s.plain) {
-            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt),
-            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt),
-            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt),
-            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt),
+        if s.plain {
+            return if sl.rseq {
+                do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt)
+            } else {
+                do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt)
+            };
+        }
+        crate::hooks::slab_free_freelist_hook(s, head, tail);
+        if sl.rseq {
+            do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt)
+        } else {
+            do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt)
         }
     }
 }
@@ -365,10 +373,6 @@ unsafe fn do_slab_free_cmpxchg<const PLAIN: bool>(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    if !PLAIN {
-        // SAFETY: the chain is the caller's (contract).
-        unsafe { crate::hooks::slab_free_freelist_hook(s, head, tail) };
-    }
     loop {
         let c = s.cpu_slab.this_cpu();
         let tid = c.fl_tid.hi(Ordering::Acquire);
@@ -410,10 +414,6 @@ unsafe fn do_slab_free_rseq<const PLAIN: bool>(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    if !PLAIN {
-        // SAFETY: the chain is the caller's (contract).
-        unsafe { crate::hooks::slab_free_freelist_hook(s, head, tail) };
-    }
     let link = link::<PLAIN>(s);
     while let Some(t) = rseq::this_thread() {
         let cpu = t.cpu();
