@@ -67,8 +67,10 @@
 //!    when `busy` was 0, i.e. not under a slow path.
 //!
 //! The design is the one slub's fastpath.rs uses (own-CPU commit or store + fence), minus the
-//! re-check; tcmalloc fences CPUs the same way (`StopCpu`). A model in slub's style
-//! (`slub/src/model.rs`) is not written for SLAB yet.
+//! re-check; tcmalloc fences CPUs the same way (`StopCpu`). `model.rs` checks the protocol
+//! exhaustively in slub's style (every schedule of rseq pops and pushes against a local
+//! refill, a remote `drain_array` and a remote `do_tune_cpucache`), with negative controls
+//! that drop the fence, the busy compare, the in-section `ac` load or the refill's busy mark.
 
 use crate::arraycache::{ac_entry, ArrayCache};
 use crate::bootstrap::SlabGlobals;
