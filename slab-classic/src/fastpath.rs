@@ -67,11 +67,12 @@
 //!    when `busy` was 0, i.e. not under a slow path.
 //!
 //! The design is the one slub's fastpath.rs uses (own-CPU commit or store + fence), minus the
-//! re-check; tcmalloc fences CPUs the same way (`StopCpu`). The locked array-cache handoff
-//! (refill, flush, alien drain, two threads on one slot) is model-checked under loom in
-//! `tests/loom.rs` (`tests/loom/model.rs`), with negative controls that drop one lock each;
-//! the rseq busy-mark protocol itself has no model here yet (slub's `src/model.rs` explores
-//! the same protocol for its `{freelist, tid}` slot).
+//! re-check; tcmalloc fences CPUs the same way (`StopCpu`). `model.rs` checks the protocol
+//! exhaustively in slub's style (every schedule of rseq pops and pushes against a local
+//! refill, a remote `drain_array` and a remote `do_tune_cpucache`), with negative controls
+//! that drop the fence, the busy compare, the in-section `ac` load or the refill's busy mark.
+//! The locked array-cache handoff (refill, flush, alien drain, two threads on one slot) is
+//! model-checked under loom in `tests/loom.rs`.
 
 use crate::arraycache::{ac_entry, ArrayCache};
 use crate::bootstrap::SlabGlobals;

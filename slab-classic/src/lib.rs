@@ -168,6 +168,8 @@ pub mod cache;
 pub mod debug;
 mod fastpath;
 pub mod kmalloc;
+#[cfg(test)]
+mod model;
 pub mod node;
 mod numa;
 pub mod reap;
