@@ -147,10 +147,15 @@ pub struct KmemCache {
 
 const _: () = assert!(core::mem::offset_of!(KmemCache, batchcount) + 4 <= 64);
 
+/// Where `array[]` starts in every `kmem_cache` object: right after the fixed part, on a cache
+/// line. A constant, so the fast paths find a CPU's slot by address arithmetic from the cache
+/// pointer, without first loading `kmem_cache.array`.
+pub const ARRAY_OFF: usize = align_up(core::mem::size_of::<KmemCache>(), 64);
+
 /// Size of a `kmem_cache` object for `nr_cpus` CPUs and `nr_nodes` nodes, and the offsets of
 /// its two trailing arrays.
 pub const fn kmem_cache_layout(nr_cpus: usize, nr_nodes: usize) -> (usize, usize, usize) {
-    let array_off = align_up(core::mem::size_of::<KmemCache>(), 64);
+    let array_off = ARRAY_OFF;
     let nodelists_off = array_off + nr_cpus * core::mem::size_of::<CpuSlot>();
     (
         nodelists_off + nr_nodes * core::mem::size_of::<usize>(),
@@ -388,8 +393,17 @@ impl SlabGlobals {
     /// `cachep` a live cache; `cpu < nr_cpus`.
     #[inline(always)]
     pub(crate) unsafe fn cpu_slot(&self, cachep: *const KmemCache, cpu: usize) -> *mut CpuSlot {
-        // SAFETY: the array has nr_cpus slots.
-        unsafe { (*cachep).array.add(cpu) }
+        let slot = cachep
+            .cast::<u8>()
+            .cast_mut()
+            .wrapping_add(ARRAY_OFF)
+            .cast::<CpuSlot>()
+            .wrapping_add(cpu);
+        // Both creation paths (bootstrap's cache_cache, kmem_cache_create) place array[] at
+        // ARRAY_OFF of the object; `array` records it for readers of the structure.
+        // SAFETY: cachep is live (contract), so its `array` field is readable.
+        debug_assert_eq!(slot, unsafe { (*cachep).array.wrapping_add(cpu) });
+        slot
     }
 
     /// `nodelists[node]`.
