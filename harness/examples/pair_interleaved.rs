@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release -p harness --example pair_interleaved`
 //!
+//! With `--features jemalloc`, jemalloc's pair is a column too.
+//!
 //! Environment: `N` pairs per measurement (default 2 000 000), `REPS` rounds (15), `SEL` a
 //! comma-separated subset of the column names, `PRIM=1` the rseq push+pop primitive alone
 //! (beside mimalloc's pair).
@@ -92,6 +94,22 @@ fn glibc_pair(size: usize, n: usize) -> f64 {
     })
 }
 
+/// jemalloc's pair (with `--features jemalloc`).
+#[cfg(feature = "jemalloc")]
+#[inline(never)]
+fn jemalloc_pair(size: usize, n: usize) -> f64 {
+    per_op(n, || {
+        // SAFETY: jemalloc's malloc/free of a fresh block, freed once.
+        unsafe { tikv_jemalloc_sys::free(black_box(tikv_jemalloc_sys::malloc(black_box(size)))) };
+    })
+}
+
+/// Without the feature there is no jemalloc column (`f64::MAX` is never printed).
+#[cfg(not(feature = "jemalloc"))]
+fn jemalloc_pair(_size: usize, _n: usize) -> f64 {
+    f64::MAX
+}
+
 /// The rseq push+pop pair on a `{head, tid}` double word, nothing around it: the floor.
 #[inline(never)]
 fn rseq_primitive(n: usize) -> Option<f64> {
@@ -149,6 +167,7 @@ fn main() {
         "slab-lock",
         "slub-kmalloc",
         "slab-kmalloc",
+        "jemalloc",
     ];
     let sel = std::env::var("SEL").ok();
     let on = |i: usize| {
@@ -186,9 +205,9 @@ fn main() {
         cache_pair(&sc, hsc, 10_000);
         cache_pair(&ar, har, 10_000);
         cache_pair(&al, hal, 10_000);
-        let mut best = [f64::MAX; 8];
+        let mut best = [f64::MAX; 9];
         for _ in 0..reps {
-            let round: [Option<f64>; 8] = [
+            let round: [Option<f64>; 9] = [
                 on(0).then(|| mimalloc_pair(size, n)),
                 on(1).then(|| glibc_pair(size, n)),
                 on(2).then(|| cache_pair(&sr, hsr, n)),
@@ -197,6 +216,7 @@ fn main() {
                 on(5).then(|| cache_pair(&al, hal, n)),
                 on(6).then(|| kmalloc_pair(&sr, size, n)),
                 on(7).then(|| kmalloc_pair(&ar, size, n)),
+                on(8).then(|| jemalloc_pair(size, n)),
             ];
             for (b, r) in best.iter_mut().zip(round) {
                 if let Some(r) = r {
@@ -204,8 +224,8 @@ fn main() {
                 }
             }
         }
-        let row: Vec<String> = (0..8)
-            .filter(|&i| on(i))
+        let row: Vec<String> = (0..9)
+            .filter(|&i| on(i) && best[i] < f64::MAX)
             .map(|i| {
                 let ratio = if on(0) {
                     format!(" ({:.2}x)", best[i] / best[0])
