@@ -112,14 +112,15 @@ pub struct PcpuStats {
     pub big_areas: usize,
 }
 
-/// One area handed out by [`pcpu_alloc`].
+/// One area handed out by [`pcpu_alloc`]. Two words, so `PerCpu` (and the `kmem_cache` that
+/// embeds it) keeps the size it had with one block per instance: whether the area is a chunk's
+/// run of units or a block of its own follows from `bytes` and the provider's fixed geometry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PcpuArea {
     /// First byte (64-byte aligned).
     pub addr: NonNull<u8>,
-    /// `units` units of a chunk (`order == None`) or a block of its own of this order.
-    units: usize,
-    order: Option<usize>,
+    /// Bytes requested.
+    bytes: usize,
 }
 
 impl PcpuAlloc {
@@ -149,6 +150,13 @@ impl PcpuAlloc {
 
     fn capacity(&self) -> usize {
         self.chunk_units - self.header_units
+    }
+
+    /// Units for `bytes`, and the order of a block of its own if they do not fit in a chunk.
+    fn units_and_order(&self, bytes: usize) -> (usize, Option<usize>) {
+        let units = bytes.div_ceil(UNIT).max(1);
+        let own = (units > self.capacity()).then(|| get_order(bytes.max(PAGE_SIZE)));
+        (units, own)
     }
 
     fn chunk_bytes(&self) -> usize {
@@ -221,16 +229,14 @@ fn find_run(map: &[Cell<u64>], from: usize, to: usize, n: usize) -> Option<usize
 /// provider has no memory; then nothing was taken.
 pub(crate) fn pcpu_alloc(provider: &PageProvider, bytes: usize) -> Option<PcpuArea> {
     let pa = provider.pcpu();
-    let units = bytes.div_ceil(UNIT).max(1);
-    if units > pa.capacity() {
-        let order = get_order(bytes.max(PAGE_SIZE));
+    let (units, own) = pa.units_and_order(bytes);
+    if let Some(order) = own {
         let page = provider.alloc_pages_gfp(0, order, Owner::Metadata, Gfp::KERNEL)?;
         let l = pa.list.lock();
         l.big_areas.set(l.big_areas.get() + 1);
         return Some(PcpuArea {
             addr: provider.page_address(page),
-            units,
-            order: Some(order),
+            bytes,
         });
     }
     let l = pa.list.lock();
@@ -244,7 +250,7 @@ pub(crate) fn pcpu_alloc(provider: &PageProvider, bytes: usize) -> Option<PcpuAr
                 set_run(map, u, units, true);
                 head.free.set(head.free.get() - units);
                 l.units_in_use.set(l.units_in_use.get() + units);
-                return Some(area_at(cur, u, units));
+                return Some(area_at(cur, u, bytes));
             }
         }
         last = cur;
@@ -265,7 +271,7 @@ pub(crate) fn pcpu_alloc(provider: &PageProvider, bytes: usize) -> Option<PcpuAr
     }
     l.chunks.set(l.chunks.get() + 1);
     l.units_in_use.set(l.units_in_use.get() + units);
-    Some(area_at(base, pa.header_units, units))
+    Some(area_at(base, pa.header_units, bytes))
 }
 
 /// Writes a fresh header into the chunk at `base`: not linked, all units free but the header's.
@@ -295,12 +301,11 @@ unsafe fn init_chunk<'a>(pa: &PcpuAlloc, base: usize) -> (&'a ChunkHead, &'a [Ce
     (head, map)
 }
 
-fn area_at(base: usize, unit: usize, units: usize) -> PcpuArea {
+fn area_at(base: usize, unit: usize, bytes: usize) -> PcpuArea {
     PcpuArea {
         // SAFETY: base is a non-null chunk address and the unit lies inside the chunk.
         addr: unsafe { NonNull::new_unchecked((base + unit * UNIT) as *mut u8) },
-        units,
-        order: None,
+        bytes,
     }
 }
 
@@ -312,7 +317,8 @@ fn area_at(base: usize, unit: usize, units: usize) -> PcpuArea {
 pub(crate) unsafe fn free_percpu(provider: &PageProvider, area: PcpuArea) {
     let pa = provider.pcpu();
     let addr = area.addr.as_ptr() as usize;
-    if let Some(order) = area.order {
+    let (units, own) = pa.units_and_order(area.bytes);
+    if let Some(order) = own {
         {
             let l = pa.list.lock();
             l.big_areas.set(l.big_areas.get() - 1);
@@ -328,9 +334,9 @@ pub(crate) unsafe fn free_percpu(provider: &PageProvider, area: PcpuArea) {
     // SAFETY: the area came from a chunk still on the list (a chunk leaves the list only when
     // empty, and this area is still in it); lock held.
     let (head, map) = unsafe { chunk(pa, base) };
-    set_run(map, unit, area.units, false);
-    head.free.set(head.free.get() + area.units);
-    l.units_in_use.set(l.units_in_use.get() - area.units);
+    set_run(map, unit, units, false);
+    head.free.set(head.free.get() + units);
+    l.units_in_use.set(l.units_in_use.get() - units);
     if head.free.get() < pa.capacity() {
         return;
     }

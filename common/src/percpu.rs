@@ -33,8 +33,8 @@ use crate::pcpu_alloc::{free_percpu, pcpu_alloc, PcpuArea};
 use crate::provider::PageProvider;
 use crate::sync::relax;
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, Ordering};
 
 /// Where the CPU id comes from.
@@ -173,11 +173,18 @@ struct Slot<T>(T);
 /// One `T` per possible CPU, each in its own cache line(s), in memory from the page provider
 /// (an area of a shared per-CPU chunk, see [`crate::pcpu_alloc`]).
 pub struct PerCpu<T> {
-    slots: NonNull<Slot<T>>,
-    nr: usize,
+    /// The slots: `area.addr`.
     area: PcpuArea,
+    nr: usize,
     provider: PageProvider,
+    /// Owns `nr` Ts.
+    _owns: PhantomData<T>,
 }
+
+// Same size as with one page block per instance (slots, nr, order, provider): `kmem_cache`
+// embeds PerCpus, and its size decides how many fit in a slab.
+const _: () =
+    assert!(core::mem::size_of::<PerCpu<u8>>() == 3 * 8 + core::mem::size_of::<PageProvider>());
 
 // SAFETY: PerCpu hands out `&T` to any thread (like a `[T]` shared between threads), so it is
 // Sync when T is Sync, and Send when T is Send (it owns its Ts).
@@ -203,11 +210,16 @@ impl<T> PerCpu<T> {
             unsafe { slots.as_ptr().add(cpu).write(Slot(init(cpu))) };
         }
         Some(Self {
-            slots,
-            nr: nr_cpus,
             area,
+            nr: nr_cpus,
             provider,
+            _owns: PhantomData,
         })
+    }
+
+    #[inline(always)]
+    fn slots(&self) -> *mut Slot<T> {
+        self.area.addr.as_ptr().cast::<Slot<T>>()
     }
 
     /// Number of slots.
@@ -226,7 +238,7 @@ impl<T> PerCpu<T> {
     pub fn get(&self, cpu: usize) -> &T {
         let cpu = if cpu < self.nr { cpu } else { cpu % self.nr };
         // SAFETY: cpu < nr, and every slot was initialised in `new`.
-        unsafe { &self.slots.as_ptr().add(cpu).as_ref().unwrap_unchecked().0 }
+        unsafe { &self.slots().add(cpu).as_ref().unwrap_unchecked().0 }
     }
 
     /// `this_cpu_ptr`: the slot of the CPU we are running on now.
@@ -245,7 +257,7 @@ impl<T> Drop for PerCpu<T> {
     fn drop(&mut self) {
         for cpu in 0..self.nr {
             // SAFETY: each slot was initialised once in `new` and is dropped once here.
-            unsafe { core::ptr::drop_in_place(self.slots.as_ptr().add(cpu)) };
+            unsafe { core::ptr::drop_in_place(self.slots().add(cpu)) };
         }
         // SAFETY: the area was allocated in `new` from this provider, is freed only here, and
         // its slots were just dropped, so nobody uses it any more.
