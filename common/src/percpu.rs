@@ -532,6 +532,12 @@ mod packed_tests {
         }
     }
 
+    fn verify_all(insts: &[Box<dyn Inst>]) {
+        for i in insts {
+            i.verify();
+        }
+    }
+
     fn assert_disjoint(insts: &[Box<dyn Inst>]) {
         let mut r: Vec<(usize, usize)> = insts.iter().map(|i| i.range()).collect();
         r.sort_unstable();
@@ -576,7 +582,7 @@ mod packed_tests {
             "{st:?}"
         );
         assert_disjoint(&insts);
-        insts.iter().for_each(|i| i.verify());
+        verify_all(&insts);
         p.check_invariants().unwrap();
 
         // Free in random order, re-checking the rest as holes open up.
@@ -584,7 +590,7 @@ mod packed_tests {
         while let Some(i) = insts.pop() {
             drop(i);
             if insts.len() % 16 == 0 {
-                insts.iter().for_each(|i| i.verify());
+                verify_all(&insts);
                 p.check_invariants().unwrap();
             }
         }
@@ -612,7 +618,7 @@ mod packed_tests {
         assert_eq!(p.percpu_stats().chunks, 1);
         let all = vec![a, c, d, e, f];
         assert_disjoint(&all);
-        all.iter().for_each(|i| i.verify());
+        verify_all(&all);
         drop(all);
         assert_eq!(p.stats().pages_in_use, 0);
     }
@@ -674,7 +680,7 @@ mod packed_tests {
         assert!(make::<1>(&p, cap + 1, 1001).is_none());
         assert_eq!(p.percpu_stats().big_areas, 0);
         assert_eq!(p.stats().pages_in_use, LIMIT);
-        insts.iter().for_each(|i| i.verify());
+        verify_all(&insts);
         // Free one area in the middle: its units, not a new chunk, serve the next request.
         let mid = insts.swap_remove(insts.len() / 2);
         let hole = mid.range();
@@ -707,14 +713,14 @@ mod packed_tests {
                             i.verify();
                         }
                     }
-                    keep.iter().for_each(|i| i.verify());
+                    verify_all(&keep);
                     keep
                 })
             })
             .collect();
         let all: Vec<Box<dyn Inst>> = ts.into_iter().flat_map(|t| t.join().unwrap()).collect();
         assert_disjoint(&all);
-        all.iter().for_each(|i| i.verify());
+        verify_all(&all);
         p.check_invariants().unwrap();
         let st = p.percpu_stats();
         assert_eq!(
