@@ -4,6 +4,7 @@
 //!   api (SlabAllocator, GlobalSlab)        ◄── slab-classic, slub implement it; harness drives it
 //!   sizes (kmalloc tables)   stats (one list → per-CPU counters)
 //!   percpu (cpu_id, PerCpu, LocalLock)     sync (SpinLock)
+//!   pcpu_alloc (chunks of 64-byte units behind PerCpu, state in the provider)
 //!   provider (buddy allocator per node) ──► page (struct page, mem_map) ──► list (list_head)
 //!   topology (sysfs | hwloc | fake NUMA)   pin (core_affinity + sched_getcpu)
 //!   sys (mmap, madvise, mbind, get_mempolicy, getcpu: raw calls, no heap)
@@ -21,6 +22,7 @@ pub mod exactdiv;
 pub mod hwloc;
 pub mod list;
 pub mod page;
+pub mod pcpu_alloc;
 pub mod percpu;
 pub mod pin;
 pub mod provider;

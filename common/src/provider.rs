@@ -36,12 +36,17 @@
 //! One [`SpinLock`] per node protects that node's free lists, `fresh_next` and the `PG_BUDDY`
 //! state of its pages. Accounting counters are atomics read without the lock. No other lock is
 //! taken while a node lock is held (it is a leaf lock for both allocators).
+//!
+//! The provider's state also holds the per-CPU area allocator ([`crate::pcpu_alloc`]: the chunk
+//! list behind `PerCpu`, shared by every handle). Its *percpu lock* is taken before node locks
+//! (it calls `alloc_pages`/`free_pages` while held), never after; see that module's header.
 
 use crate::list::ListHead;
 use crate::page::{
     flags::{PG_ALLOCATED, PG_BUDDY, PG_HEAD, PG_RELEASED, PG_TAIL},
     Owner, Page,
 };
+use crate::pcpu_alloc::{PcpuAlloc, PcpuStats};
 use crate::sync::SpinLock;
 use crate::sys;
 use crate::topology::{Topology, MAX_NUMNODES};
@@ -247,6 +252,8 @@ struct ProviderInner {
     owner_peak: [AtomicUsize; Owner::COUNT],
     topology: Topology,
     nodes: [NodeArena; MAX_NUMNODES],
+    /// The per-CPU area allocator (chunk list behind the percpu lock).
+    pcpu: PcpuAlloc,
 }
 
 /// A handle on a page provider. Cloning shares the provider (a reference count kept in the
@@ -459,6 +466,7 @@ impl PageProvider {
                 },
                 bind_errno: AtomicUsize::new(BIND_NOT_TRIED),
             }),
+            pcpu: PcpuAlloc::new(cfg.topology.nr_cpu_ids()),
         };
         // SAFETY: inner_mem is a fresh mapping of at least size_of::<ProviderInner>() bytes,
         // page-aligned (so aligned for ProviderInner); nothing else refers to it.
@@ -991,15 +999,31 @@ impl PageProvider {
         s
     }
 
+    /// The per-CPU area allocator shared by every handle.
+    pub(crate) fn pcpu(&self) -> &PcpuAlloc {
+        &self.inner().pcpu
+    }
+
+    /// Accounting of the per-CPU area allocator (chunks behind `PerCpu`).
+    pub fn percpu_stats(&self) -> PcpuStats {
+        self.inner().pcpu.stats()
+    }
+
     /// Whether the arena of `node` was bound to its real node with `mbind`.
     pub fn node_bound(&self, node: usize) -> bool {
         self.inner().nodes[node].bind_errno.load(Ordering::Relaxed) == 0
     }
 
     /// Walks every node's free lists and page map and checks the invariants in the module
-    /// header. Returns a description of the first violation. Takes each node lock in turn; meant
-    /// for tests and `validate` runs, not fast paths.
+    /// header, then those of the per-CPU chunks ([`crate::pcpu_alloc`]). Returns a description of
+    /// the first violation. Takes each node lock in turn, then the percpu lock; meant for tests
+    /// and `validate` runs, not fast paths.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_buddy()?;
+        crate::pcpu_alloc::check(self)
+    }
+
+    fn check_buddy(&self) -> Result<(), String> {
         let i = self.inner();
         for node in 0..i.nr_nodes {
             let st = i.nodes[node].lock.lock();
