@@ -19,8 +19,9 @@ pub(crate) fn kmalloc_slab(sl: &Slub, size: usize) -> Option<&KmemCache> {
     Some(unsafe { &*sl.kmalloc_caches[pos] })
 }
 
-/// `__kmalloc_node` / `kmalloc_node`.
-#[inline]
+/// `__kmalloc_node` / `kmalloc_node`: inlined into the caller like the cache API's fast path
+/// (the large-size path and the slow paths stay out of line).
+#[inline(always)]
 pub(crate) fn kmalloc_node(sl: &Slub, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
     if size > KMALLOC_MAX_CACHE_SIZE {
         return kmalloc_large_node(sl, size, gfp, node);
@@ -34,6 +35,8 @@ pub(crate) fn kmalloc_node(sl: &Slub, size: usize, gfp: Gfp, node: usize) -> Opt
 }
 
 /// `kmalloc_large_node`: whole pages for sizes above `KMALLOC_MAX_CACHE_SIZE`.
+#[cold]
+#[inline(never)]
 pub(crate) fn kmalloc_large_node(
     sl: &Slub,
     size: usize,
