@@ -295,9 +295,7 @@ unsafe fn init_chunk<'a>(pa: &PcpuAlloc, base: usize) -> (&'a ChunkHead, &'a [Ce
     }
     // SAFETY: the header is initialised now; forwarded contract.
     let (head, map) = unsafe { chunk(pa, base) };
-    for u in 0..pa.header_units {
-        map[u / 64].set(map[u / 64].get() | 1 << (u % 64));
-    }
+    set_run(map, 0, pa.header_units, true);
     (head, map)
 }
 

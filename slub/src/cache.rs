@@ -496,6 +496,8 @@ pub(crate) unsafe fn kmem_cache_open(
     } else {
         0
     };
+    let stats_on = stats.enabled();
+    let init_hooks = crate::hooks::init_hooks_for(sl, flags, ctor);
     let cache = KmemCache {
         cpu_slab,
         flags,
@@ -522,18 +524,14 @@ pub(crate) unsafe fn kmem_cache_open(
         provider: sl.provider.clone(),
         has_cpu_partial,
         debug,
-        init_hooks: crate::hooks::init_hooks_for(sl, flags, ctor),
+        init_hooks,
         hardened: settings.freelist_hardened,
-        plain: false,
+        plain: !debug && init_hooks == 0 && !settings.freelist_hardened && !stats_on,
         era_2_6_32: settings.era == Era::V2_6_32,
         nr_nodes: sl.nr_nodes,
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),
         size_divides: common::ExactDiv::new(layout.size as u32),
-    };
-    let cache = KmemCache {
-        plain: !cache.debug && cache.init_hooks == 0 && !cache.hardened && !cache.stats.enabled(),
-        ..cache
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };
