@@ -605,6 +605,7 @@ impl<A: SlabAllocator> GlobalSlab<A> {
 // and memory outside the provider is one of huge_alloc's mappings of this layout).
 unsafe impl<A: SlabAllocator> GlobalAlloc for GlobalSlab<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        crate::sync::might_alloc("GlobalSlab::alloc");
         match self.get() {
             Some(a) => Self::alloc_in(a, layout),
             None => core::ptr::null_mut(),
@@ -612,6 +613,7 @@ unsafe impl<A: SlabAllocator> GlobalAlloc for GlobalSlab<A> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        crate::sync::might_alloc("GlobalSlab::dealloc");
         if let Some(a) = self.get() {
             if !a.provider().contains(ptr as usize) {
                 // SAFETY: only huge_alloc hands out memory outside the provider, with this layout.
@@ -625,6 +627,7 @@ unsafe impl<A: SlabAllocator> GlobalAlloc for GlobalSlab<A> {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        crate::sync::might_alloc("GlobalSlab::realloc");
         let Some(a) = self.get() else {
             return core::ptr::null_mut();
         };

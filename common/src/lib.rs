@@ -16,6 +16,7 @@
 //! the provider's exact page count.
 
 pub mod api;
+pub mod check;
 pub mod dword;
 pub mod exactdiv;
 #[cfg(feature = "hwloc")]
@@ -45,3 +46,8 @@ pub use provider::{
     Gfp, PageError, PageProvider, ProviderConfig, MAX_ORDER, PAGE_SHIFT, PAGE_SIZE,
 };
 pub use topology::{Topology, MAX_NUMNODES, NR_CPUS};
+
+/// Heap allocations under an allocator lock abort the unit-test binary (debug builds).
+#[cfg(test)]
+#[global_allocator]
+static LOCK_CHECKED: crate::sync::LockCheckedAlloc = crate::sync::LockCheckedAlloc;

@@ -36,6 +36,8 @@
 //!    units over all chunks (own blocks are not counted there).
 //!
 //! # Locks
+//! Nothing allocates from the heap under the percpu lock: `check` compares only numbers read
+//! under it and returns a [`Violation`] that its caller formats after the lock is released.
 //! One [`SpinLock`] (the *percpu lock*) protects the chunk list, every chunk header and map, and
 //! the counters in [`ChunkList`]. Lock order: **percpu lock → node buddy lock**. `pcpu_alloc`
 //! and `free_percpu` call `alloc_pages` / `free_pages` with the percpu lock held (so a chunk is
@@ -46,6 +48,7 @@
 //! per-CPU locks) may be held around `PerCpu::new`/`drop` (they come before the percpu lock) but
 //! are never taken inside it.
 
+use crate::check::Violation;
 use crate::page::Owner;
 use crate::provider::{get_order, Gfp, PageProvider, PAGE_SIZE};
 use crate::sync::SpinLock;
@@ -365,7 +368,7 @@ pub(crate) unsafe fn free_percpu(provider: &PageProvider, area: PcpuArea) {
 }
 
 /// Checks the invariants of the module header (for [`PageProvider::check_invariants`]).
-pub(crate) fn check(provider: &PageProvider) -> Result<(), String> {
+pub(crate) fn check(provider: &PageProvider) -> Result<(), Violation> {
     let pa = provider.pcpu();
     let l = pa.list.lock();
     let mut cur = l.first.get();
@@ -374,13 +377,16 @@ pub(crate) fn check(provider: &PageProvider) -> Result<(), String> {
     while cur != 0 {
         n += 1;
         if n > l.chunks.get() {
-            return Err(format!(
+            return Err(Violation::new(
                 "percpu: more than {} chunks on the list (a cycle?)",
-                l.chunks.get()
+                &[l.chunks.get()],
             ));
         }
         let Some(page) = provider.virt_to_page(cur) else {
-            return Err(format!("percpu: chunk {cur:#x} outside the provider"));
+            return Err(Violation::new(
+                "percpu: chunk {x} outside the provider",
+                &[cur],
+            ));
         };
         // SAFETY: the descriptor is in mem_map; reading it is always valid.
         let p = unsafe { page.as_ref() };
@@ -390,39 +396,42 @@ pub(crate) fn check(provider: &PageProvider) -> Result<(), String> {
             || p.order as usize != pa.chunk_order
             || p.owner != Owner::Metadata as u8
         {
-            return Err(format!(
-                "percpu: chunk {cur:#x} is not an allocated metadata block of order {}",
-                pa.chunk_order
+            return Err(Violation::new(
+                "percpu: chunk {x} is not an allocated metadata block of order {}",
+                &[cur, pa.chunk_order],
             ));
         }
         // SAFETY: cur is on the list; lock held.
         let (head, map) = unsafe { chunk(pa, cur) };
         if (0..pa.header_units).any(|u| !test_bit(map, u)) {
-            return Err(format!("percpu: chunk {cur:#x} header units not marked"));
+            return Err(Violation::new(
+                "percpu: chunk {x} header units not marked",
+                &[cur],
+            ));
         }
         let clear = (0..pa.chunk_units).filter(|&u| !test_bit(map, u)).count();
         if clear != head.free.get() {
-            return Err(format!(
-                "percpu: chunk {cur:#x} free {} but {clear} clear units",
-                head.free.get()
+            return Err(Violation::new(
+                "percpu: chunk {x} free {} but {} clear units",
+                &[cur, head.free.get(), clear],
             ));
         }
         if clear == pa.capacity() {
-            return Err(format!("percpu: empty chunk {cur:#x} kept"));
+            return Err(Violation::new("percpu: empty chunk {x} kept", &[cur]));
         }
         used += pa.capacity() - clear;
         cur = head.next.get();
     }
     if n != l.chunks.get() {
-        return Err(format!(
-            "percpu: {n} chunks on the list, count says {}",
-            l.chunks.get()
+        return Err(Violation::new(
+            "percpu: {} chunks on the list, count says {}",
+            &[n, l.chunks.get()],
         ));
     }
     if used != l.units_in_use.get() {
-        return Err(format!(
-            "percpu: {used} units marked, count says {}",
-            l.units_in_use.get()
+        return Err(Violation::new(
+            "percpu: {} units marked, count says {}",
+            &[used, l.units_in_use.get()],
         ));
     }
     Ok(())

@@ -31,7 +31,7 @@
 
 use crate::pcpu_alloc::{free_percpu, pcpu_alloc, PcpuArea};
 use crate::provider::PageProvider;
-use crate::sync::relax;
+
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
@@ -266,60 +266,8 @@ impl<T> Drop for PerCpu<T> {
 }
 
 /// The kernel's `local_lock_t`: a lock per CPU slot (see the module header for why a real lock).
-#[derive(Debug, Default)]
-pub struct LocalLock {
-    locked: AtomicBool,
-}
-
-impl LocalLock {
-    /// Unlocked.
-    pub const fn new() -> Self {
-        Self {
-            locked: AtomicBool::new(false),
-        }
-    }
-
-    /// Takes the lock (spinning, then yielding).
-    #[inline(always)]
-    pub fn lock(&self) {
-        if self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        let mut spins = 0;
-        loop {
-            while self.locked.load(Ordering::Relaxed) {
-                relax(&mut spins);
-            }
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
-    }
-
-    /// Releases the lock.
-    #[inline(always)]
-    pub fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
-    }
-
-    /// Whether somebody holds it (assertions).
-    pub fn is_locked(&self) -> bool {
-        self.locked.load(Ordering::Relaxed)
-    }
-}
+/// The workspace's one spinlock, so it keeps the debug lock depth like every allocator lock.
+pub type LocalLock = crate::sync::RawSpinLock;
 
 /// A per-CPU `T` behind a [`LocalLock`] per slot: SLAB's array caches, SLUB's slow-path state.
 pub struct PerCpuLocked<T> {

@@ -27,20 +27,26 @@
 //!    has `PG_BUDDY` and `order == k`, and it is on exactly `free_area[k]` of its node.
 //! 2. No two free blocks overlap and no free block has a free buddy of the same order (they would
 //!    have been merged), except blocks of the top order.
-//! 3. `nr_free` of each order equals the length of its list; `free pages + pages in use +
-//!    never-used pages == node_pages` for every node.
+//! 3. `nr_free` of each order equals the length of its list; `free pages + pages allocated +
+//!    never-used pages == node_pages` for every node, where "allocated" is counted under the
+//!    node lock (`BuddyState::allocated`), so the sum is exact while other threads allocate.
 //! 4. An allocated block's head page has `PG_ALLOCATED`, its order and owner; its tail pages have
 //!    `PG_TAIL` and link to the head.
 //!
 //! # Locks
-//! One [`SpinLock`] per node protects that node's free lists, `fresh_next` and the `PG_BUDDY`
-//! state of its pages. Accounting counters are atomics read without the lock. No other lock is
-//! taken while a node lock is held (it is a leaf lock for both allocators).
+//! One [`SpinLock`] per node protects that node's free lists, `fresh_next`, the locked page
+//! counts (`free_pages`, `allocated`) and the `PG_BUDDY` state of its pages. Accounting counters
+//! (`NodeCounters`, the limits' reservations) are atomics read without the lock, for statistics
+//! only: [`PageProvider::check_invariants`] compares nothing but numbers read under the lock it
+//! holds, so its answer is exact on a live provider. No other lock is taken while a node lock is
+//! held (it is a leaf lock for both allocators), and nothing allocates from the heap under it:
+//! the checker records a [`Violation`] and formats it after unlocking.
 //!
 //! The provider's state also holds the per-CPU area allocator ([`crate::pcpu_alloc`]: the chunk
 //! list behind `PerCpu`, shared by every handle). Its *percpu lock* is taken before node locks
 //! (it calls `alloc_pages`/`free_pages` while held), never after; see that module's header.
 
+use crate::check::Violation;
 use crate::list::ListHead;
 use crate::page::{
     flags::{PG_ALLOCATED, PG_BUDDY, PG_HEAD, PG_RELEASED, PG_TAIL},
@@ -204,6 +210,11 @@ struct BuddyState {
     fresh_next: Cell<usize>,
     /// Free pages on the lists (not counting never-used blocks).
     free_pages: Cell<usize>,
+    /// Pages handed out by `rmqueue` and not yet back through `free_one`: the in-use count the
+    /// lock guards, so `free + allocated + untouched == node_pages` is exact on a live provider.
+    /// (`NodeCounters::in_use` is reserved before `rmqueue` and released after `free_one`,
+    /// outside the lock: it runs ahead of this one and is never compared with the lists.)
+    allocated: Cell<usize>,
 }
 
 // SAFETY: BuddyState is only reached through its node's SpinLock, so the raw list pointers and
@@ -454,6 +465,7 @@ impl PageProvider {
                     }),
                     fresh_next: Cell::new(0),
                     free_pages: Cell::new(0),
+                    allocated: Cell::new(0),
                 }),
                 counters: NodeCounters {
                     in_use: AtomicUsize::new(0),
@@ -754,6 +766,7 @@ impl PageProvider {
             found = Some((index, MAX_ORDER - 1));
         }
         let (index, mut cur) = found?;
+        inc(&st.allocated, 1 << order);
         // expand(): give back the upper halves.
         while cur > order {
             cur -= 1;
@@ -874,6 +887,7 @@ impl PageProvider {
         let node_start = node * i.node_pages;
         let arena = &i.nodes[node];
         let st = arena.lock.lock();
+        dec(&st.allocated, 1 << order);
         while order < MAX_ORDER - 1 {
             let buddy = node_start + ((index - node_start) ^ (1 << order));
             let bp = self.page_at(buddy).as_ptr();
@@ -1019,72 +1033,86 @@ impl PageProvider {
     /// the first violation. Takes each node lock in turn, then the percpu lock; meant for tests
     /// and `validate` runs, not fast paths.
     pub fn check_invariants(&self) -> Result<(), String> {
-        self.check_buddy()?;
-        crate::pcpu_alloc::check(self)
+        // Formatted here, after every lock is released (the provider may back the global
+        // allocator, so formatting under a node lock can deadlock).
+        self.check_buddy().map_err(|v| v.to_string())?;
+        crate::pcpu_alloc::check(self).map_err(|v| v.to_string())
     }
 
-    fn check_buddy(&self) -> Result<(), String> {
+    fn check_buddy(&self) -> Result<(), Violation> {
+        for node in 0..self.inner().nr_nodes {
+            self.check_buddy_node(node)?;
+        }
+        Ok(())
+    }
+
+    /// Invariants 1–3 of one node, all under its lock.
+    fn check_buddy_node(&self, node: usize) -> Result<(), Violation> {
         let i = self.inner();
-        for node in 0..i.nr_nodes {
-            let st = i.nodes[node].lock.lock();
-            let start = node * i.node_pages;
-            let mut free_pages = 0usize;
-            for (order, fa) in st.free_area.iter().enumerate() {
-                let head = fa.free_list.get();
-                let mut n = 0;
-                // SAFETY: node lock held for the walk; links are valid list entries.
-                for link in unsafe { ListHead::iter(head) } {
-                    n += 1;
-                    let page = Page::from_lru(link);
-                    // SAFETY: entries are descriptors in mem_map.
-                    let p = unsafe { &*page };
-                    let idx = (page as usize - i.mem_map as usize) / 64;
-                    if !(start..start + i.node_pages).contains(&idx) {
-                        return Err(format!("node {node}: free block {idx} outside its arena"));
-                    }
-                    if (idx - start) % (1 << order) != 0 {
-                        return Err(format!("node {node}: order-{order} block {idx} misaligned"));
-                    }
-                    if !p.test_flags(PG_BUDDY) || p.order as usize != order {
-                        return Err(format!(
-                            "node {node}: block {idx} on order-{order} list has flags {:#x} order {}",
-                            p.flags.load(Ordering::Relaxed),
-                            p.order
-                        ));
-                    }
-                    if order < MAX_ORDER - 1 {
-                        let b = start + ((idx - start) ^ (1 << order));
-                        // SAFETY: b is inside the arena, so inside mem_map.
-                        let bp = unsafe { &*i.mem_map.add(b) };
-                        if bp.test_flags(PG_BUDDY) && bp.order as usize == order {
-                            return Err(format!(
-                                "node {node}: order-{order} blocks {idx} and {b} are unmerged buddies"
-                            ));
-                        }
-                    }
-                    free_pages += 1 << order;
-                }
-                if n != fa.nr_free.get() {
-                    return Err(format!(
-                        "node {node}: order {order} nr_free {} but {n} on list",
-                        fa.nr_free.get()
+        let st = i.nodes[node].lock.lock();
+        let start = node * i.node_pages;
+        let mut free_pages = 0usize;
+        for (order, fa) in st.free_area.iter().enumerate() {
+            let head = fa.free_list.get();
+            let mut n = 0;
+            // SAFETY: node lock held for the walk; links are valid list entries.
+            for link in unsafe { ListHead::iter(head) } {
+                n += 1;
+                let page = Page::from_lru(link);
+                // SAFETY: entries are descriptors in mem_map.
+                let p = unsafe { &*page };
+                let idx = (page as usize - i.mem_map as usize) / 64;
+                if !(start..start + i.node_pages).contains(&idx) {
+                    return Err(Violation::new(
+                        "node {}: free block {} outside its arena",
+                        &[node, idx],
                     ));
                 }
+                if (idx - start) % (1 << order) != 0 {
+                    return Err(Violation::new(
+                        "node {}: order-{} block {} misaligned",
+                        &[node, order, idx],
+                    ));
+                }
+                if !p.test_flags(PG_BUDDY) || p.order as usize != order {
+                    return Err(Violation::new(
+                        "node {}: block {} on order-{} list has flags {x} order {}",
+                        &[node, idx, order, p.flags.load(Ordering::Relaxed) as usize],
+                    ));
+                }
+                if order < MAX_ORDER - 1 {
+                    let b = start + ((idx - start) ^ (1 << order));
+                    // SAFETY: b is inside the arena, so inside mem_map.
+                    let bp = unsafe { &*i.mem_map.add(b) };
+                    if bp.test_flags(PG_BUDDY) && bp.order as usize == order {
+                        return Err(Violation::new(
+                            "node {}: order-{} blocks {} and {} are unmerged buddies",
+                            &[node, order, idx, b],
+                        ));
+                    }
+                }
+                free_pages += 1 << order;
             }
-            if free_pages != st.free_pages.get() {
-                return Err(format!(
-                    "node {node}: free_pages {} but lists hold {free_pages}",
-                    st.free_pages.get()
+            if n != fa.nr_free.get() {
+                return Err(Violation::new(
+                    "node {}: order {} nr_free {} but {} on list",
+                    &[node, order, fa.nr_free.get(), n],
                 ));
             }
-            let in_use = i.nodes[node].counters.in_use.load(Ordering::Relaxed);
-            let fresh = i.node_pages - st.fresh_next.get() * MAX_ORDER_NR_PAGES;
-            if free_pages + in_use + fresh != i.node_pages {
-                return Err(format!(
-                    "node {node}: free {free_pages} + in use {in_use} + untouched {fresh} != {}",
-                    i.node_pages
-                ));
-            }
+        }
+        if free_pages != st.free_pages.get() {
+            return Err(Violation::new(
+                "node {}: free_pages {} but lists hold {}",
+                &[node, st.free_pages.get(), free_pages],
+            ));
+        }
+        let allocated = st.allocated.get();
+        let fresh = i.node_pages - st.fresh_next.get() * MAX_ORDER_NR_PAGES;
+        if free_pages + allocated + fresh != i.node_pages {
+            return Err(Violation::new(
+                "node {}: free {} + allocated {} + untouched {} != node pages",
+                &[node, free_pages, allocated, fresh],
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,10 @@
 //! Page provider: buddy invariants, every order, alignment, exhaustion, accounting, per-node
 //! separation under fake NUMA, multi-threaded use, and the page map.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use common::page::Owner;
 use common::provider::{get_order, Gfp, PageError, PageProvider, ProviderConfig, MAX_ORDER};
 use common::{Topology, PAGE_SIZE};

@@ -1,6 +1,10 @@
 //! Topology from sysfs fixtures and this machine, fake NUMA splits, hwloc agreement (feature),
 //! per-CPU ids from rseq and from the fallback, pinning.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use common::percpu::{cpu_id, cpu_id_source, force_cpu_id_fallback, CpuIdSource, PerCpuLocked};
 use common::pin::{allowed_cpus, pin_to_cpu};
 use common::topology::{Topology, TopologySource};

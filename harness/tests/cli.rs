@@ -2,6 +2,10 @@
 //! rows, meta.json, every plot a valid SVG and PNG, summary), `harness plot DIR`, `--list`, and
 //! every bad-input error (one line, non-zero exit, no results.csv).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -2,6 +2,10 @@
 //! footprint the packed per-CPU allocator (`common::pcpu_alloc`) is meant to shrink for SLUB.
 //! Run with `--nocapture` to see the numbers.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use common::{Owner, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 
 const EXTRA_CACHES: usize = 50;

@@ -9,6 +9,10 @@
 //! The short version runs in `cargo test`. The long one: `SLABWORKS_STRESS_SECS=600 cargo test
 //! --release -p harness --test stress -- --nocapture` (seconds per allocator and node count).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use common::api::{SlabAllocator, SlabFlags};
 use common::{CacheHandle, Gfp, PageProvider, ProviderConfig, Topology};
 use std::ptr::NonNull;

@@ -117,6 +117,7 @@ static CONSTRUCTOR: extern "C" fn() = constructor;
 
 #[inline(always)]
 fn malloc_impl(size: usize) -> *mut c_void {
+    common::sync::might_alloc("malloc");
     match state::instance() {
         Some(inst) => alloc::alloc_bytes(inst, size).cast(),
         None => no_instance(state::bump_alloc(size, 16)),
@@ -131,6 +132,7 @@ fn no_instance(p: *mut u8) -> *mut c_void {
 }
 
 fn aligned_impl(align: usize, size: usize) -> *mut c_void {
+    common::sync::might_alloc("aligned malloc");
     match state::instance() {
         Some(inst) => alloc::alloc_aligned(inst, size, align).cast(),
         None if align <= PAGE => no_instance(state::bump_alloc(size, align)),
@@ -153,6 +155,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `p` is null or a live allocation of this library, not used afterwards.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    common::sync::might_alloc("free");
     if p.is_null() || state::in_bump(p as usize) {
         return;
     }
@@ -188,6 +191,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// The C contract.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    common::sync::might_alloc("realloc");
     if p.is_null() {
         return malloc_impl(size);
     }

@@ -10,6 +10,10 @@
 //! The library is found next to the test executable's directory (`target/<profile>/`), where
 //! cargo puts the package's cdylib when it builds the integration tests.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -35,11 +35,12 @@ use common::list::ListHead;
 use common::percpu::LocalLock;
 use common::provider::get_order;
 use common::sizes::slab as sizes;
+use common::sync::{ChainMutex, ChainMutexGuard};
 use common::{Gfp, Owner, PageProvider, MAX_NUMNODES, NR_CPUS, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::{addr_of_mut, null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// `g_cpucache_up`.
 #[repr(u8)]
@@ -109,7 +110,7 @@ pub struct SlabGlobals {
     /// `cache_chain`. Linked into every cache's `next` and written whenever a cache is created
     /// or destroyed (chain mutex held), through pointers from [`Self::cache_chain_head`].
     cache_chain: UnsafeCell<ListHead>,
-    cache_chain_mutex: Mutex<()>,
+    cache_chain_mutex: ChainMutex,
     pub(crate) malloc_sizes: [CacheSizes; sizes::NR],
     jiffies: AtomicUsize,
     pub(crate) reap_node: [AtomicU16; NR_CPUS],
@@ -195,7 +196,7 @@ impl SlabGlobals {
                 states_seen: core::array::from_fn(|_| AtomicU8::new(u8::MAX)),
                 slab_early_init: AtomicBool::new(true),
                 cache_chain: UnsafeCell::new(ListHead::new()),
-                cache_chain_mutex: Mutex::new(()),
+                cache_chain_mutex: ChainMutex::new(),
                 malloc_sizes: core::array::from_fn(|i| CacheSizes::new(sizes::SIZES[i])),
                 jiffies: AtomicUsize::new(0),
                 reap_node: core::array::from_fn(|_| AtomicU16::new(0)),
@@ -496,19 +497,13 @@ impl SlabGlobals {
     }
 
     /// `cache_chain_mutex`.
-    pub(crate) fn chain_lock(&self) -> MutexGuard<'_, ()> {
-        self.cache_chain_mutex
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn chain_lock(&self) -> ChainMutexGuard<'_> {
+        self.cache_chain_mutex.lock()
     }
 
     /// `mutex_trylock(&cache_chain_mutex)`.
-    pub(crate) fn chain_try_lock(&self) -> Option<MutexGuard<'_, ()>> {
-        match self.cache_chain_mutex.try_lock() {
-            Ok(g) => Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+    pub(crate) fn chain_try_lock(&self) -> Option<ChainMutexGuard<'_>> {
+        self.cache_chain_mutex.try_lock()
     }
 
     /// `&cache_chain`, writable under the chain mutex (or during bootstrap).

@@ -952,12 +952,36 @@ mod tests {
     use common::{PageProvider, ProviderConfig, SlabAllocator, Topology};
     use std::cell::RefCell;
 
+    /// Reports, kept without the heap: the callback runs under allocator locks.
+    const MAX_REPORTS: usize = 64;
     thread_local! {
-        static SEEN: RefCell<Vec<DebugReport>> = const { RefCell::new(Vec::new()) };
+        static SEEN: RefCell<([Option<DebugReport>; MAX_REPORTS], usize)> =
+            const { RefCell::new(([None; MAX_REPORTS], 0)) };
     }
 
     fn capture(r: &DebugReport) {
-        SEEN.with(|v| v.borrow_mut().push(*r));
+        SEEN.with(|v| {
+            let mut v = v.borrow_mut();
+            let n = v.1;
+            if n < MAX_REPORTS {
+                v.0[n] = Some(*r);
+            }
+            v.1 = n + 1;
+        });
+    }
+
+    fn take_reports() -> Vec<DebugReport> {
+        SEEN.with(|v| {
+            let mut v = v.borrow_mut();
+            assert!(
+                v.1 <= MAX_REPORTS,
+                "{} reports, only {MAX_REPORTS} kept",
+                v.1
+            );
+            let out = v.0[..v.1].iter().flatten().copied().collect();
+            *v = ([None; MAX_REPORTS], 0);
+            out
+        })
     }
 
     #[test]
@@ -988,7 +1012,7 @@ mod tests {
             *bufctl.add(f0) = f0 as u32; // a cycle on the free chain
             s.kmem_cache_free(h, a).unwrap(); // into the CPU array
             s.kmem_cache_free(h, b).unwrap(); // flushes a: free_block → check_slabp ×2
-            let seen = SEEN.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            let seen = take_reports();
             assert_eq!(seen.len(), 2, "{seen:?}");
             assert!(seen
                 .iter()

@@ -884,19 +884,18 @@ impl Slab {
             SlabInfo::HEADER
         });
         s.push('\n');
-        let _chain = g.chain_lock();
-        // SAFETY: chain stable under its mutex.
-        unsafe {
-            for link in ListHead::iter(g.cache_chain_head()) {
-                let c = cache_from_chain(link);
-                let (row, _) = g.s_show(c);
+        // Rows gathered under the chain mutex, formatted with no lock held.
+        g.for_each_cache_batched(
+            // SAFETY: live cache (the chain mutex is held while gathering).
+            |c| unsafe { (g.s_show(c).0, g.cache_stats(c)) },
+            |(row, st)| {
                 let _ = write!(s, "{row}");
                 if g.stats {
-                    let _ = write!(s, "{}", g.cache_stats(c));
+                    let _ = write!(s, "{st}");
                 }
                 s.push('\n');
-            }
-        }
+            },
+        );
         s
     }
 }
@@ -1070,18 +1069,14 @@ impl SlabAllocator for Slab {
         }
     }
 
-    /// Runs `f` under the cache-chain mutex (as `s_show` runs under `cache_chain_mutex`): `f`
-    /// may allocate, but must not create, destroy or tune caches.
+    /// Rows are made by `s_show` under the cache-chain mutex into a stack batch, and `f` runs
+    /// on each batch with no lock held (`f` may allocate, even from this allocator). Like a
+    /// `/proc/slabinfo` read in pieces, a cache created or destroyed between batches may be
+    /// missed or shown twice.
     fn for_each_slabinfo(&self, f: &mut dyn FnMut(&SlabInfo)) {
         let g = self.g();
-        let _chain = g.chain_lock();
-        // SAFETY: chain stable under its mutex.
-        unsafe {
-            for link in ListHead::iter(g.cache_chain_head()) {
-                let (row, _) = g.s_show(cache_from_chain(link));
-                f(&row);
-            }
-        }
+        // SAFETY: live cache (the chain mutex is held while gathering).
+        g.for_each_cache_batched(|c| unsafe { g.s_show(c).0 }, |row| f(row));
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -1259,3 +1254,8 @@ mod tests {
         s.validate().unwrap();
     }
 }
+
+/// Heap allocations under an allocator lock abort the unit-test binary (debug builds).
+#[cfg(test)]
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;

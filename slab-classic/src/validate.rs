@@ -13,7 +13,7 @@ use crate::slabmgmt::{
     check_slabp, index_to_obj, obj_to_index, slab_bufctl, slab_from_list, BUFCTL_END, BUFCTL_FREE,
 };
 use common::api::SlabFlags;
-use common::api::{SlabInfo, SlabInfo as Row};
+use common::api::{CacheName, SlabInfo, SlabInfo as Row};
 use common::list::ListHead;
 use common::page::flags::{PG_OFF_SLAB, PG_SLAB};
 use core::fmt::Write;
@@ -141,13 +141,13 @@ impl SlabGlobals {
         }
     }
 
-    /// Every check on one cache; errors appended to `errs` (formatted only with no lock held:
-    /// the allocator may be the process's global allocator).
+    /// Every check on one cache, recorded into `found` (heap-free: it runs under the chain
+    /// mutex and list locks; the caller formats after releasing them, because the allocator may
+    /// be the process's global allocator).
     ///
     /// # Safety
     /// `cachep` live; chain mutex held.
-    unsafe fn validate_cache(&self, cachep: *mut KmemCache, errs: &mut String) {
-        let mut found = Found::default();
+    unsafe fn validate_cache(&self, cachep: *mut KmemCache, found: &mut Found) {
         // SAFETY: locks taken in the documented order (CPU slot → list_lock; alien → none).
         unsafe {
             let (_, err) = self.s_show(cachep);
@@ -157,7 +157,7 @@ impl SlabGlobals {
             for cpu in 0..self.nr_cpus {
                 let slot = self.cpu_slot(cachep, cpu);
                 self.slot_lock(slot, cpu);
-                self.check_array(cachep, (*slot).ac, (*slot).node as usize, &mut found);
+                self.check_array(cachep, (*slot).ac, (*slot).node as usize, found);
                 self.slot_unlock(slot);
             }
             for node in 0..self.nr_nodes {
@@ -170,13 +170,13 @@ impl SlabGlobals {
                             continue;
                         }
                         (*ac).lock.lock();
-                        self.check_array(cachep, ac, other, &mut found);
+                        self.check_array(cachep, ac, other, found);
                         (*ac).lock.unlock();
                     }
                 }
                 (*l3).list_lock.lock();
                 if !(*l3).shared.is_null() {
-                    self.check_array(cachep, (*l3).shared, node, &mut found);
+                    self.check_array(cachep, (*l3).shared, node, found);
                 }
                 for head in [
                     addr_of_mut!((*l3).slabs_full),
@@ -226,7 +226,74 @@ impl SlabGlobals {
                 }
                 (*l3).list_lock.unlock();
             }
-            let name = (*cachep).name;
+        }
+    }
+
+    /// Calls `each` on a value `gather` makes of every cache, `gather` running under the chain
+    /// mutex into a stack batch of 16 and `each` with no lock held (so it may allocate, even
+    /// from this allocator). Like a `/proc/slabinfo` read in pieces, a cache created or
+    /// destroyed between two batches may be missed or seen twice.
+    pub(crate) fn for_each_cache_batched<T: Copy>(
+        &self,
+        gather: impl Fn(*mut KmemCache) -> T,
+        mut each: impl FnMut(&T),
+    ) {
+        const BATCH: usize = 16;
+        let mut done = 0;
+        loop {
+            let mut batch = [None::<T>; BATCH];
+            let mut n = 0;
+            {
+                let _chain = self.chain_lock();
+                // SAFETY: the chain is stable under its mutex.
+                for link in unsafe { ListHead::iter(self.cache_chain_head()) }
+                    .skip(done)
+                    .take(BATCH)
+                {
+                    batch[n] = Some(gather(crate::cache_from_chain(link)));
+                    n += 1;
+                }
+            }
+            batch.iter().flatten().for_each(&mut each);
+            done += n;
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// `validate()`: every cache; `Err` listing every error found. Exact on a live allocator:
+    /// each list is walked, and each array checked, under the lock that guards it, and the
+    /// accounting compared (`s_show`) is `free_objects` and the lists, both kept under
+    /// `list_lock`. Findings are recorded heap-free under the locks and formatted after the
+    /// chain mutex is released.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let mut bad: [Option<(CacheName, Found)>; 8] = [None; 8];
+        let mut bad_n = 0;
+        let mut more_caches = 0;
+        {
+            let _chain = self.chain_lock();
+            // SAFETY: the chain is stable under its mutex.
+            unsafe {
+                for link in ListHead::iter(self.cache_chain_head()) {
+                    let cachep = crate::cache_from_chain(link);
+                    let mut found = Found::default();
+                    self.validate_cache(cachep, &mut found);
+                    if found.n == 0 {
+                        continue;
+                    }
+                    if bad_n < bad.len() {
+                        bad[bad_n] = Some(((*cachep).name, found));
+                        bad_n += 1;
+                    } else {
+                        more_caches += 1;
+                    }
+                }
+            }
+        }
+        // No allocator lock held from here on.
+        let mut errs = String::new();
+        for (name, found) in bad.iter().flatten() {
             for (what, addr) in found.iter() {
                 let _ = write!(errs, "{name}: {what} ({addr:#x}); ");
             }
@@ -234,17 +301,8 @@ impl SlabGlobals {
                 let _ = write!(errs, "{name}: {} more errors; ", found.more);
             }
         }
-    }
-
-    /// `validate()`: every cache; `Err` listing every error found.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        let _chain = self.chain_lock();
-        let mut errs = String::new();
-        // SAFETY: the chain is stable under its mutex.
-        unsafe {
-            for link in ListHead::iter(self.cache_chain_head()) {
-                self.validate_cache(crate::cache_from_chain(link), &mut errs);
-            }
+        if more_caches > 0 {
+            let _ = write!(errs, "{more_caches} more caches with errors; ");
         }
         if let Err(e) = self.provider.check_invariants() {
             let _ = write!(errs, "page provider: {e}; ");
@@ -258,7 +316,7 @@ impl SlabGlobals {
 }
 
 /// Up to 8 errors recorded without allocating.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Found {
     items: [(&'static str, usize); 8],
     n: usize,

@@ -1,4 +1,8 @@
 //! Refill, flush, free_limit, colouring, tunables, shrink and destroy — exact counts.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};

@@ -4,6 +4,10 @@
 //!
 //! Reports reach a callback that records them per thread (each test runs on its own thread
 //! and every report is made on the thread that called the allocator).
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};
@@ -15,16 +19,40 @@ use slab_classic::{
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
+/// Reports, kept without the heap: the callback runs under allocator locks.
+const MAX_REPORTS: usize = 64;
 thread_local! {
-    static REPORTS: RefCell<Vec<DebugReport>> = const { RefCell::new(Vec::new()) };
+    static REPORTS: RefCell<([Option<DebugReport>; MAX_REPORTS], usize)> =
+        const { RefCell::new(([None; MAX_REPORTS], 0)) };
 }
 
 fn capture(r: &DebugReport) {
-    REPORTS.with(|v| v.borrow_mut().push(*r));
+    REPORTS.with(|v| {
+        let mut v = v.borrow_mut();
+        let n = v.1;
+        if n < MAX_REPORTS {
+            v.0[n] = Some(*r);
+        }
+        v.1 = n + 1;
+    });
+}
+
+fn take_reports() -> Vec<DebugReport> {
+    REPORTS.with(|v| {
+        let mut v = v.borrow_mut();
+        assert!(
+            v.1 <= MAX_REPORTS,
+            "{} reports, only {MAX_REPORTS} kept",
+            v.1
+        );
+        let out = v.0[..v.1].iter().flatten().copied().collect();
+        *v = ([None; MAX_REPORTS], 0);
+        out
+    })
 }
 
 fn take() -> Vec<DebugReport> {
-    REPORTS.with(|v| std::mem::take(&mut *v.borrow_mut()))
+    take_reports()
 }
 
 const RZ: SlabFlags = SlabFlags::RED_ZONE;

@@ -1,5 +1,9 @@
 //! Debug on under memory pressure (issue 7 item 6, SLAB half) and property tests over random
 //! operation sequences against a model (item 7), with debug off and on.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::testing::{run_model, ModelOp};

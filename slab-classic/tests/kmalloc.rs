@@ -1,4 +1,8 @@
 //! kmalloc classes, pattern write/verify, ksize, bad frees.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::sizes::slab as sizes;

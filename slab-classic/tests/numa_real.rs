@@ -6,6 +6,10 @@
 //! real test says so and returns; the same scenario runs on two fake nodes of this machine
 //! (placement by the provider's arenas, not checked against the kernel).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slab_classic::{Slab, SlabSettings};
 

@@ -1,4 +1,8 @@
 //! Out of memory from a limited provider: failures return None/Err and leak nothing.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};

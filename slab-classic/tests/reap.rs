@@ -1,4 +1,8 @@
 //! cache_reap driven by the fake clock.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabFlags};

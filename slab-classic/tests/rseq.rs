@@ -4,6 +4,10 @@
 //! `validate()` clean, the abort counter moved) in both modes, and the fallback when glibc did
 //! not register rseq (a child with `GLIBC_TUNABLES=glibc.pthread.rseq=0`).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{rseq, testing, SlabAllocator};

@@ -2,6 +2,10 @@
 //! caches on two fake nodes, checked against a model of the live objects, with validate()
 //! every few hundred steps: create/destroy, alloc/alloc_node/kmalloc/kmalloc_node, frees in
 //! random order, shrink, tunables, reaping with the clock moving.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};

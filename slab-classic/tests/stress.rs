@@ -1,5 +1,9 @@
 //! Deterministic multi-thread stress: cross-CPU frees, content checks, tunables changed under
 //! load, migrating threads sharing CPU slots; validate() afterwards.
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabFlags};

@@ -732,7 +732,9 @@ impl Slub {
     /// `validate` of one cache (`validate_slab_cache`): flushes, walks every listed slab.
     pub fn validate_cache(&self, cache: CacheHandle) -> Result<(), String> {
         let s = self.cache_of(cache).map_err(|e| e.to_string())?;
-        validate::validate_slab_cache(self, s)
+        let r = validate::validate_slab_cache(self, s).map_err(|v| v.in_named(s.name.as_str()));
+        // Formatted with no lock held.
+        r.map_err(|v| v.to_string())
     }
 
     /// `slab_errors` of this instance: how many `slub_debug` reports (errors and fixes) were
@@ -941,20 +943,42 @@ impl SlabAllocator for Slub {
         unsafe { merge::kmem_cache_destroy(self, core::ptr::from_ref(s).cast_mut()) }
     }
 
+    /// Rows are gathered under `slab_mutex` into a stack batch and `f` runs on each batch with
+    /// no lock held (`f` may allocate). Like a `/proc/slabinfo` read in pieces, a cache created
+    /// or destroyed between batches may be missed or shown twice.
     fn for_each_slabinfo(&self, f: &mut dyn FnMut(&SlabInfo)) {
-        self.for_each_cache(|s| f(&validate::get_slabinfo(self, s)));
+        const BATCH: usize = 16;
+        let mut done = 0;
+        loop {
+            let mut rows = [None::<SlabInfo>; BATCH];
+            let mut n = 0;
+            let mut index = 0;
+            self.for_each_cache(|s| {
+                if index >= done && n < BATCH {
+                    rows[n] = Some(validate::get_slabinfo(self, s));
+                    n += 1;
+                }
+                index += 1;
+            });
+            rows.iter().flatten().for_each(&mut *f);
+            done += n;
+            if n < BATCH {
+                return;
+            }
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
-        // Under slab_mutex, so no cache is destroyed while it is walked.
+        // Under slab_mutex, so no cache is destroyed while it is walked; the first violation is
+        // formatted after slab_mutex and every list_lock are released.
         let mut result = Ok(());
         self.for_each_cache(|s| {
             if result.is_ok() {
-                result = validate::validate_slab_cache(self, s)
-                    .map_err(|e| format!("cache {}: {e}", s.name));
+                result =
+                    validate::validate_slab_cache(self, s).map_err(|v| v.in_named(s.name.as_str()));
             }
         });
-        result?;
+        result.map_err(|v| format!("cache {v}"))?;
         self.provider.check_invariants()
     }
 
@@ -1018,3 +1042,8 @@ mod tests {
         assert!(SlubSettings::from_boot_options("bogus").is_err());
     }
 }
+
+/// Heap allocations under an allocator lock abort the unit-test binary (debug builds).
+#[cfg(test)]
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;

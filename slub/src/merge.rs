@@ -175,7 +175,7 @@ fn objects_in_use(s: &KmemCache) -> usize {
     (0..s.nr_nodes)
         .map(|node| {
             let n = s.get_node(node);
-            n.total_objects.load(Ordering::Relaxed) - n.count_partial_free()
+            n.total_objects() - n.count_partial_free()
         })
         .sum()
 }

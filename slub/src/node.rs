@@ -4,11 +4,13 @@
 //! `list_lock` protects `partial`, `full` (debug caches with `SLAB_STORE_USER` only:
 //! `add_full`, `remove_full`), the `slab_list` links of the slabs on them and writes of
 //! `nr_partial`. [`ListGuard`] is the proof of holding it, passed to every function that
-//! needs it. `nr_slabs` and `total_objects` are atomics (`CONFIG_SLUB_DEBUG`'s counters).
+//! needs it. `nr_slabs` and `total_objects` (`CONFIG_SLUB_DEBUG`'s counters) are one atomic
+//! double word, updated outside the lock, read as a consistent pair.
 
 use crate::cache::KmemCache;
 use crate::slowpath::{flush_all, free_slab};
 use crate::{SlabState, Slub};
+use common::dword::DoubleWord;
 use common::list::ListHead;
 use common::sync::{SpinLock, SpinLockGuard};
 use common::{Gfp, Page, SlabCounters, SlabError, SlabFlags};
@@ -25,10 +27,10 @@ pub struct KmemCacheNode {
     /// `nr_partial`: written under `list_lock`, read racily as a hint.
     pub(crate) nr_partial: AtomicUsize,
     partial: UnsafeCell<ListHead>,
-    /// `nr_slabs`.
-    pub(crate) nr_slabs: AtomicUsize,
-    /// `total_objects`.
-    pub(crate) total_objects: AtomicUsize,
+    /// `nr_slabs` (low word) and `total_objects` (high word), updated together by one 16-byte
+    /// compare-exchange so a reader's snapshot of the pair is consistent by construction (the
+    /// kernel's two `atomic_long_t`s can be seen half-updated; `validate` compares them).
+    slabs_objects: DoubleWord,
     /// `full`: the full slabs of a debug cache with `SLAB_STORE_USER` (no count of its own:
     /// `validate` checks `nr_partial` + |full| against `nr_slabs`, as 6.4 does).
     full: UnsafeCell<ListHead>,
@@ -127,14 +129,41 @@ impl KmemCacheNode {
 
     /// `inc_slabs_node`.
     pub(crate) fn inc_slabs_node(&self, objects: usize) {
-        self.nr_slabs.fetch_add(1, Ordering::Relaxed);
-        self.total_objects.fetch_add(objects, Ordering::Relaxed);
+        self.add_slabs(1, objects as isize);
     }
 
     /// `dec_slabs_node`.
     pub(crate) fn dec_slabs_node(&self, objects: usize) {
-        self.nr_slabs.fetch_sub(1, Ordering::Relaxed);
-        self.total_objects.fetch_sub(objects, Ordering::Relaxed);
+        self.add_slabs(-1, -(objects as isize));
+    }
+
+    fn add_slabs(&self, slabs: isize, objects: isize) {
+        let mut old = self.slabs_objects.load_pair();
+        loop {
+            let new = (
+                old.0.wrapping_add_signed(slabs),
+                old.1.wrapping_add_signed(objects),
+            );
+            if self.slabs_objects.cmpxchg(old, new) {
+                return;
+            }
+            old = self.slabs_objects.load_pair();
+        }
+    }
+
+    /// `(nr_slabs, total_objects)` as one consistent snapshot.
+    pub(crate) fn slabs_snapshot(&self) -> (usize, usize) {
+        self.slabs_objects.load_pair()
+    }
+
+    /// `node_nr_slabs`.
+    pub(crate) fn nr_slabs(&self) -> usize {
+        self.slabs_snapshot().0
+    }
+
+    /// `node_nr_objs`.
+    pub(crate) fn total_objects(&self) -> usize {
+        self.slabs_snapshot().1
     }
 
     /// Slabs on the full list (walked under `list_lock`).
@@ -162,6 +191,8 @@ impl KmemCacheNode {
 /// # Safety
 /// `n` must be writable memory for a `KmemCacheNode` that nobody else uses yet.
 pub(crate) unsafe fn init_kmem_cache_node(n: *mut KmemCacheNode, node: usize) {
+    // The node cache is created with its type's alignment (the 16-byte counter pair needs it).
+    assert!(n.is_aligned(), "kmem_cache_node object {n:p} misaligned");
     // SAFETY: exclusive, writable memory per the caller; the list heads are initialised in
     // place after the write, so they point at their final address.
     unsafe {
@@ -169,8 +200,7 @@ pub(crate) unsafe fn init_kmem_cache_node(n: *mut KmemCacheNode, node: usize) {
             list_lock: SpinLock::new(()),
             nr_partial: AtomicUsize::new(0),
             partial: UnsafeCell::new(ListHead::new()),
-            nr_slabs: AtomicUsize::new(0),
-            total_objects: AtomicUsize::new(0),
+            slabs_objects: DoubleWord::new(0, 0),
             full: UnsafeCell::new(ListHead::new()),
             node,
         });
@@ -295,7 +325,7 @@ pub(crate) fn __kmem_cache_do_shrink(s: &KmemCache) -> bool {
             // SAFETY: as above; the iterator has read the next link already.
             unsafe { free_slab(s, slab_of(link)) };
         }
-        if n.nr_partial.load(Ordering::Relaxed) != 0 || n.nr_slabs.load(Ordering::Relaxed) != 0 {
+        if n.nr_partial.load(Ordering::Relaxed) != 0 || n.nr_slabs() != 0 {
             ret = true;
         }
     }

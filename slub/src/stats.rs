@@ -99,8 +99,7 @@ pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
     for node in 0..s.nr_nodes {
         let n = s.get_node(node);
         let np = n.nr_partial.load(Ordering::Relaxed);
-        let ns = n.nr_slabs.load(Ordering::Relaxed);
-        let nt = n.total_objects.load(Ordering::Relaxed);
+        let (ns, nt) = n.slabs_snapshot();
         partial += np;
         full += n.count_full();
         slabs += ns;

@@ -9,6 +9,7 @@ use crate::freeptr::get_freepointer;
 use crate::node::{counters_of, slab_of};
 use crate::slowpath::{flush_all, slab_nid};
 use crate::Slub;
+use common::check::Violation;
 use common::list::ListHead;
 use common::{Page, SlabFlags, SlabInfo, PAGE_SIZE};
 use core::ptr::NonNull;
@@ -25,21 +26,29 @@ fn check_valid_pointer(s: &KmemCache, base: usize, objects: usize, object: usize
 
 /// `on_freelist` + `check_slab` for one unfrozen slab on a node list: returns the number of
 /// free objects or a description of the inconsistency.
-fn validate_slab(sl: &Slub, s: &KmemCache, slab: *mut Page, node: usize) -> Result<usize, String> {
+fn validate_slab(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: *mut Page,
+    node: usize,
+) -> Result<usize, Violation> {
     // SAFETY: slab is a descriptor in mem_map on the node's partial list (lock held by caller).
     let p = unsafe { &*slab };
     let page = NonNull::new(slab).expect("slab");
     let base = sl.provider.page_address(page).as_ptr() as usize;
     if !p.is_slab() {
-        return Err(format!("slab {base:#x} on a partial list without PG_slab"));
+        return Err(Violation::new(
+            "slab {x} on a partial list without PG_slab",
+            &[base],
+        ));
     }
     if p.cache() != core::ptr::from_ref(s) as usize {
-        return Err(format!("slab {base:#x} belongs to another cache"));
+        return Err(Violation::new("slab {x} belongs to another cache", &[base]));
     }
     if slab_nid(s, slab) != node {
-        return Err(format!(
-            "slab {base:#x} of node {} on node {node}'s list",
-            slab_nid(s, slab)
+        return Err(Violation::new(
+            "slab {x} of node {} on node {}'s list",
+            &[base, slab_nid(s, slab), node],
         ));
     }
     // One atomic snapshot of {freelist, counters}: remote frees may push onto a listed slab
@@ -48,7 +57,7 @@ fn validate_slab(sl: &Slub, s: &KmemCache, slab: *mut Page, node: usize) -> Resu
     let (head, counters) = p.freelist_counters.load_pair();
     let c = common::SlabCounters::unpack(counters);
     if c.frozen {
-        return Err(format!("frozen slab {base:#x} on a node list"));
+        return Err(Violation::new("frozen slab {x} on a node list", &[base]));
     }
     let objects = c.objects as usize;
     let order = p.order as usize;
@@ -58,8 +67,9 @@ fn validate_slab(sl: &Slub, s: &KmemCache, slab: *mut Page, node: usize) -> Resu
         s.min.objects()
     };
     if objects != expected || objects * s.size > PAGE_SIZE << order {
-        return Err(format!(
-            "slab {base:#x}: objects {objects}, expected {expected} for order {order}"
+        return Err(Violation::new(
+            "slab {x}: objects {}, expected {} for order {}",
+            &[base, objects, expected, order],
         ));
     }
     // on_freelist: walk at most `objects` steps, each pointer valid and seen once.
@@ -68,19 +78,22 @@ fn validate_slab(sl: &Slub, s: &KmemCache, slab: *mut Page, node: usize) -> Resu
     let mut fp = head;
     while fp != 0 {
         if nr >= objects {
-            return Err(format!(
-                "slab {base:#x}: freelist longer than {objects} objects (cycle?)"
+            return Err(Violation::new(
+                "slab {x}: freelist longer than {} objects (cycle?)",
+                &[base, objects],
             ));
         }
         if !check_valid_pointer(s, base, objects, fp) {
-            return Err(format!(
-                "slab {base:#x}: freechain corrupt at object #{nr}: {fp:#x}"
+            return Err(Violation::new(
+                "slab {x}: freechain corrupt at object #{}: {x}",
+                &[base, nr, fp],
             ));
         }
         let idx = crate::cache::obj_to_index(s, base, fp);
         if seen[idx / 64] & (1 << (idx % 64)) != 0 {
-            return Err(format!(
-                "slab {base:#x}: object {fp:#x} twice on the freelist"
+            return Err(Violation::new(
+                "slab {x}: object {x} twice on the freelist",
+                &[base, fp],
             ));
         }
         seen[idx / 64] |= 1 << (idx % 64);
@@ -88,20 +101,27 @@ fn validate_slab(sl: &Slub, s: &KmemCache, slab: *mut Page, node: usize) -> Resu
         fp = get_freepointer(s, fp);
     }
     if c.inuse as usize != objects - nr {
-        return Err(format!(
-            "slab {base:#x}: inuse {} but {} objects and {nr} free",
-            c.inuse, objects
+        return Err(Violation::new(
+            "slab {x}: inuse {} but {} objects and {} free",
+            &[base, c.inuse as usize, objects, nr],
         ));
     }
     if nr == 0 {
-        return Err(format!("slab {base:#x}: full slab on the partial list"));
+        return Err(Violation::new(
+            "slab {x}: full slab on the partial list",
+            &[base],
+        ));
     }
     Ok(nr)
 }
 
-/// `validate_slab_cache`. Exact when the cache is quiescent; under concurrent use it checks what
-/// can be checked (CPU slabs may be refilled right after the flush, as in the kernel).
-pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String> {
+/// `validate_slab_cache`. Exact on a live cache: every number it compares is read under the
+/// node's `list_lock` it holds (the listed slabs, `nr_partial`, and for `SLAB_STORE_USER` caches
+/// `nr_slabs`, which those caches change only under `list_lock`) or is one consistent snapshot
+/// (`nr_slabs` with `total_objects`; a listed slab is counted in `nr_slabs` before it is listed
+/// and uncounted only after it is unlisted). CPU slabs may be refilled right after the flush, as
+/// in the kernel; they are not walked. Returns a [`Violation`] (no heap use under the lock).
+pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), Violation> {
     flush_all(s);
     for node in 0..s.nr_nodes {
         let n = s.get_node(node);
@@ -130,11 +150,12 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String
                     nr_partial,
                 );
             }
-            return Err(format!(
-                "node {node}: {count} partial slabs but nr_partial {nr_partial}"
+            return Err(Violation::new(
+                "node {}: {} partial slabs but nr_partial {}",
+                &[node, count, nr_partial],
             ));
         }
-        let nr_slabs = n.nr_slabs.load(Ordering::Relaxed);
+        let (nr_slabs, total) = n.slabs_snapshot();
         if s.flags.contains(SlabFlags::STORE_USER) {
             // validate_slab_node: a STORE_USER cache keeps its full slabs on n->full, so
             // partial + full must be every slab of the node (debug caches have no CPU slabs).
@@ -146,9 +167,9 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String
                         .provider
                         .page_address(core::ptr::NonNull::new(slab).expect("slab"))
                         .as_ptr() as usize;
-                    return Err(format!(
-                        "node {node}: slab {base:#x} of node {} on this full list",
-                        slab_nid(s, slab)
+                    return Err(Violation::new(
+                        "node {}: slab {x} of node {} on this full list",
+                        &[node, base, slab_nid(s, slab)],
                     ));
                 }
                 crate::debug::validate_slab(sl, s, slab);
@@ -163,21 +184,29 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String
                     count,
                     nr_slabs,
                 );
-                return Err(format!(
-                    "node {node}: {count} slabs counted (partial + full) but nr_slabs {nr_slabs}"
+                return Err(Violation::new(
+                    "node {}: {} slabs counted (partial + full) but nr_slabs {}",
+                    &[node, count, nr_slabs],
                 ));
             }
         }
-        let total = n.total_objects.load(Ordering::Relaxed);
-        if count > nr_slabs || objs > total {
-            return Err(format!(
-                "node {node}: {count} partial slabs / {objs} objects exceed nr_slabs {nr_slabs} / total_objects {total}"
+        if count > nr_slabs {
+            return Err(Violation::new(
+                "node {}: {} listed slabs exceed nr_slabs {}",
+                &[node, count, nr_slabs],
+            ));
+        }
+        if objs > total {
+            return Err(Violation::new(
+                "node {}: {} objects in listed slabs exceed total_objects {}",
+                &[node, objs, total],
             ));
         }
         if (nr_slabs == 0) != (total == 0) || total > nr_slabs * s.oo.objects().max(s.min.objects())
         {
-            return Err(format!(
-                "node {node}: nr_slabs {nr_slabs} and total_objects {total} disagree"
+            return Err(Violation::new(
+                "node {}: nr_slabs {} and total_objects {} disagree",
+                &[node, nr_slabs, total],
             ));
         }
     }
@@ -191,8 +220,9 @@ pub(crate) fn get_slabinfo(_sl: &Slub, s: &KmemCache) -> SlabInfo {
     let mut nr_free = 0;
     for node in 0..s.nr_nodes {
         let n = s.get_node(node);
-        nr_slabs += n.nr_slabs.load(Ordering::Relaxed);
-        nr_objs += n.total_objects.load(Ordering::Relaxed);
+        let (ns, no) = n.slabs_snapshot();
+        nr_slabs += ns;
+        nr_objs += no;
         nr_free += n.count_partial_free();
     }
     SlabInfo {

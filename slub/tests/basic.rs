@@ -1,5 +1,9 @@
 //! Boot, kmalloc classes, large kmalloc, ksize, bad input.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, Owner, SlabAllocator, SlabError, SlabFlags};

@@ -1,6 +1,10 @@
 //! kmem_cache_open results, merging, constructors, shrink and destroy, sysfs-style attributes,
 //! out of memory.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, Owner, SlabAllocator, SlabError, SlabFlags};

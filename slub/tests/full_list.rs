@@ -3,6 +3,10 @@
 //! go on the full list, a free moves them back to the partial list, `validate` walks both and
 //! counts every slab; caches without `U` keep their full slabs on no list.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabFlags};

@@ -18,6 +18,10 @@
 //! `do_kmem_cache_rcu_persistent` frees the objects it allocated also when it did not meet the
 //! saved pointer again (the kernel leaks them there, and our destroy refuses a busy cache).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{CacheHandle, Gfp, SlabAllocator, SlabFlags, MAX_ORDER, PAGE_SIZE};

@@ -1,6 +1,10 @@
 //! Fake NUMA with 2 and 4 nodes: node-specific allocation lands on the node, remote frees from
 //! other threads, node mismatch handling, per-node lists.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabFlags};

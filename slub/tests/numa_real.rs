@@ -7,6 +7,10 @@
 //! Without a node 1 the real test says so and returns; the same scenario runs on two fake
 //! nodes of this machine (placement by the provider's arenas, not checked against the kernel).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slub::{Slub, SlubSettings, StatItem as S};
 

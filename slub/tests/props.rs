@@ -4,6 +4,10 @@
 //! request, contents survive, and after a shrink each cache's `objects` attribute equals the
 //! model's count; `validate()` is clean and no debug error is reported.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::testing::{run_model, ModelOp};

@@ -4,6 +4,10 @@
 //! fallback when glibc did not register rseq (a child process with
 //! `GLIBC_TUNABLES=glibc.pthread.rseq=0`: we register our own area and still run rseq).
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{rseq, testing};

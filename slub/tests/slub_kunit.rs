@@ -2,6 +2,10 @@
 //! checks the `slab_errors` count the kernel expects (one per report, one per fix). Plus the
 //! wrong-use cases with debug on, and `slub_debug=` applied through the settings.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};
@@ -279,10 +283,11 @@ fn debug_caches_pattern_and_kmalloc_redzone() {
 
 #[test]
 fn report_display_in_kernel_words() {
-    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    // The callback runs under list_lock: it keeps the (Copy) report and formats nothing.
+    static LAST: std::sync::Mutex<Option<DebugReport>> = std::sync::Mutex::new(None);
     fn keep(r: &DebugReport) {
         if r.kind == ReportKind::Overwritten {
-            *LAST.lock().unwrap() = r.to_string();
+            *LAST.lock().unwrap() = Some(*r);
         }
     }
     let p = provider(1, 16);
@@ -301,7 +306,8 @@ fn report_display_in_kernel_words() {
     // SAFETY: right red zone.
     unsafe { o.as_ptr().add(64).write(0x12) };
     let _ = s.validate_cache(c);
-    let text = LAST.lock().unwrap().clone();
+    let report = LAST.lock().unwrap().expect("an Overwritten report");
+    let text = report.to_string();
     assert!(text.contains("BUG rz"), "{text}");
     assert!(text.contains("Right Redzone overwritten"), "{text}");
     assert!(text.contains("First byte 0x12 instead of 0xcc"), "{text}");

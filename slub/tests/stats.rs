@@ -1,6 +1,10 @@
 //! Slow-path outcomes with the stat counters as the oracle, and the fast-path tid sequence.
 //! These tests pin the thread to one CPU so every operation uses one CPU slot.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabFlags};

@@ -1,6 +1,10 @@
 //! Deterministic multi-thread stress with cross-CPU frees and content checks, then
 //! `validate()`; pinned and migrating threads; several settings.
 
+/// Heap allocations under an allocator lock abort this test binary (debug builds).
+#[global_allocator]
+static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
+
 mod util;
 
 use common::{CacheHandle, Gfp, SlabAllocator, SlabFlags};
