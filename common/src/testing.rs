@@ -257,21 +257,15 @@ pub fn fallback_child_workload<A: SlabAllocator + Sync>(s: &A) {
     s.validate().unwrap();
 }
 
-/// Runs this test binary's test `child_test` alone in a child process with `child_env=1` set,
-/// glibc's rseq registration turned off (`GLIBC_TUNABLES=glibc.pthread.rseq=0`) and
-/// `fastpath_env` removed; asserts that it succeeded and returns its standard output.
-pub fn run_child_without_glibc_rseq(
-    child_test: &str,
-    child_env: &str,
-    fastpath_env: &str,
-) -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
-        .env(child_env, "1")
-        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
-        .env_remove(fastpath_env)
-        .output()
-        .unwrap();
+/// Runs this test binary's (ignored) test `child_test` alone in a child process (see
+/// [`run_child`]) with glibc's rseq registration turned off (`GLIBC_TUNABLES=glibc.pthread.rseq=0`)
+/// and `fastpath_env` removed; asserts that it succeeded and returns its standard output.
+pub fn run_child_without_glibc_rseq(child_test: &str, fastpath_env: &str) -> String {
+    let out = run_child(
+        child_test,
+        &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")],
+        &[fastpath_env],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -494,4 +488,83 @@ pub fn run_model<A: SlabAllocator>(
         unsafe { a.kmem_cache_destroy(c) }.map_err(|e| e.to_string())?;
     }
     a.validate()
+}
+
+// --- Skips, required capabilities and child processes (every crate's tests) ---
+
+/// The environment variable that lists what this machine must be able to run
+/// (`SLABWORKS_REQUIRE=rseq,membarrier,pin,python3,sqlite3,git`, or `all`). `.ci/run` sets it,
+/// so a test that would skip for lack of a listed capability fails there instead.
+pub const REQUIRE_ENV: &str = "SLABWORKS_REQUIRE";
+
+/// Whether `cap` is listed in [`REQUIRE_ENV`] (or the list is `all`).
+pub fn required(cap: &str) -> bool {
+    std::env::var(REQUIRE_ENV)
+        .is_ok_and(|v| v.split(',').map(str::trim).any(|c| c == cap || c == "all"))
+}
+
+/// A test that cannot run here for lack of `cap`: prints `SKIPPED <test>: <why>` on stderr
+/// (uncaptured, so it shows in every log), or, when `cap` is required by [`REQUIRE_ENV`],
+/// fails the test. Call it, then `return`.
+#[track_caller]
+pub fn skip(test: &str, cap: &str, why: &str) {
+    assert!(
+        !required(cap),
+        "{test}: capability `{cap}` is required by {REQUIRE_ENV} but missing: {why}"
+    );
+    say(&format!(
+        "SKIPPED {test}: {why} (capability `{cap}`; set {REQUIRE_ENV}={cap} to make this a failure)"
+    ));
+}
+
+/// `true` (after reporting the skip) when `have` is false: `if skip_unless(..) { return; }`.
+#[track_caller]
+pub fn skip_unless(test: &str, cap: &str, have: bool, why: &str) -> bool {
+    if !have {
+        skip(test, cap, why);
+    }
+    !have
+}
+
+/// The environment variable that marks a child process started by [`run_child`].
+pub const CHILD_ENV: &str = "SLABWORKS_CHILD_TEST";
+
+/// First line of a child test (marked `#[ignore = "child process: ..."]`): fails unless the
+/// process was started by [`run_child`] for exactly this test, so it can never pass on its own
+/// (not even under `cargo test -- --ignored`).
+#[track_caller]
+pub fn child_only(test: &str) {
+    let me = std::env::var(CHILD_ENV).unwrap_or_default();
+    assert!(
+        me == test,
+        "{test} is the child half of another test and runs only when that test starts it"
+    );
+}
+
+/// Runs this test binary's ignored test `child_test` alone in a child process (exact name,
+/// `--ignored`, one thread, output not captured), with `set` added to and `remove` removed from
+/// the environment, and returns its output whatever its status (the caller checks it).
+pub fn run_child(child_test: &str, set: &[(&str, &str)], remove: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        child_test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, child_test);
+    for (k, v) in set {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("running 1 test"),
+        "child {child_test} did not run exactly one test:\n{stdout}"
+    );
+    out
 }

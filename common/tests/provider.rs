@@ -265,6 +265,21 @@ fn arenas_are_bound_to_their_real_node() {
 #[test]
 fn threads_allocate_and_free_pages_on_all_nodes() {
     let p = provider(4, 16);
+    // A checker walks every node's lists while the workers run: the invariants compare only
+    // numbers kept under the node lock, so every check on the live provider must pass.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (p, done) = (p.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut checks = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) || checks == 0 {
+                p.check_invariants().unwrap();
+                checks += 1;
+                std::thread::yield_now();
+            }
+            checks
+        })
+    };
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let p = p.clone();
@@ -308,6 +323,8 @@ fn threads_allocate_and_free_pages_on_all_nodes() {
     for t in threads {
         t.join().unwrap();
     }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert!(checker.join().unwrap() > 0);
     assert_eq!(p.stats().pages_in_use, 0);
     p.check_invariants().unwrap();
 }

@@ -14,6 +14,7 @@
 #[global_allocator]
 static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
 
+use common::testing::skip;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -163,7 +164,7 @@ print(lines[:3], lines[-1][:60])
 #[test]
 fn python_json_dict() {
     let Some(py) = python() else {
-        eprintln!("note: python3 not found, python test skipped");
+        skip("python_json_dict", "python3", "python3 not found");
         return;
     };
     let dir = scratch("python");
@@ -197,7 +198,7 @@ fn git(dir: &Path, args: &[&str]) -> Command {
 #[test]
 fn git_init_add_commit_log() {
     if !have("git") {
-        eprintln!("note: git not found, git test skipped");
+        skip("git_init_add_commit_log", "git", "git not found");
         return;
     }
     let mut outputs = Vec::new();
@@ -296,7 +297,7 @@ fn sort_random_lines() {
 #[test]
 fn sqlite3_if_present() {
     if !have("sqlite3") {
-        eprintln!("note: sqlite3 is not installed; sqlite3 test skipped");
+        skip("sqlite3_if_present", "sqlite3", "sqlite3 is not installed");
         return;
     }
     let dir = scratch("sqlite");
@@ -337,7 +338,7 @@ fn c_program() -> Option<&'static Path> {
             Ok(s) if s.success() => Some(out),
             Ok(s) => panic!("cc failed on {}: {s}", src.display()),
             Err(e) => {
-                eprintln!("note: no C compiler ({e}); C tests skipped");
+                eprintln!("note: no C compiler ({e})");
                 None
             }
         }
@@ -347,7 +348,14 @@ fn c_program() -> Option<&'static Path> {
 
 #[test]
 fn c_cross_thread_free_stress_with_fork() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip(
+            "c_cross_thread_free_stress_with_fork",
+            "cc",
+            "no C compiler",
+        );
+        return;
+    };
     let out = same_output("C stress", || {
         let mut c = Command::new(bin);
         c.args(["stress", "3", "3", "3", "6000"]);
@@ -358,7 +366,10 @@ fn c_cross_thread_free_stress_with_fork() {
 
 #[test]
 fn fork_while_other_threads_allocate() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip("fork_while_other_threads_allocate", "cc", "no C compiler");
+        return;
+    };
     let out = same_output("C forkloop", || {
         let mut c = Command::new(bin);
         c.args(["forkloop", "100"]);
@@ -369,7 +380,10 @@ fn fork_while_other_threads_allocate() {
 
 #[test]
 fn c_allocation_api() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip("c_allocation_api", "cc", "no C compiler");
+        return;
+    };
     let out = same_output("C API", || {
         let mut c = Command::new(bin);
         c.arg("api");
@@ -380,7 +394,14 @@ fn c_allocation_api() {
 
 #[test]
 fn fake_numa_and_options_run_the_stress() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip(
+            "fake_numa_and_options_run_the_stress",
+            "cc",
+            "no C compiler",
+        );
+        return;
+    };
     let reference = run(
         {
             let mut c = Command::new(bin);
@@ -432,7 +453,10 @@ fn run_prepared(mut cmd: Command, alloc: &str) -> Command {
 
 #[test]
 fn slabinfo_report_at_exit() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip("slabinfo_report_at_exit", "cc", "no C compiler");
+        return;
+    };
     let dir = scratch("report");
     for alloc in ALLOCATORS {
         let mut c = run_prepared(Command::new(bin), alloc);
@@ -476,7 +500,14 @@ fn slabinfo_report_at_exit() {
 
 #[test]
 fn bad_settings_stop_the_program_with_one_line() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip(
+            "bad_settings_stop_the_program_with_one_line",
+            "cc",
+            "no C compiler",
+        );
+        return;
+    };
     for (var, val, expect) in [
         ("SLABWORKS_ALLOCATOR", "jemalloc", "expected slab or slub"),
         ("SLABWORKS_FAKE_NUMA", "two", "node count"),
@@ -503,7 +534,14 @@ fn bad_settings_stop_the_program_with_one_line() {
 
 #[test]
 fn freeing_a_foreign_pointer_aborts_with_one_line() {
-    let Some(bin) = c_program() else { return };
+    let Some(bin) = c_program() else {
+        skip(
+            "freeing_a_foreign_pointer_aborts_with_one_line",
+            "cc",
+            "no C compiler",
+        );
+        return;
+    };
     for alloc in ALLOCATORS {
         let mut c = run_prepared(Command::new(bin), alloc);
         c.arg("badfree");

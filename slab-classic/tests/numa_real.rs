@@ -14,7 +14,7 @@ use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topolo
 use slab_classic::{Slab, SlabSettings};
 
 /// The first CPU of `node` this thread may run on, pinned to.
-use common::testing::{check_on_node, pin_to_node, say};
+use common::testing::{check_on_node, pin_to_node, say, skip};
 
 fn alien_scenario(pv: &PageProvider, real: bool) {
     let topo = pv.topology().clone();
@@ -28,9 +28,11 @@ fn alien_scenario(pv: &PageProvider, real: bool) {
     )
     .unwrap();
     let Some(cpu0) = pin_to_node(&topo, 0) else {
-        say(&format!(
-            "slab-classic {label} NUMA: cannot run on a node-0 CPU here; skipped"
-        ));
+        skip(
+            &format!("slab-classic {label} NUMA"),
+            "numa-cpus",
+            "cannot run on a node-0 CPU here",
+        );
         return;
     };
     assert_eq!(s.cpu_to_node(s.current_cpu()), 0);
@@ -101,7 +103,11 @@ fn alien_scenario(pv: &PageProvider, real: bool) {
 #[test]
 fn real_numa_alien_frees() {
     if !std::path::Path::new("/sys/devices/system/node/node1").exists() {
-        say("slab-classic real NUMA: no /sys/devices/system/node/node1; skipped (scripts/numa-vm.sh runs it on two nodes)");
+        skip(
+            "real_numa_alien_frees",
+            "numa",
+            "one real NUMA node (no /sys/devices/system/node/node1); scripts/numa-vm.sh runs it on real nodes",
+        );
         return;
     }
     let topo = Topology::from_sysfs().unwrap();
@@ -116,7 +122,11 @@ fn real_numa_alien_frees() {
 fn fake_numa_alien_frees() {
     let topo = Topology::from_sysfs().unwrap();
     if topo.nr_nodes() > 1 || topo.num_online_cpus() < 2 {
-        say("slab-classic fake NUMA: needs one real node and 2 CPUs; skipped");
+        skip(
+            "fake_numa_alien_frees",
+            "fake-numa",
+            "needs one real node and 2 CPUs",
+        );
         return;
     }
     let topo = topo.with_fake_numa(2).unwrap();

@@ -14,7 +14,7 @@ static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedA
 use common::{Gfp, PageProvider, ProviderConfig, SlabAllocator, SlabFlags, Topology};
 use slub::{Slub, SlubSettings, StatItem as S};
 
-use common::testing::{check_on_node, pin_to_node, say};
+use common::testing::{check_on_node, pin_to_node, say, skip};
 
 fn remote_free_scenario(pv: &PageProvider, real: bool, settings: SlubSettings) {
     let topo = pv.topology().clone();
@@ -33,9 +33,11 @@ fn remote_free_scenario(pv: &PageProvider, real: bool, settings: SlubSettings) {
     )
     .unwrap();
     let (Some(cpu0), Some(cpu1)) = (pin_to_node(&topo, 0), pin_to_node(&topo, 1)) else {
-        say(&format!(
-            "slub {label} NUMA: cannot run on CPUs of both nodes here; skipped"
-        ));
+        skip(
+            &format!("slub {label} NUMA"),
+            "numa-cpus",
+            "cannot run on CPUs of both nodes here",
+        );
         return;
     };
     let c = s
@@ -142,7 +144,11 @@ fn both_eras(pv: &PageProvider, real: bool) {
 #[test]
 fn real_numa_remote_frees() {
     if !std::path::Path::new("/sys/devices/system/node/node1").exists() {
-        say("slub real NUMA: no /sys/devices/system/node/node1; skipped (scripts/numa-vm.sh runs it on two nodes)");
+        skip(
+            "real_numa_remote_frees",
+            "numa",
+            "one real NUMA node (no /sys/devices/system/node/node1); scripts/numa-vm.sh runs it on real nodes",
+        );
         return;
     }
     let topo = Topology::from_sysfs().unwrap();
@@ -157,7 +163,11 @@ fn real_numa_remote_frees() {
 fn fake_numa_remote_frees() {
     let topo = Topology::from_sysfs().unwrap();
     if topo.nr_nodes() > 1 || topo.num_online_cpus() < 2 {
-        say("slub fake NUMA: needs one real node and 2 CPUs; skipped");
+        skip(
+            "fake_numa_remote_frees",
+            "fake-numa",
+            "needs one real node and 2 CPUs",
+        );
         return;
     }
     let topo = topo.with_fake_numa(2).unwrap();

@@ -54,7 +54,12 @@ fn mode_is_chosen_and_recorded() {
 /// the events as in the kernel.
 #[test]
 fn rseq_fast_path_counts_and_tid() {
-    if !rseq::available() {
+    if testing::skip_unless(
+        "rseq_fast_path_counts_and_tid",
+        "rseq",
+        rseq::available(),
+        "this process has no rseq area",
+    ) {
         return;
     }
     let p = provider(1, 16);
@@ -142,7 +147,7 @@ fn signal_storm_stress(fastpath: FastPath, hardened: bool) -> u64 {
 
 #[test]
 fn oversubscribed_signal_storm_rseq() {
-    if !rseq::available() || env_forces_cmpxchg() {
+    if rseq_storm_skipped("oversubscribed_signal_storm_rseq") {
         return;
     }
     // The storm usually aborts a handful of sequences per run; a quiet run is repeated.
@@ -155,7 +160,7 @@ fn oversubscribed_signal_storm_rseq() {
 
 #[test]
 fn oversubscribed_signal_storm_rseq_hardened() {
-    if !rseq::available() || env_forces_cmpxchg() {
+    if rseq_storm_skipped("oversubscribed_signal_storm_rseq_hardened") {
         return;
     }
     signal_storm_stress(FastPath::Rseq, true);
@@ -166,12 +171,30 @@ fn oversubscribed_signal_storm_cmpxchg() {
     signal_storm_stress(FastPath::Cmpxchg, false);
 }
 
-/// The child half of [`fallback_without_glibc_rseq`]: does nothing unless run by it.
-#[test]
-fn fallback_child() {
-    if std::env::var("SLUB_RSEQ_CHILD").is_err() {
-        return;
+/// Whether an rseq-mode storm cannot run here (reported): no rseq, or the environment forces
+/// the other fast path (`.ci/run`'s second pass).
+fn rseq_storm_skipped(test: &str) -> bool {
+    if env_forces_cmpxchg() {
+        testing::skip(
+            test,
+            "rseq-mode",
+            "SLUB_FASTPATH=cmpxchg forces the other fast path",
+        );
+        return true;
     }
+    testing::skip_unless(
+        test,
+        "rseq",
+        rseq::available(),
+        "this process has no rseq area",
+    )
+}
+
+/// The child half of [`fallback_without_glibc_rseq`]: fails unless that test starts it.
+#[test]
+#[ignore = "child process: started by fallback_without_glibc_rseq"]
+fn fallback_child() {
+    testing::child_only("fallback_child");
     let p = provider(1, 64);
     let s = slub(&p);
     println!(
@@ -187,11 +210,15 @@ fn fallback_child() {
 /// second one where glibc did) and `Auto` still chooses rseq.
 #[test]
 fn fallback_without_glibc_rseq() {
-    if std::env::var("SLUB_RSEQ_CHILD").is_ok() || !rseq::available() {
+    if testing::skip_unless(
+        "fallback_without_glibc_rseq",
+        "rseq",
+        rseq::available(),
+        "this process has no rseq area",
+    ) {
         return;
     }
-    let stdout =
-        testing::run_child_without_glibc_rseq("fallback_child", "SLUB_RSEQ_CHILD", "SLUB_FASTPATH");
+    let stdout = testing::run_child_without_glibc_rseq("fallback_child", "SLUB_FASTPATH");
     assert!(
         stdout.contains("CHILD registration=Own fastpath=rseq"),
         "{stdout}"

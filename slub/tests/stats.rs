@@ -87,7 +87,12 @@ fn full_slab_freed_remotely_goes_to_cpu_partial() {
 fn cpu_partial_drain_and_unfreeze() {
     let p = provider(1, 64);
     let s = slub_with(&p, stats_on());
-    if !pin(0) {
+    if common::testing::skip_unless(
+        "cpu_partial_drain_and_unfreeze",
+        "pin",
+        pin(0),
+        "cannot pin this thread to a CPU",
+    ) {
         return;
     }
     let c = s
@@ -143,7 +148,12 @@ fn fast_path_tid_sequence() {
         assert_eq!(tid_to_cpu(s.cpu_tid(c, cpu).unwrap()), cpu);
         assert_eq!(tid_to_event(s.cpu_tid(c, cpu).unwrap()), 0);
     }
-    if !pin(1) {
+    if common::testing::skip_unless(
+        "fast_path_tid_sequence",
+        "pin",
+        pin(1),
+        "cannot pin this thread to a CPU",
+    ) {
         return;
     }
     let cpu = common::percpu::cpu_id();
