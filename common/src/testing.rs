@@ -94,6 +94,7 @@ pub fn signal_storm<A>(
 where
     A: SlabAllocator + Sync,
 {
+    let _watchdog = watchdog("signal_storm");
     install_sigusr1_handler();
     let cpus = std::thread::available_parallelism().map_or(2, usize::from);
     let n = 4 * cpus.max(2);
@@ -567,4 +568,85 @@ pub fn run_child(child_test: &str, set: &[(&str, &str)], remove: &[&str]) -> std
         "child {child_test} did not run exactly one test:\n{stdout}"
     );
     out
+}
+
+// --- Watchdog (long multi-threaded tests) ---
+
+/// The environment variable that overrides the in-test watchdog bound, in seconds.
+pub const WATCHDOG_ENV: &str = "SLABWORKS_TEST_WATCHDOG_SECS";
+
+/// Default bound of [`watchdog`]: far above any test's normal run (a few seconds, even under a
+/// CPU hog), far below CI's limit.
+pub const WATCHDOG_SECS: u64 = 300;
+
+/// Disarms its watchdog when dropped.
+pub struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Arms a watchdog for a long multi-threaded test: if the returned guard is not dropped within
+/// [`WATCHDOG_SECS`] (or `$SLABWORKS_TEST_WATCHDOG_SECS`), every thread's stack of this process
+/// is printed on stderr (gdb, else eu-stack) and the process aborts, so a hang becomes a
+/// failure with stacks instead of a stalled CI.
+pub fn watchdog(test: &'static str) -> Watchdog {
+    let secs = std::env::var(WATCHDOG_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WATCHDOG_SECS);
+    let (tx, rx) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("test-watchdog".into())
+        .spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(std::time::Duration::from_secs(secs))
+            {
+                say(&format!(
+                    "WATCHDOG: {test} still running after {secs} s: stacks of every thread follow, then abort"
+                ));
+                print_all_stacks();
+                std::process::abort();
+            }
+        })
+        .expect("spawn the watchdog thread");
+    Watchdog {
+        done: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+/// Prints every thread's stack of this process on stderr with gdb (or eu-stack).
+pub fn print_all_stacks() {
+    let pid = std::process::id().to_string();
+    let gdb = std::process::Command::new("gdb")
+        .args([
+            "-q",
+            "-batch",
+            "-p",
+            &pid,
+            "-ex",
+            "set pagination off",
+            "-ex",
+            "thread apply all bt 40",
+        ])
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status();
+    if gdb.is_err() {
+        let eu = std::process::Command::new("eu-stack")
+            .args(["-p", &pid])
+            .status();
+        if eu.is_err() {
+            say("WATCHDOG: neither gdb nor eu-stack is installed: no stacks");
+        }
+    }
 }

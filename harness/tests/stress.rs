@@ -285,6 +285,7 @@ fn slub_shrink(a: &slub::Slub) {
 
 #[test]
 fn slab_classic_stress_1_2_4_nodes() {
+    let _watchdog = common::testing::watchdog("slab_classic_stress_1_2_4_nodes");
     for nodes in [1, 2, 4] {
         let p = provider(nodes);
         let a = slab_classic::Slab::new(&p, slab_classic::SlabSettings::default()).unwrap();
@@ -300,6 +301,7 @@ fn slab_classic_stress_1_2_4_nodes() {
 
 #[test]
 fn slub_stress_1_2_4_nodes() {
+    let _watchdog = common::testing::watchdog("slub_stress_1_2_4_nodes");
     for nodes in [1, 2, 4] {
         let p = provider(nodes);
         let a = slub::Slub::new(&p, slub::SlubSettings::default()).unwrap();
@@ -315,6 +317,7 @@ fn slub_stress_1_2_4_nodes() {
 
 #[test]
 fn slub_2_6_32_era_stress() {
+    let _watchdog = common::testing::watchdog("slub_2_6_32_era_stress");
     let p = provider(2);
     let a = slub::Slub::new(&p, slub::SlubSettings::v2_6_32()).unwrap();
     run(&a, &slub_shrink, threads(), duration(), 0x2632);

@@ -17,6 +17,7 @@ static GLOBAL: GlobalSlab<Slab> = GlobalSlab::new(init);
 
 #[test]
 fn rust_collections_run_on_slab() {
+    let _watchdog = common::testing::watchdog("rust_collections_run_on_slab");
     let mut v: Vec<String> = Vec::new();
     for i in 0..20_000 {
         v.push(format!("object number {i}"));

@@ -168,6 +168,7 @@ fn run(seed: u64, steps: usize) {
 
 #[test]
 fn random_sequences() {
+    let _watchdog = common::testing::watchdog("random_sequences");
     for seed in [1, 2, 3, 4, 5, 6, 7, 0xDEAD_BEEF] {
         run(seed, 20_000);
     }

@@ -192,6 +192,8 @@ fn stress_with(
 
 #[test]
 fn stress_with_forced_debug_and_consistency_checks_two_nodes() {
+    let _watchdog =
+        common::testing::watchdog("stress_with_forced_debug_and_consistency_checks_two_nodes");
     // Every cache (kmalloc caches too) red-zoned, poisoned, user-tracked, check_slabp on
     // every slow path; cross-CPU and cross-node frees must never trip a check.
     stress_with(
@@ -210,21 +212,25 @@ fn stress_with_forced_debug_and_consistency_checks_two_nodes() {
 
 #[test]
 fn stress_pinned_threads_one_node() {
+    let _watchdog = common::testing::watchdog("stress_pinned_threads_one_node");
     stress(1, 2, true, 200_000);
 }
 
 #[test]
 fn stress_migrating_threads_share_cpu_slots() {
+    let _watchdog = common::testing::watchdog("stress_migrating_threads_share_cpu_slots");
     stress(1, 6, false, 60_000);
 }
 
 #[test]
 fn stress_cross_node_frees_two_nodes() {
+    let _watchdog = common::testing::watchdog("stress_cross_node_frees_two_nodes");
     stress(2, 4, false, 80_000);
 }
 
 #[test]
 fn stress_with_the_background_reaper_running() {
+    let _watchdog = common::testing::watchdog("stress_with_the_background_reaper_running");
     let p = util::provider(2, 64);
     let s = Arc::new(util::slab(&p));
     s.start_reaper();
@@ -263,6 +269,7 @@ fn stress_with_the_background_reaper_running() {
 
 #[test]
 fn concurrent_create_destroy_tune_and_validate() {
+    let _watchdog = common::testing::watchdog("concurrent_create_destroy_tune_and_validate");
     let p = util::provider(2, 64);
     let s = Arc::new(util::slab(&p));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

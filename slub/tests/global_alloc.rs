@@ -19,6 +19,7 @@ static GLOBAL: GlobalSlab<Slub> = GlobalSlab::new(init);
 
 #[test]
 fn std_collections_on_slub() {
+    let _watchdog = common::testing::watchdog("std_collections_on_slub");
     let mut v: Vec<String> = Vec::new();
     for i in 0..20_000 {
         v.push(format!("item-{i}-{}", "x".repeat(i % 300)));
@@ -45,6 +46,7 @@ fn std_collections_on_slub() {
 
 #[test]
 fn threads_on_slub() {
+    let _watchdog = common::testing::watchdog("threads_on_slub");
     let hs: Vec<_> = (0..4)
         .map(|t| {
             std::thread::spawn(move || {

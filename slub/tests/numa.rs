@@ -112,16 +112,19 @@ fn numa_round_trip(nodes: usize) {
 
 #[test]
 fn fake_numa_two_nodes() {
+    let _watchdog = common::testing::watchdog("fake_numa_two_nodes");
     numa_round_trip(2);
 }
 
 #[test]
 fn fake_numa_four_nodes() {
+    let _watchdog = common::testing::watchdog("fake_numa_four_nodes");
     numa_round_trip(4);
 }
 
 #[test]
 fn node_structures_live_on_their_node() {
+    let _watchdog = common::testing::watchdog("node_structures_live_on_their_node");
     let p = provider(4, 32);
     let s = slub(&p);
     // Node partial lists fill per node: allocate on node 3, free, and the slab stays on node 3's
@@ -150,6 +153,7 @@ fn node_structures_live_on_their_node() {
 
 #[test]
 fn get_any_partial_takes_remote_partials() {
+    let _watchdog = common::testing::watchdog("get_any_partial_takes_remote_partials");
     let p = provider(2, 64);
     let s = slub_with(&p, stats_on());
     if common::testing::skip_unless(

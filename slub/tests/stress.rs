@@ -153,11 +153,13 @@ fn ring_stress(settings: SlubSettings, threads: usize, rounds: usize, pin_thread
 
 #[test]
 fn ring_stress_pinned() {
+    let _watchdog = common::testing::watchdog("ring_stress_pinned");
     ring_stress(SlubSettings::default(), 2, 300, true);
 }
 
 #[test]
 fn ring_stress_migrating_threads_share_cpu_slots() {
+    let _watchdog = common::testing::watchdog("ring_stress_migrating_threads_share_cpu_slots");
     // More threads than CPUs, unpinned: several threads use one CPU slot at once.
     ring_stress(
         SlubSettings {
@@ -172,6 +174,7 @@ fn ring_stress_migrating_threads_share_cpu_slots() {
 
 #[test]
 fn ring_stress_hardened_and_2_6_32() {
+    let _watchdog = common::testing::watchdog("ring_stress_hardened_and_2_6_32");
     ring_stress(
         SlubSettings {
             freelist_hardened: true,
@@ -186,6 +189,7 @@ fn ring_stress_hardened_and_2_6_32() {
 
 #[test]
 fn ring_stress_tiny_partials() {
+    let _watchdog = common::testing::watchdog("ring_stress_tiny_partials");
     ring_stress(
         SlubSettings {
             cpu_partial: Some(0),
@@ -203,6 +207,7 @@ fn ring_stress_tiny_partials() {
 /// exercises the tid cmpxchg and the slab cmpxchg under contention.
 #[test]
 fn same_cache_contention() {
+    let _watchdog = common::testing::watchdog("same_cache_contention");
     let p = provider(1, 128);
     let s = Arc::new(slub_with(&p, stats_on()));
     let c = s
@@ -257,6 +262,7 @@ fn same_cache_contention() {
 /// Bulk allocation on one thread, bulk free of the same batch on another (cross-CPU chains).
 #[test]
 fn bulk_cross_thread() {
+    let _watchdog = common::testing::watchdog("bulk_cross_thread");
     let p = provider(1, 128);
     let s = Arc::new(slub(&p));
     let c = s
@@ -302,6 +308,7 @@ fn bulk_cross_thread() {
 /// Cache creation/destruction (with merging) racing with allocation, slabinfo and validate().
 #[test]
 fn create_destroy_validate_concurrently() {
+    let _watchdog = common::testing::watchdog("create_destroy_validate_concurrently");
     let p = provider(2, 128);
     let s = Arc::new(slub(&p));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
