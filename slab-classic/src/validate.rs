@@ -5,6 +5,14 @@
 //! object (on a free chain or in an array) is also checked, reported and repaired
 //! (`check_free_obj`), so a use after free shows in the next `validate()` and not only when the
 //! object is reused.
+//!
+//! # On a live allocator
+//! Exact while other threads allocate and free: every list is walked, every array checked and
+//! every count compared (`free_objects` against the lists) under the lock that guards it — the
+//! node's `list_lock`, the CPU slot lock, the alien array's lock — as 2.6.32's `s_show` does.
+//! Nothing allocates under a lock: findings go into fixed arrays (`Found`) and are formatted
+//! after the chain mutex is released, and callbacks run on stack batches with no lock held
+//! (`for_each_cache_batched`).
 
 use crate::arraycache::{ac_entry, ArrayCache};
 use crate::bootstrap::SlabGlobals;

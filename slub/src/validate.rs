@@ -3,6 +3,15 @@
 //! every slab — `on_freelist` counts, `inuse`,
 //! `objects` against the order, frozen state, owner and node — and the node totals. Also the
 //! slabinfo 2.1 row (`get_slabinfo`).
+//!
+//! # On a live cache
+//! The answer is exact while other threads allocate and free, as the kernel's validate is
+//! under each node's `list_lock`: the listed slabs and `nr_partial` are read under that lock;
+//! `nr_slabs` and `total_objects` are one double word read as a consistent snapshot (a slab is
+//! counted before it is listed and uncounted after it is unlisted, so listed ≤ counted always
+//! holds; `SLAB_STORE_USER` caches count under `list_lock`, so their partial + full == nr_slabs
+//! is exact). Nothing allocates under a lock: violations are recorded as
+//! [`Violation`]s and formatted by the caller after `slab_mutex` is released.
 
 use crate::cache::KmemCache;
 use crate::freeptr::get_freepointer;
