@@ -260,6 +260,29 @@ pub fn page_size() -> usize {
     usize::try_from(v).unwrap_or(4096)
 }
 
+/// `getenv(name)` as bytes, `None` when unset: the workspace's one environment reader. No heap,
+/// so it can run while a global allocator is being created. Like `getenv` itself it must not
+/// race a `setenv` (the allocators read their variables once, at instance creation). Under
+/// Miri every variable reads as unset, so interpreted tests do not depend on the environment.
+pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    #[cfg(miri)]
+    {
+        let _ = name;
+        None
+    }
+    #[cfg(not(miri))]
+    {
+        // SAFETY: `name` is NUL-terminated; getenv only reads the environment.
+        let p = unsafe { libc::getenv(name.as_ptr()) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null getenv result is a NUL-terminated string that lives while the
+        // environment is not modified (callers parse it at once).
+        Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
+    }
+}
+
 /// Number of CPUs configured (`sysconf(_SC_NPROCESSORS_CONF)`).
 pub fn nprocs_conf() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -113,18 +113,7 @@ fn name_of(v: &'static CStr) -> &'static str {
     v.to_str().unwrap_or("SLABWORKS_?")
 }
 
-/// `getenv`, as bytes; `None` when unset.
-pub fn getenv(var: &CStr) -> Option<&'static [u8]> {
-    // SAFETY: var is NUL-terminated; getenv only reads environ.
-    let p = unsafe { libc::getenv(var.as_ptr()) };
-    if p.is_null() {
-        None
-    } else {
-        // SAFETY: getenv returns a NUL-terminated string that lives while environ is not
-        // modified; we copy what we keep before returning to the program.
-        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
-    }
-}
+pub use common::sys::getenv;
 
 /// Parses a decimal `usize` (no sign, no spaces, at most 18 digits).
 pub fn parse_usize(s: &[u8]) -> Option<usize> {

@@ -929,17 +929,9 @@ impl crate::SlabSettings {
     /// libc `getenv`, no heap, so it can run inside a `#[global_allocator]`'s init). Not
     /// thread-safe against a concurrent `setenv`, like `getenv` itself.
     pub fn with_debug_env(self) -> Result<Self, &'static str> {
-        unsafe extern "C" {
-            fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
-        }
-        // SAFETY: a NUL-terminated name; getenv returns null or a NUL-terminated string that
-        // stays valid until the environment changes (read at once).
-        unsafe {
-            let v = getenv(c"SLAB_CLASSIC_DEBUG".as_ptr());
-            if v.is_null() {
-                return Ok(self);
-            }
-            self.parse_debug(core::ffi::CStr::from_ptr(v).to_bytes())
+        match common::sys::getenv(c"SLAB_CLASSIC_DEBUG") {
+            Some(text) => self.parse_debug(text),
+            None => Ok(self),
         }
     }
 }

@@ -96,31 +96,16 @@ const _: () = assert!(core::mem::offset_of!(ArrayCache, avail) == 0);
 const _: () = assert!(core::mem::offset_of!(ArrayCache, limit) == 4);
 
 extern "C" {
-    fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
     fn sysconf(name: core::ffi::c_int) -> core::ffi::c_long;
 }
 
 /// `SLAB_FASTPATH=rseq|lock|auto`, read without allocating (`getenv`).
 fn env_fastpath() -> Option<FastPath> {
-    #[cfg(miri)]
-    {
-        None
-    }
-    #[cfg(not(miri))]
-    {
-        // SAFETY: a NUL-terminated name; getenv returns null or a NUL-terminated string that
-        // we only read here (no setenv runs concurrently with instance creation in this crate).
-        let v = unsafe { getenv(c"SLAB_FASTPATH".as_ptr()) };
-        if v.is_null() {
-            return None;
-        }
-        // SAFETY: non-null, NUL-terminated (above).
-        match unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() {
-            b"rseq" => Some(FastPath::Rseq),
-            b"lock" => Some(FastPath::Lock),
-            b"auto" => Some(FastPath::Auto),
-            _ => None,
-        }
+    match common::sys::getenv(c"SLAB_FASTPATH")? {
+        b"rseq" => Some(FastPath::Rseq),
+        b"lock" => Some(FastPath::Lock),
+        b"auto" => Some(FastPath::Auto),
+        _ => None,
     }
 }
 

@@ -221,15 +221,9 @@ fn parse_slub_debug_flags(mut str: &[u8]) -> (SlabFlags, Option<&[u8]>, bool, &[
 /// `SLUB_DEBUG`, read with `getenv` (no heap): the `slub_debug=` text for settings that leave
 /// [`crate::SlubSettings::slub_debug`] at `None`.
 pub(crate) fn env_slub_debug() -> SlubDebug {
-    // SAFETY: getenv with a NUL-terminated name; nothing calls setenv concurrently with
-    // allocator creation (as for SLUB_FASTPATH).
-    let v = unsafe { libc::getenv(c"SLUB_DEBUG".as_ptr()) };
-    if v.is_null() {
-        return SlubDebug::OFF;
-    }
-    // SAFETY: a non-null getenv result is a NUL-terminated string.
-    let text = unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes();
-    SlubDebug::new(text).unwrap_or(SlubDebug::OFF)
+    common::sys::getenv(c"SLUB_DEBUG")
+        .and_then(SlubDebug::new)
+        .unwrap_or(SlubDebug::OFF)
 }
 
 // ---------------------------------------------------------------------------------------------

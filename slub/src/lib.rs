@@ -341,14 +341,7 @@ fn parse_bool(k: &str, v: &str) -> Result<bool, String> {
 
 /// `SLUB_FASTPATH`, read with `getenv` (no heap: `Slub::new` must not allocate).
 fn env_fastpath() -> Option<FastPath> {
-    // SAFETY: getenv with a NUL-terminated name; the result is NUL-terminated or null. Nothing
-    // in this process calls setenv concurrently with allocator creation (documented above).
-    let v = unsafe { libc::getenv(c"SLUB_FASTPATH".as_ptr()) };
-    if v.is_null() {
-        return None;
-    }
-    // SAFETY: non-null getenv result is a NUL-terminated string.
-    match unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() {
+    match common::sys::getenv(c"SLUB_FASTPATH")? {
         b"rseq" => Some(FastPath::Rseq),
         b"cmpxchg" => Some(FastPath::Cmpxchg),
         _ => None,
