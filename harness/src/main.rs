@@ -88,6 +88,14 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
         Workload::Scaling => a * reps * workloads::scaling::sizes(&cfg.sizes).len() as u64,
         Workload::Pages => reps * workloads::pages::orders(cfg.quick).len() as u64,
         Workload::Programs => reps * workloads::programs::PROGRAMS.len() as u64 * 4,
+        Workload::Latency => {
+            let extra = cfg
+                .allocators
+                .iter()
+                .filter(|a| workloads::latency::needs_stats_pass(cfg, a))
+                .count() as u64;
+            (a + extra) * workloads::latency::sizes(&cfg.sizes).len() as u64
+        }
     }
 }
 
@@ -98,6 +106,9 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     }
     let topo = topology(args)?;
     let allowed = common::pin::allowed_cpus();
+    if let Ok(spec) = std::env::var(workloads::memory::ENV_CHILD) {
+        return memory_child(args, &topo, &allowed, &spec);
+    }
     let host = sysinfo::hostname();
     let utc = sysinfo::utc_now();
     let run_id = format!("{}-{}", host, utc.replace([':', '-'], ""));
@@ -184,6 +195,9 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
                     }
                 }
             }
+            if res.is_ok() && w == Workload::Latency {
+                res = latency_stats_pass(&ctx, &mut all);
+            }
             res.map(|()| all)
         };
         bar.finish_and_clear();
@@ -227,6 +241,59 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     eprintln!("wrote {} rows to {}", rows.len(), cfg.out.display());
     for f in files {
         eprintln!("  {}", f.display());
+    }
+    Ok(())
+}
+
+/// The memory workload's child process (`HARNESS_MEMORY_CHILD=ALLOCATOR:SIZE`, the parent's
+/// arguments): measures that one allocator and size, prints the rows as CSV on stdout.
+fn memory_child(
+    args: &cli::RunArgs,
+    topo: &Topology,
+    allowed: &[usize],
+    spec: &str,
+) -> Result<(), String> {
+    let (name, size) = spec
+        .split_once(':')
+        .and_then(|(n, s)| Some((n, s.parse::<usize>().ok()?)))
+        .ok_or_else(|| {
+            format!(
+                "{}={spec}: expected ALLOCATOR:SIZE",
+                workloads::memory::ENV_CHILD
+            )
+        })?;
+    let mut cfg = cli::validate(args, topo, allowed, "memory-child")?;
+    cfg.memory_sizes = vec![size];
+    let meta = RunMeta::default();
+    let ctx = Ctx {
+        meta: &meta,
+        cfg: &cfg,
+        topo,
+        tsc_ghz: 1.0,
+        progress: &ProgressBar::hidden(),
+    };
+    let rows = registry::run(name, Workload::Memory, &ctx)?;
+    let mut w = csv::Writer::from_writer(std::io::stdout());
+    for r in &rows {
+        w.serialize(r).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())
+}
+
+/// The latency workload's second, untimed pass on instances with stats on (for the slab
+/// allocators whose stats are off in this run): slow-path counters per phase.
+fn latency_stats_pass(ctx: &Ctx<'_>, all: &mut Vec<Row>) -> Result<(), String> {
+    let cfg = workloads::latency::with_stats(ctx.cfg);
+    let sctx = Ctx { cfg: &cfg, ..*ctx };
+    for a in &ctx.cfg.allocators {
+        if !workloads::latency::needs_stats_pass(ctx.cfg, a) {
+            continue;
+        }
+        ctx.progress.set_message(format!("{a} (stats pass)"));
+        workloads::latency::STATS_PASS.store(true, std::sync::atomic::Ordering::Relaxed);
+        let r = registry::run(a, Workload::Latency, &sctx);
+        workloads::latency::STATS_PASS.store(false, std::sync::atomic::Ordering::Relaxed);
+        all.extend(r?);
     }
     Ok(())
 }
