@@ -11,6 +11,7 @@
 mod alloc;
 mod analysis;
 mod cli;
+mod eta;
 mod placement;
 mod plot;
 mod record;
@@ -157,18 +158,40 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         progress: &ProgressBar::hidden(),
     })
     .len();
+    let pair_ns = eta::calibrate_pair_ns();
+    let est: Vec<f64> = cfg
+        .workloads
+        .iter()
+        .map(|&w| eta::estimate(w, units(&cfg, w, cross), &cfg, pair_ns))
+        .collect();
+    let total: f64 = est.iter().sum();
+    if total > 60.0 {
+        let parts: Vec<String> = cfg
+            .workloads
+            .iter()
+            .zip(&est)
+            .map(|(w, e)| format!("{} ~{}", w.name(), eta::human(*e)))
+            .collect();
+        eprintln!(
+            "estimated wall time ~{} (calibration: {pair_ns:.1} ns per malloc+free pair, reference {:.1}): {}",
+            eta::human(total),
+            eta::REFERENCE_PAIR_NS,
+            parts.join(", ")
+        );
+    }
     let mut rows: Vec<Row> = Vec::new();
     let style =
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
             .map_err(|e| e.to_string())?
             .progress_chars("=> ");
-    for &w in &cfg.workloads {
+    for (wi, &w) in cfg.workloads.iter().enumerate() {
         let bar = if tty {
             ProgressBar::with_draw_target(Some(units(&cfg, w, cross)), ProgressDrawTarget::stdout())
         } else {
-            eprintln!("[{}] running", w.name());
+            eprintln!("[{}] running (estimate ~{})", w.name(), eta::human(est[wi]));
             ProgressBar::hidden()
         };
+        let started = std::time::Instant::now();
         bar.set_style(style.clone());
         bar.set_prefix(w.name());
         let ctx = Ctx {
@@ -203,8 +226,16 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         bar.finish_and_clear();
         match result {
             Ok(r) => {
+                let took = started.elapsed().as_secs_f64();
+                let n = units(&cfg, w, cross);
                 if tty {
-                    println!("{:>14} done: {} rows", w.name(), r.len());
+                    println!("{:>14} done: {} rows in {took:.1} s", w.name(), r.len());
+                } else {
+                    eprintln!(
+                        "[{}] done in {took:.1} s ({n} units, {:.3} s each)",
+                        w.name(),
+                        took / n.max(1) as f64
+                    );
                 }
                 rows.extend(r);
             }

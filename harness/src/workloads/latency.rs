@@ -93,9 +93,9 @@ pub fn sizes(requested: &[usize]) -> Vec<usize> {
 /// Timed rounds of N operations per phase and repetition.
 pub fn rounds(quick: bool) -> usize {
     if quick {
-        4
+        2
     } else {
-        10
+        4
     }
 }
 
@@ -110,9 +110,11 @@ pub fn needs_stats_pass(cfg: &crate::cli::RunConfig, allocator: &str) -> bool {
     }
 }
 
-/// `cfg` with the slab allocators' stats turned on (for the stats pass).
+/// `cfg` with the slab allocators' stats turned on, one repetition (for the stats pass: the
+/// counters are rates, one fresh instance per size gives them).
 pub fn with_stats(cfg: &crate::cli::RunConfig) -> crate::cli::RunConfig {
     let mut c = cfg.clone();
+    c.reps = 1;
     c.settings.slub.stats = true;
     c.settings.slab.retain(|(k, _)| k != "stats");
     c.settings.slab.push(("stats".into(), "on".into()));
@@ -162,8 +164,9 @@ fn delta(t0: u64, t1: u64) -> u32 {
     t1.wrapping_sub(t0).min(u64::from(u32::MAX)) as u32
 }
 
-/// The timer's own cost on this thread: (median, minimum, p99) of empty begin/end pairs.
-fn timer_cost() -> (u32, u32, u32) {
+/// The timer's own cost on this thread: (median, resolution) of empty begin/end pairs; the
+/// resolution is the smallest step between distinct readings (a VM's TSC may advance in steps).
+fn timer_cost() -> (u32, u32) {
     let mut v = vec![0u32; TIMER_SAMPLES];
     for s in &mut v {
         let t0 = begin();
@@ -171,7 +174,13 @@ fn timer_cost() -> (u32, u32, u32) {
         *s = delta(t0, t1);
     }
     v.sort_unstable();
-    (v[v.len() / 2], v[0], v[v.len() * 99 / 100])
+    let step = v
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|&d| d > 0)
+        .min()
+        .unwrap_or(1);
+    (v[v.len() / 2], step)
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -332,6 +341,10 @@ fn consume<A: BenchAllocator>(
     k
 }
 
+/// Histograms of the producer's allocs and the consumer's frees, and the producer's timer
+/// (median, resolution).
+type CrossResult = (Histogram<u64>, Histogram<u64>, (u32, u32));
+
 /// Producer on `cpus[0]`, consumer on `cpus[1]`; returns the histograms (alloc, free) and the
 /// timer cost subtracted.
 fn cross<A: BenchAllocator>(
@@ -339,7 +352,7 @@ fn cross<A: BenchAllocator>(
     al: &A,
     size: usize,
     total: usize,
-) -> Result<(Histogram<u64>, Histogram<u64>, u32), String> {
+) -> Result<CrossResult, String> {
     let cpus = [ctx.cfg.cpus[0], ctx.cfg.cpus[1]];
     let (full_tx, full_rx) = sync_channel::<Vec<usize>>(BUFFERS);
     let (empty_tx, empty_rx) = sync_channel::<Vec<usize>>(BUFFERS);
@@ -348,7 +361,7 @@ fn cross<A: BenchAllocator>(
     }
     let ends = Mutex::new((Some(full_tx), Some(full_rx), Some(empty_tx), Some(empty_rx)));
     let res = run_pinned(&cpus, ctx.topo, |w| {
-        let timer = timer_cost().0;
+        let timer = timer_cost();
         let mut out = vec![0u32; total];
         let mut h = new_hist();
         let ok = if w.index == 0 {
@@ -359,7 +372,7 @@ fn cross<A: BenchAllocator>(
             w.barrier.wait();
             let ok = produce(al, size, &mut out, &tx, &rx);
             drop(tx);
-            record(&mut h, &out, timer);
+            record(&mut h, &out, timer.0);
             ok
         } else {
             let (rx, tx) = {
@@ -368,7 +381,7 @@ fn cross<A: BenchAllocator>(
             };
             w.barrier.wait();
             let k = consume(al, &mut out, &rx, &tx);
-            record(&mut h, &out[..k], timer);
+            record(&mut h, &out[..k], timer.0);
             true
         };
         (ok, h, timer)
@@ -409,7 +422,7 @@ pub fn run<A: BenchAllocator>(
                 stats_pass || (api == "kmalloc" && !needs_stats_pass(ctx.cfg, al.name()));
             let cpu = ctx.cfg.cpus[0];
             let single_res = run_pinned(&[cpu], ctx.topo, |w| {
-                let timer = timer_cost().0;
+                let timer = timer_cost();
                 let mut v = vec![0usize; n];
                 let mut s: [Vec<u32>; 3] = [
                     vec![0; rounds * n],
@@ -430,7 +443,7 @@ pub fn run<A: BenchAllocator>(
             r?;
             timers.push(timer);
             for (i, samples) in s.iter().enumerate() {
-                record(&mut hists[i], samples, timer);
+                record(&mut hists[i], samples, timer.0);
             }
             for pair in snaps.chunks(2) {
                 if let [(ph, true, b), (_, false, a)] = pair {
@@ -473,7 +486,7 @@ pub fn run<A: BenchAllocator>(
                 let mut m = base(phase);
                 m.metric = "mean".into();
                 m.value = h.mean();
-                m.note = note.clone();
+                m.note.clone_from(&note);
                 let total = (h.mean() * h.len() as f64) as u64;
                 rows.push(m.timed(h.len(), total, ctx.tsc_ghz));
                 for (q, f) in QUANTILES {
@@ -485,21 +498,22 @@ pub fn run<A: BenchAllocator>(
                     let mut r = base(phase);
                     r.metric = q.into();
                     r.value = v as f64;
-                    r.note = note.clone();
+                    r.note.clone_from(&note);
                     let mut r = r.timed(1, v, ctx.tsc_ghz);
                     r.ops = h.len();
                     rows.push(r);
                 }
             }
             timers.sort_unstable();
-            if let Some(&t) = timers.get(timers.len() / 2) {
+            if let Some(&(t, _)) = timers.get(timers.len() / 2) {
+                let step = timers.iter().map(|t| t.1).min().unwrap_or(1);
                 let mut r = base("timer");
                 r.metric = "timer".into();
                 r.value = f64::from(t);
                 r.note = format!(
-                    "median cycles of an empty lfence;rdtsc;lfence..rdtscp;lfence pair, subtracted from every sample (range over measurements {}..{})",
-                    timers[0],
-                    timers[timers.len() - 1]
+                    "median cycles of an empty lfence;rdtsc;lfence..rdtscp;lfence pair, subtracted from every sample (range over measurements {}..{}); TSC resolution {step} cycles",
+                    timers[0].0,
+                    timers[timers.len() - 1].0
                 );
                 rows.push(r);
             }
@@ -557,17 +571,31 @@ pub fn summary(rows: &[Row], allocs: &[String]) -> String {
             (!t.is_empty()).then(|| format!("{a} {:.0}", t[t.len() / 2]))
         })
         .collect();
+    let step = lat
+        .iter()
+        .filter(|r| r.metric == "timer")
+        .filter_map(|r| {
+            r.note
+                .split("TSC resolution ")
+                .nth(1)
+                .and_then(|x| x.split_whitespace().next())
+                .and_then(|x| x.parse::<u32>().ok())
+        })
+        .min();
     let _ = writeln!(
         s,
-        "Every operation between `lfence; rdtsc; lfence` and `rdtscp; lfence`; the median cost of an empty such pair, calibrated on the same pinned thread before each measurement, is subtracted from every sample (cycles: {}). Histograms (HDR, 3 significant digits) merge the repetitions, each on a fresh instance. The slow-path column gives the allocator's counters per 10 000 operations of the phase (the largest non-fast-path ones; `X` counts producer and consumer together) — where the tail comes from.\n",
-        timer.join(", ")
+        "Every operation between `lfence; rdtsc; lfence` and `rdtscp; lfence`; the median cost of an empty such pair, calibrated on the same pinned thread before each measurement, is subtracted from every sample (cycles: {}){}. Histograms (HDR, 3 significant digits) merge the repetitions, each on a fresh instance. The slow-path column gives the allocator's counters per 10 000 operations of the phase (the largest non-fast-path ones; `X` counts producer and consumer together) — where the tail comes from.\n",
+        timer.join(", "),
+        step.filter(|&x| x > 1).map_or(String::new(), |x| format!(
+            "; this machine's TSC advances in steps of {x} cycles, so every sample is a multiple of {x} and an operation cheaper than that reads as 0 or {x}"
+        ))
     );
     let stat_of = |a: &str, size: usize, ph: &str| -> String {
         let ph = if ph.starts_with('X') { "X" } else { ph };
         let mut v: Vec<(&str, f64)> = lat
             .iter()
             .filter(|r| {
-                &r.allocator == a
+                r.allocator == a
                     && r.size == size
                     && r.phase == ph
                     && r.metric.starts_with("stat:")
