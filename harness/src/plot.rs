@@ -605,7 +605,7 @@ fn latency_panels(rows: &[Row], allocs: &[String]) -> Vec<Panel> {
             panels.push(
                 Panel::new(
                     format!("{title}, {size} B"),
-                    "quantile: 0.3 = p50, 1 = p90, 2 = p99, 3 = p99.9, 4 = p99.99",
+                    "quantile (nines): 0.3 = p50, 1 = p90, 2 = p99, 3 = p99.9, 4 = p99.99, 5 = p99.999",
                     "cycles (TSC, timer cost subtracted)",
                     series_from(&m, allocs),
                 )
