@@ -274,6 +274,12 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
     if !sel.is_empty() {
         let _ = writeln!(s, "## memory (bytes held / bytes live)\n");
         let _ = writeln!(s, "Each allocator and size in a fresh child process. `smaps_anon`: the kernel's count, growth of `Anonymous` in `/proc/self/smaps_rollup` since before the allocator was created — the column that compares every allocator. Beside it the allocator's own exact count where it has one: `provider` (slab allocators: page-provider bytes, metadata included), `mallinfo2` (glibc: arena + hblkhd growth).\n");
+        if sel
+            .iter()
+            .any(|r| r.held_measure == "rss" || r.schema_version < 2)
+        {
+            let _ = writeln!(s, "These rows come from an older harness (CSV schema 1): measured in-process, baselines as process-wide deltas (`mallinfo2`, `rss`) that underestimate when earlier workloads left memory to reuse; `rss` figures are not comparable with the others.\n");
+        }
         let _ = writeln!(s, "| allocator | size | measure | at full working set | held MiB | after 90% freed | after shrink | held after destroy (KiB) | queued KiB at full |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
         let mut tol: Vec<String> = Vec::new();
