@@ -36,8 +36,9 @@ pub enum HeldMeasure {
     /// glibc's own count of memory it holds from the OS: `mallinfo2()` `arena + hblkhd`
     /// (delta over the workload).
     Mallinfo2,
-    /// Process resident set size (`/proc/self/statm`; mimalloc's own commit counter is
-    /// compiled out of its release build), delta over the workload: a looser measure.
+    /// No exact count of its own (mimalloc's commit counter is compiled out of its release
+    /// build; jemalloc's needs jemalloc-ctl): the value is the process RSS, and the memory
+    /// workload writes only its `smaps_anon` rows for such an allocator.
     Rss,
 }
 

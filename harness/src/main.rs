@@ -11,6 +11,7 @@
 mod alloc;
 mod analysis;
 mod cli;
+mod eta;
 mod placement;
 mod plot;
 mod record;
@@ -88,6 +89,14 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
         Workload::Scaling => a * reps * workloads::scaling::sizes(&cfg.sizes).len() as u64,
         Workload::Pages => reps * workloads::pages::orders(cfg.quick).len() as u64,
         Workload::Programs => reps * workloads::programs::PROGRAMS.len() as u64 * 4,
+        Workload::Latency => {
+            let extra = cfg
+                .allocators
+                .iter()
+                .filter(|a| workloads::latency::needs_stats_pass(cfg, a))
+                .count() as u64;
+            (a + extra) * workloads::latency::sizes(&cfg.sizes).len() as u64
+        }
     }
 }
 
@@ -98,6 +107,9 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     }
     let topo = topology(args)?;
     let allowed = common::pin::allowed_cpus();
+    if let Ok(spec) = std::env::var(workloads::memory::ENV_CHILD) {
+        return memory_child(args, &topo, &allowed, &spec);
+    }
     let host = sysinfo::hostname();
     let utc = sysinfo::utc_now();
     let run_id = format!("{}-{}", host, utc.replace([':', '-'], ""));
@@ -146,18 +158,40 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         progress: &ProgressBar::hidden(),
     })
     .len();
+    let pair_ns = eta::calibrate_pair_ns();
+    let est: Vec<f64> = cfg
+        .workloads
+        .iter()
+        .map(|&w| eta::estimate(w, units(&cfg, w, cross), &cfg, pair_ns))
+        .collect();
+    let total: f64 = est.iter().sum();
+    if total > 60.0 {
+        let parts: Vec<String> = cfg
+            .workloads
+            .iter()
+            .zip(&est)
+            .map(|(w, e)| format!("{} ~{}", w.name(), eta::human(*e)))
+            .collect();
+        eprintln!(
+            "estimated wall time ~{} (calibration: {pair_ns:.1} ns per malloc+free pair, reference {:.1}): {}",
+            eta::human(total),
+            eta::REFERENCE_PAIR_NS,
+            parts.join(", ")
+        );
+    }
     let mut rows: Vec<Row> = Vec::new();
     let style =
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
             .map_err(|e| e.to_string())?
             .progress_chars("=> ");
-    for &w in &cfg.workloads {
+    for (wi, &w) in cfg.workloads.iter().enumerate() {
         let bar = if tty {
             ProgressBar::with_draw_target(Some(units(&cfg, w, cross)), ProgressDrawTarget::stdout())
         } else {
-            eprintln!("[{}] running", w.name());
+            eprintln!("[{}] running (estimate ~{})", w.name(), eta::human(est[wi]));
             ProgressBar::hidden()
         };
+        let started = std::time::Instant::now();
         bar.set_style(style.clone());
         bar.set_prefix(w.name());
         let ctx = Ctx {
@@ -184,13 +218,24 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
                     }
                 }
             }
+            if res.is_ok() && w == Workload::Latency {
+                res = latency_stats_pass(&ctx, &mut all);
+            }
             res.map(|()| all)
         };
         bar.finish_and_clear();
         match result {
             Ok(r) => {
+                let took = started.elapsed().as_secs_f64();
+                let n = units(&cfg, w, cross);
                 if tty {
-                    println!("{:>14} done: {} rows", w.name(), r.len());
+                    println!("{:>14} done: {} rows in {took:.1} s", w.name(), r.len());
+                } else {
+                    eprintln!(
+                        "[{}] done in {took:.1} s ({n} units, {:.3} s each)",
+                        w.name(),
+                        took / n.max(1) as f64
+                    );
                 }
                 rows.extend(r);
             }
@@ -227,6 +272,59 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     eprintln!("wrote {} rows to {}", rows.len(), cfg.out.display());
     for f in files {
         eprintln!("  {}", f.display());
+    }
+    Ok(())
+}
+
+/// The memory workload's child process (`HARNESS_MEMORY_CHILD=ALLOCATOR:SIZE`, the parent's
+/// arguments): measures that one allocator and size, prints the rows as CSV on stdout.
+fn memory_child(
+    args: &cli::RunArgs,
+    topo: &Topology,
+    allowed: &[usize],
+    spec: &str,
+) -> Result<(), String> {
+    let (name, size) = spec
+        .split_once(':')
+        .and_then(|(n, s)| Some((n, s.parse::<usize>().ok()?)))
+        .ok_or_else(|| {
+            format!(
+                "{}={spec}: expected ALLOCATOR:SIZE",
+                workloads::memory::ENV_CHILD
+            )
+        })?;
+    let mut cfg = cli::validate(args, topo, allowed, "memory-child")?;
+    cfg.memory_sizes = vec![size];
+    let meta = RunMeta::default();
+    let ctx = Ctx {
+        meta: &meta,
+        cfg: &cfg,
+        topo,
+        tsc_ghz: 1.0,
+        progress: &ProgressBar::hidden(),
+    };
+    let rows = registry::run(name, Workload::Memory, &ctx)?;
+    let mut w = csv::Writer::from_writer(std::io::stdout());
+    for r in &rows {
+        w.serialize(r).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())
+}
+
+/// The latency workload's second, untimed pass on instances with stats on (for the slab
+/// allocators whose stats are off in this run): slow-path counters per phase.
+fn latency_stats_pass(ctx: &Ctx<'_>, all: &mut Vec<Row>) -> Result<(), String> {
+    let cfg = workloads::latency::with_stats(ctx.cfg);
+    let sctx = Ctx { cfg: &cfg, ..*ctx };
+    for a in &ctx.cfg.allocators {
+        if !workloads::latency::needs_stats_pass(ctx.cfg, a) {
+            continue;
+        }
+        ctx.progress.set_message(format!("{a} (stats pass)"));
+        workloads::latency::STATS_PASS.store(true, std::sync::atomic::Ordering::Relaxed);
+        let r = registry::run(a, Workload::Latency, &sctx);
+        workloads::latency::STATS_PASS.store(false, std::sync::atomic::Ordering::Relaxed);
+        all.extend(r?);
     }
     Ok(())
 }

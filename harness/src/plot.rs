@@ -425,12 +425,12 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         rows,
         &allocs,
         "memory",
-        |r| r.phase == "grow",
+        |r| r.phase == "grow" && r.held_measure == "smaps_anon",
         |r, size| r.bytes_live as f64 / size as f64 / 1e3,
         |r| r.overhead,
         |size, series| {
             Panel::new(
-                format!("Memory: held / live while growing ({size} B objects)"),
+                format!("Memory: held / live while growing ({size} B objects, smaps)"),
                 "live objects (thousands)",
                 "bytes held / bytes live",
                 series,
@@ -570,5 +570,48 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         .log_y()];
         files.extend(draw_figure(dir, "pages", &panels, 1)?);
     }
+    draw_nonempty(
+        &mut files,
+        dir,
+        "latency",
+        &latency_panels(rows, &allocs),
+        3,
+    )?;
     Ok(files)
+}
+
+/// The latency workload's percentile plots (log-scale CDF tails): one panel per phase × size,
+/// x = the number of nines of the quantile (-log10(1 - q): 1 = p90 … 5 = p99.999), y = cycles
+/// on a log axis (0-cycle quantiles drawn at 1).
+fn latency_panels(rows: &[Row], allocs: &[String]) -> Vec<Panel> {
+    use crate::workloads::latency::{PHASES, QUANTILES};
+    let nines = |m: &str| {
+        QUANTILES
+            .iter()
+            .find(|(q, f)| *q == m && *f < 1.0)
+            .map(|(_, f)| F64Key(-(1.0 - f).log10()))
+    };
+    let mut panels = Vec::new();
+    for (phase, title) in PHASES {
+        for size in sizes_of(rows, "latency") {
+            let sel: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.workload == "latency" && r.phase == phase && r.size == size)
+                .collect();
+            if sel.is_empty() {
+                continue;
+            }
+            let m = aggregate(&sel, |r| nines(&r.metric), |r| r.value.max(1.0));
+            panels.push(
+                Panel::new(
+                    format!("{title}, {size} B"),
+                    "quantile (nines): 0.3 = p50, 1 = p90, 2 = p99, 3 = p99.9, 4 = p99.99, 5 = p99.999",
+                    "cycles (TSC, timer cost subtracted)",
+                    series_from(&m, allocs),
+                )
+                .log_y(),
+            );
+        }
+    }
+    panels
 }

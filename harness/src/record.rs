@@ -1,5 +1,7 @@
 //! The tidy CSV schema: one row per measurement, with the machine and run facts repeated in every
-//! row so CSVs from several machines can simply be concatenated.
+//! row so CSVs from several machines can simply be concatenated. The first column,
+//! `schema_version`, says which layout a row follows ([`SCHEMA_VERSION`]; README "CSV schema");
+//! [`read_csv`] reads this version and version 1 (the layout before the column existed).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +30,17 @@ pub struct RunMeta {
     pub tsc_ghz: f64,
 }
 
+/// The layout version written in every row's `schema_version` column. History: 1 = no
+/// `schema_version`, `metric`, `value` columns; 2 = those three added (latency quantiles and
+/// per-10 000-op counters of the latency workload).
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// One measurement.
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 pub struct Row {
+    /// Layout version of this row ([`SCHEMA_VERSION`]; 1 when read from a version-1 file).
+    #[serde(default = "schema_v1")]
+    pub schema_version: u32,
     /// See [`RunMeta`].
     pub run_id: String,
     /// See [`RunMeta`].
@@ -69,6 +79,16 @@ pub struct Row {
     pub node: i64,
     /// Repetition number.
     pub repetition: usize,
+    /// What `value` holds, for rows that carry one statistic rather than a mean: a latency
+    /// quantile (`p50`, `p90`, `p99`, `p99.9`, `p99.99`, `max`, and the CDF points `p75`, `p95`,
+    /// `p99.5`, `p99.95`, `p99.999`), `timer` rows' own cost, or `stat:NAME` (an allocator counter
+    /// per 10 000 operations). Empty for ordinary rows.
+    #[serde(default)]
+    pub metric: String,
+    /// The statistic named by `metric` (cycles for quantiles; events per 10 000 ops for
+    /// `stat:`); 0 when `metric` is empty.
+    #[serde(default)]
+    pub value: f64,
     /// Operations measured.
     pub ops: u64,
     /// TSC cycles per operation.
@@ -96,6 +116,7 @@ impl Row {
     /// A row carrying the run facts.
     pub fn new(meta: &RunMeta) -> Self {
         Self {
+            schema_version: SCHEMA_VERSION,
             run_id: meta.run_id.clone(),
             utc_time: meta.utc_time.clone(),
             git_commit: meta.git_commit.clone(),
@@ -141,6 +162,7 @@ impl Row {
 
 /// The CSV header, in schema order (tests check files against it).
 pub const COLUMNS: &[&str] = &[
+    "schema_version",
     "run_id",
     "utc_time",
     "git_commit",
@@ -160,6 +182,8 @@ pub const COLUMNS: &[&str] = &[
     "cpu",
     "node",
     "repetition",
+    "metric",
+    "value",
     "ops",
     "cycles_per_op",
     "ns_per_op",
@@ -172,7 +196,21 @@ pub const COLUMNS: &[&str] = &[
     "note",
 ];
 
-/// Reads rows from a CSV file written by the harness (or several concatenated).
+fn schema_v1() -> u32 {
+    1
+}
+
+/// The columns of a version-1 file (before `schema_version`, `metric`, `value`).
+fn columns_v1() -> Vec<&'static str> {
+    COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !matches!(*c, "schema_version" | "metric" | "value"))
+        .collect()
+}
+
+/// Reads rows from a CSV file written by the harness (or several concatenated), of schema
+/// version 2 or 1 (version-1 rows read with `schema_version` 1 and empty `metric`).
 pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
     let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let header: Vec<String> = r
@@ -181,13 +219,59 @@ pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
         .iter()
         .map(str::to_string)
         .collect();
-    if header != COLUMNS {
+    if header != COLUMNS && header != columns_v1() {
         return Err(format!(
-            "{}: not a slabworks results CSV (unexpected header)",
+            "{}: not a slabworks results CSV of schema version 1 or {SCHEMA_VERSION} (unexpected header)",
             path.display()
         ));
     }
     r.deserialize()
         .map(|row| row.map_err(|e| format!("{}: {e}", path.display())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_1_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = columns_v1();
+        let mut text = v1.join(",");
+        text.push('\n');
+        let vals: Vec<&str> = v1
+            .iter()
+            .map(|c| match *c {
+                "cpus" | "nodes_real" | "nodes_fake" | "size" | "threads" | "repetition"
+                | "ops" | "bytes_live" | "bytes_held" | "queued_bytes" => "1",
+                "cpu" | "node" => "-1",
+                "cycles_per_op" | "ns_per_op" | "ops_per_s" | "overhead" => "1.5",
+                "allocator" => "slub",
+                _ => "x",
+            })
+            .collect();
+        text.push_str(&vals.join(","));
+        text.push('\n');
+        let p = dir.path().join("v1.csv");
+        std::fs::write(&p, &text).unwrap();
+        let rows = read_csv(&p).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].schema_version, 1);
+        assert_eq!(rows[0].allocator, "slub");
+        assert!(rows[0].metric.is_empty());
+        // And a version-2 file round-trips.
+        let mut r = Row::new(&RunMeta::default());
+        r.metric = "p99".into();
+        r.value = 42.0;
+        let p2 = dir.path().join("v2.csv");
+        let mut w = csv::Writer::from_path(&p2).unwrap();
+        w.serialize(&r).unwrap();
+        w.flush().unwrap();
+        let back = read_csv(&p2).unwrap();
+        assert_eq!(back, vec![r]);
+        assert_eq!(back[0].schema_version, SCHEMA_VERSION);
+        std::fs::write(&p2, "a,b\n1,2\n").unwrap();
+        assert!(read_csv(&p2).unwrap_err().contains("schema version"));
+    }
 }

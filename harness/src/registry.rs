@@ -225,5 +225,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::Scaling => workloads::scaling::run(ctx, make),
         Workload::Pages => workloads::pages::run(ctx),
         Workload::Programs => workloads::programs::run(ctx),
+        Workload::Latency => workloads::latency::run(ctx, make),
     }
 }

@@ -16,7 +16,7 @@ fn harness(args: &[&str]) -> Output {
         .expect("run harness")
 }
 
-const COLUMNS: &str = "run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note";
+const COLUMNS: &str = "schema_version,run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,metric,value,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note";
 
 const FIGURES: &[&str] = &[
     "slab_test",
@@ -25,6 +25,7 @@ const FIGURES: &[&str] = &[
     "remote_free",
     "custom_caches",
     "pages",
+    "latency",
 ];
 
 fn check_figures(dir: &Path) {
@@ -94,6 +95,48 @@ fn quick_sweep_writes_everything() {
         if cpus > 1 {
             assert!(count(a, "remote_free") >= 1, "{a} remote_free rows");
         }
+        // latency: per size (64, 256, 4096 of the quick sizes) and phase, a mean and the
+        // quantiles, in order (p50 <= p90 <= ... <= max).
+        let phases = if cpus > 1 { 5 } else { 3 };
+        for size in ["64", "256", "4096"] {
+            for ph in ["A_alloc", "B_free", "C_pair", "X_alloc", "X_remote_free"]
+                .iter()
+                .take(phases)
+            {
+                let q = |m: &str| -> f64 {
+                    rows.iter()
+                        .find(|r| {
+                            r[col("allocator")] == a
+                                && r[col("workload")] == "latency"
+                                && r[col("size")] == size
+                                && r[col("phase")] == *ph
+                                && r[col("metric")] == m
+                        })
+                        .unwrap_or_else(|| panic!("{a} latency {ph} {size} {m}"))[col("value")]
+                    .parse()
+                    .unwrap()
+                };
+                let v: Vec<f64> = ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
+                    .iter()
+                    .map(|m| q(m))
+                    .collect();
+                assert!(v.windows(2).all(|w| w[0] <= w[1]), "{a} {ph} {size}: {v:?}");
+                assert!(q("mean") <= v[5], "{a} {ph} {size} mean <= max");
+            }
+        }
+        // Slab allocators also show where the tail comes from: slow-path counters (their
+        // stats are off in this run, so from the extra stats pass).
+        if a.starts_with("sl") {
+            assert!(
+                rows.iter().any(|r| r[col("allocator")] == a
+                    && r[col("workload")] == "latency"
+                    && r[col("metric")].starts_with("stat:")),
+                "{a} latency stat rows"
+            );
+        }
+    }
+    for r in &rows {
+        assert_eq!(r[col("schema_version")], "2");
     }
     assert!(count("provider", "pages") > 0 && count("mmap", "pages") > 0);
     for r in &rows {
@@ -101,14 +144,23 @@ fn quick_sweep_writes_everything() {
         assert!(cyc.is_finite() && cyc >= 0.0);
         assert!(!r[col("git_commit")].is_empty());
     }
-    // Slab allocators report provider-measured memory; at the end of the memory run (cache
-    // destroyed) the held bytes are back near zero, never more than at full size.
-    for a in ["slab", "slub"] {
+    // Slab allocators report provider-measured memory beside the kernel's (smaps) count, which
+    // every allocator has; held at least what is live at the full working set.
+    for a in ["slab", "slub", "system", "mimalloc"] {
         let mem: Vec<&Vec<String>> = rows
             .iter()
-            .filter(|r| r[col("allocator")] == a && r[col("workload")] == "memory")
+            .filter(|r| {
+                r[col("allocator")] == a
+                    && r[col("workload")] == "memory"
+                    && r[col("held_measure")] == "smaps_anon"
+            })
             .collect();
-        assert!(mem.iter().all(|r| r[col("held_measure")] == "provider"));
+        assert!(!mem.is_empty(), "{a} smaps rows");
+        if a.starts_with("sl") {
+            assert!(rows.iter().any(|r| r[col("allocator")] == a
+                && r[col("workload")] == "memory"
+                && r[col("held_measure")] == "provider"));
+        }
         let grow_over: f64 = mem.iter().rfind(|r| r[col("phase")] == "grow").unwrap()
             [col("overhead")]
         .parse()
@@ -229,6 +281,7 @@ fn list_names_everything() {
         "custom_caches",
         "scaling",
         "pages",
+        "latency",
     ] {
         assert!(s.contains(name), "--list mentions {name}");
     }

@@ -1,91 +1,276 @@
 //! Memory overhead: a dedicated cache's working set grown to N live objects with seeded random
 //! frees, then 90 % freed at random, then `kmem_cache_shrink`-ed, then emptied and destroyed.
-//! Overhead = bytes held ÷ bytes live. Slab allocators report the page provider's exact count
-//! (their metadata included); baselines report their own count of memory held from the OS
-//! (glibc `mallinfo2`; mimalloc: process RSS) as a delta over the workload — a different
-//! measure, marked so in `held_measure`.
+//! Overhead = bytes held ÷ bytes live.
+//!
+//! Every (allocator, size) is measured in a fresh child process (the harness binary re-run with
+//! [`ENV_CHILD`] set), so nothing an earlier measurement left in a process-wide heap is reused
+//! or counted. In the child, the kernel's own accounting is read from `/proc/self/smaps_rollup`
+//! before the allocator is created and at every sample: `held_measure = smaps_anon` rows carry
+//! the growth of `Anonymous` (with the `Rss` and `Pss_Anon` growth in the note) — the one column
+//! that compares all allocators. Beside it, the allocator's exact count where it has one:
+//! `provider` (slab allocators: the page provider's bytes, metadata included) and `mallinfo2`
+//! (glibc: `arena + hblkhd`, growth since the same start). mimalloc and jemalloc have no exact
+//! count in this build (their process-RSS rows of before are gone: smaps is the better form).
 //! Objects the allocator still counts as in use though the workload freed them (SLAB's per-CPU,
 //! shared and alien arrays; SLUB's CPU slabs) are reported as `queued_bytes`.
 
 use super::{validate, Ctx, Rng, Workload};
-use crate::alloc::{BenchAllocator, BenchCache};
-use crate::placement::run_pinned;
+use crate::alloc::{BenchAllocator, BenchCache, HeldMeasure};
 use crate::record::Row;
 use common::Topology;
 
 /// Samples taken while growing.
 const SAMPLES: usize = 20;
 
+/// Set (to `ALLOCATOR:SIZE`) in the child process that measures one allocator and size.
+pub const ENV_CHILD: &str = "HARNESS_MEMORY_CHILD";
+
 /// Object sizes measured (the first requested size ≤ 4 KiB, default 64 B).
 pub fn sizes(ctx: &Ctx<'_>) -> Vec<usize> {
     ctx.cfg.memory_sizes.clone()
 }
 
-/// Runs the working-set life cycle for each size.
+/// The kernel's accounting of this process (`/proc/self/smaps_rollup`), in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Smaps {
+    /// `Rss`.
+    pub rss: u64,
+    /// `Pss_Anon` (0 on kernels before 5.9, which lack the field).
+    pub pss_anon: u64,
+    /// `Anonymous`.
+    pub anon: u64,
+}
+
+/// Parses the fields of [`Smaps`] out of smaps_rollup text.
+pub fn parse_smaps(text: &str) -> Option<Smaps> {
+    let mut s = Smaps::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let kb = || -> Option<u64> {
+            v.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .map(|x| x * 1024)
+        };
+        match k {
+            "Rss" => s.rss = kb()?,
+            "Pss_Anon" => s.pss_anon = kb()?,
+            "Anonymous" => {
+                s.anon = kb()?;
+                seen = true;
+            }
+            _ => {}
+        }
+    }
+    seen.then_some(s)
+}
+
+/// Reads `/proc/self/smaps_rollup` into a stack buffer (no heap allocation, so the glibc
+/// baseline's own heap is not disturbed by the measurement).
+pub fn smaps() -> Result<Smaps, String> {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let mut f = std::fs::File::open("/proc/self/smaps_rollup")
+        .map_err(|e| format!("/proc/self/smaps_rollup (Linux 4.14+ needed): {e}"))?;
+    let mut n = 0;
+    loop {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                if n == buf.len() {
+                    break;
+                }
+            }
+            Err(e) => return Err(format!("/proc/self/smaps_rollup: {e}")),
+        }
+    }
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(parse_smaps)
+        .ok_or_else(|| "/proc/self/smaps_rollup: no Anonymous field".to_string())
+}
+
+/// One sample of the life cycle, plain numbers.
+#[derive(Clone, Copy)]
+struct Sample {
+    phase: &'static str,
+    live_n: usize,
+    step: usize,
+    k: Smaps,
+    held: usize,
+    m: HeldMeasure,
+    queued: u64,
+}
+
+/// Runs the working-set life cycle for each size: in the parent, one child process per size;
+/// in a child ([`ENV_CHILD`] set), the measurement itself.
 pub fn run<A: BenchAllocator>(
+    ctx: &Ctx<'_>,
+    make: &dyn Fn(&Topology) -> Result<A, String>,
+) -> Result<Vec<Row>, String> {
+    if std::env::var_os(ENV_CHILD).is_some() {
+        return run_here(ctx, make);
+    }
+    let name = make(ctx.topo)?.name();
+    let mut rows = Vec::new();
+    for &size in &sizes(ctx) {
+        rows.extend(spawn_child(ctx, name, size)?);
+        ctx.progress.inc(1);
+    }
+    Ok(rows)
+}
+
+/// Runs this harness again with the same arguments and [`ENV_CHILD`] = `name:size`; the child
+/// prints its rows as CSV on stdout. The rows get this run's facts.
+fn spawn_child(ctx: &Ctx<'_>, name: &str, size: usize) -> Result<Vec<Row>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("memory: no harness binary: {e}"))?;
+    let out = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(ENV_CHILD, format!("{name}:{size}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("memory: cannot start the child process: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "memory child for {name} {size} B failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+    let mut rows = Vec::new();
+    for row in r.deserialize::<Row>() {
+        let row = row.map_err(|e| format!("memory child output: {e}"))?;
+        let mut x = Row::new(ctx.meta);
+        x.allocator = row.allocator;
+        x.api = row.api;
+        x.settings = row.settings;
+        x.workload = row.workload;
+        x.phase = row.phase;
+        x.size = row.size;
+        x.threads = row.threads;
+        x.cpu = row.cpu;
+        x.node = row.node;
+        x.repetition = row.repetition;
+        x.ops = row.ops;
+        x.queued_bytes = row.queued_bytes;
+        x.note = row.note;
+        rows.push(x.memory(row.bytes_live, row.bytes_held, &row.held_measure));
+    }
+    Ok(rows)
+}
+
+/// One measurement: a worker pinned to `cpu` warms itself up (its stack, its first heap use,
+/// the bookkeeping vector) and waits; the baseline is read; the allocator is made; then the
+/// worker runs the life cycle. So the smaps growth holds the allocator and its objects, and
+/// as little of the harness as can be kept out.
+#[allow(clippy::type_complexity)]
+fn isolated<A: BenchAllocator>(
+    ctx: &Ctx<'_>,
+    make: &dyn Fn(&Topology) -> Result<A, String>,
+    size: usize,
+    cpu: usize,
+) -> Result<(std::sync::OnceLock<A>, Result<Vec<Row>, String>), String> {
+    use std::sync::{Barrier, OnceLock};
+    let slot: OnceLock<A> = OnceLock::new();
+    let base: OnceLock<Smaps> = OnceLock::new();
+    let barrier = Barrier::new(2);
+    let res = std::thread::scope(|sc| {
+        let h = sc.spawn(|| -> Result<Vec<Row>, String> {
+            let pinned = common::pin::pin_to_cpu(cpu);
+            // The bookkeeping vector, made and touched before the baseline; and one small
+            // heap allocation so the thread's own malloc arena exists before it too.
+            // (`vec![0; n]` would be calloc: fresh zero pages, not touched until pushed to.)
+            let mut live: Vec<usize> = vec![1; ctx.cfg.live_objects];
+            std::hint::black_box(&mut live);
+            live.clear();
+            let warm = std::hint::black_box(format!("warm {cpu}"));
+            drop(warm);
+            barrier.wait();
+            barrier.wait();
+            pinned.map_err(|e| format!("memory worker: {e}"))?;
+            let (Some(a), Some(&b)) = (slot.get(), base.get()) else {
+                return Err("memory: no allocator or baseline".into());
+            };
+            life_cycle(ctx, a, size, &mut live, b)
+        });
+        barrier.wait();
+        let made = smaps().and_then(|b| {
+            let _ = base.set(b);
+            make(ctx.topo).map(|a| {
+                let _ = slot.set(a);
+            })
+        });
+        barrier.wait();
+        let r = h
+            .join()
+            .unwrap_or_else(|_| Err("memory worker panicked".into()));
+        made.map(|()| r)
+    })?;
+    Ok((slot, res))
+}
+
+/// The child's side of [`run`]: `ctx.cfg.memory_sizes` holds the one size.
+fn run_here<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &size in &sizes(ctx) {
-        let a = make(ctx.topo)?;
         let cpu = ctx.cfg.cpus[0];
-        let out = run_pinned(&[cpu], ctx.topo, |w| {
-            w.barrier.wait();
-            life_cycle(ctx, &a, size)
-        })?;
+        let r = isolated(ctx, make, size, cpu)?;
+        validate(r.0.get().expect("made"), Workload::Memory)?;
+        let out = [r.1];
         let mut r = out.into_iter().next().expect("one worker")?;
         for row in &mut r {
             row.cpu = cpu as i64;
             row.node = ctx.topo.cpu_to_node(cpu) as i64;
         }
         rows.extend(r);
-        validate(&a, Workload::Memory)?;
-        ctx.progress.inc(1);
     }
     Ok(rows)
 }
 
-fn life_cycle<A: BenchAllocator>(ctx: &Ctx<'_>, a: &A, size: usize) -> Result<Vec<Row>, String> {
+fn life_cycle<A: BenchAllocator>(
+    ctx: &Ctx<'_>,
+    a: &A,
+    size: usize,
+    live: &mut Vec<usize>,
+    smaps_base: Smaps,
+) -> Result<Vec<Row>, String> {
     let n = ctx.cfg.live_objects;
-    // The bookkeeping vector is made (and touched) before the baseline is read, so an RSS
-    // measure does not count it.
-    let mut live: Vec<usize> = vec![0; n];
-    live.clear();
+    // The allocator's own count: provider bytes are this instance's alone (from 0); glibc's
+    // mallinfo2 is process-wide, so its growth since the smaps baseline (a fresh process: only
+    // the harness's own start-up is in it).
+    let (own_base, _) = a.held_bytes();
     let cache = a.create_cache(&format!("memtest-{size}"), size, true)?;
-    // Baselines give back what they kept from earlier workloads first (malloc_trim,
-    // mi_collect), so the delta below starts from as clean a state as they allow.
-    a.shrink(cache);
-    let (base, measure) = a.held_bytes();
-    // Provider counts are this instance's alone; the baselines' counts are process-wide, so
-    // their delta over the workload is taken (memory they kept from earlier workloads and
-    // reuse here makes that delta an underestimate: the summary says so).
-    let base = if measure == crate::alloc::HeldMeasure::Provider {
-        0
-    } else {
-        base
-    };
     let mut rng = Rng::new(ctx.cfg.seed ^ size as u64);
-    let mut rows = Vec::new();
     let api = match cache {
         BenchCache::Slab(..) => "cache",
         BenchCache::Size(_) => "malloc",
     };
-    let sample = |phase: &str, live_n: usize, step: usize| -> Row {
+    // Samples are plain numbers in a vector reserved up front; the rows (strings) are made
+    // after the life cycle, so the harness's own heap use stays out of the smaps growth.
+    let mut samples: Vec<Sample> = Vec::with_capacity(SAMPLES * 2 + 16);
+    let sample = |samples: &mut Vec<Sample>, phase: &'static str, live_n: usize, step: usize| {
+        let k = smaps().unwrap_or_default();
         let (held, m) = a.held_bytes();
-        let mut r = ctx.row(a, api, Workload::Memory, phase);
-        r.size = size;
-        r.threads = 1;
-        r.ops = step as u64;
-        if let Some((active, _stride)) = a.cache_active_objects(cache) {
-            r.queued_bytes = (active.saturating_sub(live_n) * size) as u64;
-        }
-        r.note = format!("live_objects={live_n}");
-        r.memory(
-            (live_n * size) as u64,
-            held.saturating_sub(base) as u64,
-            m.name(),
-        )
+        let queued = a.cache_active_objects(cache).map_or(0, |(active, _)| {
+            (active.saturating_sub(live_n) * size) as u64
+        });
+        samples.push(Sample {
+            phase,
+            live_n,
+            step,
+            k,
+            held,
+            m,
+            queued,
+        });
     };
     let every = (n / SAMPLES).max(1);
     let mut step = 0usize;
@@ -105,7 +290,7 @@ fn life_cycle<A: BenchAllocator>(ctx: &Ctx<'_>, a: &A, size: usize) -> Result<Ve
             }
             live.push(p as usize);
             if live.len() % every == 0 {
-                rows.push(sample("grow", live.len(), step));
+                sample(&mut samples, "grow", live.len(), step);
             }
         } else {
             let i = rng.below(live.len());
@@ -122,22 +307,72 @@ fn life_cycle<A: BenchAllocator>(ctx: &Ctx<'_>, a: &A, size: usize) -> Result<Ve
         // SAFETY: freed once.
         unsafe { a.cache_free(cache, p as *mut u8) };
     }
-    rows.push(sample("freed90", live.len(), step));
+    sample(&mut samples, "freed90", live.len(), step);
     a.shrink(cache);
-    rows.push(sample("shrunk", live.len(), step));
+    sample(&mut samples, "shrunk", live.len(), step);
     for p in live.drain(..) {
         // SAFETY: freed once.
         unsafe { a.cache_free(cache, p as *mut u8) };
     }
     a.shrink(cache);
-    rows.push(sample("empty", 0, step));
+    sample(&mut samples, "empty", 0, step);
     a.destroy_cache(cache)?;
-    rows.push(sample("destroyed", 0, step));
-    for (i, r) in rows.iter_mut().enumerate() {
-        r.repetition = 0;
-        if r.phase == "grow" {
-            r.note = format!("{} sample={i}", r.note);
+    sample(&mut samples, "destroyed", 0, step);
+    let mut rows = Vec::new();
+    for (i, x) in samples.iter().enumerate() {
+        let mut r = ctx.row(a, api, Workload::Memory, x.phase);
+        r.size = size;
+        r.threads = 1;
+        r.ops = x.step as u64;
+        r.queued_bytes = x.queued;
+        let live_b = (x.live_n * size) as u64;
+        let tag = if x.phase == "grow" {
+            format!(" sample={i}")
+        } else {
+            String::new()
+        };
+        r.note = format!(
+            "live_objects={} rss_growth={} pss_anon_growth={}{tag}",
+            x.live_n,
+            x.k.rss.saturating_sub(smaps_base.rss),
+            x.k.pss_anon.saturating_sub(smaps_base.pss_anon)
+        );
+        let own = match x.m {
+            HeldMeasure::Provider => Some(x.held as u64),
+            HeldMeasure::Mallinfo2 => Some(x.held.saturating_sub(own_base) as u64),
+            HeldMeasure::Rss => None,
+        };
+        if let Some(own) = own {
+            let mut o = r.clone();
+            o.note = format!("live_objects={}{tag}", x.live_n);
+            rows.push(o.memory(live_b, own, x.m.name()));
         }
+        let anon = x.k.anon.saturating_sub(smaps_base.anon);
+        rows.push(r.memory(live_b, anon, "smaps_anon"));
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_rollup_fields_are_parsed() {
+        let text = "55d0c0000000-7ffd00000000 ---p 00000000 00:00 0                  [rollup]\n\
+                    Rss:               12345 kB\nPss:               12000 kB\nPss_Anon:          10000 kB\n\
+                    Pss_File:           2000 kB\nAnonymous:         10001 kB\nSwap:                  0 kB\n";
+        let s = parse_smaps(text).unwrap();
+        assert_eq!(s.rss, 12345 * 1024);
+        assert_eq!(s.pss_anon, 10000 * 1024);
+        assert_eq!(s.anon, 10001 * 1024);
+        assert!(parse_smaps("Rss: 1 kB\n").is_none(), "no Anonymous field");
+        assert!(parse_smaps("Anonymous: x kB\n").is_none(), "bad number");
+    }
+
+    #[test]
+    fn this_process_has_smaps() {
+        let s = smaps().unwrap();
+        assert!(s.rss > 0 && s.anon > 0 && s.anon <= s.rss);
+    }
 }

@@ -3,6 +3,7 @@
 //! measurement starts from an empty allocator with exact accounting.
 
 pub mod custom_caches;
+pub mod latency;
 pub mod memory;
 pub mod pages;
 pub mod programs;
@@ -32,12 +33,15 @@ pub enum Workload {
     Pages,
     /// Real programs under LD_PRELOAD on each allocator (opt-in: not in the default sweep).
     Programs,
+    /// Per-operation latency distributions (latency.rs).
+    Latency,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::SlabTest,
+        Workload::Latency,
         Workload::RemoteFree,
         Workload::Memory,
         Workload::CustomCaches,
@@ -48,8 +52,9 @@ impl Workload {
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 6] = [
+    pub const DEFAULT: [Workload; 7] = [
         Workload::SlabTest,
+        Workload::Latency,
         Workload::RemoteFree,
         Workload::Memory,
         Workload::CustomCaches,
@@ -67,6 +72,7 @@ impl Workload {
             Workload::Scaling => "scaling",
             Workload::Pages => "pages",
             Workload::Programs => "programs",
+            Workload::Latency => "latency",
         }
     }
 
@@ -79,6 +85,7 @@ impl Workload {
             Workload::CustomCaches => "kmem_cache_create of dentry/skbuff/inode/4k-buffer-like objects in a mixed producer/consumer pattern",
             Workload::Scaling => "alloc/free pairs on 1..all CPUs with the same total work; throughput vs threads",
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
+            Workload::Latency => "per-operation latency: every kmalloc, kfree, pair, producer alloc and remote free timed on its own (TSC, timer cost subtracted) into a histogram; p50/p90/p99/p99.9/p99.99/max per size, slow-path counters per 10 000 ops",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
         }
     }

@@ -18,6 +18,12 @@
 //! `note` = the allocator's own figures (`provider_peak_bytes=… provider_end_bytes=…
 //! mmap_peak_bytes=…`). Programs are not pinned: they start their own threads (sort).
 //!
+//! Beside the rows, `benchres.csv` in the output directory holds every run in mimalloc-bench's
+//! format (`# benchmark allocator elapsed rss user sys page-faults page-reclaims`, space
+//! separated, as its `bench.sh` writes with GNU time: elapsed `[M:]SS.ss`, rss in KiB, CPU
+//! seconds, major and minor faults from `wait4`), glibc named `sys` and mimalloc `mi` as there,
+//! so the lines merge with published mimalloc-bench runs.
+//!
 //! The preload library is looked for in `$SLABWORKS_PRELOAD_SO`, next to the harness binary
 //! (`target/<profile>/`), and else built with `cargo build -p preload --lib` in the same
 //! profile; mimalloc in `$SLABWORKS_MIMALLOC_SO` and the usual library directories.
@@ -84,6 +90,11 @@ impl Alloc {
 struct Measured {
     wall_s: f64,
     maxrss_bytes: u64,
+    /// User and system CPU seconds, major and minor page faults (`wait4`'s rusage).
+    user_s: f64,
+    sys_s: f64,
+    majflt: u64,
+    minflt: u64,
     stdout_hash: u64,
     report: Option<Report>,
 }
@@ -458,9 +469,14 @@ fn measure(
     } else {
         None
     };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Measured {
         wall_s,
         maxrss_bytes: ru.ru_maxrss as u64 * 1024,
+        user_s: tv(ru.ru_utime),
+        sys_s: tv(ru.ru_stime),
+        majflt: ru.ru_majflt as u64,
+        minflt: ru.ru_minflt as u64,
         stdout_hash: h.finish(),
         report,
     })
@@ -492,6 +508,7 @@ pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
     let slab_opts = slab_env(ctx)?;
     let slub_opts = slub_env(ctx);
     let mut rows = Vec::new();
+    let mut bench = String::from(BENCHRES_HEADER);
     for rep in 0..ctx.cfg.reps {
         for p in &progs {
             let mut reference = None;
@@ -508,6 +525,7 @@ pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
                     _ => vec![],
                 };
                 let m = measure(ctx, p, a, &dir, &extra)?;
+                bench.push_str(&benchres_line(p.name, a.name(), &m));
                 match reference {
                     None => reference = Some(m.stdout_hash),
                     Some(h) if h != m.stdout_hash => {
@@ -553,12 +571,82 @@ pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let path = ctx.cfg.out.join("benchres.csv");
+    std::fs::write(&path, bench).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(rows)
+}
+
+/// mimalloc-bench's `benchres.csv` header (its `bench.sh` writes it; the rows are GNU time's
+/// `%E %M %U %S %F %R`, space-separated, the leading `0:` of `%E` removed).
+pub const BENCHRES_HEADER: &str =
+    "# benchmark allocator elapsed rss user sys page-faults page-reclaims\n";
+
+/// mimalloc-bench's name of an allocator (`sys`, `mi`), ours for the rest.
+fn benchres_alloc(name: &str) -> &str {
+    match name {
+        "system" => "sys",
+        "mimalloc" => "mi",
+        other => other,
+    }
+}
+
+/// `%E` of GNU time without a leading `0:` as mimalloc-bench writes it: `SS.ss` under a
+/// minute, `M:SS.ss` under an hour, `H:MM:SS` beyond.
+fn benchres_elapsed(s: f64) -> String {
+    let cs = (s * 100.0).round() as u64;
+    let (h, m, sec, c) = (cs / 360_000, cs / 6000 % 60, cs / 100 % 60, cs % 100);
+    if h > 0 {
+        format!("{h}:{m:02}:{sec:02}")
+    } else if m > 0 {
+        format!("{m}:{sec:02}.{c:02}")
+    } else {
+        format!("{sec:02}.{c:02}")
+    }
+}
+
+/// One `benchres.csv` line: benchmark allocator elapsed rss(KiB) user sys faults reclaims.
+fn benchres_line(prog: &str, alloc: &str, m: &Measured) -> String {
+    format!(
+        "{prog} {} {} {} {:.2} {:.2} {} {}\n",
+        benchres_alloc(alloc),
+        benchres_elapsed(m.wall_s),
+        m.maxrss_bytes / 1024,
+        m.user_s,
+        m.sys_s,
+        m.majflt,
+        m.minflt
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn benchres_lines_follow_mimalloc_bench() {
+        assert_eq!(benchres_elapsed(2.123), "02.12");
+        assert_eq!(benchres_elapsed(61.5), "1:01.50");
+        assert_eq!(benchres_elapsed(3725.0), "1:02:05");
+        let m = Measured {
+            wall_s: 2.12,
+            maxrss_bytes: 3588 * 1024,
+            user_s: 2.15,
+            sys_s: 0.0,
+            majflt: 1,
+            minflt: 306,
+            stdout_hash: 0,
+            report: None,
+        };
+        assert_eq!(
+            benchres_line("cfrac", "mimalloc", &m),
+            "cfrac mi 02.12 3588 2.15 0.00 1 306\n"
+        );
+        assert_eq!(
+            BENCHRES_HEADER.split_whitespace().count(),
+            9,
+            "# + 8 columns"
+        );
+    }
 
     #[test]
     fn report_figures_are_parsed_for_the_right_pid() {
