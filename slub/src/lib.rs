@@ -429,7 +429,7 @@ impl SlubSettings {
                 "config" => {
                     s.config = KernelConfig::parse(v).ok_or_else(|| {
                         format!("config: {v:?} is not kernel, hardened or checked")
-                    })?
+                    })?;
                 }
                 "stats" | "slub_stats" => s.stats = true,
                 "seed" => s.random_seed = num()? as u64,
