@@ -88,6 +88,7 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
         Workload::Scaling => a * reps * workloads::scaling::sizes(&cfg.sizes).len() as u64,
         Workload::Pages => reps * workloads::pages::orders(cfg.quick).len() as u64,
         Workload::Programs => reps * workloads::programs::PROGRAMS.len() as u64 * 4,
+        Workload::Ablation => workloads::ablation::units(cfg),
     }
 }
 
@@ -171,6 +172,8 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             workloads::pages::run(&ctx)
         } else if w == Workload::Programs {
             workloads::programs::run(&ctx)
+        } else if w == Workload::Ablation {
+            workloads::ablation::run(&ctx)
         } else {
             let mut all = Vec::new();
             let mut res = Ok(());

@@ -90,6 +90,17 @@ pub struct Row {
     pub queued_bytes: u64,
     /// Free-form note.
     pub note: String,
+    /// Kernel configuration of a slab allocator in the `ablation` workload (`kernel`,
+    /// `hardened`, `checked`; empty elsewhere).
+    #[serde(default)]
+    pub config: String,
+    /// Per-CPU mechanism in the `ablation` workload (`rseq`, `cmpxchg`, `lock`; empty
+    /// elsewhere).
+    #[serde(default)]
+    pub percpu: String,
+    /// Statistics counters in the `ablation` workload (`on`, `off`; empty elsewhere).
+    #[serde(default)]
+    pub stats: String,
 }
 
 impl Row {
@@ -170,7 +181,13 @@ pub const COLUMNS: &[&str] = &[
     "held_measure",
     "queued_bytes",
     "note",
+    "config",
+    "percpu",
+    "stats",
 ];
+
+/// Columns of files written before the `ablation` workload added its three (still readable).
+const COLUMNS_BEFORE_ABLATION: usize = 29;
 
 /// Reads rows from a CSV file written by the harness (or several concatenated).
 pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
@@ -181,7 +198,7 @@ pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
         .iter()
         .map(str::to_string)
         .collect();
-    if header != COLUMNS {
+    if header != COLUMNS && header[..] != COLUMNS[..COLUMNS_BEFORE_ABLATION] {
         return Err(format!(
             "{}: not a slabworks results CSV (unexpected header)",
             path.display()

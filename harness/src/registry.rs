@@ -136,6 +136,11 @@ impl Settings {
                 "cpu_partial" => u.cpu_partial = Some(num(k, v)?),
                 "min_partial" => u.min_partial = Some(num(k, v)?),
                 "hardened" => u.freelist_hardened = flag(k, v)?,
+                "config" => {
+                    u.config = common::KernelConfig::parse(v).ok_or_else(|| {
+                        format!("--slub config={v}: expected kernel, hardened or checked")
+                    })?;
+                }
                 "stats" => u.stats = flag(k, v)?,
                 "fastpath" => {
                     u.fastpath = match v {
@@ -147,7 +152,7 @@ impl Settings {
                 }
                 _ => {
                     return Err(format!(
-                        "--slub {a}: unknown key '{k}' (era, min_order, max_order, min_objects, nomerge, cpu_partial, min_partial, hardened, stats, fastpath)"
+                        "--slub {a}: unknown key '{k}' (era, min_order, max_order, min_objects, nomerge, cpu_partial, min_partial, hardened, stats, fastpath, config)"
                     ))
                 }
             }
@@ -225,5 +230,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::Scaling => workloads::scaling::run(ctx, make),
         Workload::Pages => workloads::pages::run(ctx),
         Workload::Programs => workloads::programs::run(ctx),
+        Workload::Ablation => workloads::ablation::run(ctx),
     }
 }

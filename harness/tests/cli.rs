@@ -12,7 +12,7 @@ fn harness(args: &[&str]) -> Output {
         .expect("run harness")
 }
 
-const COLUMNS: &str = "run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note";
+const COLUMNS: &str = "run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note,config,percpu,stats";
 
 const FIGURES: &[&str] = &[
     "slab_test",
@@ -21,6 +21,7 @@ const FIGURES: &[&str] = &[
     "remote_free",
     "custom_caches",
     "pages",
+    "ablation",
 ];
 
 fn check_figures(dir: &Path) {
@@ -204,6 +205,14 @@ fn bad_input_is_a_clear_error() {
     assert_clean_error(&["--slub", "max_order=12"], "orders go up to");
     assert_clean_error(&["--slub", "colour=3"], "unknown key 'colour'");
     assert_clean_error(&["--slab", "limit=x"], "not a non-negative integer");
+    assert_clean_error(
+        &["--slub", "config=paranoid"],
+        "kernel, hardened or checked",
+    );
+    assert_clean_error(
+        &["--slab", "config=paranoid"],
+        "kernel, hardened or checked",
+    );
     assert_clean_error(&["-o", "/proc/slabworks-cannot-write"], "output directory");
     assert_clean_error(&["--bogus-flag"], "--bogus-flag");
     assert_clean_error(&["plot", "/nonexistent-dir"], "results.csv");
@@ -225,6 +234,7 @@ fn list_names_everything() {
         "custom_caches",
         "scaling",
         "pages",
+        "ablation",
     ] {
         assert!(s.contains(name), "--list mentions {name}");
     }

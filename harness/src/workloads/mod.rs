@@ -2,6 +2,7 @@
 //! virtual call in a timed loop) and builds fresh allocator instances through `make`, so each
 //! measurement starts from an empty allocator with exact accounting.
 
+pub mod ablation;
 pub mod custom_caches;
 pub mod memory;
 pub mod pages;
@@ -32,11 +33,13 @@ pub enum Workload {
     Pages,
     /// Real programs under LD_PRELOAD on each allocator (opt-in: not in the default sweep).
     Programs,
+    /// SLUB/SLAB by kernel configuration × per-CPU mechanism × statistics (issue 15).
+    Ablation,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::SlabTest,
         Workload::RemoteFree,
         Workload::Memory,
@@ -44,17 +47,19 @@ impl Workload {
         Workload::Scaling,
         Workload::Pages,
         Workload::Programs,
+        Workload::Ablation,
     ];
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 6] = [
+    pub const DEFAULT: [Workload; 7] = [
         Workload::SlabTest,
         Workload::RemoteFree,
         Workload::Memory,
         Workload::CustomCaches,
         Workload::Scaling,
         Workload::Pages,
+        Workload::Ablation,
     ];
 
     /// Command-line name.
@@ -67,6 +72,7 @@ impl Workload {
             Workload::Scaling => "scaling",
             Workload::Pages => "pages",
             Workload::Programs => "programs",
+            Workload::Ablation => "ablation",
         }
     }
 
@@ -79,6 +85,7 @@ impl Workload {
             Workload::CustomCaches => "kmem_cache_create of dentry/skbuff/inode/4k-buffer-like objects in a mixed producer/consumer pattern",
             Workload::Scaling => "alloc/free pairs on 1..all CPUs with the same total work; throughput vs threads",
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
+            Workload::Ablation => "slab and slub in every kernel configuration (kernel/hardened/checked) x per-CPU mechanism (rseq/lock) x stats (off/on): pair, A, B at 64/256/4096 B, F at 64/4096 B, a cross-thread server pattern; SLUB/SLAB per mechanism (short form; full with --ablation-full)",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
         }
     }
