@@ -736,10 +736,11 @@ mod tests {
             .unwrap();
         // Per-round ratios 3.0 and 1.0: median 2.0 (not 50/30 of the sums).
         assert_eq!((lock.med, lock.min, lock.max, lock.n), (2.0, 1.0, 3.0, 2));
-        assert!(c
-            .ratio
-            .get(&(k("kernel", PerCpu::Rseq, "off"), "C_pair".into(), 64))
-            .is_none());
+        assert!(!c.ratio.contains_key(&(
+            k("kernel", PerCpu::Rseq, "off"),
+            "C_pair".to_string(),
+            64
+        )));
         let s = summary(&rows, &[("pair", "here", 0.5, "C_pair", 64)]);
         assert!(s.contains("| kernel | lock | off | 2.00 |"), "{s}");
         assert!(s.contains("Why ours differs from the published numbers"));
