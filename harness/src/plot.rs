@@ -79,7 +79,7 @@ impl Panel {
     }
 
     /// Logarithmic y axis.
-    fn log_y(mut self) -> Self {
+    pub(crate) fn log_y(mut self) -> Self {
         self.y_log = true;
         self
     }
