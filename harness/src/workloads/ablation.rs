@@ -29,7 +29,7 @@ use crate::analysis::Stat;
 use crate::placement::run_pinned;
 use crate::record::Row;
 use crate::tsc::rdtsc;
-use common::{KernelConfig, PageProvider, ProviderConfig};
+use common::{KernelConfig, PageProvider};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,7 +142,7 @@ pub fn units(cfg: &crate::cli::RunConfig) -> u64 {
 }
 
 fn provider(ctx: &Ctx<'_>) -> Result<PageProvider, String> {
-    PageProvider::new(&ProviderConfig::new(ctx.topo.clone())).map_err(|e| e.to_string())
+    crate::registry::provider(ctx.topo)
 }
 
 fn make_slab(ctx: &Ctx<'_>, c: Combo) -> Result<SlabBench<slab_classic::Slab>, String> {
