@@ -13,6 +13,9 @@
 //! given back, 256 MiB per node touched before the allocator is built: the reference), so the
 //! share of the page provider in the cost shows in the same run.
 //!
+//! With two CPUs it also runs the ablation's cross-thread server pattern once (populated
+//! provider), to show which SLUB paths its frees take.
+//!
 //! `cargo run --release -p harness --example outliers` (environment: `N`, default 10 000;
 //! `REPS`, default 3, the fastest round is printed; `SIZE` one size only).
 
@@ -117,6 +120,12 @@ fn snap<A: SlabAllocator>(a: &A) -> Snap {
 }
 
 const SHOWN: &[&str] = &[
+    "alloc_fastpath",
+    "free_fastpath",
+    "free_frozen",
+    "alloc_refill",
+    "allochit",
+    "freehit",
     "alloc_slowpath",
     "alloc_slab",
     "free_slowpath",
@@ -233,6 +242,61 @@ fn test_f<A: SlabAllocator>(mk: &dyn Fn() -> A, size: usize, n: usize, reps: usi
     println!("{}", best.expect("reps >= 1").1);
 }
 
+/// The ablation's cross-thread server pattern on CPUs 0 and 1: every thread swaps blocks of
+/// 8–1000 B into random slots of one 4096-slot table and frees what it takes out.
+fn test_server<A: SlabAllocator>(mk: &dyn Fn() -> A, ops: usize, tag: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let a = mk();
+    let table: Vec<AtomicUsize> = (0..4096).map(|_| AtomicUsize::new(0)).collect();
+    let s0 = snap(&a);
+    let cyc: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|t| {
+                let (a, table) = (&a, &table);
+                s.spawn(move || {
+                    let _ = common::pin::pin_to_cpu(t);
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
+                    let mut next = || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as usize
+                    };
+                    let t0 = rdtsc();
+                    for _ in 0..ops {
+                        let p = a.kmalloc(8 + next() % 993, Gfp::KERNEL).unwrap().as_ptr();
+                        let old = table[next() % 4096].swap(p as usize, Ordering::AcqRel);
+                        if old != 0 {
+                            // SAFETY: every block leaves the table once, by this swap.
+                            unsafe { a.kfree(old as *mut u8) }.unwrap();
+                        }
+                    }
+                    rdtsc() - t0
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>() / 2
+    });
+    let s1 = snap(&a);
+    println!(
+        "{}",
+        line(
+            &format!("{tag} server (per alloc+free)"),
+            ops * 2,
+            cyc * 2,
+            &s0,
+            &s1
+        )
+    );
+    for slot in &table {
+        let p = slot.swap(0, Ordering::AcqRel);
+        if p != 0 {
+            // SAFETY: the last block of the slot, freed once.
+            unsafe { a.kfree(p as *mut u8) }.unwrap();
+        }
+    }
+}
+
 fn main() {
     let only = env_usize("SIZE", 0);
     let sel = |size: usize| only == 0 || only == size;
@@ -271,6 +335,10 @@ fn main() {
                 }
             });
         });
+        if cpus > 1 && only == 0 && pvk == Pv::Populate {
+            test_server(&slab, 200_000, &format!("slab/{pv}"));
+            test_server(&slub, 200_000, &format!("slub/{pv}"));
+        }
         if cpus > 1 && sel(4096) {
             test_f(&slab, 4096, n, reps, &format!("slab/{pv}"));
             test_f(&slub, 4096, n, reps, &format!("slub/{pv}"));
