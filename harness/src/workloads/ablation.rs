@@ -196,11 +196,7 @@ pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
         }
         // The baseline of the pair goal, in the same round.
         let m = Mimalloc;
-        let pinned = run_pinned(&ctx.cfg.cpus[..1], ctx.topo, |_| {
-            let mut v = vec![0usize; f.ops];
-            let _ = alloc_free(&m, 64, &mut v);
-            alloc_free(&m, 64, &mut v)
-        })?;
+        let pinned = run_pinned(&ctx.cfg.cpus[..1], ctx.topo, |_| fastest(&m, 64, f.ops))?;
         let ((_, _, cc), err) = pinned.into_iter().next().expect("one worker");
         if let Some(e) = err {
             return Err(e);
@@ -213,6 +209,20 @@ pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
         rows.push(r.timed(f.ops as u64, cc, ctx.tsc_ghz));
     }
     Ok(rows)
+}
+
+/// Tests A, B, C on the calling thread: one untimed pass, then the fastest of `TIMED` passes
+/// per phase (one preemption of a shared VM would otherwise swamp a 10 000-op measurement).
+fn fastest<A: BenchAllocator>(a: &A, size: usize, ops: usize) -> ((u64, u64, u64), Option<String>) {
+    let mut v = vec![0usize; ops];
+    let _ = alloc_free(a, size, &mut v);
+    let ((mut ca, mut cb, mut cc), mut err) = alloc_free(a, size, &mut v);
+    for _ in 1..TIMED {
+        let ((xa, xb, xc), e) = alloc_free(a, size, &mut v);
+        (ca, cb, cc) = (ca.min(xa), cb.min(xb), cc.min(xc));
+        err = err.or(e);
+    }
+    ((ca, cb, cc), err)
 }
 
 /// Every test of the workload on one instance.
@@ -235,20 +245,7 @@ fn measure<A: BenchAllocator>(
     };
     let mut rows = Vec::new();
     for &size in abc_sizes(f.full) {
-        let single = run_pinned(&cpus[..1], ctx.topo, |w| {
-            let mut v = vec![0usize; f.ops];
-            let _ = alloc_free(a, size, &mut v);
-            w.barrier.wait();
-            // The fastest of `TIMED` passes per phase: one preemption of this shared VM
-            // would otherwise swamp a 10 000-op measurement.
-            let ((mut ca, mut cb, mut cc), mut err) = alloc_free(a, size, &mut v);
-            for _ in 1..TIMED {
-                let ((xa, xb, xc), e) = alloc_free(a, size, &mut v);
-                (ca, cb, cc) = (ca.min(xa), cb.min(xb), cc.min(xc));
-                err = err.or(e);
-            }
-            ((ca, cb, cc), err)
-        })?;
+        let single = run_pinned(&cpus[..1], ctx.topo, |_| fastest(a, size, f.ops))?;
         let ((ca, cb, cc), err) = single.into_iter().next().expect("one worker");
         if let Some(e) = err {
             return Err(e);
