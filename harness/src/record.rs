@@ -191,7 +191,12 @@ const COLUMNS_BEFORE_ABLATION: usize = 29;
 
 /// Reads rows from a CSV file written by the harness (or several concatenated).
 pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Flexible: rows of files written before the ablation columns (29 fields) may follow a
+    // newer header when runs are merged (`scripts/merge.sh`); their missing columns are empty.
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let header: Vec<String> = r
         .headers()
         .map_err(|e| e.to_string())?
@@ -204,7 +209,62 @@ pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
             path.display()
         ));
     }
-    r.deserialize()
-        .map(|row| row.map_err(|e| format!("{}: {e}", path.display())))
+    let full = csv::StringRecord::from(COLUMNS.to_vec());
+    r.records()
+        .map(|rec| {
+            let mut rec = rec.map_err(|e| format!("{}: {e}", path.display()))?;
+            while rec.len() < COLUMNS.len() {
+                rec.push_field("");
+            }
+            rec.deserialize(Some(&full))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csvs_without_the_ablation_columns_still_read_alone_and_merged() {
+        let row = Row {
+            allocator: "slub".into(),
+            config: "kernel".into(),
+            percpu: "rseq".into(),
+            stats: "off".into(),
+            ..Row::default()
+        };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(&row).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        let new_row = lines.next().unwrap();
+        let cut = |l: &str| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[..COLUMNS_BEFORE_ABLATION].join(",")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // An old file alone.
+        let old = dir.path().join("old.csv");
+        std::fs::write(&old, format!("{}\n{}\n", cut(header), cut(new_row))).unwrap();
+        let rows = read_csv(&old).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].allocator, "slub");
+        assert!(rows[0].config.is_empty());
+        // A new file with an old one's rows appended (scripts/merge.sh).
+        let merged = dir.path().join("merged.csv");
+        std::fs::write(&merged, format!("{header}\n{new_row}\n{}\n", cut(new_row))).unwrap();
+        let rows = read_csv(&merged).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].config.as_str(), rows[1].config.as_str()),
+            ("kernel", "")
+        );
+        // Anything else is refused.
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, "a,b\n1,2\n").unwrap();
+        assert!(read_csv(&bad).is_err());
+    }
 }
