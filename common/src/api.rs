@@ -11,6 +11,10 @@
 //! wrong cache, not at an object's start, or — in debug modes — a double free). Frees stay
 //! `unsafe`: a pointer that *is* a live object of ours but still in use elsewhere cannot be
 //! detected.
+//!
+//! That error contract is the `checked` [`KernelConfig`], the default. An instance created in the
+//! `kernel` or `hardened` configuration does what the kernel does instead (see [`KernelConfig`]):
+//! there a bad pointer is the caller's undefined behaviour, as in the kernel.
 
 use crate::page::Owner;
 use crate::provider::{Gfp, PageProvider, MAX_BLOCK_BYTES, PAGE_SIZE};
@@ -20,6 +24,53 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+/// Which kernel configuration an allocator instance imitates on its free paths (issue 15),
+/// chosen once at creation, like a static key: the fast paths of one configuration carry no test
+/// of another.
+///
+/// | | `kmem_cache_free(s, x)` | `kfree(x)` | SLUB free pointers |
+/// |---|---|---|---|
+/// | `Kernel` | trusts `s` and `x` (no ownership, wrong-cache or object-start test) | the cache from `x`'s page, unchecked | plain |
+/// | `Hardened` | `cache_from_obj`: compares `virt_to_cache(x)` with `s`; on a mismatch counts a warning and frees into the real cache; not a slab page: warning, nothing freed (`Err`) | as `Kernel` | XOR-encoded |
+/// | `Checked` | refuses foreign, wrong-cache and interior pointers with an error | the same tests | as set |
+///
+/// Debug modes (`slub_debug`, `CONFIG_DEBUG_SLAB`) check in every configuration. `Kernel` and
+/// `Hardened` make a bad pointer undefined behaviour, exactly as in the kernel: never the
+/// default of the API or of the preload library.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KernelConfig {
+    /// A kernel without `CONFIG_SLAB_FREELIST_HARDENED`: frees trust their arguments.
+    Kernel,
+    /// What distributions ship (6.4 with `CONFIG_SLAB_FREELIST_HARDENED=y`).
+    Hardened,
+    /// slabworks' own: every provable error refused with an error. The default.
+    #[default]
+    Checked,
+}
+
+impl KernelConfig {
+    /// Every configuration, in the order the harness reports them.
+    pub const ALL: [KernelConfig; 3] = [
+        KernelConfig::Kernel,
+        KernelConfig::Hardened,
+        KernelConfig::Checked,
+    ];
+
+    /// The settings spelling (`config=kernel|hardened|checked`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelConfig::Kernel => "kernel",
+            KernelConfig::Hardened => "hardened",
+            KernelConfig::Checked => "checked",
+        }
+    }
+
+    /// Parses [`KernelConfig::name`]'s spelling.
+    pub fn parse(s: &str) -> Option<KernelConfig> {
+        Self::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
 
 /// A constructor run on every object when its slab is created (`void (*ctor)(void *)`).
 pub type Ctor = unsafe fn(*mut u8);
@@ -451,6 +502,17 @@ pub trait SlabAllocator: Send + Sync {
     /// SLUB's `stat_item`s or SLAB's `STATS` counters. Default: none.
     fn for_each_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
         let _ = f;
+    }
+
+    /// The kernel configuration this instance was created in. Default: `Checked`.
+    fn kernel_config(&self) -> KernelConfig {
+        KernelConfig::Checked
+    }
+
+    /// How many `cache_from_obj` warnings (a free naming the wrong cache, or a pointer that is
+    /// not on a slab page) a `Hardened` instance has counted. Default: 0.
+    fn free_warnings(&self) -> u64 {
+        0
     }
 
     /// A one-line description of the settings in force (tunables, orders, era, debug flags),

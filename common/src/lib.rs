@@ -37,8 +37,8 @@ pub mod testing;
 pub mod topology;
 
 pub use api::{
-    CacheHandle, CacheName, Ctor, GlobalSlab, MemoryUsage, SlabAllocator, SlabError, SlabFlags,
-    SlabInfo,
+    CacheHandle, CacheName, Ctor, GlobalSlab, KernelConfig, MemoryUsage, SlabAllocator, SlabError,
+    SlabFlags, SlabInfo,
 };
 pub use exactdiv::ExactDiv;
 pub use page::{Owner, Page, SlabCounters};

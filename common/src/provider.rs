@@ -130,6 +130,11 @@ pub struct ProviderConfig {
     pub release_watermark: Option<usize>,
     /// Bind each arena to its real node with `mbind` (on by default).
     pub bind: bool,
+    /// Prefault every top-order block the first time it is handed out (`MADV_POPULATE_WRITE`,
+    /// after the node lock is dropped), as the kernel's memory is always present: no
+    /// first-touch page fault then lands in a later allocation's timing. Off by default (RSS
+    /// grows by whole 4 MiB blocks); the harness turns it on (issue 15).
+    pub populate: bool,
 }
 
 impl ProviderConfig {
@@ -143,6 +148,7 @@ impl ProviderConfig {
             node_page_limit: None,
             release_watermark: Some((64usize << 20) / PAGE_SIZE),
             bind: true,
+            populate: false,
         }
     }
 
@@ -257,6 +263,7 @@ struct ProviderInner {
     page_limit: usize,
     node_page_limit: usize,
     release_watermark: usize,
+    populate: bool,
     in_use: AtomicUsize,
     peak: AtomicUsize,
     owner_cur: [AtomicUsize; Owner::COUNT],
@@ -452,6 +459,7 @@ impl PageProvider {
             page_limit: cfg.page_limit.unwrap_or(usize::MAX),
             node_page_limit: cfg.node_page_limit.unwrap_or(usize::MAX),
             release_watermark: cfg.release_watermark.unwrap_or(usize::MAX),
+            populate: cfg.populate,
             in_use: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             owner_cur: Default::default(),
@@ -708,11 +716,18 @@ impl PageProvider {
             arena.counters.failures.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let Some(index) = self.rmqueue(node, order) else {
+        let Some((index, fresh)) = self.rmqueue(node, order) else {
             self.unreserve(node, pages);
             arena.counters.failures.fetch_add(1, Ordering::Relaxed);
             return None;
         };
+        if let Some(block) = fresh.filter(|_| i.populate) {
+            let addr = self.page_address(self.page_at(block));
+            // SAFETY: a whole top-order block of our arena; the advice leaves contents as they
+            // are, so parts already handed to other threads are unaffected. Best effort: a
+            // kernel without MADV_POPULATE_WRITE just faults the pages in later.
+            let _ = unsafe { sys::madvise_populate_write(addr, MAX_BLOCK_BYTES) };
+        }
         let page = self.page_at(index);
         self.prep_new_page(page, index, order, node, owner);
         let c = &arena.counters;
@@ -727,8 +742,9 @@ impl PageProvider {
     }
 
     /// Takes a block of `order` off `node`'s free lists (splitting a larger one), returning the
-    /// page index of its head.
-    fn rmqueue(&self, node: usize, order: usize) -> Option<usize> {
+    /// page index of its head, and the index of the never-used top-order block it was cut from
+    /// if it came from one.
+    fn rmqueue(&self, node: usize, order: usize) -> Option<(usize, Option<usize>)> {
         let i = self.inner();
         let arena = &i.nodes[node];
         let st = arena.lock.lock();
@@ -760,10 +776,12 @@ impl PageProvider {
                 break;
             }
         }
+        let mut fresh = None;
         if found.is_none() && st.fresh_next.get() < i.node_pages / MAX_ORDER_NR_PAGES {
             let index = node * i.node_pages + st.fresh_next.get() * MAX_ORDER_NR_PAGES;
             st.fresh_next.set(st.fresh_next.get() + 1);
             found = Some((index, MAX_ORDER - 1));
+            fresh = Some(index);
         }
         let (index, mut cur) = found?;
         inc(&st.allocated, 1 << order);
@@ -773,7 +791,7 @@ impl PageProvider {
             let half = index + (1 << cur);
             self.put_free(&st, half, cur);
         }
-        Some(index)
+        Some((index, fresh))
     }
 
     /// Puts the block at `index` of `order` on its free list (node lock held via `st`).

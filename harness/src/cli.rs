@@ -83,13 +83,18 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// SLAB setting KEY=VALUE (repeatable): limit, batchcount, shared, break_gfp_order, alien,
-    /// reap, stats, fastpath (auto|rseq|lock).
+    /// reap, stats, fastpath (auto|rseq|lock), config (kernel|hardened|checked).
     #[arg(long = "slab", value_name = "KEY=VALUE")]
     pub slab_settings: Vec<String>,
     /// SLUB setting KEY=VALUE (repeatable): era (6.4|2.6.32), min_order, max_order,
-    /// min_objects, nomerge, cpu_partial, min_partial, hardened, stats, fastpath (auto|rseq|cmpxchg).
+    /// min_objects, nomerge, cpu_partial, min_partial, hardened, stats, fastpath (auto|rseq|cmpxchg),
+    /// config (kernel|hardened|checked).
     #[arg(long = "slub", value_name = "KEY=VALUE")]
     pub slub_settings: Vec<String>,
+    /// The `ablation` workload's full form (every repetition, every op, the outlier sizes
+    /// 512/1024/8192 B too) instead of the short one of the default sweep.
+    #[arg(long)]
+    pub ablation_full: bool,
     /// Skip drawing plots (CSV, meta.json and summary are still written).
     #[arg(long)]
     pub no_plots: bool,
@@ -129,6 +134,8 @@ pub struct RunConfig {
     pub plots: bool,
     /// Echo CSV to stdout.
     pub stdout: bool,
+    /// The ablation workload's full form.
+    pub ablation_full: bool,
 }
 
 /// Largest object size accepted (the largest kmalloc class of slab-classic).
@@ -281,6 +288,7 @@ pub fn validate(
         settings,
         plots: !args.no_plots,
         stdout: args.stdout,
+        ablation_full: args.ablation_full,
     })
 }
 

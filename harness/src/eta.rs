@@ -25,6 +25,7 @@ fn seconds_per_unit(w: Workload) -> f64 {
         Workload::Scaling => 0.01,
         Workload::Pages => 0.07,
         Workload::Programs => 1.5,
+        Workload::Ablation => 0.25,
     }
 }
 

@@ -97,6 +97,7 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
                 .count() as u64;
             (a + extra) * workloads::latency::sizes(&cfg.sizes).len() as u64
         }
+        Workload::Ablation => workloads::ablation::units(cfg),
     }
 }
 
@@ -205,6 +206,8 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             workloads::pages::run(&ctx)
         } else if w == Workload::Programs {
             workloads::programs::run(&ctx)
+        } else if w == Workload::Ablation {
+            workloads::ablation::run(&ctx)
         } else {
             let mut all = Vec::new();
             let mut res = Ok(());

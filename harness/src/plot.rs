@@ -55,7 +55,12 @@ pub struct Panel {
 impl Panel {
     /// A panel with linear axes and numeric x ticks; see the `log2_bytes`, `log_y` and
     /// `categories` modifiers.
-    fn new(title: impl Into<String>, x_label: &str, y_label: &str, series: Vec<Series>) -> Self {
+    pub(crate) fn new(
+        title: impl Into<String>,
+        x_label: &str,
+        y_label: &str,
+        series: Vec<Series>,
+    ) -> Self {
         Panel {
             title: title.into(),
             x_label: x_label.into(),
@@ -74,13 +79,13 @@ impl Panel {
     }
 
     /// Logarithmic y axis.
-    fn log_y(mut self) -> Self {
+    pub(crate) fn log_y(mut self) -> Self {
         self.y_log = true;
         self
     }
 
     /// Categorical x axis with these tick labels.
-    fn categories(mut self, labels: Vec<String>) -> Self {
+    pub(crate) fn categories(mut self, labels: Vec<String>) -> Self {
         self.x_categories = labels;
         self
     }
@@ -553,6 +558,8 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         ];
         files.extend(draw_figure(dir, "programs", &panels, 2)?);
     }
+    // ablation: SLUB/SLAB per mechanism.
+    files.extend(crate::workloads::ablation::plot(rows, dir)?);
     // pages: provider vs mmap.
     let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "pages").collect();
     if !sel.is_empty() {

@@ -31,8 +31,9 @@ pub struct RunMeta {
 }
 
 /// The layout version written in every row's `schema_version` column. History: 1 = no
-/// `schema_version`, `metric`, `value` columns; 2 = those three added (latency quantiles and
-/// per-10 000-op counters of the latency workload).
+/// `schema_version`, `metric`, `value`, `config`, `percpu`, `stats` columns; 2 = those added
+/// (latency quantiles and per-10 000-op counters of the latency workload; the kernel
+/// configuration, per-CPU mechanism and statistics setting of the ablation workload).
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// One measurement.
@@ -110,6 +111,17 @@ pub struct Row {
     pub queued_bytes: u64,
     /// Free-form note.
     pub note: String,
+    /// Kernel configuration of a slab allocator in the `ablation` workload (`kernel`,
+    /// `hardened`, `checked`; empty elsewhere).
+    #[serde(default)]
+    pub config: String,
+    /// Per-CPU mechanism in the `ablation` workload (`rseq`, `cmpxchg`, `lock`; empty
+    /// elsewhere).
+    #[serde(default)]
+    pub percpu: String,
+    /// Statistics counters in the `ablation` workload (`on`, `off`; empty elsewhere).
+    #[serde(default)]
+    pub stats: String,
 }
 
 impl Row {
@@ -194,24 +206,35 @@ pub const COLUMNS: &[&str] = &[
     "held_measure",
     "queued_bytes",
     "note",
+    "config",
+    "percpu",
+    "stats",
 ];
 
 fn schema_v1() -> u32 {
     1
 }
 
-/// The columns of a version-1 file (before `schema_version`, `metric`, `value`).
+/// The columns of a version-1 file (before `schema_version`, `metric`, `value` and the
+/// ablation's `config`, `percpu`, `stats`).
 fn columns_v1() -> Vec<&'static str> {
     COLUMNS
         .iter()
         .copied()
-        .filter(|c| !matches!(*c, "schema_version" | "metric" | "value"))
+        .filter(|c| {
+            !matches!(
+                *c,
+                "schema_version" | "metric" | "value" | "config" | "percpu" | "stats"
+            )
+        })
         .collect()
 }
 
 /// Reads rows from a CSV file written by the harness (or several concatenated), of schema
 /// version 2 or 1 (version-1 rows read with `schema_version` 1 and empty `metric`).
 pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
+    // Rows are read by the file's own header, so a version-1 file's missing columns take their
+    // defaults; files of different versions are not concatenated (`scripts/merge.sh` refuses).
     let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let header: Vec<String> = r
         .headers()
@@ -260,10 +283,14 @@ mod tests {
         assert_eq!(rows[0].schema_version, 1);
         assert_eq!(rows[0].allocator, "slub");
         assert!(rows[0].metric.is_empty());
+        assert!(rows[0].config.is_empty());
         // And a version-2 file round-trips.
         let mut r = Row::new(&RunMeta::default());
         r.metric = "p99".into();
         r.value = 42.0;
+        r.config = "kernel".into();
+        r.percpu = "rseq".into();
+        r.stats = "off".into();
         let p2 = dir.path().join("v2.csv");
         let mut w = csv::Writer::from_path(&p2).unwrap();
         w.serialize(&r).unwrap();

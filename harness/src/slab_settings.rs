@@ -13,6 +13,7 @@ pub const KEYS: &[&str] = &[
     "reap",
     "stats",
     "fastpath",
+    "config",
 ];
 
 fn is_flag(k: &str) -> bool {
@@ -37,6 +38,11 @@ pub fn check(k: &str, v: &str) -> Result<(), String> {
             "auto" | "rseq" | "lock" => Ok(()),
             _ => Err(format!("{k}={v}: expected auto, rseq or lock")),
         };
+    }
+    if k == "config" {
+        return common::KernelConfig::parse(v)
+            .map(|_| ())
+            .ok_or_else(|| format!("{k}={v}: expected kernel, hardened or checked"));
     }
     if is_flag(k) {
         return flag(v)
@@ -71,6 +77,7 @@ pub fn settings(pairs: &[(String, String)]) -> Result<SlabSettings, String> {
             "alien" => s.use_alien_caches = flag(v).unwrap_or(true),
             "reap" => s.reap = flag(v).unwrap_or(true),
             "stats" => s.stats = flag(v).unwrap_or(false),
+            "config" => s.config = common::KernelConfig::parse(v).unwrap_or_default(),
             "fastpath" => {
                 s.fastpath = match v.as_str() {
                     "rseq" => FastPath::Rseq,

@@ -16,7 +16,7 @@ fn harness(args: &[&str]) -> Output {
         .expect("run harness")
 }
 
-const COLUMNS: &str = "schema_version,run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,metric,value,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note";
+const COLUMNS: &str = "schema_version,run_id,utc_time,git_commit,host,cpu_model,cpus,nodes_real,nodes_fake,kernel,allocator,api,settings,workload,phase,size,threads,cpu,node,repetition,metric,value,ops,cycles_per_op,ns_per_op,ops_per_s,bytes_live,bytes_held,overhead,held_measure,queued_bytes,note,config,percpu,stats";
 
 const FIGURES: &[&str] = &[
     "slab_test",
@@ -26,6 +26,7 @@ const FIGURES: &[&str] = &[
     "custom_caches",
     "pages",
     "latency",
+    "ablation",
 ];
 
 fn check_figures(dir: &Path) {
@@ -260,6 +261,14 @@ fn bad_input_is_a_clear_error() {
     assert_clean_error(&["--slub", "max_order=12"], "orders go up to");
     assert_clean_error(&["--slub", "colour=3"], "unknown key 'colour'");
     assert_clean_error(&["--slab", "limit=x"], "not a non-negative integer");
+    assert_clean_error(
+        &["--slub", "config=paranoid"],
+        "kernel, hardened or checked",
+    );
+    assert_clean_error(
+        &["--slab", "config=paranoid"],
+        "kernel, hardened or checked",
+    );
     assert_clean_error(&["-o", "/proc/slabworks-cannot-write"], "output directory");
     assert_clean_error(&["--bogus-flag"], "--bogus-flag");
     assert_clean_error(&["plot", "/nonexistent-dir"], "results.csv");
@@ -282,6 +291,7 @@ fn list_names_everything() {
         "scaling",
         "pages",
         "latency",
+        "ablation",
     ] {
         assert!(s.contains(name), "--list mentions {name}");
     }

@@ -99,6 +99,10 @@ pub struct SlabGlobals {
     /// The fast path in use (`settings.fastpath` and `SLAB_FASTPATH` resolved at creation):
     /// true = rseq push/pop with busy marks, false = every array use under the slot lock.
     pub(crate) rseq: bool,
+    /// `settings.config` (issue 15), beside the fields the free paths read.
+    pub(crate) config: common::KernelConfig,
+    /// `cache_from_obj` warnings of a `hardened` instance (counted, not printed).
+    pub(crate) free_warnings: AtomicU64,
     /// `sysconf(_SC_NPROCESSORS_CONF)`: slots at or above it name no CPU a thread can run on.
     pub(crate) nprocs_conf: usize,
     /// Debug reports made by this instance (the `slab_errors` count, all caches).
@@ -192,6 +196,8 @@ impl SlabGlobals {
                 rseq: crate::fastpath::resolve_fastpath(settings.fastpath, nr_cpus),
                 nprocs_conf: crate::fastpath::nprocs_conf(),
                 debug_errors: AtomicU64::new(0),
+                config: settings.config,
+                free_warnings: AtomicU64::new(0),
                 g_cpucache_up: AtomicU8::new(CpuCacheUp::None as u8),
                 states_seen: core::array::from_fn(|_| AtomicU8::new(u8::MAX)),
                 slab_early_init: AtomicBool::new(true),

@@ -82,6 +82,16 @@
 //! - Slab marks live on the head page only (`PG_SLAB`, `slab_cache`, `private` = descriptor,
 //!   `spare` = offset of `s_mem`); lookups go through `virt_to_head_page`. Frees are checked
 //!   (not ours / wrong cache / not an object start) from `struct page` alone.
+//! - Kernel configurations (issue 15, [`SlabSettings::config`]; [`common::KernelConfig`]):
+//!   `kernel` is 2.6.32 itself — `kmem_cache_free` calls `__cache_free` with the handle's cache
+//!   and `kfree` uses `virt_to_cache`, both trusted (a bad pointer is undefined behaviour, as
+//!   in the kernel; debug caches still check). 2.6.32 had nothing like
+//!   `CONFIG_SLAB_FREELIST_HARDENED`, so `hardened` is what SLAB became under that option by
+//!   6.4 (the shared `cache_from_obj` of mm/slab.h): the head page's cache compared with the
+//!   handle's, a mismatch counted as a warning (`SlabAllocator::free_warnings`) and freed into
+//!   the real cache, a pointer not on a slab page of ours warned about and not freed. SLAB has
+//!   no free pointers to encode (bufctl indices), so that half of the option has no equivalent.
+//!   `checked` (default) is everything below.
 //! - Two cheap double-free checks are always on, debug or not: freeing the object on top of
 //!   the CPU array returns `DoubleFree` (6.4's hardened `__free_one`), and the `BUFCTL_FREE`
 //!   marker of 2.6.32's debug `slab_put_obj` refuses an object already on its slab's free chain
@@ -181,7 +191,9 @@ mod validate;
 
 use crate::bootstrap::SlabGlobals;
 use crate::cache::{KmemCache, CACHE_MAGIC, CFLGS_OFF_SLAB};
-use common::api::{CacheHandle, Ctor, MemoryUsage, SlabAllocator, SlabError, SlabFlags, SlabInfo};
+use common::api::{
+    CacheHandle, Ctor, KernelConfig, MemoryUsage, SlabAllocator, SlabError, SlabFlags, SlabInfo,
+};
 use common::list::ListHead;
 use common::{Gfp, Owner, PageProvider};
 use core::fmt;
@@ -266,6 +278,9 @@ pub struct SlabSettings {
     pub report: Option<fn(&DebugReport)>,
     /// Which per-CPU fast path to use (issue 9); `SLAB_FASTPATH=rseq|lock|auto` overrides it.
     pub fastpath: FastPath,
+    /// The kernel configuration of the free paths (issue 15; default `Checked`): see
+    /// "Kernel configurations" above and [`common::KernelConfig`].
+    pub config: KernelConfig,
 }
 
 /// The per-CPU array fast path (issue 9).
@@ -291,6 +306,7 @@ impl PartialEq for SlabSettings {
             && self.reap == o.reap
             && self.reaper_thread == o.reaper_thread
             && self.fastpath == o.fastpath
+            && self.config == o.config
             && self.debug == o.debug
             && self.forced_debug == o.forced_debug
             && self.init_on_alloc == o.init_on_alloc
@@ -318,6 +334,7 @@ impl Default for SlabSettings {
             on_error: DebugAction::Continue,
             report: None,
             fastpath: FastPath::Auto,
+            config: KernelConfig::Checked,
         }
     }
 }
@@ -570,6 +587,113 @@ impl Slab {
             Ok(())
         } else {
             Err(SlabError::DoubleFree(obj as usize))
+        }
+    }
+
+    /// `kmem_cache_free` in the `kernel` configuration: 2.6.32's `__cache_free(cachep, objp)`
+    /// with the handle's cache, trusted (a debug cache still takes its checking path).
+    ///
+    /// # Safety
+    /// `cache` is a live cache of this instance and `obj` a live object of it, not used after.
+    #[inline(always)]
+    #[track_caller]
+    unsafe fn kmem_cache_free_kernel(
+        &self,
+        cache: CacheHandle,
+        obj: NonNull<u8>,
+    ) -> Result<(), SlabError> {
+        let c = cache.ptr().as_ptr().cast::<KmemCache>();
+        // SAFETY: the caller's promise: a live cache, whose magic we may read.
+        if unsafe { (*c).magic } != CACHE_MAGIC {
+            // SAFETY: forwarded contract.
+            return unsafe {
+                self.kmem_cache_free_debug(c, obj.as_ptr(), core::panic::Location::caller())
+            };
+        }
+        // SAFETY: the caller's promise.
+        if unsafe { self.g().__cache_free_locked(c, obj.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(SlabError::DoubleFree(obj.as_ptr() as usize))
+        }
+    }
+
+    /// `kmem_cache_free` in the `hardened` configuration: 6.4's `cache_from_obj` (mm/slab.h,
+    /// also SLAB's under `CONFIG_SLAB_FREELIST_HARDENED`): the head page's cache compared with
+    /// the handle's; on a mismatch a counted warning and the free goes to the real cache; not a
+    /// slab page of ours: a warning and nothing freed. 2.6.32 had no such check.
+    ///
+    /// # Safety
+    /// `obj` is a live object start (of whichever cache), not used after.
+    #[inline(always)]
+    #[track_caller]
+    unsafe fn kmem_cache_free_hardened(
+        &self,
+        cache: CacheHandle,
+        obj: NonNull<u8>,
+    ) -> Result<(), SlabError> {
+        let g = self.g();
+        if cache.instance() != g.instance {
+            return Err(SlabError::ForeignCache);
+        }
+        let mut c = cache.ptr().as_ptr().cast::<KmemCache>();
+        let page = self.provider.virt_to_head_page(obj.as_ptr() as usize);
+        let same = page.is_some_and(|pg| {
+            // SAFETY: a descriptor of the provider's mem_map.
+            let p = unsafe { pg.as_ref() };
+            p.cache() == c as usize && p.test_flags(common::page::flags::PG_SLAB)
+        });
+        if !same {
+            c = self.hardened_mismatch(obj.as_ptr())?;
+        }
+        // SAFETY: c is the cache of obj's slab (the caller promises a live cache of ours when
+        // the page said so; the mismatch path checked it).
+        unsafe {
+            if (*c).magic != CACHE_MAGIC {
+                return self.kmem_cache_free_debug(
+                    c,
+                    obj.as_ptr(),
+                    core::panic::Location::caller(),
+                );
+            }
+            if g.__cache_free_locked(c, obj.as_ptr()) {
+                Ok(())
+            } else {
+                Err(SlabError::DoubleFree(obj.as_ptr() as usize))
+            }
+        }
+    }
+
+    /// The `hardened` mismatch (cold): counts the warning, returns the real cache of `obj` if
+    /// it is on a slab of a live cache of this instance, else the error (nothing is freed).
+    #[cold]
+    #[inline(never)]
+    fn hardened_mismatch(&self, obj: *mut u8) -> Result<*mut KmemCache, SlabError> {
+        let g = self.g();
+        g.free_warnings
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        g.lookup_object(obj)
+    }
+
+    /// `kfree` in the `kernel` and `hardened` configurations: 2.6.32's `virt_to_cache(objp)`,
+    /// trusted (6.4's SLAB `kfree` has no `cache_from_obj` either).
+    ///
+    /// # Safety
+    /// `ptr` is a live kmalloc object of this instance, not used after.
+    #[inline(always)]
+    #[track_caller]
+    unsafe fn kfree_kernel(&self, ptr: *mut u8) -> Result<(), SlabError> {
+        let page = self
+            .provider
+            .virt_to_head_page(ptr as usize)
+            .ok_or(SlabError::NotOurs(ptr as usize))?;
+        // SAFETY: the caller's promise: the head page of a live object names its cache.
+        let c = unsafe { page.as_ref() }.cache() as *mut KmemCache;
+        // SAFETY: as above; cache_free_internal takes debug caches to their checking path.
+        if unsafe { self.g().cache_free_internal(c, ptr) } {
+            Ok(())
+        } else {
+            Err(SlabError::DoubleFree(ptr as usize))
         }
     }
 
@@ -980,6 +1104,15 @@ impl SlabAllocator for Slab {
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
+        // One test of a field fixed at creation picks the configuration's free.
+        match self.g().config {
+            KernelConfig::Checked => {}
+            // SAFETY: forwarded contract; in these configurations it includes that `cache` is
+            // a live cache of this instance (the kernel's trust).
+            KernelConfig::Kernel => return unsafe { self.kmem_cache_free_kernel(cache, obj) },
+            // SAFETY: as above.
+            KernelConfig::Hardened => return unsafe { self.kmem_cache_free_hardened(cache, obj) },
+        }
         let (c, fast) = self.cache_fast(cache)?;
         if !fast {
             // SAFETY: forwarded contract.
@@ -1020,6 +1153,10 @@ impl SlabAllocator for Slab {
     unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         if ptr.is_null() {
             return Ok(());
+        }
+        if self.g().config != KernelConfig::Checked {
+            // SAFETY: forwarded contract (in these configurations: a live object of ours).
+            return unsafe { self.kfree_kernel(ptr) };
         }
         let c = match self.g().lookup_object(ptr) {
             Ok(c) => c,
@@ -1107,6 +1244,14 @@ impl SlabAllocator for Slab {
         }
     }
 
+    fn kernel_config(&self) -> KernelConfig {
+        self.g().config
+    }
+
+    fn free_warnings(&self) -> u64 {
+        self.g().free_warnings.load(Ordering::Relaxed)
+    }
+
     fn settings_summary(&self) -> String {
         let g = self.g();
         let s = g.settings;
@@ -1122,7 +1267,8 @@ impl SlabAllocator for Slab {
         .map(|&(_, c)| c)
         .collect();
         format!(
-            "slab-2.6.32 break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={} debug={}{}{}{} fastpath={}",
+            "slab-2.6.32 config={} break_order={} tunables={} shared={} alien={} reap={} stats={} cpus={} nodes={} debug={}{}{}{} fastpath={}",
+            g.config.name(),
             g.slab_break_gfp_order,
             s.tunables.map_or("table".to_string(), |t| format!("{}/{}/{}", t.limit, t.batchcount, t.shared)),
             if g.num_possible_cpus > 1 { "8" } else { "0" },

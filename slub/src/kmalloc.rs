@@ -7,7 +7,7 @@ use crate::fastpath::{do_slab_free, slab_alloc_node};
 use crate::{Slub, KMALLOC_MAX_SIZE, NUMA_NO_NODE};
 use common::provider::get_order;
 use common::sizes::slub_index::{find_position, KMALLOC_MAX_CACHE_SIZE};
-use common::{Gfp, Owner, Page, SlabError, PAGE_SIZE};
+use common::{CacheHandle, Gfp, KernelConfig, Owner, Page, SlabError, PAGE_SIZE};
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
@@ -169,7 +169,113 @@ pub(crate) unsafe fn kfree(sl: &Slub, ptr: *mut u8) -> Result<(), SlabError> {
         // SAFETY: forwarded contract.
         return unsafe { free_large_kmalloc(sl, page, addr) };
     }
-    let (slab, s) = slab_of_page(sl, page, addr)?;
+    let (slab, s) = if sl.config == KernelConfig::Checked {
+        slab_of_page(sl, page, addr)?
+    } else {
+        // The kernel's kfree in every configuration: slab->slab_cache, trusted.
+        // SAFETY: in the kernel and hardened configurations the caller promises `ptr` is a
+        // live object of this instance, so its slab names a live cache of ours.
+        (page, unsafe { &*(p.cache() as *const KmemCache) })
+    };
+    // SAFETY: checked object start of a slab of s (or the caller's promise); given up.
+    unsafe { do_slab_free(sl, s, slab, addr) }
+}
+
+/// `kmem_cache_free` in the `kernel` configuration: `s` from the handle and the slab from
+/// `virt_to_slab(x)`, both trusted (a debug cache still takes the checked path, as the
+/// kernel's `cache_from_obj` runs for `SLAB_CONSISTENCY_CHECKS`).
+///
+/// # Safety
+/// `cache` is a live cache of `sl` and `addr` a live object of it, not used after.
+#[inline(always)]
+pub(crate) unsafe fn kmem_cache_free_kernel(
+    sl: &Slub,
+    cache: CacheHandle,
+    addr: usize,
+) -> Result<(), SlabError> {
+    // SAFETY: the caller's promise (a live cache of this instance).
+    let s = unsafe { &*(cache.ptr().as_ptr() as *const KmemCache) };
+    if s.debug {
+        return kmem_cache_free_checked(sl, cache, addr);
+    }
+    let slab = sl
+        .provider
+        .virt_to_head_page(addr)
+        .ok_or(SlabError::NotOurs(addr))?;
+    // SAFETY: the caller's promise.
+    unsafe { do_slab_free(sl, s, slab, addr) }
+}
+
+/// `kmem_cache_free` in the `hardened` configuration: `cache_from_obj` as 6.4 runs it under
+/// `CONFIG_SLAB_FREELIST_HARDENED` — `virt_to_cache(x)` compared with the handle's cache; on a
+/// mismatch a counted warning and the free goes to the real cache ([`hardened_mismatch`]). No
+/// object-start test (the kernel has none outside debugging).
+///
+/// # Safety
+/// `addr` is a live object (of whichever cache of `sl`), not used after; an interior pointer
+/// into a slab of `cache` is undefined behaviour, as in the kernel.
+#[inline(always)]
+pub(crate) unsafe fn kmem_cache_free_hardened(
+    sl: &Slub,
+    cache: CacheHandle,
+    addr: usize,
+) -> Result<(), SlabError> {
+    // One instance per kernel: a handle of another instance is refused, not dereferenced.
+    if cache.instance() != sl.instance {
+        return Err(SlabError::ForeignCache);
+    }
+    let given = cache.ptr().as_ptr() as usize;
+    let Some(page) = sl.provider.virt_to_head_page(addr) else {
+        return hardened_mismatch(sl, None, addr);
+    };
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    if p.cache() != given || !p.is_slab() {
+        return hardened_mismatch(sl, Some(page), addr);
+    }
+    // SAFETY: the page is a slab of the cache at `given`, whose handle is of this instance.
+    let s = unsafe { &*(given as *const KmemCache) };
+    if s.debug {
+        return kmem_cache_free_checked(sl, cache, addr);
+    }
+    // SAFETY: the caller's promise (a live object start of this slab).
+    unsafe { do_slab_free(sl, s, page, addr) }
+}
+
+/// The `hardened` mismatch: count the warning (the kernel's `WARN`: "Wrong slab cache" or
+/// `virt_to_cache`'s "not a slab page"), then free into the real cache if `addr` is on a slab of
+/// a live cache of this instance; otherwise nothing is freed (`Err`), as `kmem_cache_free`
+/// returns when `cache_from_obj` gives NULL.
+#[cold]
+#[inline(never)]
+fn hardened_mismatch(sl: &Slub, page: Option<NonNull<Page>>, addr: usize) -> Result<(), SlabError> {
+    sl.free_warnings.fetch_add(1, Ordering::Relaxed);
+    let Some(page) = page else {
+        return Err(SlabError::NotOurs(addr));
+    };
+    // SAFETY: a descriptor of the provider's mem_map.
+    let p = unsafe { page.as_ref() };
+    let cache = p.cache();
+    if !p.is_slab() || p.owner() != Some(Owner::Slub) || cache == 0 {
+        return Err(SlabError::NotOurs(addr));
+    }
+    // SAFETY: slab_cache of a live slab names a kmem_cache in provider memory (possibly of
+    // another instance, which the magic tells apart).
+    let s = unsafe { &*(cache as *const KmemCache) };
+    if !s.is_live(sl.instance) {
+        return Err(SlabError::NotOurs(addr));
+    }
+    // SAFETY: the object is on a slab of s, a live cache of this instance; the caller gives it
+    // up (its promise in this configuration).
+    unsafe { do_slab_free(sl, s, page, addr) }
+}
+
+/// The `checked` `kmem_cache_free` (the debug caches of the other configurations come here).
+#[cold]
+#[inline(never)]
+fn kmem_cache_free_checked(sl: &Slub, cache: CacheHandle, addr: usize) -> Result<(), SlabError> {
+    let s = sl.cache_of(cache)?;
+    let slab = cache_from_obj(sl, s, addr)?;
     // SAFETY: checked object start of a slab of s; the caller gives it up.
     unsafe { do_slab_free(sl, s, slab, addr) }
 }

@@ -110,6 +110,22 @@
 //! allocation fast path pays one OR into the `__GFP_ZERO` test it always made, the free fast
 //! path one bit test.
 //!
+//! ## Kernel configurations (issue 15, [`SlubSettings::config`], `config=…`)
+//! Chosen once per instance ([`common::KernelConfig`]); `Slub::kmem_cache_free` tests the
+//! instance's field once and each arm is its own inlined free:
+//! - `kernel`: a 6.4 kernel without `CONFIG_SLAB_FREELIST_HARDENED`. `kmem_cache_free(s, x)`
+//!   trusts `s` (no instance or liveness test of the handle) and frees `x` into the slab
+//!   `virt_to_slab(x)`; `kfree` takes `slab->slab_cache` unchecked; plain free pointers. A bad
+//!   pointer is undefined behaviour, as in the kernel. Debug caches still check.
+//! - `hardened`: `CONFIG_SLAB_FREELIST_HARDENED=y`, as distributions ship 6.4. Free pointers
+//!   XOR-encoded with the naive double-free test (`freelist_hardened` forced on);
+//!   `kmem_cache_free` runs `cache_from_obj`: `virt_to_cache(x) != s` counts a warning
+//!   ([`SlabAllocator::free_warnings`], the kernel's `WARN`; counted, not printed, so no lock or heap is
+//!   involved) and the object goes to its real cache; a pointer not on a slab page of ours is
+//!   warned about and not freed (`Err`). No object-start test (the kernel has none). `kfree`
+//!   as in `kernel`. The handle's instance id is still compared (a kernel has one instance).
+//! - `checked` (default): everything below under "Frees are always checked".
+//!
 //! ## Lock order (as `mm/slub.c` 6.4 numbers it)
 //! 1. `slab_mutex` ([`Slub`]'s cache list): the list of caches, aliases (`refcount`,
 //!    `object_size`/`inuse` raised by `__kmem_cache_alias`), creation and destruction.
@@ -157,7 +173,8 @@
 //! - No `pfmemalloc`, memcg, KASAN, KFENCE, RCU-delayed freeing, freelist randomisation,
 //!   CPU hotplug or sysfs; `SLAB_TYPESAFE_BY_RCU` only shapes the layout.
 //! - `slub_debug` (issue 7, `debug.rs`): see "Debugging" below for what differs.
-//! - Frees are always checked, not only with hardening or debugging: `kmem_cache_free` by
+//! - In the default `checked` configuration (below) frees are always checked, not only with
+//!   hardening or debugging: `kmem_cache_free` by
 //!   `cache_from_obj` (the handle names the cache; the page must be a slab of it and the
 //!   address an object start, tested by `common::ExactDiv` — compares only, none feeding the
 //!   free, so they add no latency), `kfree` by `virt_to_slab` (our slab, our instance, object
@@ -207,8 +224,8 @@ use common::percpu::cpu_id;
 use common::sizes::slub as kmalloc_sizes;
 use common::sync::SpinLock;
 use common::{
-    CacheHandle, Ctor, Gfp, MemoryUsage, Owner, PageProvider, SlabAllocator, SlabError, SlabFlags,
-    SlabInfo,
+    CacheHandle, Ctor, Gfp, KernelConfig, MemoryUsage, Owner, PageProvider, SlabAllocator,
+    SlabError, SlabFlags, SlabInfo,
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -248,8 +265,12 @@ pub struct SlubSettings {
     pub cpu_partial: Option<usize>,
     /// Override of every cache's `min_partial`.
     pub min_partial: Option<usize>,
-    /// `CONFIG_SLAB_FREELIST_HARDENED`: encoded free pointers and the naive double-free check.
+    /// `CONFIG_SLAB_FREELIST_HARDENED`: encoded free pointers and the naive double-free check
+    /// (forced on by `config: Hardened`).
     pub freelist_hardened: bool,
+    /// The kernel configuration of the free paths (issue 15, `config=kernel|hardened|checked`;
+    /// default `Checked`): see [`common::KernelConfig`] and "Kernel configurations" above.
+    pub config: KernelConfig,
     /// `CONFIG_SLUB_STATS`: the 26 per-CPU stat counters.
     pub stats: bool,
     /// `remote_node_defrag_ratio` of new caches, in the sysfs unit (0..=100, default 100 =
@@ -359,6 +380,7 @@ impl Default for SlubSettings {
             cpu_partial: None,
             min_partial: None,
             freelist_hardened: false,
+            config: KernelConfig::Checked,
             stats: false,
             remote_node_defrag_ratio: 100,
             random_seed: 0,
@@ -376,8 +398,8 @@ impl SlubSettings {
     /// Parses kernel-command-line style options, separated by spaces or commas:
     /// `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slab_merge
     /// slub_cpu_partial=N slub_min_partial=N era=6.4|2.6.32 hardened stats
-    /// remote_node_defrag_ratio=N seed=N fastpath=auto|rseq|cmpxchg slub_debug[=…] debug_abort
-    /// init_on_alloc[=0|1] init_on_free[=0|1]`
+    /// config=kernel|hardened|checked remote_node_defrag_ratio=N seed=N fastpath=auto|rseq|cmpxchg
+    /// slub_debug[=…] debug_abort init_on_alloc[=0|1] init_on_free[=0|1]`
     /// (`slub_nomerge`/`slub_merge` are accepted too; commas inside `slub_debug=` belong to it).
     pub fn from_boot_options(opts: &str) -> Result<Self, String> {
         let mut s = Self::default();
@@ -397,6 +419,11 @@ impl SlubSettings {
                 "slub_min_partial" | "min_partial" => s.min_partial = Some(num()?),
                 "remote_node_defrag_ratio" => s.remote_node_defrag_ratio = num()?.min(100),
                 "hardened" | "freelist_hardened" => s.freelist_hardened = true,
+                "config" => {
+                    s.config = KernelConfig::parse(v).ok_or_else(|| {
+                        format!("config: {v:?} is not kernel, hardened or checked")
+                    })?;
+                }
                 "stats" | "slub_stats" => s.stats = true,
                 "seed" => s.random_seed = num()? as u64,
                 "fastpath" => {
@@ -426,6 +453,12 @@ impl SlubSettings {
                 }
                 _ => return Err(format!("unknown SLUB option {tok:?}")),
             }
+        }
+        if s.config == KernelConfig::Kernel && s.freelist_hardened {
+            return Err(
+                "config=kernel is a kernel without CONFIG_SLAB_FREELIST_HARDENED: drop `hardened`"
+                    .to_string(),
+            );
         }
         Ok(s)
     }
@@ -483,6 +516,10 @@ pub struct Slub {
     pub(crate) rseq: bool,
     /// `slab_errors`: every `slub_debug` report of this instance (the kunit resource).
     pub(crate) slab_errors: core::sync::atomic::AtomicU64,
+    /// `settings.config`, beside the fields the free paths read.
+    pub(crate) config: KernelConfig,
+    /// `cache_from_obj` warnings of a `Hardened` instance (the kernel's `WARN_ONCE`s, counted).
+    pub(crate) free_warnings: core::sync::atomic::AtomicU64,
 }
 
 // SAFETY: every raw pointer in Slub names provider memory owned by this instance for its whole
@@ -514,6 +551,10 @@ impl Slub {
         if settings.slub_debug.is_none() {
             settings.slub_debug = Some(debug::env_slub_debug());
         }
+        if settings.config == KernelConfig::Hardened {
+            // CONFIG_SLAB_FREELIST_HARDENED brings both cache_from_obj and the codec.
+            settings.freelist_hardened = true;
+        }
         let seed = if settings.random_seed != 0 {
             settings.random_seed
         } else {
@@ -536,6 +577,8 @@ impl Slub {
             random_state: core::sync::atomic::AtomicU64::new(seed),
             rseq: settings.fastpath.resolve() == FastPath::Rseq,
             slab_errors: core::sync::atomic::AtomicU64::new(0),
+            config: settings.config,
+            free_warnings: core::sync::atomic::AtomicU64::new(0),
         };
         bootstrap::kmem_cache_init(&mut sl)?;
         Ok(sl)
@@ -893,11 +936,24 @@ impl SlabAllocator for Slub {
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
-        let s = self.cache_of(cache)?;
-        let slab = kmalloc::cache_from_obj(self, s, obj.as_ptr() as usize)?;
-        // SAFETY: obj is checked to be an object start of a slab of s; the caller promises it
-        // is live and no longer used.
-        unsafe { fastpath::do_slab_free(self, s, slab, obj.as_ptr() as usize) }
+        let addr = obj.as_ptr() as usize;
+        // One test of a field fixed at creation picks the configuration's free.
+        match self.config {
+            KernelConfig::Checked => {
+                let s = self.cache_of(cache)?;
+                let slab = kmalloc::cache_from_obj(self, s, addr)?;
+                // SAFETY: obj is checked to be an object start of a slab of s; the caller
+                // promises it is live and no longer used.
+                unsafe { fastpath::do_slab_free(self, s, slab, addr) }
+            }
+            // SAFETY: forwarded contract; in these configurations it includes that `cache` is
+            // a live cache of this instance (the kernel's trust).
+            KernelConfig::Kernel => unsafe { kmalloc::kmem_cache_free_kernel(self, cache, addr) },
+            // SAFETY: as above.
+            KernelConfig::Hardened => unsafe {
+                kmalloc::kmem_cache_free_hardened(self, cache, addr)
+            },
+        }
     }
 
     #[inline(always)]
@@ -986,10 +1042,19 @@ impl SlabAllocator for Slub {
         }
     }
 
+    fn kernel_config(&self) -> KernelConfig {
+        self.config
+    }
+
+    fn free_warnings(&self) -> u64 {
+        self.free_warnings.load(Ordering::Relaxed)
+    }
+
     fn settings_summary(&self) -> String {
         let s = &self.settings;
         format!(
-            "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} init_on_alloc={} init_on_free={} fastpath={}",
+            "config={} era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} init_on_alloc={} init_on_free={} fastpath={}",
+            self.config.name(),
             match s.era {
                 Era::V6_4 => "6.4",
                 Era::V2_6_32 => "2.6.32",

@@ -2,6 +2,7 @@
 //! virtual call in a timed loop) and builds fresh allocator instances through `make`, so each
 //! measurement starts from an empty allocator with exact accounting.
 
+pub mod ablation;
 pub mod custom_caches;
 pub mod latency;
 pub mod memory;
@@ -35,11 +36,13 @@ pub enum Workload {
     Programs,
     /// Per-operation latency distributions (latency.rs).
     Latency,
+    /// SLUB/SLAB by kernel configuration × per-CPU mechanism × statistics (issue 15).
+    Ablation,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -48,11 +51,12 @@ impl Workload {
         Workload::Scaling,
         Workload::Pages,
         Workload::Programs,
+        Workload::Ablation,
     ];
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 7] = [
+    pub const DEFAULT: [Workload; 8] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -60,6 +64,7 @@ impl Workload {
         Workload::CustomCaches,
         Workload::Scaling,
         Workload::Pages,
+        Workload::Ablation,
     ];
 
     /// Command-line name.
@@ -73,6 +78,7 @@ impl Workload {
             Workload::Pages => "pages",
             Workload::Programs => "programs",
             Workload::Latency => "latency",
+            Workload::Ablation => "ablation",
         }
     }
 
@@ -86,6 +92,7 @@ impl Workload {
             Workload::Scaling => "alloc/free pairs on 1..all CPUs with the same total work; throughput vs threads",
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
             Workload::Latency => "per-operation latency: every kmalloc, kfree, pair, producer alloc and remote free timed on its own (TSC, timer cost subtracted) into a histogram; p50/p90/p99/p99.9/p99.99/max per size, slow-path counters per 10 000 ops",
+            Workload::Ablation => "slab and slub in every kernel configuration (kernel/hardened/checked) x per-CPU mechanism (rseq/lock) x stats (off/on): pair, A, B at 64/256/4096 B, F at 64/4096 B, a cross-thread server pattern; SLUB/SLAB per mechanism (short form; full with --ablation-full)",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
         }
     }

@@ -69,7 +69,7 @@ pub fn run<A: BenchAllocator>(
                         rows.push(r.timed(n as u64, cyc, ctx.tsc_ghz));
                     }
                 }
-                rows.extend(remote_free(ctx, &a, size, rep)?);
+                rows.extend(remote_free(ctx, &a, size, rep, n)?);
             }
             validate(&a, Workload::SlabTest)?;
             // Allocator statistics (SLUB's stat_items, SLAB's STATS), when enabled.
@@ -89,7 +89,7 @@ pub fn run<A: BenchAllocator>(
 }
 
 /// Tests A, B, C on the calling thread: cycles for N allocs, N frees, N pairs.
-fn alloc_free<A: BenchAllocator>(
+pub(crate) fn alloc_free<A: BenchAllocator>(
     a: &A,
     size: usize,
     v: &mut [usize],
@@ -121,14 +121,14 @@ fn alloc_free<A: BenchAllocator>(
     ((t1 - t0, t2 - t1, t3 - t2), err)
 }
 
-/// Test F: N objects allocated on each CPU but the last, all freed by the last.
-fn remote_free<A: BenchAllocator>(
+/// Test F: `n` objects allocated on each CPU but the last, all freed by the last.
+pub(crate) fn remote_free<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     a: &A,
     size: usize,
     rep: usize,
+    n: usize,
 ) -> Result<Vec<Row>, String> {
-    let n = ctx.cfg.ops;
     let cpus = &ctx.cfg.cpus;
     let producers = cpus.len() - 1;
     let handoff = Barrier::new(cpus.len());
