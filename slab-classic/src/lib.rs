@@ -16,6 +16,7 @@
 //!    refill.rs     cache_alloc_refill / cache_flusharray / cache_grow   (#[cold])
 //!    numa.rs       ____cache_alloc_node / fallback_alloc / alien caches
 //!    reap.rs       cache_reap / drain_array                  (fake clock, jiffies)
+//!    queues.rs     queue memory: bytes of per-CPU, shared, alien arrays (harness `metadata`)
 //!    cache.rs      kmem_cache_create, cache_estimate, calculate_slab_order, tunables, shrink
 //!    node.rs       kmem_list3, free_block, drain_freelist
 //!    slabmgmt.rs   struct slab, bufctl chain, obj_to_index (reciprocal divide)
@@ -172,6 +173,7 @@ pub mod kmalloc;
 mod model;
 pub mod node;
 mod numa;
+pub mod queues;
 pub mod reap;
 mod refill;
 pub mod slabmgmt;
@@ -193,6 +195,7 @@ pub use crate::cache::{
     Geometry,
 };
 pub use crate::debug::{DebugAction, DebugErrorKind, DebugReport};
+pub use crate::queues::{QueueBytes, QueueMemory};
 pub use crate::stats::{SlabStats, StatItem};
 
 /// The `kmem_cache` whose chain link is `link`.
@@ -489,6 +492,13 @@ impl Slab {
     fn g(&self) -> &SlabGlobals {
         // SAFETY: the globals live as long as the Slab.
         unsafe { self.g.as_ref() }
+    }
+
+    /// The bytes SLAB's queues (per-CPU, shared and alien arrays) and per-CPU/per-node
+    /// structures hold over every cache, with what the arrays could hold and hold now
+    /// ([`queues`]).
+    pub fn queue_memory(&self) -> QueueMemory {
+        self.g().queue_memory()
     }
 
     /// The settings in force.

@@ -199,7 +199,7 @@ pub use debug::{
 };
 pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
-pub use stats::{CacheAttrs, StatItem};
+pub use stats::{CacheAttrs, QueueMemory, StatItem};
 
 use cache::KmemCache;
 use common::api::{check_cache_args, new_instance_id};
@@ -619,6 +619,12 @@ impl Slub {
     pub fn kmalloc_cache(&self, size: usize) -> Option<CacheHandle> {
         let pos = common::sizes::slub_index::find_position(size)?;
         Some(self.handle_of(self.kmalloc_caches[pos]))
+    }
+
+    /// Bytes of the per-CPU and per-node structures and the slabs they hold, over every cache
+    /// (the harness's `metadata` workload; see [`QueueMemory`]).
+    pub fn queue_memory(&self) -> QueueMemory {
+        stats::queue_memory(self)
     }
 
     /// The sysfs-style attributes of a cache (`/sys/kernel/slab/<cache>/…`).
