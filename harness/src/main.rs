@@ -88,6 +88,7 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
         Workload::Scaling => a * reps * workloads::scaling::sizes(&cfg.sizes).len() as u64,
         Workload::Pages => reps * workloads::pages::orders(cfg.quick).len() as u64,
         Workload::Programs => reps * workloads::programs::PROGRAMS.len() as u64 * 4,
+        Workload::Metadata => a * (common::sysfs_fixtures::SysfsFixture::servers().len() as u64 + 1),
     }
 }
 

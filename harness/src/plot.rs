@@ -570,5 +570,6 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         .log_y()];
         files.extend(draw_figure(dir, "pages", &panels, 1)?);
     }
+    files.extend(crate::workloads::metadata::plot(rows, dir)?);
     Ok(files)
 }

@@ -163,7 +163,11 @@ impl Settings {
 }
 
 fn provider(topo: &Topology) -> Result<PageProvider, String> {
-    PageProvider::new(&ProviderConfig::new(topo.clone())).map_err(|e| e.to_string())
+    let mut cfg = ProviderConfig::new(topo.clone());
+    // A sysfs tree under another root (the metadata workload's server fixtures) is not this
+    // machine: its nodes are not bound.
+    cfg.bind = topo.source() != common::topology::TopologySource::SysfsRoot;
+    PageProvider::new(&cfg).map_err(|e| e.to_string())
 }
 
 /// Runs workload `w` on allocator `name`.
@@ -225,5 +229,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::Scaling => workloads::scaling::run(ctx, make),
         Workload::Pages => workloads::pages::run(ctx),
         Workload::Programs => workloads::programs::run(ctx),
+        Workload::Metadata => workloads::metadata::run(ctx, make),
     }
 }

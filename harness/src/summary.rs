@@ -424,5 +424,6 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         }
         let _ = writeln!(s);
     }
+    s.push_str(&crate::workloads::metadata::summary(rows));
     s
 }

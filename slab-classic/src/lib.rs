@@ -1122,6 +1122,65 @@ impl SlabAllocator for Slab {
         }
     }
 
+    fn for_each_queue_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let q = self.queue_memory();
+        f("caches", q.caches as u64);
+        f("nr_cpus", q.nr_cpus as u64);
+        f("nr_nodes", q.nr_nodes as u64);
+        let kinds: [(&QueueBytes, [&'static str; 6]); 3] = [
+            (
+                &q.cpu,
+                [
+                    "cpu_arrays",
+                    "cpu_array_bytes",
+                    "cpu_capacity",
+                    "cpu_capacity_bytes",
+                    "cpu_objects",
+                    "cpu_object_bytes",
+                ],
+            ),
+            (
+                &q.shared,
+                [
+                    "shared_arrays",
+                    "shared_array_bytes",
+                    "shared_capacity",
+                    "shared_capacity_bytes",
+                    "shared_objects",
+                    "shared_object_bytes",
+                ],
+            ),
+            (
+                &q.alien,
+                [
+                    "alien_arrays",
+                    "alien_array_bytes",
+                    "alien_capacity",
+                    "alien_capacity_bytes",
+                    "alien_objects",
+                    "alien_object_bytes",
+                ],
+            ),
+        ];
+        for (k, n) in kinds {
+            let v = [
+                k.arrays,
+                k.bytes,
+                k.capacity,
+                k.capacity_bytes,
+                k.objects,
+                k.object_bytes,
+            ];
+            for (name, v) in n.into_iter().zip(v) {
+                f(name, v as u64);
+            }
+        }
+        f("alien_table_bytes", q.alien_tables_bytes as u64);
+        f("node_struct_bytes", q.node_struct_bytes as u64);
+        f("cache_struct_bytes", q.cache_struct_bytes as u64);
+        f("queue_bytes", q.queue_bytes() as u64);
+    }
+
     fn settings_summary(&self) -> String {
         let g = self.g();
         let s = g.settings;

@@ -975,6 +975,30 @@ impl SlabAllocator for Slub {
         }
     }
 
+    fn for_each_queue_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let q = self.queue_memory();
+        for (name, v) in [
+            ("caches", q.caches),
+            ("nr_cpus", q.nr_cpus),
+            ("nr_nodes", q.nr_nodes),
+            ("cpu_structs", q.cpu_structs),
+            ("cpu_struct_bytes", q.cpu_struct_bytes),
+            ("node_structs", q.node_structs),
+            ("node_struct_bytes", q.node_struct_bytes),
+            ("cache_struct_bytes", q.cache_struct_bytes),
+            ("cpu_slabs", q.cpu_slabs),
+            ("cpu_slab_bytes", q.cpu_slab_bytes),
+            ("cpu_partial_slabs", q.cpu_partial_slabs),
+            ("cpu_partial_bytes", q.cpu_partial_bytes),
+            ("node_partial_slabs", q.node_partial_slabs),
+            ("node_partial_bytes", q.node_partial_bytes),
+            ("cpu_capacity_bytes", q.cpu_capacity_bytes),
+            ("node_min_partial_bytes", q.node_min_partial_bytes),
+        ] {
+            f(name, v as u64);
+        }
+    }
+
     fn settings_summary(&self) -> String {
         let s = &self.settings;
         format!(

@@ -4,6 +4,7 @@
 
 pub mod custom_caches;
 pub mod memory;
+pub mod metadata;
 pub mod pages;
 pub mod programs;
 pub mod remote_free;
@@ -32,29 +33,33 @@ pub enum Workload {
     Pages,
     /// Real programs under LD_PRELOAD on each allocator (opt-in: not in the default sweep).
     Programs,
+    /// Bytes held by object queues and per-CPU/per-node structures on server topologies.
+    Metadata,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::SlabTest,
         Workload::RemoteFree,
         Workload::Memory,
         Workload::CustomCaches,
         Workload::Scaling,
         Workload::Pages,
+        Workload::Metadata,
         Workload::Programs,
     ];
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 6] = [
+    pub const DEFAULT: [Workload; 7] = [
         Workload::SlabTest,
         Workload::RemoteFree,
         Workload::Memory,
         Workload::CustomCaches,
         Workload::Scaling,
         Workload::Pages,
+        Workload::Metadata,
     ];
 
     /// Command-line name.
@@ -67,6 +72,7 @@ impl Workload {
             Workload::Scaling => "scaling",
             Workload::Pages => "pages",
             Workload::Programs => "programs",
+            Workload::Metadata => "metadata",
         }
     }
 
@@ -79,6 +85,7 @@ impl Workload {
             Workload::CustomCaches => "kmem_cache_create of dentry/skbuff/inode/4k-buffer-like objects in a mixed producer/consumer pattern",
             Workload::Scaling => "alloc/free pairs on 1..all CPUs with the same total work; throughput vs threads",
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
+            Workload::Metadata => "bytes held by SLAB's per-CPU, shared and alien arrays and SLUB's per-CPU/per-node structures and slabs, on server topologies from sysfs fixtures (128-448 CPUs, 2-8 nodes) and this machine; vs CPUs and nodes",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
         }
     }
