@@ -228,7 +228,9 @@ impl<A: SlabAllocator> BenchAllocator for SlabBench<A> {
     }
     fn cache_alloc_node(&self, c: BenchCache, node: usize) -> *mut u8 {
         match c {
-            BenchCache::Slab(h, _, _) => raw(self.inner.kmem_cache_alloc_node(h, Gfp::KERNEL, node)),
+            BenchCache::Slab(h, _, _) => {
+                raw(self.inner.kmem_cache_alloc_node(h, Gfp::KERNEL, node))
+            }
             BenchCache::Size(s) => raw(self.inner.kmalloc_node(s, Gfp::KERNEL, node)),
         }
     }

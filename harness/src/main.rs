@@ -88,7 +88,9 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
         Workload::Scaling => a * reps * workloads::scaling::sizes(&cfg.sizes).len() as u64,
         Workload::Pages => reps * workloads::pages::orders(cfg.quick).len() as u64,
         Workload::Programs => reps * workloads::programs::PROGRAMS.len() as u64 * 4,
-        Workload::Metadata => a * (common::sysfs_fixtures::SysfsFixture::servers().len() as u64 + 1),
+        Workload::Metadata => {
+            a * (common::sysfs_fixtures::SysfsFixture::servers().len() as u64 + 1)
+        }
     }
 }
 
@@ -168,6 +170,7 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             tsc_ghz,
             progress: &bar,
         };
+        placement::set_context(w.name());
         let result = if w == Workload::Pages {
             workloads::pages::run(&ctx)
         } else if w == Workload::Programs {
@@ -177,6 +180,7 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             let mut res = Ok(());
             for a in &cfg.allocators {
                 bar.set_message(a.to_string());
+                placement::set_context(&format!("{}/{a}", w.name()));
                 match registry::run(a, w, &ctx) {
                     Ok(r) => all.extend(r),
                     Err(e) => {
@@ -217,7 +221,9 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         }
         w.flush().map_err(|e| e.to_string())?;
     }
-    let mut files = vec![csv_path.clone(), cfg.out.join("meta.json")];
+    let placement_path = cfg.out.join("placement.csv");
+    write_placement(&placement_path, &placement::take_log())?;
+    let mut files = vec![csv_path.clone(), cfg.out.join("meta.json"), placement_path];
     if cfg.plots {
         files.extend(plot::draw_all(&rows, &cfg.out)?);
     }
@@ -242,6 +248,30 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     w.flush().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `placement.csv`: every worker's pinned CPU and where `getcpu()` found it when done.
+fn write_placement(path: &Path, log: &[placement::Placed]) -> Result<(), String> {
+    use std::fmt::Write;
+    let mut s = String::from("context,worker,pinned_cpu,cpu_after,expected_node,node_after,ok\n");
+    let mut bad = 0;
+    for p in log {
+        let ok = p.pinned_cpu == p.cpu_after && p.expected_node == p.node_after;
+        bad += usize::from(!ok);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{}",
+            p.context, p.worker, p.pinned_cpu, p.cpu_after, p.expected_node, p.node_after, ok
+        );
+    }
+    if bad > 0 {
+        eprintln!(
+            "warning: {bad} of {} workers were not on their pinned CPU/node when they finished (see {})",
+            log.len(),
+            path.display()
+        );
+    }
+    std::fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn write_meta(
