@@ -11,6 +11,7 @@
 mod alloc;
 mod analysis;
 mod cli;
+mod estimate;
 mod placement;
 mod plot;
 mod record;
@@ -149,6 +150,25 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         progress: &ProgressBar::hidden(),
     })
     .len();
+    let plan = estimate::plan(&cfg, cross, topo.nr_nodes());
+    let total: f64 = plan.iter().map(|p| p.1).sum();
+    eprintln!(
+        "estimated duration: {} ({}){}",
+        estimate::human(total),
+        plan.iter()
+            .map(|(w, s)| format!("{} {}", w.name(), estimate::human(*s)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if total > 600.0 {
+            "; a subset is quicker: --nodes 0, --cpus 0-15 style lists, --threads N, --workloads, --sizes"
+        } else {
+            ""
+        }
+    );
+    if args.estimate {
+        return Ok(());
+    }
+    let mut took: Vec<(Workload, f64, f64)> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let style =
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
@@ -171,6 +191,7 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             progress: &bar,
         };
         placement::set_context(w.name());
+        let w_start = std::time::Instant::now();
         let result = if w == Workload::Pages {
             workloads::pages::run(&ctx)
         } else if w == Workload::Programs {
@@ -192,6 +213,11 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             res.map(|()| all)
         };
         bar.finish_and_clear();
+        took.push((
+            w,
+            plan.iter().find(|p| p.0 == w).map_or(0.0, |p| p.1),
+            w_start.elapsed().as_secs_f64(),
+        ));
         match result {
             Ok(r) => {
                 if tty {
@@ -231,6 +257,18 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     std::fs::write(&sum, summary::render(&rows, &meta, &command))
         .map_err(|e| format!("{}: {e}", sum.display()))?;
     files.push(sum);
+    eprintln!(
+        "duration by workload (estimated / took): {}",
+        took.iter()
+            .map(|(w, e, t)| format!(
+                "{} {} / {}",
+                w.name(),
+                estimate::human(*e),
+                estimate::human(*t)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     eprintln!("wrote {} rows to {}", rows.len(), cfg.out.display());
     for f in files {
         eprintln!("  {}", f.display());

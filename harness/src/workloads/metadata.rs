@@ -192,7 +192,8 @@ fn family_allocator(rows: &[&Row], family: &str) -> Option<String> {
 
 /// Points of `allocator` at `step`, ordered by CPUs then nodes.
 fn points(rows: &[&Row], allocator: &str, step: &str) -> Vec<Point> {
-    let mut by: std::collections::BTreeMap<(usize, usize, String), Point> = Default::default();
+    let mut by: std::collections::BTreeMap<(usize, usize, String), Point> =
+        std::collections::BTreeMap::new();
     for r in rows
         .iter()
         .filter(|r| r.allocator == allocator && r.phase == step)
