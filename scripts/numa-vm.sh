@@ -71,8 +71,10 @@ fi
 export NODES=${NODES:-4} CPUS_PER_NODE=${CPUS_PER_NODE:-2} MEM_PER_NODE_MB=${MEM_PER_NODE_MB:-512}
 export TIMEOUT=${TIMEOUT:-900}
 out=${OUT:-target/numa-vm-harness}
-cargo build --release -p harness 2>&1 | tail -1
-cp target/release/harness "$tmp/harness"
+harness_bin=$(cargo build --release -p harness --message-format=json 2>/dev/null |
+  grep -o '"executable":"[^"]*/harness"' | tail -1 | cut -d'"' -f4)
+[ -n "$harness_bin" ] || { echo "numa-vm: building the harness failed" >&2; exit 1; }
+cp "$harness_bin" "$tmp/harness"
 cp "$(build_test harness stress)" "$tmp/stress-tests"
 files+=("$tmp/harness" "$tmp/stress-tests")
 cat > "$guest" <<'EOF'
@@ -125,7 +127,7 @@ check "placement.csv: every worker on its pinned CPU and node when done" \
 check "placement.csv: workers on all $((NODES * CPUS_PER_NODE)) CPUs and $NODES nodes" \
   awk -F, -v c=$((NODES * CPUS_PER_NODE)) -v n="$NODES" \
   'NR > 1 { cpu[$3] = 1; node[$5] = 1 } END { exit !(length(cpu) == c && length(node) == n) }' "$placement"
-if [ -x target/release/harness ] && target/release/harness plot "$run" >/dev/null 2>&1; then
+if "$harness_bin" plot "$run" >/dev/null 2>&1; then
   echo "  ok   plots drawn on the host: $(ls "$run"/*.png | wc -l) PNGs"
 else
   echo "  FAIL harness plot $run"; fail=1
