@@ -23,12 +23,14 @@
 #         arrays (remotefrees) and SLUB's remote frees (free_slowpath) moved objects between all
 #         12 ordered pairs of nodes, validate() clean (the real-NUMA tests' lines);
 #       - meta.json says 4 real nodes; results.csv has the metadata rows of this 4-node machine.
-#     Measured here (2 shared cores, TCG): 77 s of guest wall time (boot ~10 s, tests ~9 s,
-#     harness --quick ~57 s), plus the release builds (harness and four test binaries).
+#     Measured here (2 shared cores, TCG, host loaded by other builds): 105 s of guest wall time
+#     with the default test-profile binaries (tests 17 s, harness --quick 59 s), 149 s for the
+#     whole script on a warm target/; 77-118 s of guest time with PROFILE=release binaries.
 #
 # Environment: NODES, CPUS_PER_NODE, MEM_PER_NODE_MB, TIMEOUT, ACCEL (see qemu-numa-guest.sh);
-# OUT (harness mode's output directory). Binaries are the host's release builds; their shared
-# libraries are copied into the guest. Needs (Debian):
+# OUT (harness mode's output directory); PROFILE=release for release binaries (default: the
+# test profile's, which `cargo test` has built already). Shared libraries are copied into the
+# guest. Needs (Debian):
 #   apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static cpio
 # (qemu-system-x86 may replace the base image's qemu-utils).
 set -euo pipefail
@@ -39,10 +41,15 @@ case $mode in
   *) echo "usage: $0 [tests|harness]" >&2; exit 2 ;;
 esac
 
-# Builds one test binary (release) and prints its path.
+# Binaries: the test profile's (what `cargo test` already built: correctness, not speed, is
+# what the guest checks; TCG timings mean nothing), or PROFILE=release.
+rel=()
+if [ "${PROFILE:-dev}" = release ]; then rel=(--release); fi
+
+# Builds one test binary and prints its path.
 build_test() {
   local exe
-  exe=$(cargo test --release -p "$1" --test "$2" --no-run --message-format=json 2>/dev/null |
+  exe=$(cargo test "${rel[@]}" -p "$1" --test "$2" --no-run --message-format=json 2>/dev/null |
     grep -o "\"executable\":\"[^\"]*/$2-[0-9a-f]*\"" | tail -1 | cut -d'"' -f4)
   [ -n "$exe" ] || { echo "numa-vm: building $1 --test $2 failed" >&2; exit 1; }
   echo "$exe"
@@ -71,7 +78,7 @@ fi
 export NODES=${NODES:-4} CPUS_PER_NODE=${CPUS_PER_NODE:-2} MEM_PER_NODE_MB=${MEM_PER_NODE_MB:-512}
 export TIMEOUT=${TIMEOUT:-900}
 out=${OUT:-target/numa-vm-harness}
-harness_bin=$(cargo build --release -p harness --message-format=json 2>/dev/null |
+harness_bin=$(cargo build "${rel[@]}" -p harness --message-format=json 2>/dev/null |
   grep -o '"executable":"[^"]*/harness"' | tail -1 | cut -d'"' -f4)
 [ -n "$harness_bin" ] || { echo "numa-vm: building the harness failed" >&2; exit 1; }
 cp "$harness_bin" "$tmp/harness"
