@@ -1,28 +1,144 @@
 #!/usr/bin/env bash
-# Run tests inside a two-node qemu guest (TCG), so real mbind placement is verified on a
-# one-node machine: common's page-provider tests (every test, then the placement test again
-# with its output, "node 1: 4 pages placed on real node 1 (verified)"), then the allocators'
-# real-NUMA tests (slub/tests/numa_real.rs, slab-classic/tests/numa_real.rs: node-1 placement
-# checked with get_mempolicy, SLUB remote frees onto node 1's partial list, SLAB frees through
-# the alien cache, validate clean), run bare, each printing its "… real NUMA: …" lines. Needs (Debian):
+# Real NUMA on a one-node machine: boots a multi-node qemu guest (scripts/qemu-numa-guest.sh,
+# TCG; KVM with ACCEL=auto only if a probe guest boots) and runs the project's binaries in it.
+#
+#   scripts/numa-vm.sh            two nodes x 2 CPUs: common's page-provider tests (every test,
+#                                 then the placement test again with its output, "node 1: 4 pages
+#                                 placed on real node 1 (verified)"), then the allocators'
+#                                 real-NUMA tests (slub/tests/numa_real.rs,
+#                                 slab-classic/tests/numa_real.rs), each printing "… real NUMA: …".
+#   scripts/numa-vm.sh harness    four nodes x 2 CPUs, distances 10/16/22/28 (the main job on a
+#                                 real multi-node machine): common's page-provider tests and the
+#                                 placement test (every node), both allocators'
+#                                 real-NUMA tests (node-1 scenarios and every ordered pair of the
+#                                 4 nodes), the cross-allocator stress test, and `harness --quick`
+#                                 on the guest's own topology. The run directory comes back over
+#                                 a second serial port into $OUT (default target/numa-vm-harness/
+#                                 run), plots are drawn on the host (`harness plot`), and the
+#                                 checks below must pass (exit 1 otherwise):
+#       - every binary exited 0;
+#       - placement.csv: every worker of every workload was still on its pinned CPU and on that
+#         CPU's kernel node when it finished, and all 8 CPUs and 4 nodes had workers;
+#       - node-bound allocations on every node were verified with get_mempolicy, SLAB's alien
+#         arrays (remotefrees) and SLUB's remote frees (free_slowpath) moved objects between all
+#         12 ordered pairs of nodes, validate() clean (the real-NUMA tests' lines);
+#       - meta.json says 4 real nodes; results.csv has the metadata rows of this 4-node machine.
+#     Measured here (2 shared cores, TCG, host loaded by other builds): 105 s of guest wall time
+#     with the default test-profile binaries (tests 17 s, harness --quick 59 s), 149 s for the
+#     whole script on a warm target/; 77-118 s of guest time with PROFILE=release binaries.
+#
+# Environment: NODES, CPUS_PER_NODE, MEM_PER_NODE_MB, TIMEOUT, ACCEL (see qemu-numa-guest.sh);
+# OUT (harness mode's output directory); PROFILE=release for release binaries (default: the
+# test profile's, which `cargo test` has built already). Shared libraries are copied into the
+# guest. Needs (Debian):
 #   apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static cpio
-# (qemu-system-x86 may replace the base image's qemu-utils). Uses ../shared/reference/numa-vm.sh.
+# (qemu-system-x86 may replace the base image's qemu-utils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=x86_64-unknown-linux-gnu
-# Builds one test binary statically and prints its path.
-build() {
-  RUSTFLAGS="-C target-feature=+crt-static,+cmpxchg16b" \
-    cargo test --release -p "$1" --test "$2" --no-run --target $target 2>&1 |
-    grep -o "[^ (]*$target/release/deps/$2-[0-9a-f]*" | tail -1
+mode=${1:-tests}
+case $mode in
+  tests | harness) ;;
+  *) echo "usage: $0 [tests|harness]" >&2; exit 2 ;;
+esac
+
+# Binaries: the test profile's (what `cargo test` already built: correctness, not speed, is
+# what the guest checks; TCG timings mean nothing), or PROFILE=release.
+rel=()
+if [ "${PROFILE:-dev}" = release ]; then rel=(--release); fi
+
+# Builds one test binary and prints its path.
+build_test() {
+  local exe
+  exe=$(cargo test "${rel[@]}" -p "$1" --test "$2" --no-run --message-format=json 2>/dev/null |
+    grep -o "\"executable\":\"[^\"]*/$2-[0-9a-f]*\"" | tail -1 | cut -d'"' -f4)
+  [ -n "$exe" ] || { echo "numa-vm: building $1 --test $2 failed" >&2; exit 1; }
+  echo "$exe"
 }
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cp "$(build common provider)" "$tmp/provider-tests"
-cp "$(build slub numa_real)" "$tmp/slub-numa-real"
-cp "$(build slab-classic numa_real)" "$tmp/slab-numa-real"
-printf '#!/bin/sh\n/bin/provider-tests --nocapture real_nodes_back_their_arenas arenas_are_bound\n' > "$tmp/placement"
-chmod +x "$tmp/placement"
-# The numa_real binaries print their lines past the test harness's capture: run bare.
-exec ../shared/reference/numa-vm.sh "$tmp/provider-tests" "$tmp/placement" \
-  "$tmp/slub-numa-real" "$tmp/slab-numa-real"
+cp "$(build_test common provider)" "$tmp/provider-tests"
+cp "$(build_test slub numa_real)" "$tmp/slub-numa-real"
+cp "$(build_test slab-classic numa_real)" "$tmp/slab-numa-real"
+guest=$tmp/guest.sh
+files=("$tmp/provider-tests" "$tmp/slub-numa-real" "$tmp/slab-numa-real")
+
+if [ "$mode" = tests ]; then
+  # The numa_real binaries print their lines past the test harness's capture: run bare.
+  {
+    echo '/bin/provider-tests; echo "EXIT provider-tests rc=$?"'
+    echo '/bin/provider-tests --nocapture real_nodes_back_their_arenas arenas_are_bound; echo "EXIT placement rc=$?"'
+    echo '/bin/slub-numa-real; echo "EXIT slub-numa-real rc=$?"'
+    echo '/bin/slab-numa-real; echo "EXIT slab-numa-real rc=$?"'
+  } > "$guest"
+  exec scripts/qemu-numa-guest.sh "$guest" "${files[@]}"
+fi
+
+# harness mode
+export NODES=${NODES:-4} CPUS_PER_NODE=${CPUS_PER_NODE:-2} MEM_PER_NODE_MB=${MEM_PER_NODE_MB:-512}
+export TIMEOUT=${TIMEOUT:-900}
+out=${OUT:-target/numa-vm-harness}
+harness_bin=$(cargo build "${rel[@]}" -p harness --message-format=json 2>/dev/null |
+  grep -o '"executable":"[^"]*/harness"' | tail -1 | cut -d'"' -f4)
+[ -n "$harness_bin" ] || { echo "numa-vm: building the harness failed" >&2; exit 1; }
+cp "$harness_bin" "$tmp/harness"
+cp "$(build_test harness stress)" "$tmp/stress-tests"
+files+=("$tmp/harness" "$tmp/stress-tests")
+cat > "$guest" <<'EOF'
+t0=$(date +%s)
+/bin/provider-tests; echo "EXIT provider-tests rc=$?"
+/bin/provider-tests --nocapture real_nodes_back_their_arenas arenas_are_bound; echo "EXIT placement rc=$?"
+/bin/slub-numa-real; echo "EXIT slub-numa-real rc=$?"
+/bin/slab-numa-real; echo "EXIT slab-numa-real rc=$?"
+/bin/stress-tests --test-threads 1; echo "EXIT stress-tests rc=$?"
+t1=$(date +%s)
+/bin/harness --quick --no-plots -o /tmp/run; echo "EXIT harness rc=$?"
+echo "GUEST_SECONDS tests=$((t1 - t0)) harness=$(( $(date +%s) - t1 ))"
+tar -C /tmp -cf - run | gzip -1 | base64 > /dev/ttyS1
+echo "SENT run directory"
+EOF
+rm -rf "$out"; mkdir -p "$out"
+log=$out/guest.log
+start=$(date +%s)
+OUT_FILE=$tmp/run.b64 scripts/qemu-numa-guest.sh "$guest" "${files[@]}" 2>&1 | tee "$log" |
+  grep -E "qemu-numa-guest|NODE_ONLINE|every pair|real NUMA|placed on real node|test result|EXIT|GUEST_SECONDS|^error" || true
+wall=$(( $(date +%s) - start ))
+echo "numa-vm harness: guest wall time ${wall} s (boot, tests, harness --quick, copy out)"
+tr -d '\r' < "$tmp/run.b64" | base64 -d | tar -xz -C "$out" ||
+  { echo "numa-vm harness: FAIL: no run directory came back" >&2; exit 1; }
+run=$out/run
+
+fail=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@" >/dev/null 2>&1; then echo "  ok   $what"; else echo "  FAIL $what"; fail=1; fi
+}
+echo "numa-vm harness: checks on $run"
+for b in provider-tests placement slub-numa-real slab-numa-real stress-tests harness; do
+  check "$b exited 0" grep -q "EXIT $b rc=0" "$log"
+done
+check "NODE_ONLINE=0-3 CPUS=8" grep -q "NODE_ONLINE=0-$((NODES - 1)) CPUS=$((NODES * CPUS_PER_NODE))" "$log"
+pairs=$((NODES * (NODES - 1)))
+check "SLAB alien arrays moved objects between all $pairs ordered node pairs" \
+  grep -q "slab-classic real NUMA every pair: $NODES nodes, $pairs ordered pairs, objects on their node (verified by get_mempolicy).*validate clean" "$log"
+for era in 6.4 2.6.32; do
+  check "SLUB $era remote frees between all $pairs ordered node pairs" \
+    grep -q "slub $era real NUMA every pair: $NODES nodes, $pairs ordered pairs, objects on their node (verified by get_mempolicy).*validate clean" "$log"
+done
+check "meta.json: $NODES real nodes" grep -q "\"nodes_real\": $NODES" "$run/meta.json"
+check "results.csv has metadata rows for this $NODES-node machine" \
+  grep -q "topology=this-machine cpus=$((NODES * CPUS_PER_NODE)) nodes=$NODES" "$run/results.csv"
+placement=$run/placement.csv
+check "placement.csv: every worker on its pinned CPU and node when done" \
+  awk -F, 'NR > 1 { n++; if ($7 != "true") bad++ } END { exit !(n > 0 && bad == 0) }' "$placement"
+check "placement.csv: workers on all $((NODES * CPUS_PER_NODE)) CPUs and $NODES nodes" \
+  awk -F, -v c=$((NODES * CPUS_PER_NODE)) -v n="$NODES" \
+  'NR > 1 { cpu[$3] = 1; node[$5] = 1 } END { exit !(length(cpu) == c && length(node) == n) }' "$placement"
+if "$harness_bin" plot "$run" >/dev/null 2>&1; then
+  echo "  ok   plots drawn on the host: $(ls "$run"/*.png | wc -l) PNGs"
+else
+  echo "  FAIL harness plot $run"; fail=1
+fi
+echo "numa-vm harness: $(awk -F, 'NR > 1' "$placement" | wc -l) worker placements checked; $(grep -o 'GUEST_SECONDS.*' "$log" | tr -d '\r')"
+if [ $fail -ne 0 ]; then echo "numa-vm harness: FAILED (guest log: $log)"; exit 1; fi
+echo "numa-vm harness: all checks passed"

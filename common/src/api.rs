@@ -515,6 +515,14 @@ pub trait SlabAllocator: Send + Sync {
         0
     }
 
+    /// Calls `f` with the size of the allocator's object queues and per-CPU/per-node structures
+    /// (name, value; names ending in `bytes` are bytes, the others counts), summed over its
+    /// caches: SLAB's per-CPU, shared and alien arrays, SLUB's `kmem_cache_cpu`/`kmem_cache_node`
+    /// and the slabs they hold. The harness's `metadata` workload reports them. Default: none.
+    fn for_each_queue_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let _ = f;
+    }
+
     /// A one-line description of the settings in force (tunables, orders, era, debug flags),
     /// recorded with every measurement. Default: empty.
     fn settings_summary(&self) -> String {

@@ -7,6 +7,7 @@
 //!   pcpu_alloc (chunks of 64-byte units behind PerCpu, state in the provider)
 //!   provider (buddy allocator per node) ──► page (struct page, mem_map) ──► list (list_head)
 //!   topology (sysfs | hwloc | fake NUMA)   pin (core_affinity + sched_getcpu)
+//!   sysfs_fixtures (server topologies as small sysfs trees, for tests and the harness)
 //!   sys (mmap, madvise, mbind, get_mempolicy, getcpu: raw calls, no heap)
 //!   testing (feature `testing`: stress helpers for the allocators' integration tests)
 //! ```
@@ -32,6 +33,7 @@ pub mod sizes;
 pub mod stats;
 pub mod sync;
 pub mod sys;
+pub mod sysfs_fixtures;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;

@@ -14,7 +14,8 @@
 //! each `node_pages` pages (a power of two), aligned to the largest block (4 MiB), so a block's buddy is found by
 //! flipping one bit of its page index, and `virt_to_page` is one subtraction and one shift. Each
 //! node's arena is bound to the real node behind it with `mbind(MPOL_BIND)` (raw syscall); on
-//! fake NUMA several arenas bind to the same real node. The `mem_map` — one 64-byte [`Page`] per
+//! fake NUMA several arenas bind to the same real node; a memoryless node's arena binds to the
+//! nearest node with memory ([`Topology::mem_node`]). The `mem_map` — one 64-byte [`Page`] per
 //! page — is a second reservation, touched only for pages that are used. The provider's own state
 //! lives in a third small mapping, so nothing here comes from the Rust heap: a slab allocator
 //! built on it can serve as the global allocator.
@@ -507,7 +508,9 @@ impl PageProvider {
         }
         if cfg.bind {
             for n in 0..nr_nodes {
-                let real = cfg.topology.real_node(n);
+                // A memoryless node's arena is bound to the nearest node with memory, where
+                // the kernel would place its allocations (numa_mem_id).
+                let real = cfg.topology.real_node(cfg.topology.mem_node(n));
                 let start = base + n * node_pages * PAGE_SIZE;
                 // SAFETY: the node's arena is part of our reservation.
                 let r = unsafe {

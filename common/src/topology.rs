@@ -65,6 +65,21 @@ pub enum TopologyError {
     NoCpus,
     /// More CPUs or nodes than [`NR_CPUS`] / [`MAX_NUMNODES`].
     TooBig,
+    /// A CPU id at or above [`NR_CPUS`] in a CPU list (`id` is the largest one seen).
+    TooManyCpus {
+        /// The largest CPU id listed.
+        id: usize,
+    },
+    /// More nodes than [`MAX_NUMNODES`], or a node id at or above [`NR_CPUS`] (the widest list
+    /// the parser takes).
+    TooManyNodes {
+        /// Nodes listed (0 if the list could not be parsed because an id was too large).
+        count: usize,
+        /// The largest node id listed.
+        id: usize,
+    },
+    /// A sysfs list file exists but does not parse (the path's tail).
+    BadList(&'static str),
     /// Fake NUMA asked for fewer logical nodes than there are real ones, or none, or too many.
     BadFakeNodes(usize),
     /// An environment variable held something unusable.
@@ -81,6 +96,21 @@ impl fmt::Display for TopologyError {
                 f,
                 "machine exceeds NR_CPUS={NR_CPUS} or MAX_NUMNODES={MAX_NUMNODES}"
             ),
+            TopologyError::TooManyCpus { id } => write!(
+                f,
+                "CPU id {id} is past the supported maximum: slabworks supports CPU ids 0..{NR_CPUS} \
+                 (NR_CPUS={NR_CPUS}); use a machine (or a --cpus/--nodes subset of a sysfs tree) \
+                 with fewer CPUs, or raise NR_CPUS in common/src/topology.rs"
+            ),
+            TopologyError::TooManyNodes { count, id } => write!(
+                f,
+                "NUMA nodes past the supported maximum: {count} node(s) listed, largest id {id}; \
+                 slabworks supports up to MAX_NUMNODES={MAX_NUMNODES} nodes with ids below \
+                 {NR_CPUS} (raise MAX_NUMNODES in common/src/topology.rs)"
+            ),
+            TopologyError::BadList(path) => {
+                write!(f, "sysfs list file {path} exists but does not parse")
+            }
             TopologyError::BadFakeNodes(n) => write!(
                 f,
                 "fake NUMA needs between the real node count and {MAX_NUMNODES} nodes, got {n}"
@@ -133,27 +163,44 @@ impl CpuMask {
 
     /// Parses a kernel cpulist ("0-3,8,10-11"). `None` on a syntax error or a CPU ≥ NR_CPUS.
     pub fn parse_list(s: &[u8]) -> Option<Self> {
+        Self::parse_list_checked(s).ok()
+    }
+
+    /// Parses a kernel cpulist, telling a syntax error (`Err(None)`) from an id at or above
+    /// [`NR_CPUS`] (`Err(Some(largest id))`), so callers can say which limit was passed.
+    pub fn parse_list_checked(s: &[u8]) -> Result<Self, Option<usize>> {
         let mut m = Self::new();
         let s = trim(s);
         if s.is_empty() {
-            return Some(m);
+            return Ok(m);
         }
+        let mut too_big = None;
         for part in s.split(|&b| b == b',') {
             let part = trim(part);
             let (a, b) = if let Some(i) = part.iter().position(|&c| c == b'-') {
-                (parse_usize(&part[..i])?, parse_usize(&part[i + 1..])?)
+                (
+                    parse_usize(&part[..i]).ok_or(None)?,
+                    parse_usize(&part[i + 1..]).ok_or(None)?,
+                )
             } else {
-                let v = parse_usize(part)?;
+                let v = parse_usize(part).ok_or(None)?;
                 (v, v)
             };
-            if a > b || b >= NR_CPUS {
-                return None;
+            if a > b {
+                return Err(None);
+            }
+            if b >= NR_CPUS {
+                too_big = Some(too_big.unwrap_or(0).max(b));
+                continue;
             }
             for c in a..=b {
                 m.set(c);
             }
         }
-        Some(m)
+        match too_big {
+            Some(id) => Err(Some(id)),
+            None => Ok(m),
+        }
     }
 }
 
@@ -244,6 +291,8 @@ pub struct Topology {
     distance: [[u8; MAX_NUMNODES]; MAX_NUMNODES],
     fake_nodes: usize,
     real_nodes: usize,
+    /// Logical nodes with memory (`N_MEMORY`, sysfs `node/has_memory`), one bit per node.
+    mem_nodes: u64,
     cache_line_size: usize,
     page_size: usize,
 }
@@ -267,6 +316,7 @@ impl Topology {
             distance: [[0; MAX_NUMNODES]; MAX_NUMNODES],
             fake_nodes: 0,
             real_nodes: 0,
+            mem_nodes: u64::MAX,
             cache_line_size: 64,
             page_size: 4096,
         }
@@ -338,28 +388,49 @@ impl Topology {
         let mut path = PathBuf::new(root).ok_or(TopologyError::NoCpus)?;
         path.push(b"/devices/system/cpu/possible")
             .ok_or(TopologyError::NoCpus)?;
-        t.possible = sys::read_small_file(path.as_bytes(), &mut buf)
-            .and_then(CpuMask::parse_list)
-            .ok_or(TopologyError::NoCpus)?;
+        t.possible = match sys::read_small_file(path.as_bytes(), &mut buf)
+            .map(CpuMask::parse_list_checked)
+        {
+            None | Some(Err(None)) => return Err(TopologyError::NoCpus),
+            Some(Err(Some(id))) => return Err(TopologyError::TooManyCpus { id }),
+            Some(Ok(m)) => m,
+        };
         if t.possible.weight() == 0 {
             return Err(TopologyError::NoCpus);
         }
         let mut path = PathBuf::new(root).ok_or(TopologyError::NoCpus)?;
         path.push(b"/devices/system/cpu/online")
             .ok_or(TopologyError::NoCpus)?;
-        t.online = sys::read_small_file(path.as_bytes(), &mut buf)
-            .and_then(CpuMask::parse_list)
-            .unwrap_or(t.possible);
+        t.online = match sys::read_small_file(path.as_bytes(), &mut buf)
+            .map(CpuMask::parse_list_checked)
+        {
+            None => t.possible,
+            Some(Err(None)) => return Err(TopologyError::BadList("cpu/online")),
+            Some(Err(Some(id))) => return Err(TopologyError::TooManyCpus { id }),
+            Some(Ok(m)) => m,
+        };
 
-        // Nodes: the online node list; a kernel without NUMA has none, i.e. one node.
+        // Nodes: the online node list; a kernel without NUMA has none, i.e. one node. A list
+        // that exists but does not parse, or names too many nodes, is an error (never a silent
+        // one-node machine).
         let mut path = PathBuf::new(root).ok_or(TopologyError::NoCpus)?;
         path.push(b"/devices/system/node/online")
             .ok_or(TopologyError::NoCpus)?;
-        let nodes = sys::read_small_file(path.as_bytes(), &mut buf).and_then(CpuMask::parse_list);
+        let nodes = match sys::read_small_file(path.as_bytes(), &mut buf)
+            .map(CpuMask::parse_list_checked)
+        {
+            None => None,
+            Some(Err(None)) => return Err(TopologyError::BadList("node/online")),
+            Some(Err(Some(id))) => return Err(TopologyError::TooManyNodes { count: 0, id }),
+            Some(Ok(m)) => Some(m),
+        };
         match nodes {
             Some(nodes) if nodes.weight() > 0 => {
                 if nodes.weight() > MAX_NUMNODES {
-                    return Err(TopologyError::TooBig);
+                    return Err(TopologyError::TooManyNodes {
+                        count: nodes.weight(),
+                        id: nodes.last_plus_one() - 1,
+                    });
                 }
                 let ids: [usize; MAX_NUMNODES] = {
                     let mut a = [0; MAX_NUMNODES];
@@ -376,9 +447,16 @@ impl Topology {
                         .and_then(|p| p.push_num(real))
                         .and_then(|p| p.push(b"/cpulist"))
                         .ok_or(TopologyError::NoCpus)?;
-                    let cpus = sys::read_small_file(p.as_bytes(), &mut buf)
-                        .and_then(CpuMask::parse_list)
-                        .unwrap_or_default();
+                    let cpus = match sys::read_small_file(p.as_bytes(), &mut buf)
+                        .map(CpuMask::parse_list_checked)
+                    {
+                        None => CpuMask::new(),
+                        Some(Err(None)) => {
+                            return Err(TopologyError::BadList("node/nodeN/cpulist"))
+                        }
+                        Some(Err(Some(id))) => return Err(TopologyError::TooManyCpus { id }),
+                        Some(Ok(m)) => m,
+                    };
                     for c in cpus.iter() {
                         t.cpu_node[c] = dense as u8;
                     }
@@ -408,6 +486,27 @@ impl Topology {
                         for m in 0..t.nr_nodes {
                             t.distance[dense][m] = if m == dense { 10 } else { 20 };
                         }
+                    }
+                }
+                // Nodes with memory (N_MEMORY): a node missing from has_memory is memoryless
+                // (CPUs only). Without the file every node has memory.
+                let mut p = PathBuf::new(root).ok_or(TopologyError::NoCpus)?;
+                p.push(b"/devices/system/node/has_memory")
+                    .ok_or(TopologyError::NoCpus)?;
+                if let Some(m) =
+                    sys::read_small_file(p.as_bytes(), &mut buf).map(CpuMask::parse_list_checked)
+                {
+                    let m = m.map_err(|_| TopologyError::BadList("node/has_memory"))?;
+                    t.mem_nodes = 0;
+                    for dense in 0..t.nr_nodes {
+                        if m.contains(t.real_node[dense] as usize) {
+                            t.mem_nodes |= 1 << dense;
+                        }
+                    }
+                    if t.mem_nodes == 0 {
+                        return Err(TopologyError::BadList(
+                            "node/has_memory (no node has memory)",
+                        ));
                     }
                 }
                 // CPUs the node files did not list (offline CPUs) stay on node 0, as
@@ -504,8 +603,12 @@ impl Topology {
         t.node_cpus = [CpuMask::new(); MAX_NUMNODES];
         // Logical node f lives on real (dense) node f*R/n; count how many per real node.
         let real_of = |f: usize| f * real / n;
+        t.mem_nodes = 0;
         for f in 0..n {
             t.real_node[f] = self.real_node[real_of(f)];
+            if self.node_has_memory(real_of(f)) {
+                t.mem_nodes |= 1 << f;
+            }
         }
         for r in 0..real {
             let fakes: [usize; MAX_NUMNODES] = {
@@ -596,6 +699,25 @@ impl Topology {
     pub fn real_node(&self, node: usize) -> usize {
         self.real_node[node.min(MAX_NUMNODES - 1)] as usize
     }
+    /// Whether a logical node has memory (`node_state(node, N_MEMORY)`); a memoryless node
+    /// has CPUs only. Nodes past `nr_nodes` have none.
+    pub fn node_has_memory(&self, node: usize) -> bool {
+        node < self.nr_nodes && self.mem_nodes & (1 << node) != 0
+    }
+    /// The nearest node with memory (`numa_mem_id` for a node): the node itself if it has
+    /// memory, else the first node with memory in distance order. The page provider binds a
+    /// memoryless node's arena there.
+    pub fn mem_node(&self, node: usize) -> usize {
+        if self.node_has_memory(node) || node >= self.nr_nodes {
+            return node.min(self.nr_nodes.saturating_sub(1));
+        }
+        let order = self.nodes_by_distance(node);
+        order[..self.nr_nodes]
+            .iter()
+            .map(|&m| m as usize)
+            .find(|&m| self.node_has_memory(m))
+            .unwrap_or(node)
+    }
     /// `node_distance` (10 = local).
     pub fn node_distance(&self, a: usize, b: usize) -> u8 {
         if a < self.nr_nodes && b < self.nr_nodes {
@@ -658,8 +780,13 @@ impl Topology {
                 .collect();
             let _ = writeln!(
                 s,
-                "  node {n} (real {}): cpus [{}] distances [{}]",
+                "  node {n} (real {}{}): cpus [{}] distances [{}]",
                 self.real_node(n),
+                if self.node_has_memory(n) {
+                    ""
+                } else {
+                    ", memoryless"
+                },
                 cpus.join(","),
                 d.join(" ")
             );

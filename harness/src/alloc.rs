@@ -111,6 +111,16 @@ pub trait BenchAllocator: Send + Sync {
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
+    /// `kmem_cache_alloc_node` (baselines: `cache_alloc`, their placement is their own).
+    fn cache_alloc_node(&self, c: BenchCache, node: usize) -> *mut u8 {
+        let _ = node;
+        self.cache_alloc(c)
+    }
+    /// Sizes of the object queues and per-CPU/per-node structures (slab allocators; see
+    /// `SlabAllocator::for_each_queue_stat`).
+    fn queue_stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A slab allocator through the common API.
@@ -216,6 +226,19 @@ impl<A: SlabAllocator> BenchAllocator for SlabBench<A> {
     }
     fn validate(&self) -> Result<(), String> {
         self.inner.validate()
+    }
+    fn cache_alloc_node(&self, c: BenchCache, node: usize) -> *mut u8 {
+        match c {
+            BenchCache::Slab(h, _, _) => {
+                raw(self.inner.kmem_cache_alloc_node(h, Gfp::KERNEL, node))
+            }
+            BenchCache::Size(s) => raw(self.inner.kmalloc_node(s, Gfp::KERNEL, node)),
+        }
+    }
+    fn queue_stats(&self) -> Vec<(&'static str, u64)> {
+        let mut v = Vec::new();
+        self.inner.for_each_queue_stat(&mut |n, c| v.push((n, c)));
+        v
     }
 }
 

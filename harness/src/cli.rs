@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// List the allocators and workloads, then exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the estimated duration of the run (per workload) and exit without measuring.
+    #[arg(long)]
+    pub estimate: bool,
     /// Smoke sweep in well under 30 s (fewer sizes, ops, repetitions; what CI and tests use).
     #[arg(long)]
     pub quick: bool,

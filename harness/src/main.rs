@@ -11,7 +11,7 @@
 mod alloc;
 mod analysis;
 mod cli;
-mod eta;
+mod estimate;
 mod placement;
 mod plot;
 mod record;
@@ -98,6 +98,9 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
             (a + extra) * workloads::latency::sizes(&cfg.sizes).len() as u64
         }
         Workload::Ablation => workloads::ablation::units(cfg),
+        Workload::Metadata => {
+            a * (common::sysfs_fixtures::SysfsFixture::servers().len() as u64 + 1)
+        }
     }
 }
 
@@ -159,27 +162,27 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         progress: &ProgressBar::hidden(),
     })
     .len();
-    let pair_ns = eta::calibrate_pair_ns();
-    let est: Vec<f64> = cfg
-        .workloads
-        .iter()
-        .map(|&w| eta::estimate(w, units(&cfg, w, cross), &cfg, pair_ns))
-        .collect();
-    let total: f64 = est.iter().sum();
-    if total > 60.0 {
-        let parts: Vec<String> = cfg
-            .workloads
-            .iter()
-            .zip(&est)
-            .map(|(w, e)| format!("{} ~{}", w.name(), eta::human(*e)))
-            .collect();
-        eprintln!(
-            "estimated wall time ~{} (calibration: {pair_ns:.1} ns per malloc+free pair, reference {:.1}): {}",
-            eta::human(total),
-            eta::REFERENCE_PAIR_NS,
-            parts.join(", ")
-        );
+    let pair_ns = estimate::calibrate_pair_ns();
+    let plan = estimate::plan(&cfg, cross, topo.nr_nodes(), pair_ns);
+    let total: f64 = plan.iter().map(|p| p.1).sum();
+    eprintln!(
+        "estimated duration: {} ({}; calibration {pair_ns:.1} ns per malloc+free pair, reference {:.1}){}",
+        estimate::human(total),
+        plan.iter()
+            .map(|(w, s)| format!("{} {}", w.name(), estimate::human(*s)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        estimate::REFERENCE_PAIR_NS,
+        if total > 600.0 {
+            "; a subset is quicker: --nodes 0, --cpus 0-15 style lists, --threads N, --workloads, --sizes"
+        } else {
+            ""
+        }
+    );
+    if args.estimate {
+        return Ok(());
     }
+    let mut took: Vec<(Workload, f64, f64)> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let style =
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
@@ -189,7 +192,11 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         let bar = if tty {
             ProgressBar::with_draw_target(Some(units(&cfg, w, cross)), ProgressDrawTarget::stdout())
         } else {
-            eprintln!("[{}] running (estimate ~{})", w.name(), eta::human(est[wi]));
+            eprintln!(
+                "[{}] running (estimate ~{})",
+                w.name(),
+                estimate::human(plan[wi].1)
+            );
             ProgressBar::hidden()
         };
         let started = std::time::Instant::now();
@@ -202,6 +209,8 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             tsc_ghz,
             progress: &bar,
         };
+        placement::set_context(w.name());
+        let w_start = std::time::Instant::now();
         let result = if w == Workload::Pages {
             workloads::pages::run(&ctx)
         } else if w == Workload::Programs {
@@ -213,6 +222,7 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             let mut res = Ok(());
             for a in &cfg.allocators {
                 bar.set_message(a.to_string());
+                placement::set_context(&format!("{}/{a}", w.name()));
                 match registry::run(a, w, &ctx) {
                     Ok(r) => all.extend(r),
                     Err(e) => {
@@ -227,6 +237,11 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
             res.map(|()| all)
         };
         bar.finish_and_clear();
+        took.push((
+            w,
+            plan.iter().find(|p| p.0 == w).map_or(0.0, |p| p.1),
+            w_start.elapsed().as_secs_f64(),
+        ));
         match result {
             Ok(r) => {
                 let took = started.elapsed().as_secs_f64();
@@ -264,7 +279,9 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
         }
         w.flush().map_err(|e| e.to_string())?;
     }
-    let mut files = vec![csv_path.clone(), cfg.out.join("meta.json")];
+    let placement_path = cfg.out.join("placement.csv");
+    write_placement(&placement_path, &placement::take_log())?;
+    let mut files = vec![csv_path.clone(), cfg.out.join("meta.json"), placement_path];
     if cfg.plots {
         files.extend(plot::draw_all(&rows, &cfg.out)?);
     }
@@ -272,6 +289,18 @@ fn run(args: &cli::RunArgs) -> Result<(), String> {
     std::fs::write(&sum, summary::render(&rows, &meta, &command))
         .map_err(|e| format!("{}: {e}", sum.display()))?;
     files.push(sum);
+    eprintln!(
+        "duration by workload (estimated / took): {}",
+        took.iter()
+            .map(|(w, e, t)| format!(
+                "{} {} / {}",
+                w.name(),
+                estimate::human(*e),
+                estimate::human(*t)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     eprintln!("wrote {} rows to {}", rows.len(), cfg.out.display());
     for f in files {
         eprintln!("  {}", f.display());
@@ -342,6 +371,30 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     w.flush().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `placement.csv`: every worker's pinned CPU and where `getcpu()` found it when done.
+fn write_placement(path: &Path, log: &[placement::Placed]) -> Result<(), String> {
+    use std::fmt::Write;
+    let mut s = String::from("context,worker,pinned_cpu,cpu_after,expected_node,node_after,ok\n");
+    let mut bad = 0;
+    for p in log {
+        let ok = p.pinned_cpu == p.cpu_after && p.expected_node == p.node_after;
+        bad += usize::from(!ok);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{}",
+            p.context, p.worker, p.pinned_cpu, p.cpu_after, p.expected_node, p.node_after, ok
+        );
+    }
+    if bad > 0 {
+        eprintln!(
+            "warning: {bad} of {} workers were not on their pinned CPU/node when they finished (see {})",
+            log.len(),
+            path.display()
+        );
+    }
+    std::fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn write_meta(

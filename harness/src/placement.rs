@@ -1,9 +1,65 @@
 //! Worker placement: one thread per chosen CPU, pinned with `core_affinity`, its CPU verified
 //! with `sched_getcpu()` (a mismatch aborts the run), its memory preferred on its node, started
-//! together from a barrier.
+//! together from a barrier. When it finishes, `getcpu()` is read again and logged (the run
+//! directory's `placement.csv`, checked by `scripts/numa-vm.sh harness`).
 
 use common::Topology;
-use std::sync::Barrier;
+use std::sync::{Barrier, Mutex};
+
+/// Where one worker was pinned and where the kernel said it was when it finished
+/// (`getcpu()`), for `placement.csv`.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    /// What ran (`workload/allocator`, set by [`set_context`]).
+    pub context: String,
+    /// Worker index.
+    pub worker: usize,
+    /// The CPU it was pinned to (verified with `sched_getcpu()` when pinned).
+    pub pinned_cpu: usize,
+    /// `getcpu()` CPU after the work.
+    pub cpu_after: usize,
+    /// The kernel node the pinned CPU belongs to (the real node behind its logical node).
+    pub expected_node: usize,
+    /// `getcpu()` node after the work.
+    pub node_after: usize,
+}
+
+static LOG: Mutex<Vec<Placed>> = Mutex::new(Vec::new());
+static CONTEXT: Mutex<String> = Mutex::new(String::new());
+
+/// Names what the next workers run (for [`Placed::context`]).
+pub fn set_context(s: &str) {
+    *CONTEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = s.to_string();
+}
+
+/// Every worker placement recorded so far (the log is emptied).
+pub fn take_log() -> Vec<Placed> {
+    std::mem::take(
+        &mut *LOG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
+fn record(index: usize, cpu: usize, topo: &Topology) {
+    let (cpu_after, node_after) = common::sys::getcpu().unwrap_or((usize::MAX, usize::MAX));
+    let context = CONTEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    LOG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Placed {
+            context,
+            worker: index,
+            pinned_cpu: cpu,
+            cpu_after,
+            expected_node: topo.real_node(topo.cpu_to_node(cpu)),
+            node_after,
+        });
+}
 
 /// What a worker knows about where it runs.
 pub struct Worker<'a> {
@@ -50,7 +106,11 @@ pub fn run_pinned<T: Send>(
                     // Every worker reaches the barrier even when pinning failed, so the others
                     // are not left waiting; the error is returned after.
                     match pinned {
-                        Ok(()) => Ok(f(&w)),
+                        Ok(()) => {
+                            let v = f(&w);
+                            record(index, cpu, topo);
+                            Ok(v)
+                        }
                         Err(e) => {
                             barrier.wait();
                             Err(format!("worker {index}: {e}"))

@@ -584,6 +584,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         &latency_panels(rows, &allocs),
         3,
     )?;
+    files.extend(crate::workloads::metadata::plot(rows, dir)?);
     Ok(files)
 }
 

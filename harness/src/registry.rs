@@ -170,13 +170,15 @@ impl Settings {
 /// The page provider of every slab-allocator instance the harness builds: as the kernel's
 /// buddy allocator, it never gives memory back to the host (no `MADV_DONTNEED` churn between a
 /// test's rounds) and its memory is present (every top-order block prefaulted when first cut),
-/// so no page fault lands in a timed round (issue 15: SLUB's Test A at 512 B–8 KiB and Test F at
+/// so no page fault lands in a timed round (SLUB's Test A at 512 B–8 KiB and Test F at
 /// 4096 B were measuring this provider's page faults). Memory results are unaffected: they
-/// count pages handed out, not resident ones.
+/// count pages handed out, not resident ones. A sysfs tree under another root (the metadata
+/// workload's server fixtures) is not this machine: its nodes are not bound.
 pub fn provider(topo: &Topology) -> Result<PageProvider, String> {
     let cfg = ProviderConfig {
         release_watermark: None,
         populate: true,
+        bind: topo.source() != common::topology::TopologySource::SysfsRoot,
         ..ProviderConfig::new(topo.clone())
     };
     PageProvider::new(&cfg).map_err(|e| e.to_string())
@@ -243,5 +245,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::Programs => workloads::programs::run(ctx),
         Workload::Latency => workloads::latency::run(ctx, make),
         Workload::Ablation => workloads::ablation::run(ctx),
+        Workload::Metadata => workloads::metadata::run(ctx, make),
     }
 }

@@ -475,5 +475,6 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         .map(|p| (p.what, p.source, p.slub / p.slab, p.phase, p.size))
         .collect();
     s.push_str(&crate::workloads::ablation::summary(rows, &published));
+    s.push_str(&crate::workloads::metadata::summary(rows));
     s
 }

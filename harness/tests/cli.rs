@@ -27,6 +27,7 @@ const FIGURES: &[&str] = &[
     "pages",
     "latency",
     "ablation",
+    "metadata",
 ];
 
 fn check_figures(dir: &Path) {
@@ -41,6 +42,18 @@ fn check_figures(dir: &Path) {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{f}.png signature");
         assert!(png.len() > 10_000, "{f}.png is a real picture");
     }
+}
+
+#[test]
+fn estimate_prints_and_measures_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = harness(&["--estimate", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("estimated duration: "), "{err}");
+    assert!(err.contains("scaling "), "per workload: {err}");
+    assert!(!out.join("results.csv").exists());
 }
 
 #[test]
@@ -140,6 +153,37 @@ fn quick_sweep_writes_everything() {
         assert_eq!(r[col("schema_version")], "2");
     }
     assert!(count("provider", "pages") > 0 && count("mmap", "pages") > 0);
+    // metadata: slab allocators report their queues on the 4 fixtures and this machine, the
+    // baselines nothing.
+    for a in ["slab", "slub"] {
+        for t in [
+            "2s-128cpu",
+            "amd-8n-256cpu",
+            "4s-448cpu-smt",
+            "memless-cpuless",
+            "this-machine",
+        ] {
+            assert!(
+                rows.iter().any(|r| r[col("allocator")] == a
+                    && r[col("workload")] == "metadata"
+                    && r[col("note")].contains(&format!("topology={t} "))),
+                "{a} metadata rows for {t}"
+            );
+        }
+    }
+    assert_eq!(count("system", "metadata"), 0);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("## metadata") && summary.contains("| 4s-448cpu-smt | 448 | 4 |"));
+    // placement.csv: one line per worker, every one on its pinned CPU when done.
+    let placement = std::fs::read_to_string(out.join("placement.csv")).unwrap();
+    let mut pl = placement.lines();
+    assert_eq!(
+        pl.next(),
+        Some("context,worker,pinned_cpu,cpu_after,expected_node,node_after,ok")
+    );
+    let workers: Vec<&str> = pl.collect();
+    assert!(workers.len() > 10);
+    assert!(workers.iter().all(|l| l.ends_with(",true")), "{placement}");
     for r in &rows {
         let cyc: f64 = r[col("cycles_per_op")].parse().unwrap();
         assert!(cyc.is_finite() && cyc >= 0.0);

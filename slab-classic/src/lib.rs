@@ -16,6 +16,7 @@
 //!    refill.rs     cache_alloc_refill / cache_flusharray / cache_grow   (#[cold])
 //!    numa.rs       ____cache_alloc_node / fallback_alloc / alien caches
 //!    reap.rs       cache_reap / drain_array                  (fake clock, jiffies)
+//!    queues.rs     queue memory: bytes of per-CPU, shared, alien arrays (harness `metadata`)
 //!    cache.rs      kmem_cache_create, cache_estimate, calculate_slab_order, tunables, shrink
 //!    node.rs       kmem_list3, free_block, drain_freelist
 //!    slabmgmt.rs   struct slab, bufctl chain, obj_to_index (reciprocal divide)
@@ -182,6 +183,7 @@ pub mod kmalloc;
 mod model;
 pub mod node;
 mod numa;
+pub mod queues;
 pub mod reap;
 mod refill;
 pub mod slabmgmt;
@@ -205,6 +207,7 @@ pub use crate::cache::{
     Geometry,
 };
 pub use crate::debug::{DebugAction, DebugErrorKind, DebugReport};
+pub use crate::queues::{QueueBytes, QueueMemory};
 pub use crate::stats::{SlabStats, StatItem};
 
 /// The `kmem_cache` whose chain link is `link`.
@@ -506,6 +509,13 @@ impl Slab {
     fn g(&self) -> &SlabGlobals {
         // SAFETY: the globals live as long as the Slab.
         unsafe { self.g.as_ref() }
+    }
+
+    /// The bytes SLAB's queues (per-CPU, shared and alien arrays) and per-CPU/per-node
+    /// structures hold over every cache, with what the arrays could hold and hold now
+    /// ([`queues`]).
+    pub fn queue_memory(&self) -> QueueMemory {
+        self.g().queue_memory()
     }
 
     /// The settings in force.
@@ -1250,6 +1260,65 @@ impl SlabAllocator for Slab {
 
     fn free_warnings(&self) -> u64 {
         self.g().free_warnings.load(Ordering::Relaxed)
+    }
+
+    fn for_each_queue_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let q = self.queue_memory();
+        f("caches", q.caches as u64);
+        f("nr_cpus", q.nr_cpus as u64);
+        f("nr_nodes", q.nr_nodes as u64);
+        let kinds: [(&QueueBytes, [&'static str; 6]); 3] = [
+            (
+                &q.cpu,
+                [
+                    "cpu_arrays",
+                    "cpu_array_bytes",
+                    "cpu_capacity",
+                    "cpu_capacity_bytes",
+                    "cpu_objects",
+                    "cpu_object_bytes",
+                ],
+            ),
+            (
+                &q.shared,
+                [
+                    "shared_arrays",
+                    "shared_array_bytes",
+                    "shared_capacity",
+                    "shared_capacity_bytes",
+                    "shared_objects",
+                    "shared_object_bytes",
+                ],
+            ),
+            (
+                &q.alien,
+                [
+                    "alien_arrays",
+                    "alien_array_bytes",
+                    "alien_capacity",
+                    "alien_capacity_bytes",
+                    "alien_objects",
+                    "alien_object_bytes",
+                ],
+            ),
+        ];
+        for (k, n) in kinds {
+            let v = [
+                k.arrays,
+                k.bytes,
+                k.capacity,
+                k.capacity_bytes,
+                k.objects,
+                k.object_bytes,
+            ];
+            for (name, v) in n.into_iter().zip(v) {
+                f(name, v as u64);
+            }
+        }
+        f("alien_table_bytes", q.alien_tables_bytes as u64);
+        f("node_struct_bytes", q.node_struct_bytes as u64);
+        f("cache_struct_bytes", q.cache_struct_bytes as u64);
+        f("queue_bytes", q.queue_bytes() as u64);
     }
 
     fn settings_summary(&self) -> String {

@@ -134,3 +134,99 @@ fn fake_numa_alien_frees() {
     cfg.bind = false;
     alien_scenario(&PageProvider::new(&cfg).unwrap(), false);
 }
+
+/// Every ordered pair of nodes (a, b), a ≠ b: objects of `kmem_cache_alloc_node(c, a)` lie on
+/// node a, and freed from a CPU of node b they go through b's alien array for a (`remotefrees`
+/// counts each); `validate()` clean after every pair and after the reaper drained the aliens.
+fn every_pair_scenario(pv: &PageProvider, real: bool) -> Option<(usize, u64)> {
+    const K: usize = 20;
+    let topo = pv.topology().clone();
+    let nodes = topo.nr_nodes();
+    let s = Slab::new(
+        pv,
+        SlabSettings {
+            stats: true,
+            ..SlabSettings::default()
+        },
+    )
+    .unwrap();
+    let c = s
+        .kmem_cache_create("numa-pairs", 100, 0, SlabFlags::NONE, None)
+        .unwrap();
+    let mut pairs = 0;
+    let mut total = 0;
+    for b in 0..nodes {
+        let cpu_b = pin_to_node(&topo, b)?;
+        for a in (0..nodes).filter(|&a| a != b) {
+            let objs: Vec<_> = (0..K)
+                .map(|_| s.kmem_cache_alloc_node(c, Gfp::KERNEL, a).unwrap())
+                .collect();
+            for (i, &o) in objs.iter().enumerate() {
+                let n = pv.page_to_nid(pv.virt_to_head_page(o.as_ptr() as usize).unwrap());
+                assert_eq!(n, a, "object {i} of kmem_cache_alloc_node(c, {a})");
+            }
+            check_on_node(pv, objs[0], 100, a, real, "kmem_cache_alloc_node(c, a)");
+            let before = s.cache_stats(c).unwrap().remotefrees;
+            for &o in &objs {
+                // SAFETY: freed once.
+                unsafe { s.kmem_cache_free(c, o) }.unwrap();
+            }
+            let moved = s.cache_stats(c).unwrap().remotefrees - before;
+            assert_eq!(
+                moved, K as u64,
+                "node {a} objects freed on CPU {cpu_b} (node {b})"
+            );
+            s.validate().unwrap();
+            pairs += 1;
+            total += moved;
+        }
+        s.cache_reap(cpu_b);
+    }
+    s.validate().unwrap();
+    s.kmem_cache_shrink(c).unwrap();
+    // SAFETY: nothing allocated.
+    unsafe { s.kmem_cache_destroy(c) }.unwrap();
+    s.validate().unwrap();
+    Some((pairs, total))
+}
+
+#[test]
+fn real_numa_every_pair_of_nodes() {
+    let topo = Topology::from_sysfs().unwrap();
+    if topo.nr_nodes() < 2 {
+        say("slab-classic real NUMA every pair: one node here; skipped (scripts/numa-vm.sh harness runs it on four)");
+        return;
+    }
+    let nodes = topo.nr_nodes();
+    let pv = PageProvider::new(&ProviderConfig::small(topo, 64)).unwrap();
+    for n in 0..nodes {
+        if let Some(e) = pv.node_stats(n).bind_errno {
+            panic!("node {n}: mbind refused (errno {e})");
+        }
+    }
+    match every_pair_scenario(&pv, true) {
+        Some((pairs, moved)) => say(&format!(
+            "slab-classic real NUMA every pair: {nodes} nodes, {pairs} ordered pairs, objects on their node (verified by get_mempolicy), remotefrees {moved} through the alien arrays ({} per pair); validate clean",
+            moved / pairs as u64
+        )),
+        None => say("slab-classic real NUMA every pair: cannot run on a CPU of every node; skipped"),
+    }
+}
+
+#[test]
+fn fake_numa_every_pair_of_nodes() {
+    let topo = Topology::from_sysfs().unwrap();
+    if topo.nr_nodes() > 1 || topo.num_online_cpus() < 2 {
+        say("slab-classic fake NUMA every pair: needs one real node and 2 CPUs; skipped");
+        return;
+    }
+    let topo = topo.with_fake_numa(2).unwrap();
+    let mut cfg = ProviderConfig::small(topo, 32);
+    cfg.bind = false;
+    let r = every_pair_scenario(&PageProvider::new(&cfg).unwrap(), false);
+    assert_eq!(
+        r.map(|r| r.0),
+        Some(2),
+        "both ordered pairs of two fake nodes"
+    );
+}

@@ -216,7 +216,7 @@ pub use debug::{
 };
 pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
-pub use stats::{CacheAttrs, StatItem};
+pub use stats::{CacheAttrs, QueueMemory, StatItem};
 
 use cache::KmemCache;
 use common::api::{check_cache_args, new_instance_id};
@@ -657,6 +657,12 @@ impl Slub {
         Some(self.handle_of(self.kmalloc_caches[pos]))
     }
 
+    /// Bytes of the per-CPU and per-node structures and the slabs they hold, over every cache
+    /// (the harness's `metadata` workload; see [`QueueMemory`]).
+    pub fn queue_memory(&self) -> QueueMemory {
+        stats::queue_memory(self)
+    }
+
     /// The sysfs-style attributes of a cache (`/sys/kernel/slab/<cache>/…`).
     pub fn cache_attrs(&self, cache: CacheHandle) -> Result<CacheAttrs, SlabError> {
         let s = self.cache_of(cache)?;
@@ -1048,6 +1054,30 @@ impl SlabAllocator for Slub {
 
     fn free_warnings(&self) -> u64 {
         self.free_warnings.load(Ordering::Relaxed)
+    }
+
+    fn for_each_queue_stat(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let q = self.queue_memory();
+        for (name, v) in [
+            ("caches", q.caches),
+            ("nr_cpus", q.nr_cpus),
+            ("nr_nodes", q.nr_nodes),
+            ("cpu_structs", q.cpu_structs),
+            ("cpu_struct_bytes", q.cpu_struct_bytes),
+            ("node_structs", q.node_structs),
+            ("node_struct_bytes", q.node_struct_bytes),
+            ("cache_struct_bytes", q.cache_struct_bytes),
+            ("cpu_slabs", q.cpu_slabs),
+            ("cpu_slab_bytes", q.cpu_slab_bytes),
+            ("cpu_partial_slabs", q.cpu_partial_slabs),
+            ("cpu_partial_bytes", q.cpu_partial_bytes),
+            ("node_partial_slabs", q.node_partial_slabs),
+            ("node_partial_bytes", q.node_partial_bytes),
+            ("cpu_capacity_bytes", q.cpu_capacity_bytes),
+            ("node_min_partial_bytes", q.node_min_partial_bytes),
+        ] {
+            f(name, v as u64);
+        }
     }
 
     fn settings_summary(&self) -> String {

@@ -148,3 +148,96 @@ pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
         full,
     }
 }
+
+/// SLUB's per-CPU and per-node structures and the slabs they hold, summed over every cache
+/// (aliases counted once): the counterpart of slab-classic's `QueueMemory` for the harness's
+/// `metadata` workload. SLUB keeps no object queues: what it may hold per CPU is one CPU slab
+/// and up to `cpu_partial_slabs` frozen slabs, per node the partial list (of which
+/// `min_partial` empty slabs are kept).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueMemory {
+    /// Caches walked.
+    pub caches: usize,
+    /// CPU slots per cache (`nr_cpu_ids`).
+    pub nr_cpus: usize,
+    /// Nodes.
+    pub nr_nodes: usize,
+    /// `kmem_cache_cpu` structures (one per cache and CPU).
+    pub cpu_structs: usize,
+    /// Their bytes (each a packed per-CPU area, rounded up to the per-CPU allocator's unit).
+    pub cpu_struct_bytes: usize,
+    /// `kmem_cache_node` structures (one per cache and node).
+    pub node_structs: usize,
+    /// Their bytes (objects of the `kmem_cache_node` cache).
+    pub node_struct_bytes: usize,
+    /// Bytes of the `kmem_cache` objects.
+    pub cache_struct_bytes: usize,
+    /// CPU slabs now, and their bytes.
+    pub cpu_slabs: usize,
+    /// Bytes of the CPU slabs.
+    pub cpu_slab_bytes: usize,
+    /// Frozen per-CPU partial slabs now.
+    pub cpu_partial_slabs: usize,
+    /// Their bytes.
+    pub cpu_partial_bytes: usize,
+    /// Slabs on node partial lists now.
+    pub node_partial_slabs: usize,
+    /// Their bytes.
+    pub node_partial_bytes: usize,
+    /// Most bytes of slabs the CPUs may hold: Σ caches `nr_cpus × (1 + cpu_partial_slabs) ×`
+    /// slab bytes.
+    pub cpu_capacity_bytes: usize,
+    /// Bytes of the empty slabs the nodes keep: Σ caches `nr_nodes × min_partial ×` slab bytes.
+    pub node_min_partial_bytes: usize,
+}
+
+impl QueueMemory {
+    /// Bytes of the per-CPU and per-node structures (not the slabs).
+    pub fn struct_bytes(&self) -> usize {
+        self.cpu_struct_bytes + self.node_struct_bytes
+    }
+}
+
+pub(crate) fn queue_memory(sl: &Slub) -> QueueMemory {
+    let cpu_unit = core::mem::size_of::<crate::cache::KmemCacheCpu>()
+        .next_multiple_of(common::pcpu_alloc::UNIT);
+    // SAFETY: the two caches of caches live as long as the instance.
+    let (cache_bytes, node_bytes) = unsafe { ((*sl.kmem_cache).size, (*sl.kmem_cache_node).size) };
+    let mut q = QueueMemory::default();
+    sl.for_each_cache(|s| {
+        let slab_bytes = common::PAGE_SIZE << s.oo.order();
+        let nr_cpus = s.cpu_slab.iter().count();
+        q.caches += 1;
+        q.nr_cpus = nr_cpus;
+        q.nr_nodes = s.nr_nodes;
+        q.cpu_structs += nr_cpus;
+        q.cpu_struct_bytes += nr_cpus * cpu_unit;
+        q.node_structs += s.nr_nodes;
+        q.node_struct_bytes += s.nr_nodes * node_bytes;
+        q.cache_struct_bytes += cache_bytes;
+        let cps = s.cpu_partial_slabs.load(Ordering::Relaxed);
+        q.cpu_capacity_bytes += nr_cpus * (1 + cps) * slab_bytes;
+        q.node_min_partial_bytes += s.nr_nodes * s.min_partial.load(Ordering::Relaxed) * slab_bytes;
+        for (_, c) in s.cpu_slab.iter() {
+            c.lock.lock();
+            if !c.slab.load(Ordering::Relaxed).is_null() {
+                q.cpu_slabs += 1;
+                q.cpu_slab_bytes += slab_bytes;
+            }
+            let p = c.partial.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: the chain head is frozen for this slot; `slabs` is read under its lock.
+                let n = unsafe { (*p).slabs } as usize;
+                q.cpu_partial_slabs += n;
+                q.cpu_partial_bytes += n * slab_bytes;
+            }
+            c.lock.unlock();
+        }
+        for node in 0..s.nr_nodes {
+            let n = s.get_node(node).nr_partial.load(Ordering::Relaxed);
+            q.node_partial_slabs += n;
+            q.node_partial_bytes += n * slab_bytes;
+        }
+    });
+    q
+}

@@ -175,3 +175,109 @@ fn fake_numa_remote_frees() {
     cfg.bind = false;
     both_eras(&PageProvider::new(&cfg).unwrap(), false);
 }
+
+/// Every ordered pair of nodes (a, b), a ≠ b: objects allocated on a CPU of node a lie on node
+/// a, and freed from a CPU of node b each takes `__slab_free` (a remote free: `FREE_SLOWPATH`
+/// counts it, `FREE_FASTPATH` none); `validate()` clean after every pair.
+fn every_pair_scenario(
+    pv: &PageProvider,
+    real: bool,
+    settings: SlubSettings,
+) -> Option<(usize, u64)> {
+    const K: usize = 40;
+    let topo = pv.topology().clone();
+    let nodes = topo.nr_nodes();
+    let s = Slub::new(
+        pv,
+        SlubSettings {
+            stats: true,
+            ..settings
+        },
+    )
+    .unwrap();
+    let c = s
+        .kmem_cache_create("numa-pairs", 256, 0, SlabFlags::NO_MERGE, None)
+        .unwrap();
+    let mut pairs = 0;
+    let mut total = 0;
+    for a in 0..nodes {
+        for b in (0..nodes).filter(|&b| b != a) {
+            pin_to_node(&topo, a)?;
+            let objs: Vec<_> = (0..K)
+                .map(|_| s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap())
+                .collect();
+            for (i, &o) in objs.iter().enumerate() {
+                let n = pv.page_to_nid(pv.virt_to_head_page(o.as_ptr() as usize).unwrap());
+                assert_eq!(n, a, "object {i} allocated on a node-{a} CPU");
+            }
+            check_on_node(pv, objs[0], 256, a, real, "kmem_cache_alloc on node a");
+            let cpu_b = pin_to_node(&topo, b)?;
+            s.clear_stats(c).unwrap();
+            for &o in &objs {
+                // SAFETY: freed once.
+                unsafe { s.kmem_cache_free(c, o) }.unwrap();
+            }
+            let slow = s.cache_stat(c, S::FREE_SLOWPATH).unwrap();
+            assert_eq!(
+                slow, K as u64,
+                "node {a} objects freed on CPU {cpu_b} (node {b})"
+            );
+            assert_eq!(s.cache_stat(c, S::FREE_FASTPATH).unwrap(), 0);
+            s.validate().unwrap();
+            pairs += 1;
+            total += slow;
+        }
+    }
+    s.kmem_cache_shrink(c).unwrap();
+    // SAFETY: nothing allocated.
+    unsafe { s.kmem_cache_destroy(c) }.unwrap();
+    s.validate().unwrap();
+    Some((pairs, total))
+}
+
+#[test]
+fn real_numa_every_pair_of_nodes() {
+    let topo = Topology::from_sysfs().unwrap();
+    if topo.nr_nodes() < 2 {
+        say("slub real NUMA every pair: one node here; skipped (scripts/numa-vm.sh harness runs it on four)");
+        return;
+    }
+    let nodes = topo.nr_nodes();
+    let pv = PageProvider::new(&ProviderConfig::small(topo, 64)).unwrap();
+    for n in 0..nodes {
+        if let Some(e) = pv.node_stats(n).bind_errno {
+            panic!("node {n}: mbind refused (errno {e})");
+        }
+    }
+    for (era, settings) in [
+        ("6.4", SlubSettings::default()),
+        ("2.6.32", SlubSettings::v2_6_32()),
+    ] {
+        match every_pair_scenario(&pv, true, settings) {
+            Some((pairs, moved)) => say(&format!(
+                "slub {era} real NUMA every pair: {nodes} nodes, {pairs} ordered pairs, objects on their node (verified by get_mempolicy), {moved} remote frees (free_slowpath, {} per pair, free_fastpath 0); validate clean",
+                moved / pairs as u64
+            )),
+            None => say("slub real NUMA every pair: cannot run on a CPU of every node; skipped"),
+        }
+    }
+}
+
+#[test]
+fn fake_numa_every_pair_of_nodes() {
+    let topo = Topology::from_sysfs().unwrap();
+    if topo.nr_nodes() > 1 || topo.num_online_cpus() < 2 {
+        say("slub fake NUMA every pair: needs one real node and 2 CPUs; skipped");
+        return;
+    }
+    let topo = topo.with_fake_numa(2).unwrap();
+    let mut cfg = ProviderConfig::small(topo, 32);
+    cfg.bind = false;
+    let pv = PageProvider::new(&cfg).unwrap();
+    let r = every_pair_scenario(&pv, false, SlubSettings::default());
+    assert_eq!(
+        r.map(|r| r.0),
+        Some(2),
+        "both ordered pairs of two fake nodes"
+    );
+}

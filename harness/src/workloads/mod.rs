@@ -6,6 +6,7 @@ pub mod ablation;
 pub mod custom_caches;
 pub mod latency;
 pub mod memory;
+pub mod metadata;
 pub mod pages;
 pub mod programs;
 pub mod remote_free;
@@ -38,11 +39,13 @@ pub enum Workload {
     Latency,
     /// SLUB/SLAB by kernel configuration × per-CPU mechanism × statistics (issue 15).
     Ablation,
+    /// Bytes held by object queues and per-CPU/per-node structures on server topologies.
+    Metadata,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -50,13 +53,14 @@ impl Workload {
         Workload::CustomCaches,
         Workload::Scaling,
         Workload::Pages,
+        Workload::Metadata,
         Workload::Programs,
         Workload::Ablation,
     ];
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 8] = [
+    pub const DEFAULT: [Workload; 9] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -65,6 +69,7 @@ impl Workload {
         Workload::Scaling,
         Workload::Pages,
         Workload::Ablation,
+        Workload::Metadata,
     ];
 
     /// Command-line name.
@@ -79,6 +84,7 @@ impl Workload {
             Workload::Programs => "programs",
             Workload::Latency => "latency",
             Workload::Ablation => "ablation",
+            Workload::Metadata => "metadata",
         }
     }
 
@@ -93,6 +99,7 @@ impl Workload {
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
             Workload::Latency => "per-operation latency: every kmalloc, kfree, pair, producer alloc and remote free timed on its own (TSC, timer cost subtracted) into a histogram; p50/p90/p99/p99.9/p99.99/max per size, slow-path counters per 10 000 ops",
             Workload::Ablation => "slab and slub in every kernel configuration (kernel/hardened/checked) x per-CPU mechanism (rseq/lock) x stats (off/on): pair, A, B at 64/256/4096 B, F at 64/4096 B, a cross-thread server pattern; SLUB/SLAB per mechanism (short form; full with --ablation-full)",
+            Workload::Metadata => "bytes held by SLAB's per-CPU, shared and alien arrays and SLUB's per-CPU/per-node structures and slabs, on server topologies from sysfs fixtures (128-448 CPUs, 2-8 nodes) and this machine; vs CPUs and nodes",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
         }
     }

@@ -1,0 +1,156 @@
+//! Queue memory: what SLAB's object queues hold, summed over every cache — the per-CPU head
+//! arrays, the per-node shared arrays and the alien arrays (one per other node on each node:
+//! `nodes × (nodes − 1)` per cache) — as the bytes of the arrays themselves (each is a kmalloc
+//! object, counted at its size class), the objects they could hold (`limit` entries) and the
+//! objects they hold now. The structure behind Lameter's 2007 claim that SLAB's queues grow
+//! with CPUs × nodes (reference `kernel.md` §3.6); the harness's `metadata` workload prints it.
+//!
+//! Locks: the chain mutex for the walk, then per cache each CPU slot lock in turn, each alien
+//! array's lock, each node's `list_lock` for its shared array — the crate's lock order, one at a
+//! time. Nothing is allocated while they are held: only numbers are added up.
+
+use crate::arraycache::{arraycache_bytes, ArrayCache};
+use crate::bootstrap::SlabGlobals;
+use crate::cache::KmemCache;
+use crate::cache_from_chain;
+use common::list::ListHead;
+use core::sync::atomic::Ordering;
+
+/// One kind of queue, summed over caches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueBytes {
+    /// Arrays of this kind.
+    pub arrays: usize,
+    /// Bytes of the arrays (kmalloc size class of `sizeof(array_cache) + limit` pointers).
+    pub bytes: usize,
+    /// Object pointers they can hold (Σ `limit`).
+    pub capacity: usize,
+    /// Bytes of the objects they can hold (Σ `limit × buffer_size`).
+    pub capacity_bytes: usize,
+    /// Objects they hold now (Σ `avail`).
+    pub objects: usize,
+    /// Bytes of the objects they hold now.
+    pub object_bytes: usize,
+}
+
+impl QueueBytes {
+    fn add(&mut self, g: &SlabGlobals, ac: *mut ArrayCache, buffer_size: usize) {
+        // SAFETY: the caller holds the array's lock (or the slot lock) and `ac` is live.
+        let (limit, avail) = unsafe { ((*ac).limit as usize, (*ac).avail as usize) };
+        self.arrays += 1;
+        self.bytes += kmalloc_bytes(g, arraycache_bytes(limit));
+        self.capacity += limit;
+        self.capacity_bytes += limit * buffer_size;
+        self.objects += avail;
+        self.object_bytes += avail * buffer_size;
+    }
+}
+
+/// SLAB's queues and per-CPU/per-node structures, over every cache of an instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueMemory {
+    /// Caches walked.
+    pub caches: usize,
+    /// CPU slots per cache (`nr_cpu_ids`).
+    pub nr_cpus: usize,
+    /// Nodes (`nr_node_ids`).
+    pub nr_nodes: usize,
+    /// Per-CPU head arrays (`cachep->array[cpu]`).
+    pub cpu: QueueBytes,
+    /// Per-node shared arrays (`l3->shared`).
+    pub shared: QueueBytes,
+    /// Alien arrays (`l3->alien[other node]`); `alien_tables` are the pointer tables.
+    pub alien: QueueBytes,
+    /// Bytes of the `l3->alien` pointer tables (kmalloc of `nr_nodes` pointers per node).
+    pub alien_tables_bytes: usize,
+    /// Bytes of the `kmem_list3` structures (one per cache and node, kmalloc size class).
+    pub node_struct_bytes: usize,
+    /// Bytes of the `kmem_cache` objects, whose `array[]` holds one 64-byte slot per CPU.
+    pub cache_struct_bytes: usize,
+}
+
+impl QueueMemory {
+    /// Bytes of every array and table (not the objects in them).
+    pub fn queue_bytes(&self) -> usize {
+        self.cpu.bytes + self.shared.bytes + self.alien.bytes + self.alien_tables_bytes
+    }
+}
+
+/// The kmalloc size class that holds `size` bytes (what an `alloc_arraycache` really takes).
+fn kmalloc_bytes(g: &SlabGlobals, size: usize) -> usize {
+    let c = g.find_general_cachep(size);
+    if c.is_null() {
+        size
+    } else {
+        // SAFETY: a kmalloc cache lives as long as the instance.
+        unsafe { (*c).buffer_size }
+    }
+}
+
+impl SlabGlobals {
+    /// Sums the queues of every cache (see the module documentation for the locks).
+    pub(crate) fn queue_memory(&self) -> QueueMemory {
+        let mut q = QueueMemory {
+            nr_cpus: self.nr_cpus,
+            nr_nodes: self.nr_nodes,
+            ..QueueMemory::default()
+        };
+        let _chain = self.chain_lock();
+        // SAFETY: the chain is stable under its mutex; every cache on it is live.
+        unsafe {
+            for link in ListHead::iter(self.cache_chain_head()) {
+                self.cache_queues(cache_from_chain(link), &mut q);
+            }
+        }
+        q
+    }
+
+    /// # Safety
+    /// `cachep` live; chain mutex held.
+    unsafe fn cache_queues(&self, cachep: *mut KmemCache, q: &mut QueueMemory) {
+        // SAFETY: live cache (contract); each array read under the lock that protects it.
+        unsafe {
+            let bs = (*cachep).buffer_size;
+            q.caches += 1;
+            q.cache_struct_bytes += (*self.cache_cache).buffer_size;
+            for cpu in 0..self.nr_cpus {
+                let slot = self.cpu_slot(cachep, cpu);
+                self.slot_lock(slot, cpu);
+                let ac = (*slot).ac;
+                if !ac.is_null() && !self.is_static_array(ac) {
+                    q.cpu.add(self, ac, bs);
+                }
+                self.slot_unlock(slot);
+            }
+            for node in 0..self.nr_nodes {
+                let l3 = self.l3(cachep, node);
+                if l3.is_null() {
+                    continue;
+                }
+                if !self.is_static_l3(l3) {
+                    q.node_struct_bytes +=
+                        kmalloc_bytes(self, core::mem::size_of::<crate::node::KmemList3>());
+                }
+                let alien = (*l3).alien.load(Ordering::Acquire);
+                if !alien.is_null() {
+                    q.alien_tables_bytes += kmalloc_bytes(self, self.nr_nodes * 8);
+                    for other in 0..self.nr_nodes {
+                        let ac = *alien.add(other);
+                        if ac.is_null() {
+                            continue;
+                        }
+                        (*ac).lock.lock();
+                        q.alien.add(self, ac, bs);
+                        (*ac).lock.unlock();
+                    }
+                }
+                (*l3).list_lock.lock();
+                let shared = (*l3).shared;
+                if !shared.is_null() {
+                    q.shared.add(self, shared, bs);
+                }
+                (*l3).list_lock.unlock();
+            }
+        }
+    }
+}
