@@ -220,7 +220,7 @@ pub fn calculate_sizes(
 pub fn min_partial_for(size: usize, era: Era) -> usize {
     let l = size.ilog2() as usize;
     let v = match era {
-        Era::V6_4 => l / 2,
+        Era::V6_4 | Era::V6_18 | Era::V7_0 => l / 2,
         Era::V2_6_32 => l,
     };
     v.clamp(MIN_PARTIAL, MAX_PARTIAL)
@@ -403,6 +403,19 @@ pub struct KmemCache {
     /// `slub_debug` reports about this cache (the per-cache `slab_errors`); last, so the
     /// fields the fast paths read keep their offsets.
     pub(crate) errors: core::sync::atomic::AtomicU64,
+    // ---- issue 17: percpu sheaves and barns (`sheaf.rs`, `refill.rs`) ----
+    /// `cpu_sheaves`: era 6.18 caches created with a `sheaf_capacity`, and every cache of era
+    /// 7.0 (whose `main` is the zero-size bootstrap sheaf while `sheaf_capacity` is 0).
+    pub(crate) cpu_sheaves: Option<PerCpu<crate::sheaf::SlubPercpuSheaves>>,
+    /// `sheaf_capacity` (0: no sheaves). Published (Release) only after every CPU has a real
+    /// `main` (the kmalloc caches of 7.0 get theirs after bootstrap).
+    pub(crate) sheaf_capacity: AtomicUsize,
+    /// `kmem_cache_args.sheaf_capacity` as asked at creation.
+    pub(crate) sheaf_capacity_arg: usize,
+    /// Era 7.0: no `kmem_cache_cpu` in use; the slab path is `refill.rs`.
+    pub(crate) era_7_0: bool,
+    /// `per_node[node].barn` (null where no barn: caches without sheaves).
+    pub(crate) barn: [AtomicPtr<crate::sheaf::NodeBarn>; MAX_NUMNODES],
 }
 
 // SAFETY: all mutable state is atomics, per-CPU slots under their locks, or node structures
@@ -449,10 +462,29 @@ pub(crate) unsafe fn kmem_cache_open(
     flags: SlabFlags,
     ctor: Option<Ctor>,
 ) -> Result<(), SlabError> {
+    // SAFETY: forwarded.
+    unsafe { kmem_cache_open_args(sl, s, name, size, align, flags, ctor, 0) }
+}
+
+/// [`kmem_cache_open`] with `kmem_cache_args.sheaf_capacity` (issue 17).
+///
+/// # Safety
+/// As [`kmem_cache_open`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kmem_cache_open_args(
+    sl: &Slub,
+    s: *mut KmemCache,
+    name: CacheName,
+    size: usize,
+    align: usize,
+    flags: SlabFlags,
+    ctor: Option<Ctor>,
+    sheaf_capacity_arg: usize,
+) -> Result<(), SlabError> {
     let settings = &sl.settings;
-    // 6.4: num_present_cpus(), or nr_cpu_ids if that is ≤ 1; 2.6.32: nr_cpu_ids.
+    // 6.4 (and later): num_present_cpus(), or nr_cpu_ids if that is ≤ 1; 2.6.32: nr_cpu_ids.
     let online = sl.provider.topology().num_online_cpus();
-    let nr_cpus = if settings.era == Era::V6_4 && online > 1 {
+    let nr_cpus = if settings.era != Era::V2_6_32 && online > 1 {
         online
     } else {
         sl.nr_cpu_ids
@@ -474,7 +506,8 @@ pub(crate) unsafe fn kmem_cache_open(
             .ok_or(too_large)?;
     }
     let debug = flags.intersects(crate::debug::SLAB_DEBUG_FLAGS);
-    let has_cpu_partial = !debug && settings.era == Era::V6_4;
+    // 7.0 removed per-CPU partial slabs (and CPU slabs: `refill.rs`).
+    let has_cpu_partial = !debug && matches!(settings.era, Era::V6_4 | Era::V6_18);
     let min_partial = settings
         .min_partial
         .unwrap_or_else(|| min_partial_for(layout.size, settings.era));
@@ -532,6 +565,11 @@ pub(crate) unsafe fn kmem_cache_open(
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),
         size_divides: common::ExactDiv::new(layout.size as u32),
+        cpu_sheaves: None,
+        sheaf_capacity: AtomicUsize::new(0),
+        sheaf_capacity_arg,
+        era_7_0: settings.era == Era::V7_0,
+        barn: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_NUMNODES],
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };
@@ -541,6 +579,15 @@ pub(crate) unsafe fn kmem_cache_open(
     if let Err(e) = crate::node::init_kmem_cache_nodes(sl, sr) {
         sr.magic.store(0, Ordering::Relaxed);
         // SAFETY: nodes are freed; drop the per-CPU and stat memory and leave s uninitialised.
+        unsafe { core::ptr::drop_in_place(s) };
+        return Err(e);
+    }
+    // Issue 17: percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
+    // SAFETY: s is ours alone until the caller publishes it.
+    if let Err(e) = unsafe { crate::sheaf::init_cache_sheaves(sl, s) } {
+        crate::node::free_kmem_cache_nodes(sl, sr);
+        sr.magic.store(0, Ordering::Relaxed);
+        // SAFETY: as above.
         unsafe { core::ptr::drop_in_place(s) };
         return Err(e);
     }

@@ -185,6 +185,8 @@ mod merge;
 #[cfg(test)]
 mod model;
 mod node;
+mod refill;
+mod sheaf;
 mod slowpath;
 mod stats;
 mod validate;
@@ -199,7 +201,12 @@ pub use debug::{
 };
 pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
+pub use sheaf::{
+    calculate_sheaf_capacity, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES,
+    PCS_BATCH_MAX,
+};
 pub use stats::{CacheAttrs, StatItem};
+pub use sheaf::SlabSheafHandle as SlabSheaf;
 
 use cache::KmemCache;
 use common::api::{check_cache_args, new_instance_id};
@@ -212,6 +219,13 @@ use common::{
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
+
+/// `struct kmem_cache_args` (the part that means something here; issue 17).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KmemCacheArgs {
+    /// `sheaf_capacity`: 0 = none (6.18) / computed (7.0).
+    pub sheaf_capacity: usize,
+}
 
 /// "No node preference" (`NUMA_NO_NODE`).
 pub const NUMA_NO_NODE: usize = usize::MAX;
@@ -228,6 +242,24 @@ pub enum Era {
     /// freelist at the head. The fast paths stay the lockless tid ones (2.6.39+; 2.6.32
     /// disabled interrupts instead).
     V2_6_32,
+    /// Linux 6.18 (issue 17): 6.4 plus percpu sheaves for caches created with a
+    /// `sheaf_capacity` ([`Slub::kmem_cache_create_args`]); such caches never merge.
+    V6_18,
+    /// Linux 7.0 (issue 17): sheaves for every cache but the boot caches, capacity from
+    /// `calculate_sheaf_capacity()`; no CPU slabs, per-CPU partials or tid fast path.
+    V7_0,
+}
+
+impl Era {
+    /// The `era=` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Era::V6_4 => "6.4",
+            Era::V2_6_32 => "2.6.32",
+            Era::V6_18 => "6.18",
+            Era::V7_0 => "7.0",
+        }
+    }
 }
 
 /// The boot options, as one struct (`slub_min_order=`, `slub_max_order=`, `slub_min_objects=`,
@@ -428,7 +460,11 @@ impl SlubSettings {
                     s.era = match v {
                         "6.4" => Era::V6_4,
                         "2.6.32" => Era::V2_6_32,
-                        _ => return Err(format!("era: {v:?} is not 6.4 or 2.6.32")),
+                        "6.18" => Era::V6_18,
+                        "7.0" => Era::V7_0,
+                        _ => {
+                            return Err(format!("era: {v:?} is not 6.4, 2.6.32, 6.18 or 7.0"))
+                        }
                     }
                 }
                 _ => return Err(format!("unknown SLUB option {tok:?}")),
@@ -792,10 +828,112 @@ impl Slub {
         self.nr_cpu_ids
     }
 
-    /// Flushes every CPU slab and per-CPU partial list of a cache (`flush_all`).
+    /// Flushes every CPU slab and per-CPU partial list of a cache (`flush_all`), and with
+    /// sheaves every CPU's `main` and `spare` (`pcs_flush_all`; barns stay).
     pub fn flush_all(&self, cache: CacheHandle) -> Result<(), SlabError> {
-        flush_all(self.cache_of(cache)?);
+        let s = self.cache_of(cache)?;
+        flush_all(s);
+        sheaf::pcs_flush_all(self, s);
         Ok(())
+    }
+
+    // ---- issue 17: percpu sheaves (`sheaf.rs`) ----
+
+    /// `kmem_cache_create` with `struct kmem_cache_args` (`__kmem_cache_create_args`): in era
+    /// 6.18 a non-zero `sheaf_capacity` gives the cache percpu sheaves (and makes it
+    /// unmergeable); in 7.0 it raises the computed capacity; earlier eras ignore it.
+    pub fn kmem_cache_create_args(
+        &self,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+        args: KmemCacheArgs,
+    ) -> Result<CacheHandle, SlabError> {
+        let cname = check_cache_args(name, size, align, KMALLOC_MAX_SIZE)?;
+        if args.sheaf_capacity > u32::MAX as usize / 2 {
+            return Err(SlabError::InvalidArgument("sheaf_capacity too large"));
+        }
+        let s = merge::kmem_cache_create_args(
+            self,
+            cname,
+            size,
+            align,
+            flags,
+            ctor,
+            args.sheaf_capacity,
+        )?;
+        Ok(self.handle_of(s))
+    }
+
+    /// Objects and sheaves held by a cache's percpu sheaves and barns (all zero without).
+    pub fn sheaf_census(&self, cache: CacheHandle) -> Result<SheafCensus, SlabError> {
+        Ok(sheaf::sheaf_census(self, self.cache_of(cache)?))
+    }
+
+    /// `kmem_cache_prefill_sheaf`: a sheaf with at least `size` objects of `cache` for the
+    /// caller alone (`None` when out of memory or `size == 0`). Above the cache's
+    /// `sheaf_capacity` (any size for a cache without sheaves) it is an "oversize" sheaf.
+    pub fn kmem_cache_prefill_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        size: usize,
+    ) -> Option<SlabSheafHandle> {
+        let s = self.cache_of(cache).ok()?;
+        if size > u32::MAX as usize / 2 {
+            return None;
+        }
+        sheaf::kmem_cache_prefill_sheaf(self, s, gfp, size)
+    }
+
+    /// `kmem_cache_alloc_from_sheaf`: an object from a prefilled sheaf; `None` once it is
+    /// empty (never falls back to the cache) or for another cache's sheaf.
+    pub fn kmem_cache_alloc_from_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        sheaf: &mut SlabSheafHandle,
+    ) -> Option<NonNull<u8>> {
+        let s = self.cache_of(cache).ok()?;
+        sheaf::kmem_cache_alloc_from_sheaf(self, s, gfp, sheaf)
+    }
+
+    /// `kmem_cache_refill_sheaf`: at least `size` objects in the sheaf (it may be replaced by
+    /// an oversize one).
+    pub fn kmem_cache_refill_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        sheaf: &mut SlabSheafHandle,
+        size: usize,
+    ) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        if size > u32::MAX as usize / 2 {
+            return Err(SlabError::InvalidArgument("sheaf size too large"));
+        }
+        sheaf::kmem_cache_refill_sheaf(self, s, gfp, sheaf, size)
+    }
+
+    /// `kmem_cache_return_sheaf`: gives a prefilled sheaf (and the objects left in it) back.
+    /// `Err(ForeignCache)` (and nothing done) for a sheaf of another cache or instance.
+    pub fn kmem_cache_return_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        sheaf: SlabSheafHandle,
+    ) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        if sheaf.instance != self.instance {
+            return Err(SlabError::ForeignCache);
+        }
+        sheaf::kmem_cache_return_sheaf(self, s, gfp, sheaf)
+    }
+
+    /// `kmem_cache_sheaf_size`.
+    pub fn kmem_cache_sheaf_size(&self, sheaf: &SlabSheafHandle) -> usize {
+        sheaf.size()
     }
 
     /// Calls `f` for every cache (under `slab_mutex`).
@@ -973,10 +1111,7 @@ impl SlabAllocator for Slub {
         let s = &self.settings;
         format!(
             "era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} init_on_alloc={} init_on_free={} fastpath={}",
-            match s.era {
-                Era::V6_4 => "6.4",
-                Era::V2_6_32 => "2.6.32",
-            },
+            s.era.name(),
             s.slub_min_order,
             s.slub_max_order,
             s.slub_min_objects,

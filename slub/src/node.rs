@@ -303,8 +303,10 @@ pub(crate) fn __kmem_cache_do_shrink(s: &KmemCache) -> bool {
 }
 
 /// `kmem_cache_shrink` → `__kmem_cache_shrink`: `flush_all` then `__kmem_cache_do_shrink`.
-pub(crate) fn kmem_cache_shrink(_sl: &Slub, s: &KmemCache) -> bool {
+pub(crate) fn kmem_cache_shrink(sl: &Slub, s: &KmemCache) -> bool {
     flush_all(s);
+    // Issue 17: pcs_flush_all + barn_shrink.
+    crate::sheaf::flush_all_sheaves(sl, s);
     __kmem_cache_do_shrink(s)
 }
 

@@ -181,6 +181,8 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), String
             ));
         }
     }
+    // Issue 17: the objects held by sheaves and barns (see sheaf.rs, "Invariants").
+    crate::sheaf::validate_sheaves(sl, s)?;
     Ok(())
 }
 
