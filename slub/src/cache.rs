@@ -374,6 +374,9 @@ pub struct KmemCache {
     pub(crate) nr_nodes: usize,
     /// `kmem_cache_has_cpu_partial(s)`.
     pub(crate) has_cpu_partial: bool,
+    /// Era 7.0 (issue 17): no `kmem_cache_cpu` in use; the slab path is `refill.rs` (in the
+    /// padding after `has_cpu_partial`).
+    pub(crate) era_7_0: bool,
     /// `min_partial` (sysfs rw).
     pub(crate) min_partial: AtomicUsize,
     /// `cpu_partial` (objects, sysfs rw).
@@ -403,19 +406,10 @@ pub struct KmemCache {
     /// `slub_debug` reports about this cache (the per-cache `slab_errors`); last, so the
     /// fields the fast paths read keep their offsets.
     pub(crate) errors: core::sync::atomic::AtomicU64,
-    // ---- issue 17: percpu sheaves and barns (`sheaf.rs`, `refill.rs`) ----
-    /// `cpu_sheaves`: era 6.18 caches created with a `sheaf_capacity`, and every cache of era
-    /// 7.0 (whose `main` is the zero-size bootstrap sheaf while `sheaf_capacity` is 0).
-    pub(crate) cpu_sheaves: Option<PerCpu<crate::sheaf::SlubPercpuSheaves>>,
-    /// `sheaf_capacity` (0: no sheaves). Published (Release) only after every CPU has a real
-    /// `main` (the kmalloc caches of 7.0 get theirs after bootstrap).
-    pub(crate) sheaf_capacity: AtomicUsize,
-    /// `kmem_cache_args.sheaf_capacity` as asked at creation.
-    pub(crate) sheaf_capacity_arg: usize,
-    /// Era 7.0: no `kmem_cache_cpu` in use; the slab path is `refill.rs`.
-    pub(crate) era_7_0: bool,
-    /// `per_node[node].barn` (null where no barn: caches without sheaves).
-    pub(crate) barn: [AtomicPtr<crate::sheaf::NodeBarn>; MAX_NUMNODES],
+    /// Issue 17: `cpu_sheaves` and `sheaf_capacity` (`sheaf::CacheSheaves`, kmalloc'ed):
+    /// null = the 6.4 paths; every 7.0 cache has one (a static without sheaves for the boot
+    /// and debug caches). One pointer, so the structure keeps its size class.
+    pub(crate) sheaves: AtomicPtr<crate::sheaf::CacheSheaves>,
 }
 
 // SAFETY: all mutable state is atomics, per-CPU slots under their locks, or node structures
@@ -565,11 +559,8 @@ pub(crate) unsafe fn kmem_cache_open_args(
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),
         size_divides: common::ExactDiv::new(layout.size as u32),
-        cpu_sheaves: None,
-        sheaf_capacity: AtomicUsize::new(0),
-        sheaf_capacity_arg,
         era_7_0: settings.era == Era::V7_0,
-        barn: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_NUMNODES],
+        sheaves: AtomicPtr::new(core::ptr::null_mut()),
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };
@@ -584,7 +575,7 @@ pub(crate) unsafe fn kmem_cache_open_args(
     }
     // Issue 17: percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
     // SAFETY: s is ours alone until the caller publishes it.
-    if let Err(e) = unsafe { crate::sheaf::init_cache_sheaves(sl, s) } {
+    if let Err(e) = unsafe { crate::sheaf::init_cache_sheaves(sl, s, sheaf_capacity_arg) } {
         crate::node::free_kmem_cache_nodes(sl, sr);
         sr.magic.store(0, Ordering::Relaxed);
         // SAFETY: as above.
@@ -769,3 +760,8 @@ mod tests {
         assert!(core::mem::size_of::<KmemCacheCpu>() <= 64);
     }
 }
+
+const _: () = assert!(
+    core::mem::size_of::<KmemCache>() <= 960,
+    "kmem_cache objects keep their 960-byte stride"
+);

@@ -219,7 +219,7 @@ pub(crate) fn slab_alloc_node(
 ) -> Option<NonNull<u8>> {
     // Issue 17: a cache with percpu sheaves (era 6.18 opt-in, every 7.0 cache) allocates
     // from them first (`sheaf.rs`).
-    let object = if s.cpu_sheaves.is_some() {
+    let object = if s.has_sheaves() {
         crate::sheaf::slab_alloc_node(sl, s, gfp, node)?
     } else {
         slab_alloc_node_6_4(sl, s, gfp, node)?
@@ -338,7 +338,7 @@ pub(crate) unsafe fn do_slab_free(
     slab: NonNull<Page>,
     object: usize,
 ) -> Result<(), SlabError> {
-    if s.cpu_sheaves.is_some() {
+    if s.has_sheaves() {
         // Issue 17: `slab_free` with sheaves (`sheaf.rs`).
         // SAFETY: forwarded contract.
         return unsafe { crate::sheaf::slab_free(sl, s, slab, object) };
@@ -487,7 +487,7 @@ unsafe fn do_slab_free_rseq<const PLAIN: bool>(
 /// and calling `___slab_alloc` when it runs dry. Returns `p.len()`, or 0 (everything given
 /// back) when out of memory.
 pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut [usize]) -> usize {
-    if s.cpu_sheaves.is_some() {
+    if s.has_sheaves() {
         // Issue 17: `alloc_from_pcs_bulk` first.
         return crate::sheaf::kmem_cache_alloc_bulk(sl, s, gfp, p);
     }
@@ -602,7 +602,7 @@ fn build_detached_freelist(
 pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize]) {
     // SAFETY: forwarded contract.
     unsafe {
-        if s.cpu_sheaves.is_some() {
+        if s.has_sheaves() {
             // Issue 17: `free_to_pcs_bulk`.
             crate::sheaf::free_to_pcs_bulk(sl, s, p);
         } else {

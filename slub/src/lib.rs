@@ -832,9 +832,15 @@ impl Slub {
     /// sheaves every CPU's `main` and `spare` (`pcs_flush_all`; barns stay).
     pub fn flush_all(&self, cache: CacheHandle) -> Result<(), SlabError> {
         let s = self.cache_of(cache)?;
-        flush_all(s);
+        // Sheaves first: their objects may land on CPU slabs, which are flushed next.
         sheaf::pcs_flush_all(self, s);
+        flush_all(s);
         Ok(())
+    }
+
+    /// The slabinfo row of one cache.
+    pub fn cache_slabinfo(&self, cache: CacheHandle) -> Result<SlabInfo, SlabError> {
+        Ok(validate::get_slabinfo(self, self.cache_of(cache)?))
     }
 
     // ---- issue 17: percpu sheaves (`sheaf.rs`) ----

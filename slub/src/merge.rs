@@ -29,7 +29,7 @@ pub const SLAB_MERGE_SAME: SlabFlags =
 /// `slab_unmergeable(s)`.
 fn slab_unmergeable(sl: &Slub, s: &KmemCache) -> bool {
     // 6.18: caches with sheaves never merge (7.0 lifted that; issue 17).
-    (sl.settings.era == crate::Era::V6_18 && s.cpu_sheaves.is_some())
+    (sl.settings.era == crate::Era::V6_18 && crate::sheaf::sheaf_capacity(s) != 0)
         || sl.settings.slab_nomerge
         || s.flags.intersects(SLAB_NEVER_MERGE)
         || s.ctor.is_some()
@@ -71,7 +71,7 @@ fn find_mergeable(
             && s.size - size < WORD
             // 7.0 merges caches with sheaves; not into one with fewer slots than asked
             // (a conservative choice here, see sheaf.rs).
-            && sheaf_capacity <= s.sheaf_capacity.load(Ordering::Relaxed);
+            && sheaf_capacity <= crate::sheaf::sheaf_capacity(s);
         if ok {
             return p;
         }
@@ -249,9 +249,9 @@ pub(crate) unsafe fn kmem_cache_destroy(sl: &Slub, s: *mut KmemCache) -> Result<
         sr.refcount.fetch_sub(1, Ordering::Relaxed);
         return Ok(());
     }
-    flush_all(sr);
     // Issue 17: __kmem_cache_shutdown flushes the sheaves and shrinks the barns first.
     crate::sheaf::flush_all_sheaves(sl, sr);
+    flush_all(sr);
     let busy = objects_in_use(sr);
     if busy != 0 {
         // list_slab_objects + the destroy warning: counted as slub_debug reports.

@@ -75,7 +75,7 @@ use crate::cache::KmemCache;
 use crate::refill;
 use crate::stats::StatItem::{
     ALLOC_FASTPATH, ALLOC_NODE_MISMATCH, ALLOC_PCS, BARN_GET, BARN_GET_FAIL, BARN_PUT,
-    BARN_PUT_FAIL, FREE_FASTPATH, FREE_PCS, FREE_SLOWPATH, SHEAF_ALLOC, SHEAF_FLUSH, SHEAF_FREE,
+    BARN_PUT_FAIL, FREE_FASTPATH, FREE_PCS, SHEAF_ALLOC, SHEAF_FLUSH, SHEAF_FREE,
     SHEAF_PREFILL_FAST, SHEAF_PREFILL_OVERSIZE, SHEAF_PREFILL_SLOW, SHEAF_REFILL,
     SHEAF_RETURN_FAST, SHEAF_RETURN_SLOW,
 };
@@ -453,7 +453,7 @@ fn alloc_sheaf_mem(sl: &Slub, bytes: usize, gfp: Gfp, node: usize) -> Option<Non
         NonNull::new(o as *mut u8)?
     } else {
         // 6.18: kmalloc caches have no sheaves; this is the 6.4 path.
-        debug_assert!(kc.cpu_sheaves.is_none());
+        debug_assert!(!kc.has_sheaves());
         crate::fastpath::slab_alloc_node(sl, kc, gfp, node)?
     };
     if kc.debug {
@@ -485,7 +485,7 @@ fn free_sheaf_mem(sl: &Slub, p: *mut u8) {
             }
             crate::slowpath::__slab_free(sl, kc, page, addr, addr, 1)
         } else {
-            debug_assert!(kc.cpu_sheaves.is_none());
+            debug_assert!(!kc.has_sheaves());
             crate::fastpath::do_slab_free(sl, kc, page, addr)
         }
     };
@@ -520,7 +520,7 @@ fn alloc_empty_sheaf_cap(
 
 /// `alloc_empty_sheaf` (`s->sheaf_capacity` slots).
 fn alloc_empty_sheaf(sl: &Slub, s: &KmemCache, gfp: Gfp) -> *mut SlabSheaf {
-    alloc_empty_sheaf_cap(sl, s, gfp, s.sheaf_capacity.load(Ordering::Acquire))
+    alloc_empty_sheaf_cap(sl, s, gfp, sheaf_capacity(s))
 }
 
 /// `free_empty_sheaf` (SHEAF_FREE).
@@ -531,10 +531,57 @@ fn free_empty_sheaf(sl: &Slub, s: &KmemCache, sheaf: *mut SlabSheaf) {
     free_sheaf_mem(sl, sheaf.cast());
 }
 
+/// What `kmem_cache.sheaves` points to: `cpu_sheaves` and `sheaf_capacity` (kmalloc'ed, or
+/// the static [`NO_SHEAVES`] for 7.0 caches that have none).
+pub struct CacheSheaves {
+    /// `cpu_sheaves` (None only in `NO_SHEAVES`).
+    pcs: Option<PerCpu<SlubPercpuSheaves>>,
+    /// `sheaf_capacity` (0: no sheaves). Published (Release) only after every CPU has a real
+    /// `main` (the kmalloc caches of 7.0 get theirs after bootstrap).
+    sheaf_capacity: AtomicUsize,
+}
+
+/// The 7.0 boot and debug caches (and the kmalloc caches until their bootstrap step): every
+/// path through sheaves backs off to the slab path at once, like the kernel's
+/// `bootstrap_sheaf`.
+static NO_SHEAVES: CacheSheaves = CacheSheaves {
+    pcs: None,
+    sheaf_capacity: AtomicUsize::new(0),
+};
+
+impl KmemCache {
+    /// The cache takes the sheaf paths (`sheaf.rs`): 6.18 with sheaves, every 7.0 cache.
+    #[inline(always)]
+    pub(crate) fn has_sheaves(&self) -> bool {
+        !self.sheaves.load(Ordering::Acquire).is_null()
+    }
+}
+
+/// `s->sheaves` of a cache that [`KmemCache::has_sheaves`].
+#[inline(always)]
+fn sheaves(s: &KmemCache) -> &CacheSheaves {
+    let p = s.sheaves.load(Ordering::Acquire);
+    debug_assert!(!p.is_null());
+    // SAFETY: published after initialisation; freed only when the cache is released (nobody
+    // uses it any more).
+    unsafe { &*p }
+}
+
+/// `s->sheaf_capacity` (0 for a cache without sheaves).
+#[inline(always)]
+pub(crate) fn sheaf_capacity(s: &KmemCache) -> usize {
+    let p = s.sheaves.load(Ordering::Acquire);
+    if p.is_null() {
+        return 0;
+    }
+    // SAFETY: as `sheaves`.
+    unsafe { &*p }.sheaf_capacity.load(Ordering::Acquire)
+}
+
 /// `cache_has_sheaves(s)`.
 #[inline(always)]
 fn cache_has_sheaves(s: &KmemCache) -> bool {
-    s.sheaf_capacity.load(Ordering::Acquire) != 0
+    sheaf_capacity(s) != 0
 }
 
 /// `get_barn(s)`: the barn of the node we run on.
@@ -544,14 +591,25 @@ fn get_barn(s: &KmemCache) -> Option<&NodeBarn> {
 }
 
 fn get_barn_node(s: &KmemCache, node: usize) -> Option<&NodeBarn> {
-    let b = s.barn[node].load(Ordering::Acquire);
+    let b = s.get_node(node).barn.load(Ordering::Acquire);
     // SAFETY: barns live from install_sheaves until free_cache_sheaves (cache destruction).
     (!b.is_null()).then(|| unsafe { &*b })
 }
 
 #[inline(always)]
 fn pcs_of(s: &KmemCache) -> &PerCpu<SlubPercpuSheaves> {
-    s.cpu_sheaves.as_ref().expect("a cache with cpu_sheaves")
+    sheaves(s).pcs.as_ref().expect("a cache with cpu_sheaves")
+}
+
+/// `cpu_sheaves`, if the cache has any.
+#[inline(always)]
+fn pcs_opt(s: &KmemCache) -> Option<&PerCpu<SlubPercpuSheaves>> {
+    let p = s.sheaves.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as `sheaves`.
+    unsafe { &*p }.pcs.as_ref()
 }
 
 /// `this_cpu_ptr(s->cpu_sheaves)`.
@@ -774,7 +832,10 @@ pub(crate) fn alloc_from_pcs(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) ->
         s.stat(ALLOC_NODE_MISMATCH);
         return 0;
     }
-    let Some(mut g) = this_pcs(s).trylock() else {
+    let Some(pcs) = pcs_opt(s) else {
+        return 0;
+    };
+    let Some(mut g) = pcs.get(cpu_id()).trylock() else {
         return 0;
     };
     if size(g.main()) == 0 {
@@ -953,11 +1014,19 @@ enum PcsFree {
 /// `free_to_pcs`: pushes `object` (hooks already run) on this CPU's main sheaf.
 #[inline(always)]
 fn free_to_pcs(sl: &Slub, s: &KmemCache, object: usize) -> PcsFree {
-    let Some(mut g) = this_pcs(s).trylock() else {
+    let Some(pcs) = pcs_opt(s) else {
+        return PcsFree::Fallback;
+    };
+    let Some(mut g) = pcs.get(cpu_id()).trylock() else {
         return PcsFree::Fallback;
     };
     let mut main = g.main();
-    if size(main) == capacity(main) {
+    let sz = size(main);
+    // The naive double-free check (the freelist-head compare of 6.4, on the sheaf's top).
+    if sz > 0 && get_obj(main, sz - 1) == object {
+        return PcsFree::DoubleFree;
+    }
+    if sz == capacity(main) {
         match __pcs_replace_full_main(sl, s, g) {
             Some(ng) => g = ng,
             None => return PcsFree::Fallback,
@@ -965,10 +1034,6 @@ fn free_to_pcs(sl: &Slub, s: &KmemCache, object: usize) -> PcsFree {
         main = g.main();
     }
     let sz = size(main);
-    // The naive double-free check (the freelist-head compare of 6.4, on the sheaf's top).
-    if sz > 0 && get_obj(main, sz - 1) == object {
-        return PcsFree::DoubleFree;
-    }
     put_obj(main, sz, object);
     set_size(main, sz + 1);
     drop(g);
@@ -1037,6 +1102,9 @@ unsafe fn slab_free_slow(
 /// the barn has none (the rest comes from slabs). Returns how many were taken.
 fn alloc_from_pcs_bulk(s: &KmemCache, p: &mut [usize]) -> usize {
     let mut allocated = 0;
+    if pcs_opt(s).is_none() {
+        return 0;
+    }
     while allocated < p.len() {
         let Some(g) = this_pcs(s).trylock() else {
             return allocated;
@@ -1133,13 +1201,12 @@ pub(crate) unsafe fn free_to_pcs_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize])
             if remote_nr == PCS_BATCH_MAX {
                 // SAFETY: ours to free.
                 unsafe { __kmem_cache_free_bulk(sl, s, &mut remote[..remote_nr]) };
-                s.stats.add(FREE_SLOWPATH as usize, remote_nr as u64);
                 remote_nr = 0;
             }
         }
     }
     let mut done = 0;
-    while done < local {
+    while done < local && pcs_opt(s).is_some() {
         let Some(g) = this_pcs(s).trylock() else {
             break;
         };
@@ -1189,12 +1256,10 @@ pub(crate) unsafe fn free_to_pcs_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize])
         // No empty sheaf in the barn, or too many full ones: the rest to the slabs.
         // SAFETY: ours to free.
         unsafe { __kmem_cache_free_bulk(sl, s, &mut p[done..local]) };
-        s.stats.add(FREE_SLOWPATH as usize, (local - done) as u64);
     }
     if remote_nr > 0 {
         // SAFETY: ours to free.
         unsafe { __kmem_cache_free_bulk(sl, s, &mut remote[..remote_nr]) };
-        s.stats.add(FREE_SLOWPATH as usize, remote_nr as u64);
     }
 }
 
@@ -1220,7 +1285,7 @@ fn __pcs_flush_all_cpu(sl: &Slub, s: &KmemCache, pcs: &SlubPercpuSheaves) {
 
 /// `pcs_flush_all` on every CPU (`flush_all` of a cache with sheaves).
 pub(crate) fn pcs_flush_all(sl: &Slub, s: &KmemCache) {
-    if let Some(pcs) = s.cpu_sheaves.as_ref() {
+    if let Some(pcs) = pcs_opt(s) {
         for (_, p) in pcs.iter() {
             __pcs_flush_all_cpu(sl, s, p);
         }
@@ -1257,7 +1322,7 @@ fn barn_shrink(sl: &Slub, s: &KmemCache, barn: &NodeBarn) {
 /// Shrink and destroy (`__kmem_cache_shrink`, `__kmem_cache_shutdown`): `pcs_flush_all` and
 /// `barn_shrink` of every node. The cache keeps its `main` sheaves and barns.
 pub(crate) fn flush_all_sheaves(sl: &Slub, s: &KmemCache) {
-    if s.cpu_sheaves.is_none() {
+    if pcs_opt(s).is_none() {
         return;
     }
     pcs_flush_all(sl, s);
@@ -1271,10 +1336,10 @@ pub(crate) fn flush_all_sheaves(sl: &Slub, s: &KmemCache) {
 /// Gives back every sheaf and barn of a cache nobody uses any more (`kmem_cache_release`,
 /// instance teardown). `main` returns to the bootstrap sheaf; `sheaf_capacity` to 0.
 pub(crate) fn free_cache_sheaves(sl: &Slub, s: &KmemCache) {
-    let Some(pcs) = s.cpu_sheaves.as_ref() else {
+    let Some(pcs) = pcs_opt(s) else {
         return;
     };
-    s.sheaf_capacity.store(0, Ordering::Release);
+    sheaves(s).sheaf_capacity.store(0, Ordering::Release);
     for (_, p) in pcs.iter() {
         let (main, spare) = {
             let g = p.lock();
@@ -1294,10 +1359,22 @@ pub(crate) fn free_cache_sheaves(sl: &Slub, s: &KmemCache) {
     for node in 0..s.nr_nodes {
         if let Some(b) = get_barn_node(s, node) {
             barn_shrink(sl, s, b);
-            s.barn[node].store(core::ptr::null_mut(), Ordering::Release);
+            s.get_node(node)
+                .barn
+                .store(core::ptr::null_mut(), Ordering::Release);
             free_sheaf_mem(sl, core::ptr::from_ref(b).cast_mut().cast());
         }
     }
+    // The structure itself (its PerCpu area too).
+    let p = s.sheaves.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if s.era_7_0 {
+        s.sheaves
+            .store(core::ptr::from_ref(&NO_SHEAVES).cast_mut(), Ordering::Release);
+    }
+    // SAFETY: a kmalloc'ed CacheSheaves (pcs was Some), unpublished just now and unused: drop
+    // it in place (frees the per-CPU area), then give the memory back.
+    unsafe { core::ptr::drop_in_place(p) };
+    free_sheaf_mem(sl, p.cast());
 }
 
 /// Barns on every node and an empty `main` on every CPU, then `sheaf_capacity` published
@@ -1324,7 +1401,7 @@ fn install_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), Slab
                 nr_empty: AtomicUsize::new(0),
             })
         };
-        s.barn[node].store(b, Ordering::Release);
+        s.get_node(node).barn.store(b, Ordering::Release);
     }
     if ok {
         for (_, p) in pcs.iter() {
@@ -1342,48 +1419,67 @@ fn install_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), Slab
         free_cache_sheaves(sl, s);
         return Err(SlabError::NoMemory);
     }
-    s.sheaf_capacity.store(capacity, Ordering::Release);
+    sheaves(s).sheaf_capacity.store(capacity, Ordering::Release);
     Ok(())
 }
 
-/// Called by `kmem_cache_open`: `cpu_sheaves` for 6.18 caches with a `sheaf_capacity` and
-/// every 7.0 cache; sheaves themselves where the era gives the cache a capacity now (7.0's
-/// kmalloc caches get theirs in [`bootstrap_kmalloc_sheaves`]).
+/// A fresh [`CacheSheaves`] (kmalloc'ed, every CPU on the bootstrap sheaf) published on `s`,
+/// then [`install_sheaves`].
+fn attach_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), SlabError> {
+    let pcs = PerCpu::new(&sl.provider, sl.nr_cpu_ids, |_| SlubPercpuSheaves::new())
+        .ok_or(SlabError::NoMemory)?;
+    let Some(mem) = alloc_sheaf_mem(
+        sl,
+        core::mem::size_of::<CacheSheaves>(),
+        Gfp::KERNEL,
+        NUMA_NO_NODE,
+    ) else {
+        return Err(SlabError::NoMemory);
+    };
+    let p = mem.as_ptr().cast::<CacheSheaves>();
+    // SAFETY: fresh kmalloc memory sized and 8-aligned for a CacheSheaves, ours alone.
+    unsafe {
+        p.write(CacheSheaves {
+            pcs: Some(pcs),
+            sheaf_capacity: AtomicUsize::new(0),
+        })
+    };
+    s.sheaves.store(p, Ordering::Release);
+    install_sheaves(sl, s, capacity)
+}
+
+/// Called by `kmem_cache_open`: sheaves for 6.18 caches created with a `sheaf_capacity` and
+/// for 7.0 caches once kmalloc works (7.0's kmalloc caches get theirs in
+/// [`bootstrap_kmalloc_sheaves`]); every other 7.0 cache points at [`NO_SHEAVES`].
 ///
 /// # Safety
 /// `s` is an opened cache nobody else sees yet.
-pub(crate) unsafe fn init_cache_sheaves(sl: &Slub, s: *mut KmemCache) -> Result<(), SlabError> {
-    // SAFETY: per the caller: exclusive.
-    let sm = unsafe { &mut *s };
+pub(crate) unsafe fn init_cache_sheaves(
+    sl: &Slub,
+    s: *mut KmemCache,
+    requested: usize,
+) -> Result<(), SlabError> {
+    // SAFETY: per the caller: opened, not yet shared.
+    let sr = unsafe { &*s };
     let capacity = match sl.settings.era {
-        Era::V6_18 => {
-            if sm.sheaf_capacity_arg == 0 || sm.debug {
-                return Ok(());
-            }
-            sm.sheaf_capacity_arg
-        }
+        Era::V6_18 if !sr.debug => requested,
         Era::V7_0 => {
-            // Bootstrap caches (and the kmalloc caches, until bootstrap_kmalloc_sheaves) have
-            // none yet: slab_state below UP.
-            if sl.slab_state() < SlabState::Up || sm.debug {
+            sr.sheaves
+                .store(core::ptr::from_ref(&NO_SHEAVES).cast_mut(), Ordering::Release);
+            // Bootstrap caches (and the kmalloc caches, until bootstrap_kmalloc_sheaves)
+            // have none: slab_state below UP.
+            if sl.slab_state() < SlabState::Up || sr.debug {
                 0
             } else {
-                calculate_sheaf_capacity(sm.size, sm.flags, sm.sheaf_capacity_arg)
+                calculate_sheaf_capacity(sr.size, sr.flags, requested)
             }
         }
-        _ => return Ok(()),
+        _ => 0,
     };
-    sm.cpu_sheaves = Some(
-        PerCpu::new(&sl.provider, sl.nr_cpu_ids, |_| SlubPercpuSheaves::new())
-            .ok_or(SlabError::NoMemory)?,
-    );
-    if capacity > 0 {
-        if let Err(e) = install_sheaves(sl, sm, capacity) {
-            sm.cpu_sheaves = None;
-            return Err(e);
-        }
+    if capacity == 0 {
+        return Ok(());
     }
-    Ok(())
+    attach_sheaves(sl, sr, capacity)
 }
 
 /// 7.0 "handle kmalloc sheaves bootstrap": once every kmalloc cache exists (sheaves come from
@@ -1400,7 +1496,7 @@ pub(crate) fn bootstrap_kmalloc_sheaves(sl: &Slub) -> Result<(), SlabError> {
         }
         let cap = calculate_sheaf_capacity(s.size, s.flags, 0);
         if cap > 0 {
-            install_sheaves(sl, s, cap)?;
+            attach_sheaves(sl, s, cap)?;
         }
     }
     Ok(())
@@ -1460,7 +1556,7 @@ pub(crate) fn kmem_cache_prefill_sheaf(
     if want == 0 {
         return None;
     }
-    let cap = s.sheaf_capacity.load(Ordering::Acquire);
+    let cap = sheaf_capacity(s);
     if want > cap {
         // Oversize: a sheaf of its own size, bulk-filled, always flushed and freed on return.
         let sheaf = alloc_empty_sheaf_cap(sl, s, gfp, want);
@@ -1552,7 +1648,7 @@ pub(crate) fn kmem_cache_refill_sheaf(
         return Ok(());
     }
     if capacity(sheaf) >= want {
-        if capacity(sheaf) == s.sheaf_capacity.load(Ordering::Acquire) {
+        if capacity(sheaf) == sheaf_capacity(s) {
             return refill_sheaf(sl, s, sheaf, gfp).map_err(|()| SlabError::NoMemory);
         }
         let n = capacity(sheaf) - sz;
@@ -1581,7 +1677,7 @@ pub(crate) fn kmem_cache_return_sheaf(
     // Not ours: refused (the handle is dropped; its sheaf leaks rather than corrupt s).
     check_handle(sl, s, &h)?;
     let sheaf = h.ptr();
-    if capacity(sheaf) != s.sheaf_capacity.load(Ordering::Acquire) || s.cpu_sheaves.is_none() {
+    if capacity(sheaf) != sheaf_capacity(s) || pcs_opt(s).is_none() {
         sheaf_flush_unused(sl, s, sheaf);
         free_empty_sheaf(sl, s, sheaf);
         return Ok(());
@@ -1695,10 +1791,10 @@ fn check_sheaf_object(sl: &Slub, s: &KmemCache, object: usize) -> Result<(), &'s
 /// each barn's lock; allocates nothing.
 fn census_inner(sl: &Slub, s: &KmemCache, check: bool) -> Result<SheafCensus, SheafError> {
     let mut c = SheafCensus {
-        sheaf_capacity: s.sheaf_capacity.load(Ordering::Acquire),
+        sheaf_capacity: sheaf_capacity(s),
         ..SheafCensus::default()
     };
-    let Some(pcs) = s.cpu_sheaves.as_ref() else {
+    let Some(pcs) = pcs_opt(s) else {
         return Ok(c);
     };
     for (cpu, p) in pcs.iter() {

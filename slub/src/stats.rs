@@ -166,7 +166,7 @@ pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
         aliases: (s.refcount.load(Ordering::Relaxed) - 1).max(0) as usize,
         remote_node_defrag_ratio: s.remote_node_defrag_ratio.load(Ordering::Relaxed) / 10,
         nodes,
-        sheaf_capacity: s.sheaf_capacity.load(Ordering::Relaxed),
+        sheaf_capacity: crate::sheaf::sheaf_capacity(s),
         full,
     }
 }
