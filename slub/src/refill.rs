@@ -10,7 +10,8 @@
 //!       ├ get_from_partial          requested/local node, then get_from_any_partial
 //!       │   └ get_partial_node_bulk  under list_lock: objects by cmpxchg of {freelist, counters}
 //!       └ new_slab → alloc_from_new_slab   ALLOC_SLAB; the rest of the slab to the partial head
-//! refill_objects(p, min)           bulk: local partial slabs, then new slabs (sheaf refill, bulk)
+//! refill_objects(p, min)           bulk: local partial slabs, other nodes' (nearest first, as
+//!                                   remote_node_defrag_ratio allows), then new slabs
 //! ```
 //!
 //! # Invariants (7.0 era)
@@ -197,8 +198,31 @@ pub(crate) fn ___slab_alloc(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> 
 /// `refill_objects(s, p, gfp, min, max)`: fills `out` (max = `out.len()`) from the local
 /// partial slabs, then from new slabs, stopping early only when out of memory. Returns the
 /// count (less than `min` only when out of memory; the caller frees what it got).
-pub(crate) fn refill_objects(s: &KmemCache, gfp: Gfp, out: &mut [usize], min: usize) -> usize {
-    let mut got = get_partial_node_bulk(s, s.get_node(numa_mem_id(s)), out);
+pub(crate) fn refill_objects(
+    sl: &Slub,
+    s: &KmemCache,
+    gfp: Gfp,
+    out: &mut [usize],
+    min: usize,
+) -> usize {
+    if s.debug {
+        // Debug caches: one object at a time through the debug path (checks, tracks, the
+        // full list), as their `___slab_alloc` does.
+        for (i, slot) in out.iter_mut().enumerate() {
+            let o = ___slab_alloc(sl, s, gfp, NUMA_NO_NODE);
+            if o == 0 {
+                return i;
+            }
+            *slot = o;
+        }
+        return out.len();
+    }
+    let local = numa_mem_id(s);
+    let mut got = get_partial_node_bulk(s, s.get_node(local), out);
+    if got < min.min(out.len()) {
+        // `__refill_objects_node` on the other nodes (7.0 final; v2 had a TODO here).
+        got += get_from_any_partial(s, local, &mut out[got..]);
+    }
     while got < min.min(out.len()) {
         let Some(slab) = new_slab(s, gfp, NUMA_NO_NODE) else {
             return got;

@@ -628,7 +628,7 @@ fn __kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, out: &mut [usize]
         return 0;
     }
     if s.era_7_0 {
-        let got = refill::refill_objects(s, gfp, out, out.len());
+        let got = refill::refill_objects(sl, s, gfp, out, out.len());
         if got < out.len() {
             // SAFETY: just allocated, unused.
             unsafe { refill::free_objects_to_slabs(sl, s, &out[..got]) };

@@ -1107,6 +1107,33 @@ fn stat_names_include_the_sheaf_items() {
     }
 }
 
+#[test]
+fn debug_cache_bulk_alloc_in_7_0_takes_the_debug_path() {
+    // Found by running the whole suite with era 7.0 as the default: a debug cache's bulk
+    // allocation must not take objects behind the debug path's back.
+    let p = provider(1, 32);
+    let s = slub_with(
+        &p,
+        SlubSettings {
+            slub_debug: Some(slub::SlubDebug::OFF),
+            ..era("7.0")
+        },
+    );
+    let c = s
+        .kmem_cache_create("dbulk", 96, 0, SlabFlags::STORE_USER, None)
+        .unwrap();
+    let per = s.cache_attrs(c).unwrap().objs_per_slab;
+    let mut objs = vec![std::ptr::null_mut(); 3 * per];
+    assert_eq!(s.kmem_cache_alloc_bulk(c, Gfp::KERNEL, &mut objs), 3 * per);
+    let a = s.cache_attrs(c).unwrap();
+    assert_eq!((a.slabs, a.full, a.partial), (3, 3, 0));
+    s.validate_cache(c).unwrap();
+    // SAFETY: each once.
+    unsafe { s.kmem_cache_free_bulk(c, &mut objs) }.unwrap();
+    s.validate_cache(c).unwrap();
+    assert_eq!(s.slab_errors(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Multi-thread stress with cross-CPU and cross-node frees, then validate
 // ---------------------------------------------------------------------------------------------
@@ -1117,7 +1144,7 @@ fn stress(e: &str, nodes: usize) {
     let s = slub_with(&p, era(e));
     let c = cache_618(&s, "st", 48, 16);
     let threads = 4;
-    let rounds = 3000;
+    let rounds = 20_000;
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::channel::<usize>()).unzip();
     std::thread::scope(|sc| {
         for (t, rx) in rxs.into_iter().enumerate() {
