@@ -326,6 +326,13 @@ impl KmemCacheCpu {
 
 const _: () = assert!(core::mem::offset_of!(KmemCacheCpu, fl_tid) % 16 == 0);
 
+// Issue 17 added one pointer and one bool (in padding): kmem_cache objects keep their
+// 960-byte stride, so the boot caches' slab geometry is unchanged.
+const _: () = assert!(
+    core::mem::size_of::<KmemCache>() <= 960,
+    "kmem_cache objects keep their 960-byte stride"
+);
+
 /// Magic word of a live `kmem_cache` (cleared by destroy), to refuse stale handles.
 pub(crate) const KMEM_CACHE_MAGIC: usize = 0x5a1b_c0de_0000_0000;
 
@@ -760,8 +767,3 @@ mod tests {
         assert!(core::mem::size_of::<KmemCacheCpu>() <= 64);
     }
 }
-
-const _: () = assert!(
-    core::mem::size_of::<KmemCache>() <= 960,
-    "kmem_cache objects keep their 960-byte stride"
-);

@@ -201,12 +201,12 @@ pub use debug::{
 };
 pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
+pub use sheaf::SlabSheafHandle as SlabSheaf;
 pub use sheaf::{
     calculate_sheaf_capacity, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES,
     PCS_BATCH_MAX,
 };
 pub use stats::{CacheAttrs, StatItem};
-pub use sheaf::SlabSheafHandle as SlabSheaf;
 
 use cache::KmemCache;
 use common::api::{check_cache_args, new_instance_id};
@@ -462,9 +462,7 @@ impl SlubSettings {
                         "2.6.32" => Era::V2_6_32,
                         "6.18" => Era::V6_18,
                         "7.0" => Era::V7_0,
-                        _ => {
-                            return Err(format!("era: {v:?} is not 6.4, 2.6.32, 6.18 or 7.0"))
-                        }
+                        _ => return Err(format!("era: {v:?} is not 6.4, 2.6.32, 6.18 or 7.0")),
                     }
                 }
                 _ => return Err(format!("unknown SLUB option {tok:?}")),

@@ -189,7 +189,10 @@ pub(crate) fn create_cache(
     let s = obj.as_ptr().cast::<KmemCache>();
     // SAFETY: a fresh object of the kmem_cache cache, sized and aligned for a KmemCache.
     if let Err(e) =
-        unsafe { kmem_cache_open_args(sl, s, name, size, align, flags, ctor, sheaf_capacity) }
+        // SAFETY: a fresh object of the kmem_cache cache, sized and aligned for a KmemCache.
+        unsafe {
+            kmem_cache_open_args(sl, s, name, size, align, flags, ctor, sheaf_capacity)
+        }
     {
         let r = kmem_cache_free_internal(sl, kc, s as usize);
         debug_assert!(r.is_ok());

@@ -177,7 +177,11 @@ pub(crate) fn ___slab_alloc(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) -> 
     // the caller's flags, which may fall back to other nodes.
     let mut try_thisnode = node != NUMA_NO_NODE && !gfp.contains(Gfp::THISNODE);
     loop {
-        let pgfp = if try_thisnode { gfp | Gfp::THISNODE } else { gfp };
+        let pgfp = if try_thisnode {
+            gfp | Gfp::THISNODE
+        } else {
+            gfp
+        };
         if get_from_partial(s, node, pgfp, &mut object) == 1 {
             return object[0];
         }
@@ -252,4 +256,3 @@ pub(crate) unsafe fn free_objects_to_slabs(sl: &Slub, s: &KmemCache, objs: &[usi
         debug_assert!(r.is_ok(), "__slab_free: {r:?}");
     }
 }
-

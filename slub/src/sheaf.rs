@@ -123,7 +123,10 @@ const _: () = assert!(SHEAF_HEADER == 32);
 #[inline(always)]
 fn objects(sheaf: *mut SlabSheaf) -> *mut usize {
     // SAFETY-free: address arithmetic; dereferenced by callers that own the sheaf.
-    sheaf.cast::<u8>().wrapping_add(SHEAF_HEADER).cast::<usize>()
+    sheaf
+        .cast::<u8>()
+        .wrapping_add(SHEAF_HEADER)
+        .cast::<usize>()
 }
 
 /// The zero-size `bootstrap_sheaf`: `main` of every CPU until the cache has sheaves (7.0's
@@ -419,8 +422,7 @@ pub fn kmalloc_size_roundup(n: usize) -> usize {
 /// its kmalloc bucket, then at least the requested capacity; 0 for debug and
 /// `SLAB_NOLEAKTRACE` caches (and the boot caches, which the caller skips).
 pub fn calculate_sheaf_capacity(size: usize, flags: SlabFlags, requested: usize) -> usize {
-    if flags.intersects(crate::debug::SLAB_DEBUG_FLAGS) || flags.contains(SlabFlags::NOLEAKTRACE)
-    {
+    if flags.intersects(crate::debug::SLAB_DEBUG_FLAGS) || flags.contains(SlabFlags::NOLEAKTRACE) {
         return 0;
     }
     let capacity = if size >= PAGE_SIZE {
@@ -493,12 +495,7 @@ fn free_sheaf_mem(sl: &Slub, p: *mut u8) {
 }
 
 /// `alloc_empty_sheaf` of `capacity` slots (SHEAF_ALLOC).
-fn alloc_empty_sheaf_cap(
-    sl: &Slub,
-    s: &KmemCache,
-    gfp: Gfp,
-    capacity: usize,
-) -> *mut SlabSheaf {
+fn alloc_empty_sheaf_cap(sl: &Slub, s: &KmemCache, gfp: Gfp, capacity: usize) -> *mut SlabSheaf {
     let Some(p) = alloc_sheaf_mem(sl, SHEAF_HEADER + capacity * 8, gfp, NUMA_NO_NODE) else {
         return core::ptr::null_mut();
     };
@@ -512,8 +509,8 @@ fn alloc_empty_sheaf_cap(
             cache: core::ptr::from_ref(s),
             size: 0,
             node: 0,
-        })
-    };
+        });
+    }
     s.stat(SHEAF_ALLOC);
     sheaf
 }
@@ -1137,8 +1134,10 @@ fn alloc_from_pcs_bulk(s: &KmemCache, p: &mut [usize]) -> usize {
         }
         set_size(main, sz - batch);
         drop(g);
-        s.stats
-            .add(if s.era_7_0 { ALLOC_FASTPATH } else { ALLOC_PCS } as usize, batch as u64);
+        s.stats.add(
+            if s.era_7_0 { ALLOC_FASTPATH } else { ALLOC_PCS } as usize,
+            batch as u64,
+        );
         allocated += batch;
     }
     allocated
@@ -1228,16 +1227,12 @@ pub(crate) unsafe fn free_to_pcs_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize])
             } else if size(g.spare()) < capacity(g.spare()) {
                 g.swap_main_spare();
             } else {
-                match barn_replace_full_sheaf(barn, main) {
-                    Ok(e) => {
-                        s.stat(BARN_PUT);
-                        g.set_main(e);
-                    }
-                    Err(_) => {
-                        s.stat(BARN_PUT_FAIL);
-                        break;
-                    }
-                }
+                let Ok(e) = barn_replace_full_sheaf(barn, main) else {
+                    s.stat(BARN_PUT_FAIL);
+                    break;
+                };
+                s.stat(BARN_PUT);
+                g.set_main(e);
             }
             main = g.main();
         }
@@ -1248,8 +1243,10 @@ pub(crate) unsafe fn free_to_pcs_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize])
         }
         set_size(main, sz + batch);
         drop(g);
-        s.stats
-            .add(if s.era_7_0 { FREE_FASTPATH } else { FREE_PCS } as usize, batch as u64);
+        s.stats.add(
+            if s.era_7_0 { FREE_FASTPATH } else { FREE_PCS } as usize,
+            batch as u64,
+        );
         done += batch;
     }
     if done < local {
@@ -1368,8 +1365,10 @@ pub(crate) fn free_cache_sheaves(sl: &Slub, s: &KmemCache) {
     // The structure itself (its PerCpu area too).
     let p = s.sheaves.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if s.era_7_0 {
-        s.sheaves
-            .store(core::ptr::from_ref(&NO_SHEAVES).cast_mut(), Ordering::Release);
+        s.sheaves.store(
+            core::ptr::from_ref(&NO_SHEAVES).cast_mut(),
+            Ordering::Release,
+        );
     }
     // SAFETY: a kmalloc'ed CacheSheaves (pcs was Some), unpublished just now and unused: drop
     // it in place (frees the per-CPU area), then give the memory back.
@@ -1399,8 +1398,8 @@ fn install_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), Slab
                 }),
                 nr_full: AtomicUsize::new(0),
                 nr_empty: AtomicUsize::new(0),
-            })
-        };
+            });
+        }
         s.get_node(node).barn.store(b, Ordering::Release);
     }
     if ok {
@@ -1442,8 +1441,8 @@ fn attach_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), SlabE
         p.write(CacheSheaves {
             pcs: Some(pcs),
             sheaf_capacity: AtomicUsize::new(0),
-        })
-    };
+        });
+    }
     s.sheaves.store(p, Ordering::Release);
     install_sheaves(sl, s, capacity)
 }
@@ -1464,8 +1463,10 @@ pub(crate) unsafe fn init_cache_sheaves(
     let capacity = match sl.settings.era {
         Era::V6_18 if !sr.debug => requested,
         Era::V7_0 => {
-            sr.sheaves
-                .store(core::ptr::from_ref(&NO_SHEAVES).cast_mut(), Ordering::Release);
+            sr.sheaves.store(
+                core::ptr::from_ref(&NO_SHEAVES).cast_mut(),
+                Ordering::Release,
+            );
             // Bootstrap caches (and the kmalloc caches, until bootstrap_kmalloc_sheaves)
             // have none: slab_state below UP.
             if sl.slab_state() < SlabState::Up || sr.debug {
@@ -1744,11 +1745,30 @@ fn sheaf_bytes(sheaf: *mut SlabSheaf) -> usize {
 /// What `validate_sheaves` found wrong, gathered under the locks and formatted after.
 #[derive(Clone, Copy)]
 enum SheafError {
-    Oversize { cpu: usize, size: usize, cap: usize },
-    BadObject { cpu: usize, object: usize, why: &'static str },
-    BarnCount { node: usize, full: (usize, usize), empty: (usize, usize) },
-    BarnObject { node: usize, object: usize, why: &'static str },
-    EmptyNotEmpty { node: usize, size: usize },
+    Oversize {
+        cpu: usize,
+        size: usize,
+        cap: usize,
+    },
+    BadObject {
+        cpu: usize,
+        object: usize,
+        why: &'static str,
+    },
+    BarnCount {
+        node: usize,
+        full: (usize, usize),
+        empty: (usize, usize),
+    },
+    BarnObject {
+        node: usize,
+        object: usize,
+        why: &'static str,
+    },
+    EmptyNotEmpty {
+        node: usize,
+        size: usize,
+    },
 }
 
 /// Checks one object held by a sheaf: a slab of `s`, an object start, not on its slab's
@@ -1760,13 +1780,14 @@ fn check_sheaf_object(sl: &Slub, s: &KmemCache, object: usize) -> Result<(), &'s
     };
     // SAFETY: a descriptor of the provider's mem_map.
     let pg = unsafe { page.as_ref() };
-    if !pg.is_slab() || pg.slab_cache.load(Ordering::Relaxed) != core::ptr::from_ref(s) as usize
-    {
+    if !pg.is_slab() || pg.slab_cache.load(Ordering::Relaxed) != core::ptr::from_ref(s) as usize {
         return Err("not on a slab of this cache");
     }
     let base = sl.provider.page_address(page).as_ptr() as usize + s.red_left_pad;
     let c = crate::node::counters_of(page.as_ptr());
-    if object < base || (object - base) % s.size != 0 || (object - base) / s.size >= c.objects as usize
+    if object < base
+        || (object - base) % s.size != 0
+        || (object - base) / s.size >= c.objects as usize
     {
         return Err("not an object start");
     }
@@ -1817,8 +1838,11 @@ fn census_inner(sl: &Slub, s: &KmemCache, check: bool) -> Result<SheafCensus, Sh
             if check {
                 for k in 0..sz {
                     let o = get_obj(sh, k);
-                    check_sheaf_object(sl, s, o)
-                        .map_err(|why| SheafError::BadObject { cpu, object: o, why })?;
+                    check_sheaf_object(sl, s, o).map_err(|why| SheafError::BadObject {
+                        cpu,
+                        object: o,
+                        why,
+                    })?;
                 }
             }
         }
@@ -1838,8 +1862,11 @@ fn census_inner(sl: &Slub, s: &KmemCache, check: bool) -> Result<SheafCensus, Sh
             if check {
                 for k in 0..size(p) {
                     let o = get_obj(p, k);
-                    check_sheaf_object(sl, s, o)
-                        .map_err(|why| SheafError::BarnObject { node, object: o, why })?;
+                    check_sheaf_object(sl, s, o).map_err(|why| SheafError::BarnObject {
+                        node,
+                        object: o,
+                        why,
+                    })?;
                 }
             }
             // SAFETY: a sheaf on the list, under the barn lock.
@@ -1850,7 +1877,10 @@ fn census_inner(sl: &Slub, s: &KmemCache, check: bool) -> Result<SheafCensus, Sh
             ne += 1;
             c.bytes += sheaf_bytes(p);
             if size(p) != 0 {
-                return Err(SheafError::EmptyNotEmpty { node, size: size(p) });
+                return Err(SheafError::EmptyNotEmpty {
+                    node,
+                    size: size(p),
+                });
             }
             // SAFETY: as above.
             p = unsafe { (*p).barn_next };

@@ -28,7 +28,10 @@ struct Snap<'a> {
 
 impl<'a> Snap<'a> {
     fn new(s: &'a Slub, c: common::CacheHandle) -> Self {
-        let base = S::ALL.iter().map(|&i| s.cache_stat(c, i).unwrap()).collect();
+        let base = S::ALL
+            .iter()
+            .map(|&i| s.cache_stat(c, i).unwrap())
+            .collect();
         Self { s, c, base }
     }
     fn d(&self, i: S) -> u64 {
@@ -40,7 +43,10 @@ impl<'a> Snap<'a> {
 fn pinned(test: &str) -> bool {
     let ok = pin(0);
     if !ok {
-        say_skip(test, "could not pin the thread: exact per-CPU counter checks skipped");
+        say_skip(
+            test,
+            "could not pin the thread: exact per-CPU counter checks skipped",
+        );
     }
     ok
 }
@@ -69,7 +75,9 @@ fn cache_618(s: &Slub, name: &str, size: usize, cap: usize) -> common::CacheHand
 fn extra_object(s: &Slub, c: common::CacheHandle) -> NonNull<u8> {
     let cap = s.cache_attrs(c).unwrap().sheaf_capacity;
     let mut h = s.kmem_cache_prefill_sheaf(c, Gfp::KERNEL, cap + 1).unwrap();
-    let o = s.kmem_cache_alloc_from_sheaf(c, Gfp::KERNEL, &mut h).unwrap();
+    let o = s
+        .kmem_cache_alloc_from_sheaf(c, Gfp::KERNEL, &mut h)
+        .unwrap();
     s.kmem_cache_return_sheaf(c, Gfp::KERNEL, h).unwrap();
     o
 }
@@ -299,7 +307,11 @@ fn alloc_rung_swap_with_full_spare() {
     v.push(s.kmem_cache_alloc(c, Gfp::KERNEL).unwrap());
     if exact {
         assert_eq!(sn.d(S::ALLOC_PCS), 1);
-        assert_eq!(sn.d(S::BARN_GET) + sn.d(S::BARN_GET_FAIL), 0, "no barn visit");
+        assert_eq!(
+            sn.d(S::BARN_GET) + sn.d(S::BARN_GET_FAIL),
+            0,
+            "no barn visit"
+        );
         assert_eq!(sn.d(S::SHEAF_REFILL), 0);
         let cen = s.sheaf_census(c).unwrap();
         assert_eq!((cen.cpu_main_objects, cen.cpu_spare_objects), (3, 0));
@@ -356,7 +368,10 @@ fn alloc_rung_nowait_takes_the_slab_path_in_6_18_only() {
         if exact {
             assert_eq!(sn.d(S::BARN_GET_FAIL), 1, "era {e}");
             if refills {
-                assert!(sn.d(S::SHEAF_REFILL) > 0, "7.x refills whenever it may spin");
+                assert!(
+                    sn.d(S::SHEAF_REFILL) > 0,
+                    "7.x refills whenever it may spin"
+                );
                 assert_eq!(sn.d(S::ALLOC_FASTPATH), 1);
             } else {
                 assert_eq!(sn.d(S::SHEAF_REFILL), 0, "6.18: GFP_NOWAIT never refills");
@@ -521,7 +536,7 @@ fn free_rung_flush_main_when_no_sheaf_can_be_had() {
     let mut v = alloc_n(&s, c, 8);
     let mut last = vec![extra_object(&s, c)];
     free_all(&s, c, &mut v); // main, spare full; barn empty
-    // Exhaust the provider (and with it kmalloc-64).
+                             // Exhaust the provider (and with it kmalloc-64).
     let mut hog = Vec::new();
     while let Some(o) = s.kmalloc(64, Gfp::KERNEL) {
         hog.push(o);
@@ -531,7 +546,11 @@ fn free_rung_flush_main_when_no_sheaf_can_be_had() {
     if exact {
         assert_eq!(sn.d(S::SHEAF_ALLOC), 0, "no memory for a sheaf");
         assert_eq!(sn.d(S::BARN_PUT_FAIL), 1);
-        assert_eq!(sn.d(S::SHEAF_FLUSH), 4, "main flushed in one PCS_BATCH_MAX batch");
+        assert_eq!(
+            sn.d(S::SHEAF_FLUSH),
+            4,
+            "main flushed in one PCS_BATCH_MAX batch"
+        );
         assert_eq!(sn.d(S::FREE_PCS), 1);
         let cen = s.sheaf_census(c).unwrap();
         assert_eq!((cen.cpu_main_objects, cen.cpu_spare_objects), (1, 4));
@@ -609,7 +628,9 @@ fn kmalloc_uses_sheaves_in_7_0() {
     let s = slub_with(&p, era("7.0"));
     let k = s.kmalloc_cache(128).unwrap();
     let before = s.cache_stat(k, S::ALLOC_FASTPATH).unwrap();
-    let v: Vec<_> = (0..100).map(|_| s.kmalloc(100, Gfp::KERNEL).unwrap()).collect();
+    let v: Vec<_> = (0..100)
+        .map(|_| s.kmalloc(100, Gfp::KERNEL).unwrap())
+        .collect();
     assert!(s.cache_stat(k, S::ALLOC_FASTPATH).unwrap() >= before + 90);
     for (i, o) in v.iter().enumerate() {
         fill(*o, 100, i);
@@ -637,7 +658,10 @@ fn double_free_on_top_of_the_sheaf_is_refused() {
         if exact {
             assert!(matches!(r, Err(SlabError::DoubleFree(_))), "era {e}: {r:?}");
         } else {
-            say_skip("double_free", "unpinned: the second free may reach another CPU");
+            say_skip(
+                "double_free",
+                "unpinned: the second free may reach another CPU",
+            );
         }
         s.validate().unwrap();
     }
@@ -694,13 +718,19 @@ fn remote_node_free_bypasses_sheaves() {
         }
         let c = cache_618(&s, "rm", 64, 8);
         let o = s.kmem_cache_alloc_node(c, Gfp::KERNEL, 1).unwrap();
-        assert_eq!(p.page_to_nid(p.virt_to_head_page(o.as_ptr() as usize).unwrap()), 1);
+        assert_eq!(
+            p.page_to_nid(p.virt_to_head_page(o.as_ptr() as usize).unwrap()),
+            1
+        );
         let sn = Snap::new(&s, c);
         let before = s.sheaf_census(c).unwrap().objects();
         // SAFETY: freed once.
         unsafe { s.kmem_cache_free(c, o) }.unwrap();
         assert_eq!(s.sheaf_census(c).unwrap().objects(), before, "era {e}");
-        assert_eq!(sn.d(S::FREE_PCS) + sn.d(S::FREE_FASTPATH) * u64::from(e == "7.0"), 0);
+        assert_eq!(
+            sn.d(S::FREE_PCS) + sn.d(S::FREE_FASTPATH) * u64::from(e == "7.0"),
+            0
+        );
         s.validate().unwrap();
     }
 }
@@ -720,7 +750,11 @@ fn node_requests_use_sheaves_only_for_the_local_node() {
     let local = s.kmem_cache_alloc_node(c, Gfp::KERNEL, 0).unwrap();
     assert_eq!(sn.d(S::ALLOC_FASTPATH), 1, "local node: from the sheaf");
     let remote = s.kmem_cache_alloc_node(c, Gfp::KERNEL, 1).unwrap();
-    assert_eq!(sn.d(S::ALLOC_NODE_MISMATCH), 1, "another node: the slab path");
+    assert_eq!(
+        sn.d(S::ALLOC_NODE_MISMATCH),
+        1,
+        "another node: the slab path"
+    );
     assert_eq!(sn.d(S::ALLOC_FASTPATH), 1);
     assert_eq!(
         p.page_to_nid(p.virt_to_head_page(remote.as_ptr() as usize).unwrap()),
@@ -758,7 +792,10 @@ fn node_mismatch_of_the_popped_object_falls_back() {
     let o = s.kmem_cache_alloc_node(c, Gfp::KERNEL, 0).unwrap();
     assert_eq!(sn.d(S::ALLOC_NODE_MISMATCH), 1);
     assert_eq!(sn.d(S::ALLOC_PCS), 0);
-    assert_eq!(p.page_to_nid(p.virt_to_head_page(o.as_ptr() as usize).unwrap()), 0);
+    assert_eq!(
+        p.page_to_nid(p.virt_to_head_page(o.as_ptr() as usize).unwrap()),
+        0
+    );
     v.push(o);
     free_all(&s, c, &mut v);
     s.kmem_cache_return_sheaf(c, Gfp::KERNEL, h2).unwrap();
@@ -780,7 +817,10 @@ fn one_barn_per_fake_node() {
         total += 1;
     }
     let cen = s.sheaf_census(c).unwrap();
-    assert!(cen.barn_full >= total, "each node's barn got its own full sheaves");
+    assert!(
+        cen.barn_full >= total,
+        "each node's barn got its own full sheaves"
+    );
     s.validate().unwrap();
     s.kmem_cache_shrink(c).unwrap();
     assert_eq!(s.sheaf_census(c).unwrap().barn_full, 0);
@@ -816,7 +856,8 @@ fn prefill_fast_slow_and_return() {
         got.push(o);
     }
     assert!(
-        s.kmem_cache_alloc_from_sheaf(c, Gfp::KERNEL, &mut h).is_none(),
+        s.kmem_cache_alloc_from_sheaf(c, Gfp::KERNEL, &mut h)
+            .is_none(),
         "never falls back to the cache"
     );
     // Return: becomes the spare (fast).
@@ -858,7 +899,9 @@ fn prefill_oversize_and_refill_growth() {
         let mut h = s.kmem_cache_prefill_sheaf(c, Gfp::KERNEL, want).unwrap();
         assert_eq!(s.kmem_cache_sheaf_size(&h), want, "era {e}");
         assert_eq!(s.cache_stat(c, S::SHEAF_PREFILL_OVERSIZE).unwrap(), 1);
-        let o = s.kmem_cache_alloc_from_sheaf(c, Gfp::KERNEL, &mut h).unwrap();
+        let o = s
+            .kmem_cache_alloc_from_sheaf(c, Gfp::KERNEL, &mut h)
+            .unwrap();
         // Refill in place (oversize keeps its capacity)...
         s.kmem_cache_refill_sheaf(c, Gfp::KERNEL, &mut h, want)
             .unwrap();
@@ -873,7 +916,11 @@ fn prefill_oversize_and_refill_growth() {
         unsafe { s.kmem_cache_free(c, o) }.unwrap();
         s.validate().unwrap();
         s.kmem_cache_shrink(c).unwrap();
-        assert_eq!(s.cache_slabinfo(c).unwrap().active_objs, 0, "era {e}: every object came back");
+        assert_eq!(
+            s.cache_slabinfo(c).unwrap().active_objs,
+            0,
+            "era {e}: every object came back"
+        );
     }
 }
 
@@ -899,7 +946,9 @@ fn sheaf_of_another_cache_is_refused() {
     let a = cache_618(&s, "a", 64, 8);
     let b = cache_618(&s, "b", 64, 8);
     let mut h = s.kmem_cache_prefill_sheaf(a, Gfp::KERNEL, 4).unwrap();
-    assert!(s.kmem_cache_alloc_from_sheaf(b, Gfp::KERNEL, &mut h).is_none());
+    assert!(s
+        .kmem_cache_alloc_from_sheaf(b, Gfp::KERNEL, &mut h)
+        .is_none());
     assert_eq!(
         s.kmem_cache_refill_sheaf(b, Gfp::KERNEL, &mut h, 8),
         Err(SlabError::ForeignCache)
@@ -936,7 +985,11 @@ fn validate_counts_objects_held_in_sheaves() {
         // In-use objects on slabs = live objects + objects held by barns (CPU sheaves were
         // flushed by flush_all).
         assert_eq!(cen.cpu_main_objects + cen.cpu_spare_objects, 0);
-        assert_eq!(s.cache_slabinfo(c).unwrap().active_objs, keep.len() + cen.objects(), "era {e}");
+        assert_eq!(
+            s.cache_slabinfo(c).unwrap().active_objs,
+            keep.len() + cen.objects(),
+            "era {e}"
+        );
         let mut keep = keep;
         free_all(&s, c, &mut keep);
     }
@@ -956,7 +1009,11 @@ fn shrink_and_destroy_return_every_sheaf() {
             let cen = s.sheaf_census(c).unwrap();
             assert_eq!(cen.objects(), 0, "era {e}");
             assert_eq!(cen.barn_full + cen.barn_empty, 0);
-            assert_eq!(s.cache_slabinfo(c).unwrap().num_slabs, 0, "every slab back after shrink");
+            assert_eq!(
+                s.cache_slabinfo(c).unwrap().num_slabs,
+                0,
+                "every slab back after shrink"
+            );
             let mut v = alloc_n(&s, c, 100);
             free_all(&s, c, &mut v);
             // Destroy with objects held in sheaves and barns: flushed first, not Busy.
@@ -974,7 +1031,11 @@ fn shrink_and_destroy_return_every_sheaf() {
         let pages = s.memory_usage().pages;
         cycle();
         shrink_kmalloc();
-        assert_eq!(s.memory_usage().pages, pages, "era {e}: nothing leaked by a cycle");
+        assert_eq!(
+            s.memory_usage().pages,
+            pages,
+            "era {e}: nothing leaked by a cycle"
+        );
         s.validate().unwrap();
     }
 }
@@ -999,7 +1060,11 @@ fn bulk_alloc_and_free_through_sheaves() {
         unsafe { s.kmem_cache_free_bulk(c, &mut a) }.unwrap();
         let cen = s.sheaf_census(c).unwrap();
         assert!(cen.objects() > 0, "era {e}: bulk frees went to sheaves");
-        let hits = if e == "7.0" { S::FREE_FASTPATH } else { S::FREE_PCS };
+        let hits = if e == "7.0" {
+            S::FREE_FASTPATH
+        } else {
+            S::FREE_PCS
+        };
         assert!(s.cache_stat(c, hits).unwrap() > 0);
         // Bulk again: served from the sheaves first.
         let mut b = vec![std::ptr::null_mut(); 40];
@@ -1062,7 +1127,11 @@ fn out_of_memory_from_a_limited_provider_leaks_nothing() {
         cycle();
         let pages = s.memory_usage().pages;
         cycle();
-        assert_eq!(s.memory_usage().pages, pages, "era {e}: an OOM cycle leaks nothing");
+        assert_eq!(
+            s.memory_usage().pages,
+            pages,
+            "era {e}: an OOM cycle leaks nothing"
+        );
         assert_eq!(s.cache_slabinfo(c).unwrap().active_objs, 0);
     }
 }
