@@ -315,3 +315,21 @@ fn slub_2_6_32_era_stress() {
     let a = slub::Slub::new(&p, slub::SlubSettings::v2_6_32()).unwrap();
     run(&a, &slub_shrink, threads(), duration(), 0x2632);
 }
+
+/// Issue 17: SLUB with percpu sheaves (era 7.0, every cache; era 6.18 with no opt-in caches
+/// here, so its kmalloc paths are the 6.4 ones plus the sheaf dispatch test).
+#[test]
+fn slub_sheaves_eras_stress() {
+    for (era, nodes) in [(slub::Era::V7_0, 1), (slub::Era::V7_0, 2), (slub::Era::V6_18, 2)] {
+        let p = provider(nodes);
+        let a = slub::Slub::new(
+            &p,
+            slub::SlubSettings {
+                era,
+                ..slub::SlubSettings::default()
+            },
+        )
+        .unwrap();
+        run(&a, &slub_shrink, threads(), duration(), 0x7000 + nodes as u64);
+    }
+}

@@ -119,7 +119,8 @@ impl Ctx<'_> {
 /// The API label for an allocator: slab allocators are driven by kmalloc, baselines by malloc.
 pub fn kmalloc_api<A: BenchAllocator>(a: &A) -> &'static str {
     match a.name() {
-        "slab" | "slab-lock" | "slub" | "slub-2.6.32" | "slub-cmpxchg" => "kmalloc",
+        "slab" | "slab-lock" | "slub" | "slub-2.6.32" | "slub-cmpxchg" | "slub-sheaves"
+        | "slub-6.18" => "kmalloc",
         _ => "malloc",
     }
 }
