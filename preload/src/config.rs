@@ -450,7 +450,10 @@ mod tests {
         assert!(cfg(&[(vars::SLUB, "era=5")]).is_err());
         // Issue 17: the sheaves eras.
         assert_eq!(cfg(&[(vars::SLUB, "era=7.0")]).unwrap().slub.era, Era::V7_0);
-        assert_eq!(cfg(&[(vars::SLUB, "era=6.18")]).unwrap().slub.era, Era::V6_18);
+        assert_eq!(
+            cfg(&[(vars::SLUB, "era=6.18")]).unwrap().slub.era,
+            Era::V6_18
+        );
         assert!(cfg(&[(vars::SLUB, "slub_min_order=x")]).is_err());
         assert!(cfg(&[(vars::SLUB, "nonsense")]).is_err());
         assert!(cfg(&[(vars::SLUB, "init_on_free=2")]).is_err());
