@@ -86,6 +86,15 @@ fn main() {
         "sheaf_batch: {SIZE}-byte objects, {rounds} interleaved rounds of {OPS_PER_ROUND} pairs, pinned={pinned}; median ns per alloc+free pair"
     );
     println!();
+    for v in &vs {
+        println!(
+            "- {}: CPU-slab fast path {:?}, sheaf fast path {:?}",
+            v.name,
+            v.s.fastpath(),
+            v.s.sheaf_fastpath(v.c).unwrap()
+        );
+    }
+    println!();
     let names: Vec<&str> = vs.iter().map(|v| v.name).collect();
     println!(
         "| batch | order | {} | 6.18 cap 32 vs none | 7.0 vs 6.4 | published (sheaves vs none) |",

@@ -871,6 +871,20 @@ impl Slub {
         Ok(self.handle_of(s))
     }
 
+    /// The sheaf fast path of a cache: `Some(Rseq)` (one restartable sequence on the CPU's
+    /// main sheaf), `Some(Cmpxchg)` (the slot lock: one locked instruction), `None` without
+    /// sheaves.
+    pub fn sheaf_fastpath(&self, cache: CacheHandle) -> Result<Option<FastPath>, SlabError> {
+        let s = self.cache_of(cache)?;
+        Ok((sheaf::sheaf_capacity(s) != 0).then(|| {
+            if sheaf::rseq_mode(s) {
+                FastPath::Rseq
+            } else {
+                FastPath::Cmpxchg
+            }
+        }))
+    }
+
     /// Objects and sheaves held by a cache's percpu sheaves and barns (all zero without).
     pub fn sheaf_census(&self, cache: CacheHandle) -> Result<SheafCensus, SlabError> {
         Ok(sheaf::sheaf_census(self, self.cache_of(cache)?))

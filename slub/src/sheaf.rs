@@ -81,6 +81,7 @@ use crate::stats::StatItem::{
 };
 use crate::{Era, SlabState, Slub, NUMA_NO_NODE};
 use common::percpu::{cpu_id, PerCpu};
+use common::rseq::{self, ArrayLayout, Fail};
 use common::sizes::slub_index::{find_position, KMALLOC_MAX_CACHE_SIZE};
 use common::sync::{relax, SpinLock};
 use common::{Gfp, Page, SlabError, SlabFlags, PAGE_SIZE};
@@ -101,23 +102,34 @@ pub const SHEAF_HEADER: usize = core::mem::size_of::<SlabSheaf>();
 /// `struct slab_sheaf`: `{barn_list | capacity}`, `cache`, `size`, `node`, `objects[]`. Here
 /// `capacity` has its own word beside the list link (the kernel's union keeps it only while a
 /// caller owns a prefilled sheaf; we keep it always, same 32-byte header).
+///
+/// Field order differs from the kernel's so the rseq array primitives of `common::rseq`
+/// (SLAB's `array_cache` layout: `avail` at 0, `limit` at 4) can pop and push a sheaf.
 #[repr(C)]
 pub struct SlabSheaf {
-    /// `barn_list`: next sheaf on a barn list (LIFO).
-    barn_next: *mut SlabSheaf,
-    /// `capacity`: slots in `objects[]`.
-    capacity: u32,
-    /// `pfmemalloc` in the kernel; unused here.
-    _pad: u32,
-    /// `cache`.
-    cache: *const KmemCache,
-    /// `size`: objects held.
+    /// `size`: objects held (the primitives' `avail`).
     size: u32,
+    /// `capacity`: slots in `objects[]` (the primitives' `limit`).
+    capacity: u32,
+    /// Written to 1 by every rseq pop (SLAB's `touched`); read by nobody here.
+    touched: u32,
     /// `node` (the rcu sheaf's; unused).
     node: u32,
+    /// `barn_list`: next sheaf on a barn list (LIFO).
+    barn_next: *mut SlabSheaf,
+    /// `cache`.
+    cache: *const KmemCache,
 }
 
 const _: () = assert!(SHEAF_HEADER == 32);
+const _: () = assert!(core::mem::offset_of!(SlabSheaf, size) == 0);
+const _: () = assert!(core::mem::offset_of!(SlabSheaf, capacity) == 4);
+
+/// Where a sheaf's fields lie for `array_pop` / `array_push`.
+const SHEAF_LAYOUT: ArrayLayout = ArrayLayout {
+    entries: SHEAF_HEADER,
+    touched: core::mem::offset_of!(SlabSheaf, touched),
+};
 
 /// `objects[]` of a sheaf.
 #[inline(always)]
@@ -136,12 +148,12 @@ struct BootstrapSheaf(UnsafeCell<SlabSheaf>);
 // SAFETY: never written after construction (every path checks size/capacity first).
 unsafe impl Sync for BootstrapSheaf {}
 static BOOTSTRAP_SHEAF: BootstrapSheaf = BootstrapSheaf(UnsafeCell::new(SlabSheaf {
-    barn_next: core::ptr::null_mut(),
-    capacity: 0,
-    _pad: 0,
-    cache: core::ptr::null(),
     size: 0,
+    capacity: 0,
+    touched: 0,
     node: 0,
+    barn_next: core::ptr::null_mut(),
+    cache: core::ptr::null(),
 }));
 
 fn bootstrap_sheaf() -> *mut SlabSheaf {
@@ -153,10 +165,19 @@ fn bootstrap_sheaf() -> *mut SlabSheaf {
 #[repr(C)]
 pub struct SlubPercpuSheaves {
     lock: AtomicBool,
+    /// rseq mode: the busy mark, set by the lock holder (see "rseq mode" above) so that no
+    /// fast-path sequence commits on `main` meanwhile; 0 whenever the lock is free.
+    busy: AtomicUsize,
     main: UnsafeCell<*mut SlabSheaf>,
     spare: UnsafeCell<*mut SlabSheaf>,
     /// Always null: kfree_rcu sheaves are not ported.
     rcu_free: UnsafeCell<*mut SlabSheaf>,
+    /// The slot's CPU.
+    cpu: usize,
+    /// rseq mode for this cache (fixed at creation).
+    rseq: bool,
+    /// A CPU with this id can exist (`cpu < sysconf(_SC_NPROCESSORS_CONF)`): fence it.
+    fence: bool,
 }
 
 // SAFETY: the cells are read and written only by the holder of `lock`.
@@ -165,22 +186,79 @@ unsafe impl Sync for SlubPercpuSheaves {}
 unsafe impl Send for SlubPercpuSheaves {}
 
 impl SlubPercpuSheaves {
-    fn new() -> Self {
+    fn new(cpu: usize, rseq: bool, nprocs_conf: usize) -> Self {
         Self {
             lock: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
             main: UnsafeCell::new(bootstrap_sheaf()),
             spare: UnsafeCell::new(core::ptr::null_mut()),
             rcu_free: UnsafeCell::new(core::ptr::null_mut()),
+            cpu,
+            rseq,
+            fence: cpu < nprocs_conf,
         }
     }
 
-    /// `local_trylock`.
+    /// `local_trylock` (in rseq mode also the busy mark).
     #[inline(always)]
     fn trylock(&self) -> Option<Pcs<'_>> {
         self.lock
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| Pcs { pcs: self })
+            .ok()?;
+        if self.rseq {
+            self.mark_busy();
+        }
+        Some(Pcs { pcs: self })
+    }
+
+    /// The busy mark (slab-classic's `mark_busy`, the same argument): on the slot's own CPU an
+    /// rseq commit of `busy = 1` (every sequence on that CPU is ordered before or after it);
+    /// from anywhere else `busy = 1` then `fence_cpu` (every sequence that may have read
+    /// `busy == 0` has committed or aborted when it returns; later ones see the mark). Only
+    /// the lock holder writes `busy`, so no re-check is needed.
+    #[cold]
+    #[inline(never)]
+    fn mark_busy(&self) {
+        debug_assert_eq!(self.busy.load(Ordering::Relaxed), 0);
+        if let Some(t) = rseq::this_thread() {
+            loop {
+                match t.cmpeq_store(self.cpu, &self.busy, 0, 1) {
+                    Ok(()) => return,
+                    Err(Fail::Aborted) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        self.busy.store(1, Ordering::SeqCst);
+        if self.fence && !rseq::fence_cpu(self.cpu) {
+            // A sequence might still be in flight on that CPU: nothing safe is left to do.
+            std::process::abort();
+        }
+    }
+
+    /// The rseq pop from `main` on `cpu` (this slot's CPU).
+    #[inline(always)]
+    fn rseq_pop(&self, t: &rseq::RseqThread) -> Result<usize, Fail> {
+        // SAFETY: `main` is written only by sequences on `self.cpu` and by lock holders that
+        // marked `busy` (the sequence checks it before loading `main`, inside the section);
+        // every sheaf `main` names is valid for SHEAF_LAYOUT (the bootstrap sheaf too:
+        // size 0, capacity 0, so neither primitive writes it).
+        unsafe { t.array_pop(self.cpu, &self.busy, self.main.get().cast(), SHEAF_LAYOUT) }
+    }
+
+    /// The rseq push of `obj` on `main` on this slot's CPU.
+    #[inline(always)]
+    fn rseq_push(&self, t: &rseq::RseqThread, obj: usize) -> Result<(), Fail> {
+        // SAFETY: as rseq_pop; `obj` is the caller's to give away.
+        unsafe {
+            t.array_push(
+                self.cpu,
+                &self.busy,
+                self.main.get().cast(),
+                SHEAF_LAYOUT,
+                obj,
+            )
+        }
     }
 
     /// `local_lock` (waits: only where the kernel may block or queues work on the CPU).
@@ -231,6 +309,11 @@ impl Pcs<'_> {
 impl Drop for Pcs<'_> {
     #[inline(always)]
     fn drop(&mut self) {
+        if self.pcs.rseq {
+            // After every store of the critical section (release): a sequence that reads
+            // busy == 0 reads the new main and its size too.
+            self.pcs.busy.store(0, Ordering::Release);
+        }
         self.pcs.lock.store(false, Ordering::Release);
     }
 }
@@ -409,6 +492,13 @@ fn barn_replace_full_sheaf(
 // Sheaf memory: the allocator's own kmalloc, slab path only (the recursion guard)
 // ---------------------------------------------------------------------------------------------
 
+/// `sysconf(_SC_NPROCESSORS_CONF)`: CPU ids a thread can ever run on are below it.
+fn nprocs_conf() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    usize::try_from(n).unwrap_or(usize::MAX).max(1)
+}
+
 /// `kmalloc_size_roundup(n)`: the bucket a `kmalloc(n)` is served from.
 pub fn kmalloc_size_roundup(n: usize) -> usize {
     if n <= KMALLOC_MAX_CACHE_SIZE {
@@ -503,12 +593,12 @@ fn alloc_empty_sheaf_cap(sl: &Slub, s: &KmemCache, gfp: Gfp, capacity: usize) ->
     // SAFETY: fresh memory of the right size and (8-byte) alignment, ours alone.
     unsafe {
         sheaf.write(SlabSheaf {
-            barn_next: core::ptr::null_mut(),
-            capacity: capacity as u32,
-            _pad: 0,
-            cache: core::ptr::from_ref(s),
             size: 0,
+            capacity: capacity as u32,
+            touched: 0,
             node: 0,
+            barn_next: core::ptr::null_mut(),
+            cache: core::ptr::from_ref(s),
         });
     }
     s.stat(SHEAF_ALLOC);
@@ -832,6 +922,39 @@ pub(crate) fn alloc_from_pcs(sl: &Slub, s: &KmemCache, gfp: Gfp, node: usize) ->
     let Some(pcs) = pcs_opt(s) else {
         return 0;
     };
+    if !node_requested && pcs.get(0).rseq {
+        // rseq mode: one sequence on this CPU's main sheaf, no lock (see the module header).
+        if let Some(t) = rseq::this_thread() {
+            loop {
+                let cpu = t.cpu();
+                if cpu >= pcs.len() {
+                    break;
+                }
+                match pcs.get(cpu).rseq_pop(&t) {
+                    Ok(object) => {
+                        s.stat(if s.era_7_0 { ALLOC_FASTPATH } else { ALLOC_PCS });
+                        return object;
+                    }
+                    Err(Fail::Aborted | Fail::WrongCpu) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    alloc_from_pcs_locked(sl, s, pcs, gfp, node)
+}
+
+/// `alloc_from_pcs` under the slot lock (lock mode; rseq mode when main is empty or busy, or
+/// for a node-specific request, whose popped object must be checked before it is taken).
+#[inline(never)]
+fn alloc_from_pcs_locked(
+    sl: &Slub,
+    s: &KmemCache,
+    pcs: &PerCpu<SlubPercpuSheaves>,
+    gfp: Gfp,
+    node: usize,
+) -> usize {
+    let node_requested = node != NUMA_NO_NODE;
     let Some(mut g) = pcs.get(cpu_id()).trylock() else {
         return 0;
     };
@@ -1014,6 +1137,38 @@ fn free_to_pcs(sl: &Slub, s: &KmemCache, object: usize) -> PcsFree {
     let Some(pcs) = pcs_opt(s) else {
         return PcsFree::Fallback;
     };
+    if pcs.get(0).rseq {
+        // rseq mode: one sequence on this CPU's main sheaf (the caller checked the object's
+        // node against this CPU's; a migration since aborts the sequence: WrongCpu).
+        if let Some(t) = rseq::this_thread() {
+            loop {
+                let cpu = t.cpu();
+                if cpu >= pcs.len() {
+                    break;
+                }
+                match pcs.get(cpu).rseq_push(&t, object) {
+                    Ok(()) => {
+                        s.stat(if s.era_7_0 { FREE_FASTPATH } else { FREE_PCS });
+                        return PcsFree::Done;
+                    }
+                    Err(Fail::DoubleFree) => return PcsFree::DoubleFree,
+                    Err(Fail::Aborted) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    free_to_pcs_locked(sl, s, pcs, object)
+}
+
+/// `free_to_pcs` under the slot lock (lock mode; rseq mode when main is full or busy).
+#[inline(never)]
+fn free_to_pcs_locked(
+    sl: &Slub,
+    s: &KmemCache,
+    pcs: &PerCpu<SlubPercpuSheaves>,
+    object: usize,
+) -> PcsFree {
     let Some(mut g) = pcs.get(cpu_id()).trylock() else {
         return PcsFree::Fallback;
     };
@@ -1425,8 +1580,14 @@ fn install_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), Slab
 /// A fresh [`CacheSheaves`] (kmalloc'ed, every CPU on the bootstrap sheaf) published on `s`,
 /// then [`install_sheaves`].
 fn attach_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), SlabError> {
-    let pcs = PerCpu::new(&sl.provider, sl.nr_cpu_ids, |_| SlubPercpuSheaves::new())
-        .ok_or(SlabError::NoMemory)?;
+    // rseq mode only when every CPU id has its own slot (slot i is then touched by sequences
+    // on CPU i only), as slab-classic decides.
+    let nprocs = nprocs_conf();
+    let rseq = sl.rseq && sl.nr_cpu_ids >= nprocs;
+    let pcs = PerCpu::new(&sl.provider, sl.nr_cpu_ids, |c| {
+        SlubPercpuSheaves::new(c, rseq, nprocs)
+    })
+    .ok_or(SlabError::NoMemory)?;
     let Some(mem) = alloc_sheaf_mem(
         sl,
         core::mem::size_of::<CacheSheaves>(),
@@ -1896,6 +2057,11 @@ fn census_inner(sl: &Slub, s: &KmemCache, check: bool) -> Result<SheafCensus, Sh
         c.barn_empty += ne;
     }
     Ok(c)
+}
+
+/// Whether the cache's sheaf fast paths are rseq sequences (else the slot lock).
+pub(crate) fn rseq_mode(s: &KmemCache) -> bool {
+    pcs_opt(s).is_some_and(|p| p.get(0).rseq)
 }
 
 /// The census of a cache's sheaves (no checks).
