@@ -1,7 +1,8 @@
-//! # slub — Linux 6.4 SLUB on the slabworks page provider (issue 5)
+//! # slub — Linux 6.4 SLUB on the slabworks page provider (issue 5), and SLUB with percpu sheaves (6.18, 7.0; issue 17)
 //!
 //! A port of `mm/slub.c` as Linux 6.4 shipped it (before sheaves), with the kernel's function
-//! names so the two can be read side by side. Every byte — object slabs, the `kmem_cache` and
+//! names so the two can be read side by side. The eras `era=6.18` and `era=7.0` add percpu
+//! *sheaves* and per-node *barns* (`sheaf.rs`; see "Sheaves" below). Every byte — object slabs, the `kmem_cache` and
 //! `kmem_cache_node` structures, the per-CPU `kmem_cache_cpu` arrays — comes from the
 //! [`PageProvider`]; nothing on an allocation or free path touches the Rust heap.
 //!
@@ -17,13 +18,18 @@
 //!   freeptr.rs  get_freepointer / set_freepointer / freelist_ptr (hardening)
 //!   stats.rs    enum stat_item (26), sysfs-style CacheAttrs   validate.rs validate_slab_cache, slabinfo
 //!   debug.rs    slub_debug=: init_object, check_object, on_freelist, alloc_debug / free_to_partial_list
+//!   sheaf.rs    (6.18/7.0) slab_sheaf, slub_percpu_sheaves, node_barn: alloc_from_pcs / free_to_pcs and
+//!               their ladders, bulk, prefill API, pcs_flush_all, barn_shrink, census + validate
+//!   refill.rs   (7.0) the slab path without kmem_cache_cpu: ___slab_alloc, get_partial_node_bulk,
+//!               refill_objects, alloc_from_new_slab
 //!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
 //!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol
 //! ```
 //!
 //! ## Using it
 //! `Slub::new(&provider, SlubSettings::default())` (or `SlubSettings::from_boot_options(
-//! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`) gives an instance implementing
+//! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`; eras `6.4` (default), `2.6.32`, `6.18`,
+//! `7.0`) gives an instance implementing
 //! [`common::SlabAllocator`]; SLUB-specific introspection is on [`Slub`]: `cache_attrs`,
 //! `cache_stat`, `stat_totals`, `kmalloc_cache`, `find_cache`, `validate_cache`, `flush_all`,
 //! `set_min_partial`, `set_cpu_partial`, `set_remote_node_defrag_ratio`, `cpu_tid`, `fastpath`, and the
@@ -57,6 +63,34 @@
 //!                                                (free_consistency_checks, on_freelist), init_object
 //!   validate_slab_cache → debug::validate_slab   check_slab, on_freelist, check_object per object
 //! ```
+//!
+//! ## Sheaves (issue 17: `era=6.18`, `era=7.0`)
+//! - **6.18**: a cache created with [`Slub::kmem_cache_create_args`] and a non-zero
+//!   `sheaf_capacity` gets percpu sheaves on top of the unchanged 6.4 paths (which stay the
+//!   fallback and serve every other cache); such caches never merge; kmalloc caches have none.
+//! - **7.0**: every cache but the two boot caches and debug caches has sheaves, capacity from
+//!   [`calculate_sheaf_capacity`] (60 / 28 / 12 / 4 by stride: 4 / 12 / 26 / 60 raised to fill
+//!   the sheaf's kmalloc bucket); the kmalloc caches get theirs in a bootstrap step once all
+//!   kmalloc caches exist. No CPU slab, per-CPU partial list or tid fast path is used (the
+//!   `kmem_cache_cpu` slots are still allocated, unused, so shared introspection code works):
+//!   when sheaves cannot serve, `refill.rs` takes objects from node partial slabs by `cmpxchg`
+//!   under `list_lock`, or from a new slab. Caches with sheaves merge.
+//! - The call tree, the ladders rung by rung, the per-CPU lock (and how it differs from the
+//!   kernel's `local_trylock`), the rseq fast paths, the lock order (`cpu_sheaves->lock` →
+//!   `barn->lock` → `list_lock`, never the pcs lock held over the slab paths) and the
+//!   invariants `validate()` checks are in `sheaf.rs`'s header. Sheaves and barns come from
+//!   this allocator's kmalloc caches through their slab path only (the recursion guard).
+//! - NUMA: remote-node frees bypass the sheaves; node-specific allocations are served from
+//!   them only for the local node and when the popped object is from it; one barn per node,
+//!   hung off `kmem_cache_node` as in 6.18.
+//! - Statistics: the 15 sheaf items of 6.18 follow the 26 of 6.4 in [`StatItem`]; era 7.0
+//!   counts sheaf hits as `alloc_fastpath`/`free_fastpath` (as 7.0 does), 6.18 as
+//!   `alloc_cpu_sheaf`/`free_cpu_sheaf`. `free_slowpath` counts every object that reaches a
+//!   slab's freelist (6.4's `__slab_free` counts it itself), including sheaf flushes.
+//! - **kfree_rcu sheaves are not ported**: there is no user-space grace-period scheme in the
+//!   project yet, so `rcu_free` is always null and there is no `kfree_rcu`.
+//! - Not ported either: `pfmemalloc` sheaves, the mempolicy redirection of `alloc_from_pcs`,
+//!   `kmalloc_nolock`, CPU hotplug of barns.
 //!
 //! ## Debugging (`slub_debug`, issue 7)
 //! - **Turning it on.** Per cache with the flags `CONSISTENCY_CHECKS` (F), `RED_ZONE` (Z),

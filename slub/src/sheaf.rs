@@ -54,9 +54,23 @@
 //! - like the kernel's code after `local_unlock`, every path that dropped the lock re-reads
 //!   `this_cpu_ptr` after relocking and re-examines `main`/`spare`: the thread may be on
 //!   another CPU, or another thread used the slot meanwhile.
-//!   The rseq-based lock of the issue (an `acquired` byte set inside rseq sequences) and its
-//!   exhaustive model are **not built** (stretch goal, see the issue note); this lock is
-//!   correct but pays one locked instruction per operation where the kernel pays none.
+//!
+//! ## rseq mode (the default where the instance runs rseq and every CPU id has its own slot)
+//! The *hits* take no lock at all: `alloc_from_pcs` is one restartable sequence on the CPU's
+//! slot (`common::rseq::RseqThread::array_pop`: check `cpu_id`, check the slot's `busy` word
+//! is 0, load `main` inside the section, load `size`, read `objects[size-1]`, commit
+//! `size - 1`), `free_to_pcs` one `array_push` (also refusing an object already on top: the
+//! naive double-free check). The sheaf header is laid out for those primitives (`size` at 0,
+//! `capacity` at 4). A miss (main empty or full), a busy slot, a node-specific request or a
+//! thread without an rseq area takes the locked path above, unchanged. Every other writer of
+//! a slot — the ladders, bulk, prefill/return, flush, census — takes the slot lock and then
+//! sets `busy` exactly as slab-classic's `slot_lock` does (an rseq commit on the slot's own
+//! CPU, or a store plus `membarrier` fence of that CPU from anywhere else), and clears it
+//! (release) before unlocking. That is slab-classic's array-cache protocol on a different
+//! array, so its correctness argument (`slab-classic/src/fastpath.rs`, "Why a refill is not
+//! raced by a fast path on that CPU") and its exhaustive model with negative controls
+//! (`slab-classic/src/model.rs`) cover it; the issue's separate `acquired`-byte
+//! `local_trylock` and a model of its own beside `model.rs` are **not built**.
 //!
 //! ## kfree_rcu sheaves
 //! Not ported: the project has no user-space grace-period scheme yet. `rcu_free` exists in
