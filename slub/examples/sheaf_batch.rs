@@ -23,7 +23,11 @@ struct Variant {
 }
 
 fn variant(p: &PageProvider, name: &'static str, era: &str, cap: usize) -> Variant {
-    let s = Slub::new(p, SlubSettings::from_boot_options(&format!("era={era}")).unwrap()).unwrap();
+    let s = Slub::new(
+        p,
+        SlubSettings::from_boot_options(&format!("era={era}")).unwrap(),
+    )
+    .unwrap();
     let c = s
         .kmem_cache_create_args(
             "bench",
