@@ -48,7 +48,7 @@ fn round(v: &Variant, batch: usize, order: &[usize], objs: &mut [*mut u8]) -> f6
     let reps = (OPS_PER_ROUND / batch).max(1);
     let t0 = Instant::now();
     for _ in 0..reps {
-        for o in objs[..batch].iter_mut() {
+        for o in &mut objs[..batch] {
             *o = v.s.kmem_cache_alloc(v.c, Gfp::KERNEL).unwrap().as_ptr();
         }
         for &i in &order[..batch] {
