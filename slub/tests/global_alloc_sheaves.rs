@@ -25,7 +25,14 @@ fn init() -> Option<Slub> {
 #[global_allocator]
 static GLOBAL: GlobalSlab<Slub> = GlobalSlab::new(init);
 
+/// One test, so `validate()` (whose provider check reads counters that a page allocation on
+/// another thread updates in two steps) never runs beside another test's allocations.
 #[test]
+fn sheaves_as_the_global_allocator() {
+    std_collections_on_sheaves();
+    threads_on_sheaves();
+}
+
 fn std_collections_on_sheaves() {
     let mut v: Vec<String> = Vec::new();
     for i in 0..20_000 {
@@ -45,7 +52,6 @@ fn std_collections_on_sheaves() {
     assert!(s.sheaf_census(k).unwrap().cpu_sheaves > 0);
 }
 
-#[test]
 fn threads_on_sheaves() {
     let hs: Vec<_> = (0..4)
         .map(|t| {
