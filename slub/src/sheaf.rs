@@ -1210,7 +1210,9 @@ fn free_to_pcs_locked(
 /// `can_free_to_pcs`: only objects of the node we run on go to the sheaves.
 #[inline(always)]
 fn can_free_to_pcs(s: &KmemCache, slab: NonNull<Page>) -> bool {
-    crate::slowpath::slab_nid(s, slab.as_ptr()) == crate::slowpath::numa_mem_id(s)
+    // One node: every object is local (saves the CPU id and topology lookups).
+    s.nr_nodes == 1
+        || crate::slowpath::slab_nid(s, slab.as_ptr()) == crate::slowpath::numa_mem_id(s)
 }
 
 /// `slab_free` for a cache with `cpu_sheaves`: free hooks, then `free_to_pcs` for local
