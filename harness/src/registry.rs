@@ -258,5 +258,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::Scaling => workloads::scaling::run(ctx, make),
         Workload::Pages => workloads::pages::run(ctx),
         Workload::Programs => workloads::programs::run(ctx),
+        Workload::SheafBatch => workloads::sheaf_batch::run(ctx, make),
     }
 }

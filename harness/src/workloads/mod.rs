@@ -8,6 +8,7 @@ pub mod pages;
 pub mod programs;
 pub mod remote_free;
 pub mod scaling;
+pub mod sheaf_batch;
 pub mod slab_test;
 
 use crate::alloc::BenchAllocator;
@@ -32,11 +33,13 @@ pub enum Workload {
     Pages,
     /// Real programs under LD_PRELOAD on each allocator (opt-in: not in the default sweep).
     Programs,
+    /// The sheaves series' batch benchmark (issue 17; opt-in).
+    SheafBatch,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::SlabTest,
         Workload::RemoteFree,
         Workload::Memory,
@@ -44,6 +47,7 @@ impl Workload {
         Workload::Scaling,
         Workload::Pages,
         Workload::Programs,
+        Workload::SheafBatch,
     ];
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
@@ -67,6 +71,7 @@ impl Workload {
             Workload::Scaling => "scaling",
             Workload::Pages => "pages",
             Workload::Programs => "programs",
+            Workload::SheafBatch => "sheaf_batch",
         }
     }
 
@@ -80,6 +85,7 @@ impl Workload {
             Workload::Scaling => "alloc/free pairs on 1..all CPUs with the same total work; throughput vs threads",
             Workload::Pages => "the page provider against raw mmap/munmap: alloc+free pairs by order on every CPU; pages per second",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
+            Workload::SheafBatch => "(opt-in) the SLUB sheaves series' benchmark: 64-byte cache objects allocated in batches of 1/10/100/1000, freed in order or shuffled, one pinned CPU; compare slub-sheaves with slub",
         }
     }
 
