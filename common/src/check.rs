@@ -19,6 +19,7 @@ pub struct Violation {
     nargs: u8,
     name: [u8; 32],
     name_len: u8,
+    detail: &'static str,
 }
 
 impl Violation {
@@ -33,7 +34,16 @@ impl Violation {
             nargs: n as u8,
             name: [0; 32],
             name_len: 0,
+            detail: "",
         }
+    }
+
+    /// The same violation, followed by `: detail` when shown (a reason chosen at run time from
+    /// static texts).
+    #[must_use]
+    pub fn with_detail(mut self, detail: &'static str) -> Self {
+        self.detail = detail;
+        self
     }
 
     /// The same violation, prefixed with `name: ` when shown (truncated to 32 bytes).
@@ -82,7 +92,11 @@ impl fmt::Display for Violation {
             i += 1;
             rest = &tail[skip..];
         }
-        f.write_str(rest)
+        f.write_str(rest)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
     }
 }
 
@@ -99,6 +113,12 @@ mod tests {
                 .in_named("kmalloc-64")
                 .to_string(),
             "kmalloc-64: a 7 b ?"
+        );
+        assert_eq!(
+            Violation::new("object {x}", &[16])
+                .with_detail("not allocated")
+                .to_string(),
+            "object 0x10: not allocated"
         );
     }
 }

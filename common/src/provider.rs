@@ -100,6 +100,9 @@ impl Gfp {
     pub const NORETRY: Gfp = Gfp(1 << 3);
     /// `__GFP_COMP`: make a compound page (always done here for order > 0).
     pub const COMP: Gfp = Gfp(1 << 4);
+    /// `GFP_NOWAIT`: the caller may not block (no direct reclaim). The provider never blocks;
+    /// SLUB's sheaves (issue 17) skip the refill rung of `__pcs_replace_empty_main` for it.
+    pub const NOWAIT: Gfp = Gfp(1 << 5);
 
     /// Whether all bits of `other` are set.
     pub const fn contains(self, other: Gfp) -> bool {

@@ -43,7 +43,7 @@ pub struct RunArgs {
     /// Smoke sweep in well under 30 s (fewer sizes, ops, repetitions; what CI and tests use).
     #[arg(long)]
     pub quick: bool,
-    /// Allocators to measure, comma-separated [default: slab,slab-lock,slub,slub-cmpxchg,system,mimalloc; see --list].
+    /// Allocators to measure, comma-separated [default: slab,slab-lock,slub,slub-cmpxchg,slub-sheaves,system,mimalloc; see --list].
     #[arg(long, value_delimiter = ',')]
     pub allocators: Option<Vec<String>>,
     /// Workloads to run, comma-separated [default: all but programs; see --list].

@@ -190,6 +190,18 @@ pub fn cost(cfg: &RunConfig, w: Workload, cross: usize) -> Cost {
             runs: 250 * workloads::ablation::units(cfg),
             ..Cost::default()
         },
+        // The sheaves series' batch benchmark: 8 pinned runs of 20·ops pairs per allocator and
+        // repetition, one instance each repetition.
+        Workload::SheafBatch => each(
+            a * r,
+            Cost {
+                runs: 8,
+                threads: 8,
+                serial_ops: 8 * 40 * n,
+                serial_bytes: 0,
+                instances: 1,
+            },
+        ),
         // Real programs: about ten seconds per program and allocator, whatever the machine.
         Workload::Programs => Cost {
             runs: r * workloads::programs::PROGRAMS.len() as u64 * 4 * 10_000,

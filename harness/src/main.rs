@@ -85,7 +85,7 @@ fn units(cfg: &RunConfig, w: Workload, topo_nodes_cross: usize) -> u64 {
                 * workloads::remote_free::sizes(&cfg.sizes).len() as u64
         }
         Workload::Memory => a * cfg.memory_sizes.len() as u64,
-        Workload::CustomCaches => a * reps,
+        Workload::CustomCaches | Workload::SheafBatch => a * reps,
         Workload::Scaling => a * reps * workloads::scaling::sizes(&cfg.sizes).len() as u64,
         Workload::Pages => reps * workloads::pages::orders(cfg.quick).len() as u64,
         Workload::Programs => reps * workloads::programs::PROGRAMS.len() as u64 * 4,

@@ -98,6 +98,8 @@ pub fn color_of(name: &str) -> RGBColor {
         "slub" | "provider" => RGBColor(31, 119, 180),
         "slub-2.6.32" => RGBColor(23, 190, 207),
         "slub-cmpxchg" => RGBColor(127, 127, 127),
+        "slub-sheaves" => RGBColor(230, 85, 13),
+        "slub-6.18" => RGBColor(188, 189, 34),
         "slab-lock" => RGBColor(255, 152, 150),
         "system" => RGBColor(44, 160, 44),
         "mimalloc" => RGBColor(148, 103, 189),

@@ -40,6 +40,16 @@ pub const ALLOCATORS: &[AllocSpec] = &[
         default: true,
     },
     AllocSpec {
+        name: "slub-sheaves",
+        description: "slub era 7.0: percpu sheaves and per-node barns for every cache, no CPU slabs (issue 17)",
+        default: true,
+    },
+    AllocSpec {
+        name: "slub-6.18",
+        description: "(opt-in) slub era 6.18: the 6.4 paths, sheaves only for caches created with a sheaf_capacity",
+        default: false,
+    },
+    AllocSpec {
         name: "slub-2.6.32",
         description: "(opt-in) slub with the 2.6.32 constants: min_partial = ilog2(size), free pointer at offset 0, no per-CPU partials",
         default: false,
@@ -126,7 +136,13 @@ impl Settings {
                     u.era = match v {
                         "6.4" => slub::Era::V6_4,
                         "2.6.32" => slub::Era::V2_6_32,
-                        _ => return Err(format!("--slub era={v}: expected 6.4 or 2.6.32")),
+                        "6.18" => slub::Era::V6_18,
+                        "7.0" => slub::Era::V7_0,
+                        _ => {
+                            return Err(format!(
+                                "--slub era={v}: expected 6.4, 2.6.32, 6.18 or 7.0"
+                            ))
+                        }
                     }
                 }
                 "min_order" => u.slub_min_order = num(k, v)?,
@@ -212,6 +228,23 @@ pub fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
                 .map(|a| SlabBench::new(a, "slub-2.6.32"))
                 .map_err(|e| format!("slub-2.6.32: {e}"))
         }),
+        "slub-sheaves" | "slub-6.18" => dispatch(w, ctx, &|t: &Topology| {
+            let p = provider(t)?;
+            let era = if name == "slub-sheaves" {
+                slub::Era::V7_0
+            } else {
+                slub::Era::V6_18
+            };
+            let settings = slub::SlubSettings { era, ..s.slub };
+            let label = if name == "slub-sheaves" {
+                "slub-sheaves"
+            } else {
+                "slub-6.18"
+            };
+            slub::Slub::new(&p, settings)
+                .map(|a| SlabBench::new(a, label))
+                .map_err(|e| format!("{label}: {e}"))
+        }),
         "slub-cmpxchg" => dispatch(w, ctx, &|t: &Topology| {
             let p = provider(t)?;
             let settings = slub::SlubSettings {
@@ -246,5 +279,6 @@ fn dispatch<A: BenchAllocator>(
         Workload::Latency => workloads::latency::run(ctx, make),
         Workload::Ablation => workloads::ablation::run(ctx),
         Workload::Metadata => workloads::metadata::run(ctx, make),
+        Workload::SheafBatch => workloads::sheaf_batch::run(ctx, make),
     }
 }

@@ -216,7 +216,7 @@ pub fn parse_slab(s: &[u8], mut out: SlabSettings) -> Result<SlabSettings, Confi
 /// Parses `SLABWORKS_SLUB`, the language of `SlubSettings::from_boot_options` (re-implemented
 /// here because that one builds its error message on the heap): `slub_min_order=N
 /// slub_max_order=N slub_min_objects=N slab_nomerge slab_merge slub_cpu_partial=N
-/// slub_min_partial=N era=6.4|2.6.32 hardened stats remote_node_defrag_ratio=N seed=N
+/// slub_min_partial=N era=6.4|2.6.32|6.18|7.0 hardened stats remote_node_defrag_ratio=N seed=N
 /// init_on_alloc[=0|1] init_on_free[=0|1]`.
 pub fn parse_slub(s: &[u8], mut out: SlubSettings) -> Result<SlubSettings, ConfigError> {
     let var = name_of(vars::SLUB);
@@ -252,14 +252,16 @@ pub fn parse_slub(s: &[u8], mut out: SlubSettings) -> Result<SlubSettings, Confi
                 out.era = match v {
                     Some(b"6.4") => Era::V6_4,
                     Some(b"2.6.32") => Era::V2_6_32,
-                    _ => return Err(ConfigError::new(var, s, "era must be 6.4 or 2.6.32")),
+                    Some(b"6.18") => Era::V6_18,
+                    Some(b"7.0") => Era::V7_0,
+                    _ => return Err(ConfigError::new(var, s, "era must be 6.4, 2.6.32, 6.18 or 7.0")),
                 }
             }
             _ => {
                 return Err(ConfigError::new(
                     var,
                     s,
-                    "unknown option; expected slub_min_order= slub_max_order= slub_min_objects= slab_nomerge slab_merge slub_cpu_partial= slub_min_partial= era=6.4|2.6.32 hardened stats remote_node_defrag_ratio= seed= init_on_alloc[=0|1] init_on_free[=0|1]",
+                    "unknown option; expected slub_min_order= slub_max_order= slub_min_objects= slab_nomerge slab_merge slub_cpu_partial= slub_min_partial= era=6.4|2.6.32|6.18|7.0 hardened stats remote_node_defrag_ratio= seed= init_on_alloc[=0|1] init_on_free[=0|1]",
                 ))
             }
         }
@@ -435,6 +437,12 @@ mod tests {
         let theirs = SlubSettings::from_boot_options(s).unwrap();
         assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
         assert!(cfg(&[(vars::SLUB, "era=5")]).is_err());
+        // Issue 17: the sheaves eras.
+        assert_eq!(cfg(&[(vars::SLUB, "era=7.0")]).unwrap().slub.era, Era::V7_0);
+        assert_eq!(
+            cfg(&[(vars::SLUB, "era=6.18")]).unwrap().slub.era,
+            Era::V6_18
+        );
         assert!(cfg(&[(vars::SLUB, "slub_min_order=x")]).is_err());
         assert!(cfg(&[(vars::SLUB, "nonsense")]).is_err());
         assert!(cfg(&[(vars::SLUB, "init_on_free=2")]).is_err());

@@ -66,7 +66,7 @@
 //! | `SLABWORKS_ARENA_MIB` | `4`..`1048576` | `4096` | address space reserved per node |
 //! | `SLABWORKS_STATS` | `0`, `1` | `0` | keep the allocator's statistics counters |
 //! | `SLABWORKS_SLAB` | `limit=N batchcount=N shared=N break_order=N noaliencache noreap stats` | kernel table | SLAB tunables for every cache (the three together), `slab_break_gfp_order`, no alien caches, no `cache_reap` |
-//! | `SLABWORKS_SLUB` | `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slub_cpu_partial=N slub_min_partial=N era=6.4\|2.6.32 hardened stats remote_node_defrag_ratio=N seed=N init_on_alloc[=0\|1] init_on_free[=0\|1]` | 6.4 defaults | SLUB boot options (`SlubSettings::from_boot_options` language) |
+//! | `SLABWORKS_SLUB` | `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slub_cpu_partial=N slub_min_partial=N era=6.4\|2.6.32\|6.18\|7.0 hardened stats remote_node_defrag_ratio=N seed=N init_on_alloc[=0\|1] init_on_free[=0\|1]` | 6.4 defaults | SLUB boot options (`SlubSettings::from_boot_options` language) |
 //! | `SLABWORKS_FORK_GATE` | `0`, `1` | `1` | the fork gate (off: two atomic adds fewer per call; a `fork` while other threads allocate may deadlock the child) |
 //! | `SLABWORKS_SLABINFO` | path, `-` | unset | at exit write slabinfo rows, counters and pages held; `-` is stderr, `%p` in a path is the pid (else the file is appended to) |
 //!

@@ -194,6 +194,8 @@ fn kmem_cache_init_inner(
     }
     create_kmalloc_caches(sl)?;
     sl.set_state(SlabState::Up);
+    // Issue 17: 7.0's kmalloc caches get their sheaves once all kmalloc caches exist.
+    crate::sheaf::bootstrap_kmalloc_sheaves(sl)?;
     sl.set_state(SlabState::Full);
     Ok(())
 }
@@ -234,6 +236,15 @@ pub(crate) fn teardown(sl: &mut Slub) {
         let mut list = sl.slab_mutex.lock();
         core::mem::replace(&mut list.head, core::ptr::null_mut())
     };
+    // Issue 17: sheaves live in kmalloc caches, so every cache gives its sheaves back before
+    // any cache is released.
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: caches of this instance, unused from now on.
+        let c = unsafe { &*p };
+        crate::sheaf::free_cache_sheaves(sl, c);
+        p = c.next.load(Ordering::Relaxed);
+    }
     let mut p = head;
     while !p.is_null() {
         // SAFETY: caches of this instance, unused from now on.

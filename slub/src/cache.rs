@@ -220,7 +220,7 @@ pub fn calculate_sizes(
 pub fn min_partial_for(size: usize, era: Era) -> usize {
     let l = size.ilog2() as usize;
     let v = match era {
-        Era::V6_4 => l / 2,
+        Era::V6_4 | Era::V6_18 | Era::V7_0 => l / 2,
         Era::V2_6_32 => l,
     };
     v.clamp(MIN_PARTIAL, MAX_PARTIAL)
@@ -326,6 +326,13 @@ impl KmemCacheCpu {
 
 const _: () = assert!(core::mem::offset_of!(KmemCacheCpu, fl_tid) % 16 == 0);
 
+// Issue 17 added one pointer and one bool (in padding): kmem_cache objects keep their
+// 960-byte stride, so the boot caches' slab geometry is unchanged.
+const _: () = assert!(
+    core::mem::size_of::<KmemCache>() <= 960,
+    "kmem_cache objects keep their 960-byte stride"
+);
+
 /// Magic word of a live `kmem_cache` (cleared by destroy), to refuse stale handles.
 pub(crate) const KMEM_CACHE_MAGIC: usize = 0x5a1b_c0de_0000_0000;
 
@@ -374,6 +381,9 @@ pub struct KmemCache {
     pub(crate) nr_nodes: usize,
     /// `kmem_cache_has_cpu_partial(s)`.
     pub(crate) has_cpu_partial: bool,
+    /// Era 7.0 (issue 17): no `kmem_cache_cpu` in use; the slab path is `refill.rs` (in the
+    /// padding after `has_cpu_partial`).
+    pub(crate) era_7_0: bool,
     /// `min_partial` (sysfs rw).
     pub(crate) min_partial: AtomicUsize,
     /// `cpu_partial` (objects, sysfs rw).
@@ -403,6 +413,10 @@ pub struct KmemCache {
     /// `slub_debug` reports about this cache (the per-cache `slab_errors`); last, so the
     /// fields the fast paths read keep their offsets.
     pub(crate) errors: core::sync::atomic::AtomicU64,
+    /// Issue 17: `cpu_sheaves` and `sheaf_capacity` (`sheaf::CacheSheaves`, kmalloc'ed):
+    /// null = the 6.4 paths; every 7.0 cache has one (a static without sheaves for the boot
+    /// and debug caches). One pointer, so the structure keeps its size class.
+    pub(crate) sheaves: AtomicPtr<crate::sheaf::CacheSheaves>,
 }
 
 // SAFETY: all mutable state is atomics, per-CPU slots under their locks, or node structures
@@ -449,10 +463,29 @@ pub(crate) unsafe fn kmem_cache_open(
     flags: SlabFlags,
     ctor: Option<Ctor>,
 ) -> Result<(), SlabError> {
+    // SAFETY: forwarded.
+    unsafe { kmem_cache_open_args(sl, s, name, size, align, flags, ctor, 0) }
+}
+
+/// [`kmem_cache_open`] with `kmem_cache_args.sheaf_capacity` (issue 17).
+///
+/// # Safety
+/// As [`kmem_cache_open`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kmem_cache_open_args(
+    sl: &Slub,
+    s: *mut KmemCache,
+    name: CacheName,
+    size: usize,
+    align: usize,
+    flags: SlabFlags,
+    ctor: Option<Ctor>,
+    sheaf_capacity_arg: usize,
+) -> Result<(), SlabError> {
     let settings = &sl.settings;
-    // 6.4: num_present_cpus(), or nr_cpu_ids if that is ≤ 1; 2.6.32: nr_cpu_ids.
+    // 6.4 (and later): num_present_cpus(), or nr_cpu_ids if that is ≤ 1; 2.6.32: nr_cpu_ids.
     let online = sl.provider.topology().num_online_cpus();
-    let nr_cpus = if settings.era == Era::V6_4 && online > 1 {
+    let nr_cpus = if settings.era != Era::V2_6_32 && online > 1 {
         online
     } else {
         sl.nr_cpu_ids
@@ -474,7 +507,8 @@ pub(crate) unsafe fn kmem_cache_open(
             .ok_or(too_large)?;
     }
     let debug = flags.intersects(crate::debug::SLAB_DEBUG_FLAGS);
-    let has_cpu_partial = !debug && settings.era == Era::V6_4;
+    // 7.0 removed per-CPU partial slabs (and CPU slabs: `refill.rs`).
+    let has_cpu_partial = !debug && matches!(settings.era, Era::V6_4 | Era::V6_18);
     let min_partial = settings
         .min_partial
         .unwrap_or_else(|| min_partial_for(layout.size, settings.era));
@@ -532,6 +566,8 @@ pub(crate) unsafe fn kmem_cache_open(
         magic: AtomicUsize::new(KMEM_CACHE_MAGIC | sl.instance as usize),
         reciprocal_size: reciprocal_value(layout.size as u32),
         size_divides: common::ExactDiv::new(layout.size as u32),
+        era_7_0: settings.era == Era::V7_0,
+        sheaves: AtomicPtr::new(core::ptr::null_mut()),
     };
     // SAFETY: the caller gives us exclusive, writable, uninitialised memory.
     unsafe { s.write(cache) };
@@ -541,6 +577,15 @@ pub(crate) unsafe fn kmem_cache_open(
     if let Err(e) = crate::node::init_kmem_cache_nodes(sl, sr) {
         sr.magic.store(0, Ordering::Relaxed);
         // SAFETY: nodes are freed; drop the per-CPU and stat memory and leave s uninitialised.
+        unsafe { core::ptr::drop_in_place(s) };
+        return Err(e);
+    }
+    // Issue 17: percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
+    // SAFETY: s is ours alone until the caller publishes it.
+    if let Err(e) = unsafe { crate::sheaf::init_cache_sheaves(sl, s, sheaf_capacity_arg) } {
+        crate::node::free_kmem_cache_nodes(sl, sr);
+        sr.magic.store(0, Ordering::Relaxed);
+        // SAFETY: as above.
         unsafe { core::ptr::drop_in_place(s) };
         return Err(e);
     }

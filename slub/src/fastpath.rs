@@ -217,12 +217,12 @@ pub(crate) fn slab_alloc_node(
     gfp: Gfp,
     node: usize,
 ) -> Option<NonNull<u8>> {
-    // One test picks the specialised form (see `KmemCache::plain`).
-    let object = match (sl.rseq, s.plain) {
-        (true, true) => slab_alloc_rseq::<true>(sl, s, gfp, node)?,
-        (true, false) => slab_alloc_rseq::<false>(sl, s, gfp, node)?,
-        (false, true) => slab_alloc_cmpxchg::<true>(sl, s, gfp, node)?,
-        (false, false) => slab_alloc_cmpxchg::<false>(sl, s, gfp, node)?,
+    // Issue 17: a cache with percpu sheaves (era 6.18 opt-in, every 7.0 cache) allocates
+    // from them first (`sheaf.rs`).
+    let object = if s.has_sheaves() {
+        crate::sheaf::slab_alloc_node(sl, s, gfp, node)?
+    } else {
+        slab_alloc_node_6_4(sl, s, gfp, node)?
     };
     if s.plain {
         crate::hooks::slab_post_alloc_hook_plain(s, gfp, object);
@@ -230,6 +230,23 @@ pub(crate) fn slab_alloc_node(
         crate::hooks::slab_post_alloc_hook(s, gfp, object);
     }
     NonNull::new(object as *mut u8)
+}
+
+/// The 6.4 CPU-freelist pop (without the post-alloc hooks).
+#[inline(always)]
+pub(crate) fn slab_alloc_node_6_4(
+    sl: &Slub,
+    s: &KmemCache,
+    gfp: Gfp,
+    node: usize,
+) -> Option<usize> {
+    // One test picks the specialised form (see `KmemCache::plain`).
+    match (sl.rseq, s.plain) {
+        (true, true) => slab_alloc_rseq::<true>(sl, s, gfp, node),
+        (true, false) => slab_alloc_rseq::<false>(sl, s, gfp, node),
+        (false, true) => slab_alloc_cmpxchg::<true>(sl, s, gfp, node),
+        (false, false) => slab_alloc_cmpxchg::<false>(sl, s, gfp, node),
+    }
 }
 
 /// The rseq pop: checks as the cmpxchg path does, then `pair_pop` on this CPU's slot, which
@@ -321,8 +338,34 @@ pub(crate) unsafe fn do_slab_free(
     slab: NonNull<Page>,
     object: usize,
 ) -> Result<(), SlabError> {
+    if s.has_sheaves() {
+        // Issue 17: `slab_free` with sheaves (`sheaf.rs`).
+        // SAFETY: forwarded contract.
+        return unsafe { crate::sheaf::slab_free(sl, s, slab, object) };
+    }
     // SAFETY: forwarded contract; a one-object chain.
     unsafe { do_slab_free_bulk(sl, s, slab, object, object, 1) }
+}
+
+/// The 6.4 free of one object whose free hooks already ran (the 6.18 sheaf fallback).
+///
+/// # Safety
+/// As [`do_slab_free`].
+pub(crate) unsafe fn do_slab_free_nohook(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    object: usize,
+) -> Result<(), SlabError> {
+    // SAFETY: forwarded contract; a one-object chain.
+    unsafe {
+        match (sl.rseq, s.plain) {
+            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, object, object, 1),
+            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, object, object, 1),
+            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, object, object, 1),
+            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, object, object, 1),
+        }
+    }
 }
 
 /// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
@@ -444,6 +487,20 @@ unsafe fn do_slab_free_rseq<const PLAIN: bool>(
 /// and calling `___slab_alloc` when it runs dry. Returns `p.len()`, or 0 (everything given
 /// back) when out of memory.
 pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut [usize]) -> usize {
+    if s.has_sheaves() {
+        // Issue 17: `alloc_from_pcs_bulk` first.
+        return crate::sheaf::kmem_cache_alloc_bulk(sl, s, gfp, p);
+    }
+    __kmem_cache_alloc_bulk(sl, s, gfp, p)
+}
+
+/// The 6.4 bulk allocation (CPU slab under its lock), all or nothing.
+pub(crate) fn __kmem_cache_alloc_bulk(
+    sl: &Slub,
+    s: &KmemCache,
+    gfp: Gfp,
+    p: &mut [usize],
+) -> usize {
     let c = s.cpu_slab.this_cpu();
     c.lock.lock();
     let mut old = c.begin_update();
@@ -455,7 +512,7 @@ pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut 
             c.lock.unlock();
             let Some(o) = crate::slowpath::__slab_alloc(sl, s, gfp, NUMA_NO_NODE, c) else {
                 // SAFETY: p[..i] are objects of s just allocated and unused.
-                unsafe { kmem_cache_free_bulk(sl, s, &mut p[..i]) };
+                unsafe { __kmem_cache_free_bulk(sl, s, &mut p[..i]) };
                 return 0;
             };
             p[i] = o;
@@ -543,6 +600,22 @@ fn build_detached_freelist(
 /// # Safety
 /// Every entry of `p` is a distinct allocated object of `s` (or 0), unused after the call.
 pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize]) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if s.has_sheaves() {
+            // Issue 17: `free_to_pcs_bulk`.
+            crate::sheaf::free_to_pcs_bulk(sl, s, p);
+        } else {
+            __kmem_cache_free_bulk(sl, s, p);
+        }
+    }
+}
+
+/// The 6.4 bulk free (detached freelists through `do_slab_free_bulk`).
+///
+/// # Safety
+/// As [`kmem_cache_free_bulk`].
+pub(crate) unsafe fn __kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usize]) {
     let mut size = p.len();
     while size > 0 {
         let (next, df) = build_detached_freelist(sl, s, size, p);

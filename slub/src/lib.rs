@@ -1,7 +1,8 @@
-//! # slub — Linux 6.4 SLUB on the slabworks page provider (issue 5)
+//! # slub — Linux 6.4 SLUB on the slabworks page provider (issue 5), and SLUB with percpu sheaves (6.18, 7.0; issue 17)
 //!
 //! A port of `mm/slub.c` as Linux 6.4 shipped it (before sheaves), with the kernel's function
-//! names so the two can be read side by side. Every byte — object slabs, the `kmem_cache` and
+//! names so the two can be read side by side. The eras `era=6.18` and `era=7.0` add percpu
+//! *sheaves* and per-node *barns* (`sheaf.rs`; see "Sheaves" below). Every byte — object slabs, the `kmem_cache` and
 //! `kmem_cache_node` structures, the per-CPU `kmem_cache_cpu` arrays — comes from the
 //! [`PageProvider`]; nothing on an allocation or free path touches the Rust heap.
 //!
@@ -17,13 +18,18 @@
 //!   freeptr.rs  get_freepointer / set_freepointer / freelist_ptr (hardening)
 //!   stats.rs    enum stat_item (26), sysfs-style CacheAttrs   validate.rs validate_slab_cache, slabinfo
 //!   debug.rs    slub_debug=: init_object, check_object, on_freelist, alloc_debug / free_to_partial_list
+//!   sheaf.rs    (6.18/7.0) slab_sheaf, slub_percpu_sheaves, node_barn: alloc_from_pcs / free_to_pcs and
+//!               their ladders, bulk, prefill API, pcs_flush_all, barn_shrink, census + validate
+//!   refill.rs   (7.0) the slab path without kmem_cache_cpu: ___slab_alloc, get_partial_node_bulk,
+//!               refill_objects, alloc_from_new_slab
 //!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
 //!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol
 //! ```
 //!
 //! ## Using it
 //! `Slub::new(&provider, SlubSettings::default())` (or `SlubSettings::from_boot_options(
-//! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`) gives an instance implementing
+//! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`; eras `6.4` (default), `2.6.32`, `6.18`,
+//! `7.0`) gives an instance implementing
 //! [`common::SlabAllocator`]; SLUB-specific introspection is on [`Slub`]: `cache_attrs`,
 //! `cache_stat`, `stat_totals`, `kmalloc_cache`, `find_cache`, `validate_cache`, `flush_all`,
 //! `set_min_partial`, `set_cpu_partial`, `set_remote_node_defrag_ratio`, `cpu_tid`, `fastpath`, and the
@@ -57,6 +63,34 @@
 //!                                                (free_consistency_checks, on_freelist), init_object
 //!   validate_slab_cache → debug::validate_slab   check_slab, on_freelist, check_object per object
 //! ```
+//!
+//! ## Sheaves (issue 17: `era=6.18`, `era=7.0`)
+//! - **6.18**: a cache created with [`Slub::kmem_cache_create_args`] and a non-zero
+//!   `sheaf_capacity` gets percpu sheaves on top of the unchanged 6.4 paths (which stay the
+//!   fallback and serve every other cache); such caches never merge; kmalloc caches have none.
+//! - **7.0**: every cache but the two boot caches and debug caches has sheaves, capacity from
+//!   [`calculate_sheaf_capacity`] (60 / 28 / 12 / 4 by stride: 4 / 12 / 26 / 60 raised to fill
+//!   the sheaf's kmalloc bucket); the kmalloc caches get theirs in a bootstrap step once all
+//!   kmalloc caches exist. No CPU slab, per-CPU partial list or tid fast path is used (the
+//!   `kmem_cache_cpu` slots are still allocated, unused, so shared introspection code works):
+//!   when sheaves cannot serve, `refill.rs` takes objects from node partial slabs by `cmpxchg`
+//!   under `list_lock`, or from a new slab. Caches with sheaves merge.
+//! - The call tree, the ladders rung by rung, the per-CPU lock (and how it differs from the
+//!   kernel's `local_trylock`), the rseq fast paths, the lock order (`cpu_sheaves->lock` →
+//!   `barn->lock` → `list_lock`, never the pcs lock held over the slab paths) and the
+//!   invariants `validate()` checks are in `sheaf.rs`'s header. Sheaves and barns come from
+//!   this allocator's kmalloc caches through their slab path only (the recursion guard).
+//! - NUMA: remote-node frees bypass the sheaves; node-specific allocations are served from
+//!   them only for the local node and when the popped object is from it; one barn per node,
+//!   hung off `kmem_cache_node` as in 6.18.
+//! - Statistics: the 15 sheaf items of 6.18 follow the 26 of 6.4 in [`StatItem`]; era 7.0
+//!   counts sheaf hits as `alloc_fastpath`/`free_fastpath` (as 7.0 does), 6.18 as
+//!   `alloc_cpu_sheaf`/`free_cpu_sheaf`. `free_slowpath` counts every object that reaches a
+//!   slab's freelist (6.4's `__slab_free` counts it itself), including sheaf flushes.
+//! - **kfree_rcu sheaves are not ported**: there is no user-space grace-period scheme in the
+//!   project yet, so `rcu_free` is always null and there is no `kfree_rcu`.
+//! - Not ported either: `pfmemalloc` sheaves, the mempolicy redirection of `alloc_from_pcs`,
+//!   `kmalloc_nolock`, CPU hotplug of barns.
 //!
 //! ## Debugging (`slub_debug`, issue 7)
 //! - **Turning it on.** Per cache with the flags `CONSISTENCY_CHECKS` (F), `RED_ZONE` (Z),
@@ -202,6 +236,8 @@ mod merge;
 #[cfg(test)]
 mod model;
 mod node;
+mod refill;
+mod sheaf;
 mod slowpath;
 mod stats;
 mod validate;
@@ -216,6 +252,11 @@ pub use debug::{
 };
 pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
+pub use sheaf::SlabSheafHandle as SlabSheaf;
+pub use sheaf::{
+    calculate_sheaf_capacity, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES,
+    PCS_BATCH_MAX,
+};
 pub use stats::{CacheAttrs, QueueMemory, StatItem};
 
 use cache::KmemCache;
@@ -229,6 +270,13 @@ use common::{
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
+
+/// `struct kmem_cache_args` (the part that means something here; issue 17).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KmemCacheArgs {
+    /// `sheaf_capacity`: 0 = none (6.18) / computed (7.0).
+    pub sheaf_capacity: usize,
+}
 
 /// "No node preference" (`NUMA_NO_NODE`).
 pub const NUMA_NO_NODE: usize = usize::MAX;
@@ -245,6 +293,24 @@ pub enum Era {
     /// freelist at the head. The fast paths stay the lockless tid ones (2.6.39+; 2.6.32
     /// disabled interrupts instead).
     V2_6_32,
+    /// Linux 6.18 (issue 17): 6.4 plus percpu sheaves for caches created with a
+    /// `sheaf_capacity` ([`Slub::kmem_cache_create_args`]); such caches never merge.
+    V6_18,
+    /// Linux 7.0 (issue 17): sheaves for every cache but the boot caches, capacity from
+    /// `calculate_sheaf_capacity()`; no CPU slabs, per-CPU partials or tid fast path.
+    V7_0,
+}
+
+impl Era {
+    /// The `era=` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Era::V6_4 => "6.4",
+            Era::V2_6_32 => "2.6.32",
+            Era::V6_18 => "6.18",
+            Era::V7_0 => "7.0",
+        }
+    }
 }
 
 /// The boot options, as one struct (`slub_min_order=`, `slub_max_order=`, `slub_min_objects=`,
@@ -448,7 +514,9 @@ impl SlubSettings {
                     s.era = match v {
                         "6.4" => Era::V6_4,
                         "2.6.32" => Era::V2_6_32,
-                        _ => return Err(format!("era: {v:?} is not 6.4 or 2.6.32")),
+                        "6.18" => Era::V6_18,
+                        "7.0" => Era::V7_0,
+                        _ => return Err(format!("era: {v:?} is not 6.4, 2.6.32, 6.18 or 7.0")),
                     }
                 }
                 _ => return Err(format!("unknown SLUB option {tok:?}")),
@@ -836,10 +904,132 @@ impl Slub {
         self.nr_cpu_ids
     }
 
-    /// Flushes every CPU slab and per-CPU partial list of a cache (`flush_all`).
+    /// Flushes every CPU slab and per-CPU partial list of a cache (`flush_all`), and with
+    /// sheaves every CPU's `main` and `spare` (`pcs_flush_all`; barns stay).
     pub fn flush_all(&self, cache: CacheHandle) -> Result<(), SlabError> {
-        flush_all(self.cache_of(cache)?);
+        let s = self.cache_of(cache)?;
+        // Sheaves first: their objects may land on CPU slabs, which are flushed next.
+        sheaf::pcs_flush_all(self, s);
+        flush_all(s);
         Ok(())
+    }
+
+    /// The slabinfo row of one cache.
+    pub fn cache_slabinfo(&self, cache: CacheHandle) -> Result<SlabInfo, SlabError> {
+        Ok(validate::get_slabinfo(self, self.cache_of(cache)?))
+    }
+
+    // ---- issue 17: percpu sheaves (`sheaf.rs`) ----
+
+    /// `kmem_cache_create` with `struct kmem_cache_args` (`__kmem_cache_create_args`): in era
+    /// 6.18 a non-zero `sheaf_capacity` gives the cache percpu sheaves (and makes it
+    /// unmergeable); in 7.0 it raises the computed capacity; earlier eras ignore it.
+    pub fn kmem_cache_create_args(
+        &self,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+        args: KmemCacheArgs,
+    ) -> Result<CacheHandle, SlabError> {
+        let cname = check_cache_args(name, size, align, KMALLOC_MAX_SIZE)?;
+        if args.sheaf_capacity > u32::MAX as usize / 2 {
+            return Err(SlabError::InvalidArgument("sheaf_capacity too large"));
+        }
+        let s = merge::kmem_cache_create_args(
+            self,
+            cname,
+            size,
+            align,
+            flags,
+            ctor,
+            args.sheaf_capacity,
+        )?;
+        Ok(self.handle_of(s))
+    }
+
+    /// The sheaf fast path of a cache: `Some(Rseq)` (one restartable sequence on the CPU's
+    /// main sheaf), `Some(Cmpxchg)` (the slot lock: one locked instruction), `None` without
+    /// sheaves.
+    pub fn sheaf_fastpath(&self, cache: CacheHandle) -> Result<Option<FastPath>, SlabError> {
+        let s = self.cache_of(cache)?;
+        Ok((sheaf::sheaf_capacity(s) != 0).then(|| {
+            if sheaf::rseq_mode(s) {
+                FastPath::Rseq
+            } else {
+                FastPath::Cmpxchg
+            }
+        }))
+    }
+
+    /// Objects and sheaves held by a cache's percpu sheaves and barns (all zero without).
+    pub fn sheaf_census(&self, cache: CacheHandle) -> Result<SheafCensus, SlabError> {
+        Ok(sheaf::sheaf_census(self, self.cache_of(cache)?))
+    }
+
+    /// `kmem_cache_prefill_sheaf`: a sheaf with at least `size` objects of `cache` for the
+    /// caller alone (`None` when out of memory or `size == 0`). Above the cache's
+    /// `sheaf_capacity` (any size for a cache without sheaves) it is an "oversize" sheaf.
+    pub fn kmem_cache_prefill_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        size: usize,
+    ) -> Option<SlabSheafHandle> {
+        let s = self.cache_of(cache).ok()?;
+        if size > u32::MAX as usize / 2 {
+            return None;
+        }
+        sheaf::kmem_cache_prefill_sheaf(self, s, gfp, size)
+    }
+
+    /// `kmem_cache_alloc_from_sheaf`: an object from a prefilled sheaf; `None` once it is
+    /// empty (never falls back to the cache) or for another cache's sheaf.
+    pub fn kmem_cache_alloc_from_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        sheaf: &mut SlabSheafHandle,
+    ) -> Option<NonNull<u8>> {
+        let s = self.cache_of(cache).ok()?;
+        sheaf::kmem_cache_alloc_from_sheaf(self, s, gfp, sheaf)
+    }
+
+    /// `kmem_cache_refill_sheaf`: at least `size` objects in the sheaf (it may be replaced by
+    /// an oversize one).
+    pub fn kmem_cache_refill_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        sheaf: &mut SlabSheafHandle,
+        size: usize,
+    ) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        if size > u32::MAX as usize / 2 {
+            return Err(SlabError::InvalidArgument("sheaf size too large"));
+        }
+        sheaf::kmem_cache_refill_sheaf(self, s, gfp, sheaf, size)
+    }
+
+    /// `kmem_cache_return_sheaf`: gives a prefilled sheaf (and the objects left in it) back.
+    /// `Err(ForeignCache)` (and nothing done) for a sheaf of another cache or instance.
+    pub fn kmem_cache_return_sheaf(
+        &self,
+        cache: CacheHandle,
+        gfp: Gfp,
+        sheaf: SlabSheafHandle,
+    ) -> Result<(), SlabError> {
+        let s = self.cache_of(cache)?;
+        if sheaf.instance != self.instance {
+            return Err(SlabError::ForeignCache);
+        }
+        sheaf::kmem_cache_return_sheaf(self, s, gfp, sheaf)
+    }
+
+    /// `kmem_cache_sheaf_size`.
+    pub fn kmem_cache_sheaf_size(&self, sheaf: &SlabSheafHandle) -> usize {
+        sheaf.size()
     }
 
     /// Calls `f` for every cache (under `slab_mutex`).
@@ -1085,10 +1275,7 @@ impl SlabAllocator for Slub {
         format!(
             "config={} era={} slub_min_order={} slub_max_order={} slub_min_objects={} slab_nomerge={} cpu_partial={} min_partial={} hardened={} stats={} remote_node_defrag_ratio={} slub_debug={:?} init_on_alloc={} init_on_free={} fastpath={}",
             self.config.name(),
-            match s.era {
-                Era::V6_4 => "6.4",
-                Era::V2_6_32 => "2.6.32",
-            },
+            s.era.name(),
             s.slub_min_order,
             s.slub_max_order,
             s.slub_min_objects,

@@ -2,7 +2,7 @@
 //! `find_mergeable`, `slab_unmergeable`, `kmem_cache_destroy`; mm/slub.c `__kmem_cache_alias`,
 //! `__kmem_cache_shutdown`).
 
-use crate::cache::{calculate_alignment, kmem_cache_open, KmemCache, WORD};
+use crate::cache::{calculate_alignment, kmem_cache_open_args, KmemCache, WORD};
 use crate::fastpath::slab_alloc_node;
 use crate::kmalloc::kmem_cache_free_internal;
 use crate::node::free_partial;
@@ -28,7 +28,9 @@ pub const SLAB_MERGE_SAME: SlabFlags =
 
 /// `slab_unmergeable(s)`.
 fn slab_unmergeable(sl: &Slub, s: &KmemCache) -> bool {
-    sl.settings.slab_nomerge
+    // 6.18: caches with sheaves never merge (7.0 lifted that; issue 17).
+    (sl.settings.era == crate::Era::V6_18 && crate::sheaf::sheaf_capacity(s) != 0)
+        || sl.settings.slab_nomerge
         || s.flags.intersects(SLAB_NEVER_MERGE)
         || s.ctor.is_some()
         || s.refcount.load(Ordering::Relaxed) < 0
@@ -42,8 +44,13 @@ fn find_mergeable(
     align: usize,
     flags: SlabFlags,
     ctor: Option<Ctor>,
+    sheaf_capacity: usize,
 ) -> *mut KmemCache {
     if sl.settings.slab_nomerge || ctor.is_some() {
+        return core::ptr::null_mut();
+    }
+    // Issue 17: a 6.18 cache asking for sheaves is created apart.
+    if sheaf_capacity != 0 && sl.settings.era == crate::Era::V6_18 {
         return core::ptr::null_mut();
     }
     let size = size.next_multiple_of(WORD);
@@ -61,7 +68,10 @@ fn find_mergeable(
             && size <= s.size
             && (flags.0 & SLAB_MERGE_SAME.0) == (s.flags.0 & SLAB_MERGE_SAME.0)
             && s.size & !(align - 1) == s.size
-            && s.size - size < WORD;
+            && s.size - size < WORD
+            // 7.0 merges caches with sheaves; not into one with fewer slots than asked
+            // (a conservative choice here, see sheaf.rs).
+            && sheaf_capacity <= crate::sheaf::sheaf_capacity(s);
         if ok {
             return p;
         }
@@ -78,8 +88,9 @@ fn __kmem_cache_alias(
     align: usize,
     flags: SlabFlags,
     ctor: Option<Ctor>,
+    sheaf_capacity: usize,
 ) -> *mut KmemCache {
-    let p = find_mergeable(sl, list, size, align, flags, ctor);
+    let p = find_mergeable(sl, list, size, align, flags, ctor, sheaf_capacity);
     if !p.is_null() {
         // SAFETY: found on the list under slab_mutex.
         let s = unsafe { &*p };
@@ -122,6 +133,19 @@ pub(crate) fn kmem_cache_create_usercopy(
     flags: SlabFlags,
     ctor: Option<Ctor>,
 ) -> Result<*mut KmemCache, SlabError> {
+    kmem_cache_create_args(sl, name, size, align, flags, ctor, 0)
+}
+
+/// `__kmem_cache_create_args` with `kmem_cache_args.sheaf_capacity` (issue 17).
+pub(crate) fn kmem_cache_create_args(
+    sl: &Slub,
+    name: CacheName,
+    size: usize,
+    align: usize,
+    flags: SlabFlags,
+    ctor: Option<Ctor>,
+    sheaf_capacity: usize,
+) -> Result<*mut KmemCache, SlabError> {
     // Only the kernel's creation flags; SLAB_KMALLOC is internal (kept only together with
     // debug flags, so kunit's orig-size cache can be built).
     let flags = if flags.intersects(crate::debug::SLAB_DEBUG_FLAGS) {
@@ -132,7 +156,7 @@ pub(crate) fn kmem_cache_create_usercopy(
     // kmem_cache_flags: slub_debug= decides before merging (debug caches never merge).
     let flags = crate::debug::kmem_cache_flags(sl, flags, name.as_str());
     let mut list = sl.slab_mutex.lock();
-    let s = __kmem_cache_alias(sl, &list, size, align, flags, ctor);
+    let s = __kmem_cache_alias(sl, &list, size, align, flags, ctor, sheaf_capacity);
     if !s.is_null() {
         return Ok(s);
     }
@@ -143,6 +167,7 @@ pub(crate) fn kmem_cache_create_usercopy(
         calculate_alignment(flags, align, size),
         flags,
         ctor,
+        sheaf_capacity,
     )?;
     list_add(&mut list, s);
     Ok(s)
@@ -156,13 +181,19 @@ pub(crate) fn create_cache(
     align: usize,
     flags: SlabFlags,
     ctor: Option<Ctor>,
+    sheaf_capacity: usize,
 ) -> Result<*mut KmemCache, SlabError> {
     // SAFETY: the kmem_cache cache exists once slab_state >= PARTIAL.
     let kc = unsafe { &*sl.kmem_cache };
     let obj = slab_alloc_node(sl, kc, Gfp::ZERO, NUMA_NO_NODE).ok_or(SlabError::NoMemory)?;
     let s = obj.as_ptr().cast::<KmemCache>();
     // SAFETY: a fresh object of the kmem_cache cache, sized and aligned for a KmemCache.
-    if let Err(e) = unsafe { kmem_cache_open(sl, s, name, size, align, flags, ctor) } {
+    if let Err(e) =
+        // SAFETY: a fresh object of the kmem_cache cache, sized and aligned for a KmemCache.
+        unsafe {
+            kmem_cache_open_args(sl, s, name, size, align, flags, ctor, sheaf_capacity)
+        }
+    {
         let r = kmem_cache_free_internal(sl, kc, s as usize);
         debug_assert!(r.is_ok());
         return Err(e);
@@ -189,6 +220,8 @@ fn objects_in_use(s: &KmemCache) -> usize {
 pub(crate) unsafe fn release_cache(sl: &Slub, s: *mut KmemCache, force: bool) {
     // SAFETY: per the caller.
     let sr = unsafe { &*s };
+    // Issue 17: every sheaf and barn back first (their objects to the slabs).
+    crate::sheaf::free_cache_sheaves(sl, sr);
     flush_all(sr);
     for node in 0..sr.nr_nodes {
         free_partial(sr, sr.get_node(node), force);
@@ -219,6 +252,8 @@ pub(crate) unsafe fn kmem_cache_destroy(sl: &Slub, s: *mut KmemCache) -> Result<
         sr.refcount.fetch_sub(1, Ordering::Relaxed);
         return Ok(());
     }
+    // Issue 17: __kmem_cache_shutdown flushes the sheaves and shrinks the barns first.
+    crate::sheaf::flush_all_sheaves(sl, sr);
     flush_all(sr);
     let busy = objects_in_use(sr);
     if busy != 0 {

@@ -36,6 +36,8 @@ pub struct KmemCacheNode {
     full: UnsafeCell<ListHead>,
     /// Node id (for validation).
     pub(crate) node: usize,
+    /// `barn` (issue 17, as 6.18 hangs it here): the node's barn of sheaves, or null.
+    pub(crate) barn: core::sync::atomic::AtomicPtr<crate::sheaf::NodeBarn>,
 }
 
 // SAFETY: the UnsafeCell list heads are only touched under list_lock (ListGuard).
@@ -203,6 +205,7 @@ pub(crate) unsafe fn init_kmem_cache_node(n: *mut KmemCacheNode, node: usize) {
             slabs_objects: DoubleWord::new(0, 0),
             full: UnsafeCell::new(ListHead::new()),
             node,
+            barn: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         });
         ListHead::init((*n).partial.get());
         ListHead::init((*n).full.get());
@@ -333,7 +336,9 @@ pub(crate) fn __kmem_cache_do_shrink(s: &KmemCache) -> bool {
 }
 
 /// `kmem_cache_shrink` → `__kmem_cache_shrink`: `flush_all` then `__kmem_cache_do_shrink`.
-pub(crate) fn kmem_cache_shrink(_sl: &Slub, s: &KmemCache) -> bool {
+pub(crate) fn kmem_cache_shrink(sl: &Slub, s: &KmemCache) -> bool {
+    // Issue 17: pcs_flush_all + barn_shrink first (their objects may land on CPU slabs).
+    crate::sheaf::flush_all_sheaves(sl, s);
     flush_all(s);
     __kmem_cache_do_shrink(s)
 }

@@ -54,7 +54,7 @@ pub(crate) fn slab_nid(s: &KmemCache, slab: *mut Page) -> usize {
 
 /// `numa_mem_id()` for a cache.
 #[inline]
-fn numa_mem_id(s: &KmemCache) -> usize {
+pub(crate) fn numa_mem_id(s: &KmemCache) -> usize {
     let n = s.provider.topology().cpu_to_node(cpu_id());
     if n < s.nr_nodes {
         n
@@ -279,7 +279,7 @@ fn get_partial_node(
 
 /// `get_cycles()`.
 #[inline]
-fn get_cycles() -> u64 {
+pub(crate) fn get_cycles() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: rdtsc has no preconditions in user mode on Linux.

@@ -34,10 +34,28 @@ common::define_stats! {
         CPU_PARTIAL_FREE => "cpu_partial_free",
         CPU_PARTIAL_NODE => "cpu_partial_node",
         CPU_PARTIAL_DRAIN => "cpu_partial_drain",
+        // The sheaf items (issue 17; `sheaf.rs`). 6.18 appends them to the 6.4 list with
+        // `alloc_cpu_sheaf`/`free_cpu_sheaf`; 7.0 drops the CPU-slab items and counts sheaf
+        // hits as `alloc_fastpath`/`free_fastpath` (here: era 7.0 counts there too).
+        ALLOC_PCS => "alloc_cpu_sheaf",
+        FREE_PCS => "free_cpu_sheaf",
+        SHEAF_FLUSH => "sheaf_flush",
+        SHEAF_REFILL => "sheaf_refill",
+        SHEAF_ALLOC => "sheaf_alloc",
+        SHEAF_FREE => "sheaf_free",
+        BARN_GET => "barn_get",
+        BARN_GET_FAIL => "barn_get_fail",
+        BARN_PUT => "barn_put",
+        BARN_PUT_FAIL => "barn_put_fail",
+        SHEAF_PREFILL_FAST => "sheaf_prefill_fast",
+        SHEAF_PREFILL_SLOW => "sheaf_prefill_slow",
+        SHEAF_PREFILL_OVERSIZE => "sheaf_prefill_oversize",
+        SHEAF_RETURN_FAST => "sheaf_return_fast",
+        SHEAF_RETURN_SLOW => "sheaf_return_slow",
     }
 }
 
-const _: () = assert!(StatItem::COUNT == 26);
+const _: () = assert!(StatItem::COUNT == 26 + 15);
 
 /// A cache's sysfs attributes (read side).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +104,8 @@ pub struct CacheAttrs {
     pub remote_node_defrag_ratio: usize,
     /// Per-node `(nr_partial, nr_slabs, total_objects)`.
     pub nodes: Vec<(usize, usize, usize)>,
+    /// `sheaf_capacity` (issue 17; 0: no percpu sheaves).
+    pub sheaf_capacity: usize,
 }
 
 pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
@@ -145,6 +165,7 @@ pub(crate) fn cache_attrs(_sl: &Slub, s: &KmemCache) -> CacheAttrs {
         aliases: (s.refcount.load(Ordering::Relaxed) - 1).max(0) as usize,
         remote_node_defrag_ratio: s.remote_node_defrag_ratio.load(Ordering::Relaxed) / 10,
         nodes,
+        sheaf_capacity: crate::sheaf::sheaf_capacity(s),
         full,
     }
 }

@@ -219,6 +219,8 @@ pub(crate) fn validate_slab_cache(sl: &Slub, s: &KmemCache) -> Result<(), Violat
             ));
         }
     }
+    // The objects held by sheaves and barns (see sheaf.rs, "Invariants").
+    crate::sheaf::validate_sheaves(sl, s)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod pages;
 pub mod programs;
 pub mod remote_free;
 pub mod scaling;
+pub mod sheaf_batch;
 pub mod slab_test;
 
 use crate::alloc::BenchAllocator;
@@ -41,11 +42,13 @@ pub enum Workload {
     Ablation,
     /// Bytes held by object queues and per-CPU/per-node structures on server topologies.
     Metadata,
+    /// The sheaves series' batch benchmark (issue 17; opt-in).
+    SheafBatch,
 }
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -56,6 +59,7 @@ impl Workload {
         Workload::Metadata,
         Workload::Programs,
         Workload::Ablation,
+        Workload::SheafBatch,
     ];
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
@@ -85,6 +89,7 @@ impl Workload {
             Workload::Latency => "latency",
             Workload::Ablation => "ablation",
             Workload::Metadata => "metadata",
+            Workload::SheafBatch => "sheaf_batch",
         }
     }
 
@@ -101,6 +106,7 @@ impl Workload {
             Workload::Ablation => "slab and slub in every kernel configuration (kernel/hardened/checked) x per-CPU mechanism (rseq/lock) x stats (off/on): pair, A, B at 64/256/4096 B, F at 64/4096 B, a cross-thread server pattern; SLUB/SLAB per mechanism (short form; full with --ablation-full)",
             Workload::Metadata => "bytes held by SLAB's per-CPU, shared and alien arrays and SLUB's per-CPU/per-node structures and slabs, on server topologies from sysfs fixtures (128-448 CPUs, 2-8 nodes) and this machine; vs CPUs and nodes",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
+            Workload::SheafBatch => "(opt-in) the SLUB sheaves series' benchmark: 64-byte cache objects allocated in batches of 1/10/100/1000, freed in order or shuffled, one pinned CPU; compare slub-sheaves with slub",
         }
     }
 
@@ -140,7 +146,8 @@ impl Ctx<'_> {
 /// The API label for an allocator: slab allocators are driven by kmalloc, baselines by malloc.
 pub fn kmalloc_api<A: BenchAllocator>(a: &A) -> &'static str {
     match a.name() {
-        "slab" | "slab-lock" | "slub" | "slub-2.6.32" | "slub-cmpxchg" => "kmalloc",
+        "slab" | "slab-lock" | "slub" | "slub-2.6.32" | "slub-cmpxchg" | "slub-sheaves"
+        | "slub-6.18" => "kmalloc",
         _ => "malloc",
     }
 }

@@ -327,14 +327,7 @@ fn slab_env(ctx: &Ctx<'_>) -> Result<String, String> {
 fn slub_env(ctx: &Ctx<'_>) -> String {
     let s = &ctx.cfg.settings.slub;
     let mut v = vec![
-        format!(
-            "era={}",
-            if s.era == slub::Era::V2_6_32 {
-                "2.6.32"
-            } else {
-                "6.4"
-            }
-        ),
+        format!("era={}", s.era.name()),
         format!("slub_min_order={}", s.slub_min_order),
         format!("slub_max_order={}", s.slub_max_order),
         format!("slub_min_objects={}", s.slub_min_objects),
