@@ -1261,8 +1261,8 @@ mod tests {
     /// Threads ≫ CPUs, unpinned, yielding, with SIGUSR1 storms: per-CPU counters incremented
     /// by cmpeq_store never lose an increment, objects moved between per-CPU lists are never
     /// lost or duplicated, and the kernel aborted sequences.
-    #[test]
-    fn oversubscribed_signal_storm() {
+    /// One storm round: correctness is asserted every round; returns the rseq aborts seen.
+    fn storm_round() -> u64 {
         install_handler();
         let threads = 4 * std::thread::available_parallelism()
             .map_or(2, usize::from)
@@ -1370,6 +1370,18 @@ mod tests {
         assert_eq!(back, want, "objects lost or duplicated");
         let aborts = abort_count() - before;
         eprintln!("aborts: {aborts} over {} sequences", threads * iters * 2);
-        assert!(aborts > 0, "the signal storm aborted no sequence");
+        aborts
+    }
+
+    /// Under a CPU hog a round sometimes sees no abort at all (the signals land outside the
+    /// short sequences): rounds are repeated, up to five, until one does, as the allocators'
+    /// storm tests do. Every round checks that nothing was lost or duplicated.
+    #[test]
+    fn oversubscribed_signal_storm() {
+        let aborted = (0..5).map(|_| storm_round()).find(|&a| a > 0);
+        assert!(
+            aborted.is_some(),
+            "the signal storm aborted no sequence in 5 rounds"
+        );
     }
 }
