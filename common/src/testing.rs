@@ -258,7 +258,7 @@ pub fn fallback_child_workload<A: SlabAllocator + Sync>(s: &A) {
     s.validate().unwrap();
 }
 
-/// Runs this test binary's (ignored) test `child_test` alone in a child process (see
+/// Runs the child role of this test binary's test `child_test` in a child process (see
 /// [`run_child`]) with glibc's rseq registration turned off (`GLIBC_TUNABLES=glibc.pthread.rseq=0`)
 /// and `fastpath_env` removed; asserts that it succeeded and returns its standard output.
 pub fn run_child_without_glibc_rseq(child_test: &str, fastpath_env: &str) -> String {
@@ -527,34 +527,28 @@ pub fn skip_unless(test: &str, cap: &str, have: bool, why: &str) -> bool {
     !have
 }
 
-/// The environment variable that marks a child process started by [`run_child`].
+/// The environment variable that marks a child process started by [`run_child`]: it holds the
+/// name of the test whose child role the process plays.
 pub const CHILD_ENV: &str = "SLABWORKS_CHILD_TEST";
 
-/// First line of a child test (marked `#[ignore = "child process: ..."]`): fails unless the
-/// process was started by [`run_child`] for exactly this test, so it can never pass on its own
-/// (not even under `cargo test -- --ignored`).
-#[track_caller]
-pub fn child_only(test: &str) {
-    let me = std::env::var(CHILD_ENV).unwrap_or_default();
-    assert!(
-        me == test,
-        "{test} is the child half of another test and runs only when that test starts it"
-    );
+/// Whether this process is the child that `test` started with [`run_child`]. A test that needs
+/// a process of its own (an abort, a different environment) is one ordinary test with two
+/// roles: `if is_child("name") { child part; return; }`, then the parent part, which runs
+/// `run_child("name", ..)` and checks what the child did. Run any other way — alone, filtered,
+/// in the whole suite — the test is the parent, so the child part never passes on its own and
+/// nothing is ignored or skipped.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
 }
 
-/// Runs this test binary's ignored test `child_test` alone in a child process (exact name,
-/// `--ignored`, one thread, output not captured), with `set` added to and `remove` removed from
-/// the environment, and returns its output whatever its status (the caller checks it).
-pub fn run_child(child_test: &str, set: &[(&str, &str)], remove: &[&str]) -> std::process::Output {
+/// Runs this test binary's test `test` alone in a child process (exact name, one thread, output
+/// not captured) with [`CHILD_ENV`]` = test`, so the test plays its child role there (see
+/// [`is_child`]); `set` is added to and `remove` removed from the environment. Returns the
+/// child's output whatever its status (the caller checks it).
+pub fn run_child(test: &str, set: &[(&str, &str)], remove: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        child_test,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, child_test);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test);
     for (k, v) in set {
         cmd.env(k, v);
     }
@@ -565,7 +559,7 @@ pub fn run_child(child_test: &str, set: &[(&str, &str)], remove: &[&str]) -> std
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("running 1 test"),
-        "child {child_test} did not run exactly one test:\n{stdout}"
+        "child of {test} did not run exactly one test:\n{stdout}"
     );
     out
 }

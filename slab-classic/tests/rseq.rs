@@ -135,29 +135,26 @@ fn rseq_skipped(test: &str) -> bool {
     )
 }
 
-/// The child half of [`fallback_without_glibc_rseq`]: fails unless that test starts it.
-#[test]
-#[ignore = "child process: started by fallback_without_glibc_rseq"]
-fn fallback_child() {
-    testing::child_only("fallback_child");
-    let (_p, s) = slab_with(FastPath::Auto);
-    println!(
-        "CHILD registration={:?} fastpath={:?}",
-        rseq::registration(),
-        s.fastpath()
-    );
-    testing::fallback_child_workload(&s);
-    println!("CHILD ok");
-}
-
 /// With glibc's rseq turned off, the process registers its own per-thread areas and `Auto`
 /// still chooses rseq.
 #[test]
 fn fallback_without_glibc_rseq() {
+    if testing::is_child("fallback_without_glibc_rseq") {
+        let (_p, s) = slab_with(FastPath::Auto);
+        println!(
+            "CHILD registration={:?} fastpath={:?}",
+            rseq::registration(),
+            s.fastpath()
+        );
+        testing::fallback_child_workload(&s);
+        println!("CHILD ok");
+        return;
+    }
     if rseq_skipped("fallback_without_glibc_rseq") {
         return;
     }
-    let stdout = testing::run_child_without_glibc_rseq("fallback_child", "SLAB_FASTPATH");
+    let stdout =
+        testing::run_child_without_glibc_rseq("fallback_without_glibc_rseq", "SLAB_FASTPATH");
     let machine_cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if machine_cpus <= 2 {
         assert!(

@@ -10,25 +10,26 @@ static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedA
 mod util;
 
 use common::sync::{lock_depth, ChainMutex, RawSpinLock, SpinLock, LOCKDEP};
-use common::testing::{child_only, run_child, skip};
+use common::testing::{is_child, run_child, skip};
 use common::{GlobalSlab, PageProvider, ProviderConfig, SlabAllocator, Topology};
 use core::alloc::{GlobalAlloc, Layout};
 use slub::{Slub, SlubSettings};
 use util::*;
 
-/// Runs `child` and checks it died of SIGABRT with the lockdep report naming `site`.
-fn expect_lockdep_abort(test: &str, child: &str, site: &str) {
+/// Runs the child role of `test` and checks it died of SIGABRT with the lockdep report naming
+/// `site`.
+fn expect_lockdep_abort(test: &str, site: &str) {
     if !LOCKDEP {
         skip(test, "lockdep", "a release build keeps no lock depth");
         return;
     }
-    let out = run_child(child, &[], &[]);
+    let out = run_child(test, &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         out.status.signal(),
         Some(libc::SIGABRT),
-        "child {child} should abort: {:?}\n{stderr}",
+        "the child of {test} should abort: {:?}\n{stderr}",
         out.status
     );
     assert!(
@@ -66,23 +67,16 @@ fn depth_counts_every_lock_kind() {
 }
 
 #[test]
-#[ignore = "child process: started by allocating_under_a_spinlock_aborts"]
-fn child_allocates_under_spinlock() {
-    child_only("child_allocates_under_spinlock");
-    let l = SpinLock::new(());
-    let _g = l.lock();
-    let v = std::hint::black_box(vec![1u8; 100]);
-    drop(v);
-    unreachable!("the allocation above must abort");
-}
-
-#[test]
 fn allocating_under_a_spinlock_aborts() {
-    expect_lockdep_abort(
-        "allocating_under_a_spinlock_aborts",
-        "child_allocates_under_spinlock",
-        "LockCheckedAlloc::alloc",
-    );
+    const TEST: &str = "allocating_under_a_spinlock_aborts";
+    if is_child(TEST) {
+        let l = SpinLock::new(());
+        let _g = l.lock();
+        let v = std::hint::black_box(vec![1u8; 100]);
+        drop(v);
+        unreachable!("the allocation above must abort");
+    }
+    expect_lockdep_abort(TEST, "LockCheckedAlloc::alloc");
 }
 
 fn boot() -> Option<Slub> {
@@ -95,10 +89,8 @@ fn boot() -> Option<Slub> {
 /// Not this binary's global allocator: called directly, as the process's would be.
 static ON_SLUB: GlobalSlab<Slub> = GlobalSlab::new(boot);
 
-#[test]
-#[ignore = "child process: started by global_slab_asserts_no_lock_is_held"]
-fn child_global_slab_under_list_lock() {
-    child_only("child_global_slab_under_list_lock");
+/// The child role of `global_slab_asserts_no_lock_is_held`.
+fn global_slab_under_a_lock() -> ! {
     let layout = Layout::from_size_align(64, 8).unwrap();
     // SAFETY: a valid layout; the block is freed below.
     let p = unsafe { ON_SLUB.alloc(layout) };
@@ -115,11 +107,11 @@ fn child_global_slab_under_list_lock() {
 
 #[test]
 fn global_slab_asserts_no_lock_is_held() {
-    expect_lockdep_abort(
-        "global_slab_asserts_no_lock_is_held",
-        "child_global_slab_under_list_lock",
-        "GlobalSlab::alloc",
-    );
+    const TEST: &str = "global_slab_asserts_no_lock_is_held";
+    if is_child(TEST) {
+        global_slab_under_a_lock();
+    }
+    expect_lockdep_abort(TEST, "GlobalSlab::alloc");
 }
 
 /// The slabinfo callback runs with no lock held, so it may allocate (it would abort here if

@@ -190,26 +190,23 @@ fn rseq_storm_skipped(test: &str) -> bool {
     )
 }
 
-/// The child half of [`fallback_without_glibc_rseq`]: fails unless that test starts it.
-#[test]
-#[ignore = "child process: started by fallback_without_glibc_rseq"]
-fn fallback_child() {
-    testing::child_only("fallback_child");
-    let p = provider(1, 64);
-    let s = slub(&p);
-    println!(
-        "CHILD registration={:?} fastpath={}",
-        rseq::registration(),
-        s.fastpath().name()
-    );
-    testing::fallback_child_workload(&s);
-    println!("CHILD ok");
-}
-
 /// With glibc's rseq turned off, the process registers its own per-thread areas (never a
-/// second one where glibc did) and `Auto` still chooses rseq.
+/// second one where glibc did) and `Auto` still chooses rseq. The child role runs the
+/// workload in a process started with glibc's registration off.
 #[test]
 fn fallback_without_glibc_rseq() {
+    if testing::is_child("fallback_without_glibc_rseq") {
+        let p = provider(1, 64);
+        let s = slub(&p);
+        println!(
+            "CHILD registration={:?} fastpath={}",
+            rseq::registration(),
+            s.fastpath().name()
+        );
+        testing::fallback_child_workload(&s);
+        println!("CHILD ok");
+        return;
+    }
     if testing::skip_unless(
         "fallback_without_glibc_rseq",
         "rseq",
@@ -218,7 +215,8 @@ fn fallback_without_glibc_rseq() {
     ) {
         return;
     }
-    let stdout = testing::run_child_without_glibc_rseq("fallback_child", "SLUB_FASTPATH");
+    let stdout =
+        testing::run_child_without_glibc_rseq("fallback_without_glibc_rseq", "SLUB_FASTPATH");
     assert!(
         stdout.contains("CHILD registration=Own fastpath=rseq"),
         "{stdout}"

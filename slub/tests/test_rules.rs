@@ -1,32 +1,29 @@
 //! The rules every test follows (README, Testing): a skip for a capability listed in
-//! `SLABWORKS_REQUIRE` is a failure, and a child-process test cannot pass on its own.
+//! `SLABWORKS_REQUIRE` is a failure, and a test that needs a process of its own is one ordinary
+//! test with two roles, which plays its child role only when its own parent started it.
 
 /// Heap allocations under an allocator lock abort this test binary (debug builds).
 #[global_allocator]
 static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedAlloc;
 
-use common::testing::{child_only, run_child, skip, CHILD_ENV, REQUIRE_ENV};
-
-#[test]
-#[ignore = "child process: started by a_required_capability_turns_a_skip_into_a_failure"]
-fn child_skips_for_a_missing_capability() {
-    child_only("child_skips_for_a_missing_capability");
-    skip(
-        "child_skips_for_a_missing_capability",
-        "teleporter",
-        "this machine has no teleporter",
-    );
-}
+use common::testing::{is_child, run_child, skip, CHILD_ENV, REQUIRE_ENV};
 
 #[test]
 fn a_required_capability_turns_a_skip_into_a_failure() {
-    let child = "child_skips_for_a_missing_capability";
-    let not_required = run_child(child, &[(REQUIRE_ENV, "rseq,pin")], &[]);
+    const TEST: &str = "a_required_capability_turns_a_skip_into_a_failure";
+    if is_child(TEST) {
+        skip(TEST, "teleporter", "this machine has no teleporter");
+        return;
+    }
+    let not_required = run_child(TEST, &[(REQUIRE_ENV, "rseq,pin")], &[]);
     assert!(not_required.status.success(), "{not_required:?}");
-    assert!(String::from_utf8_lossy(&not_required.stderr)
-        .contains("SKIPPED child_skips_for_a_missing_capability: this machine has no teleporter"));
+    assert!(
+        String::from_utf8_lossy(&not_required.stderr)
+            .contains(&format!("SKIPPED {TEST}: this machine has no teleporter")),
+        "{not_required:?}"
+    );
     for list in ["rseq,teleporter", "all"] {
-        let required = run_child(child, &[(REQUIRE_ENV, list)], &[]);
+        let required = run_child(TEST, &[(REQUIRE_ENV, list)], &[]);
         assert!(!required.status.success(), "{list}: {required:?}");
         assert!(
             String::from_utf8_lossy(&required.stderr)
@@ -36,30 +33,45 @@ fn a_required_capability_turns_a_skip_into_a_failure() {
     }
 }
 
+/// Started by `another_tests_marker_leaves_a_test_in_its_parent_role` as well as by the suite.
+const PROBE: &str = "a_two_role_test_plays_its_child_role_only_under_its_own_marker";
+
 #[test]
-#[ignore = "child process: started by a_child_test_fails_unless_its_parent_starts_it"]
-fn child_that_must_not_run_alone() {
-    child_only("child_that_must_not_run_alone");
+fn a_two_role_test_plays_its_child_role_only_under_its_own_marker() {
+    if is_child(PROBE) {
+        assert!(!is_child(
+            "another_tests_marker_leaves_a_test_in_its_parent_role"
+        ));
+        println!("ROLE child of {PROBE}");
+        return;
+    }
+    println!("ROLE parent of {PROBE}");
+    let out = run_child(PROBE, &[], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ROLE child of"), "{stdout}");
+    assert!(!stdout.contains("ROLE parent of"), "{stdout}");
 }
 
 #[test]
-fn a_child_test_fails_unless_its_parent_starts_it() {
-    // Run the way `cargo test -- --ignored` would: no marker, or the marker of another test.
-    for marker in [None, Some("some_other_child")] {
+fn another_tests_marker_leaves_a_test_in_its_parent_role() {
+    // No marker (the test run alone) or another test's marker: the probe is the parent, so it
+    // starts (and checks) its own child instead of passing as a child on its own.
+    for marker in [
+        None,
+        Some("another_tests_marker_leaves_a_test_in_its_parent_role"),
+    ] {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "child_that_must_not_run_alone",
-            "--ignored",
-            "--test-threads=1",
-        ]);
+        cmd.args(["--exact", PROBE, "--nocapture", "--test-threads=1"]);
         match marker {
             Some(m) => cmd.env(CHILD_ENV, m),
             None => cmd.env_remove(CHILD_ENV),
         };
         let out = cmd.output().unwrap();
-        assert!(!out.status.success(), "{marker:?}: {out:?}");
+        assert!(out.status.success(), "{marker:?}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("running 1 test"), "{marker:?}: {stdout}");
+        assert!(stdout.contains("ROLE parent of"), "{marker:?}: {stdout}");
+        assert!(!stdout.contains("ROLE child of"), "{marker:?}: {stdout}");
     }
-    let started = run_child("child_that_must_not_run_alone", &[], &[]);
-    assert!(started.status.success(), "{started:?}");
 }
