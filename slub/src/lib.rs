@@ -254,8 +254,8 @@ pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
 pub use sheaf::SlabSheafHandle as SlabSheaf;
 pub use sheaf::{
-    calculate_sheaf_capacity, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES,
-    PCS_BATCH_MAX,
+    calculate_sheaf_capacity, PcsLockForm, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES,
+    MAX_FULL_SHEAVES, PCS_BATCH_MAX,
 };
 pub use stats::{CacheAttrs, QueueMemory, StatItem};
 
