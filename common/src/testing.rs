@@ -644,3 +644,153 @@ pub fn print_all_stacks() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// State-space exploration: the one explorer behind the hand-written protocol models
+// (`slub/src/model.rs`, `slub/src/sheaf_model.rs`, `slab-classic/src/model.rs`)
+// ---------------------------------------------------------------------------------------------
+
+/// A protocol model for [`explore`]: a finite state space (threads' program counters and
+/// registers, shared memory, ghost state), its transitions, and the checks. loom cannot
+/// interrupt a restartable sequence or run a `membarrier` fence, so the rseq protocols are
+/// modelled by hand: each transition is one atomic step of one thread (a load, a store, a
+/// compare, an abort by preemption, signal or fence).
+pub trait Model {
+    /// A state; equal states are explored once.
+    type State: Clone + Eq + core::hash::Hash;
+    /// What a transition did (for counterexample schedules).
+    type Label: Clone + core::fmt::Display;
+    /// The invariant of every reachable state, the initial one included.
+    fn check(&self, _s: &Self::State) -> Result<(), String> {
+        Ok(())
+    }
+    /// Every transition out of `s`, appended to `out`.
+    fn successors(&self, s: &Self::State, out: &mut Vec<Transition<Self::State, Self::Label>>);
+    /// A state without successors: every thread finished (check the end state), or a
+    /// deadlock.
+    fn terminal(&self, s: &Self::State) -> Result<(), String>;
+    /// A one-line summary of a state, appended to a counterexample reached by a transition.
+    fn describe(&self, _s: &Self::State) -> String {
+        String::new()
+    }
+}
+
+/// One transition of a [`Model`].
+pub struct Transition<S, L> {
+    /// What it did.
+    pub label: L,
+    /// The state it reached.
+    pub next: S,
+    /// `Err` if the step itself went wrong (a use-after-free, a broken claim); on `Ok` the
+    /// explorer checks [`Model::check`] on `next`.
+    pub result: Result<(), String>,
+}
+
+/// What [`explore`] covered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExploreStats {
+    /// Distinct reachable states.
+    pub states: usize,
+    /// Distinct states without successors.
+    pub terminal: usize,
+}
+
+/// A violation and the shortest schedule that reaches it.
+#[derive(Debug)]
+pub struct Counterexample {
+    /// What went wrong.
+    pub msg: String,
+    /// The transitions' labels from the initial state, space-separated (with the reached
+    /// state's [`Model::describe`] in brackets when the violation was a transition's).
+    pub trace: String,
+}
+
+impl core::fmt::Display for Counterexample {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}\n  schedule: {}", self.msg, self.trace)
+    }
+}
+
+/// Explores every state reachable from `init` breadth-first, with visited-state pruning, and
+/// checks each; the first violation comes back with the shortest schedule reaching it.
+///
+/// # Errors
+/// The [`Counterexample`].
+pub fn explore<M: Model>(m: &M, init: M::State) -> Result<ExploreStats, Counterexample> {
+    use std::collections::HashSet;
+    // Each state with its parent and the transition that reached it.
+    let mut states: Vec<(M::State, u32, Option<M::Label>)> = vec![(init.clone(), 0, None)];
+    let mut seen: HashSet<M::State> = HashSet::new();
+    let trace =
+        |states: &[(M::State, u32, Option<M::Label>)], mut k: usize, last: Option<&M::Label>| {
+            let mut labels: Vec<String> = last.map(ToString::to_string).into_iter().collect();
+            while let Some(l) = &states[k].2 {
+                labels.push(l.to_string());
+                k = states[k].1 as usize;
+            }
+            labels.reverse();
+            labels.join(" ")
+        };
+    if let Err(msg) = m.check(&init) {
+        return Err(Counterexample {
+            msg,
+            trace: String::new(),
+        });
+    }
+    seen.insert(init);
+    let mut terminal = 0;
+    let mut head = 0;
+    let mut succ = Vec::new();
+    while head < states.len() {
+        succ.clear();
+        m.successors(&states[head].0, &mut succ);
+        if succ.is_empty() {
+            if let Err(msg) = m.terminal(&states[head].0) {
+                return Err(Counterexample {
+                    msg,
+                    trace: trace(&states, head, None),
+                });
+            }
+            terminal += 1;
+        }
+        for t in succ.drain(..) {
+            if let Err(msg) = t.result.and_then(|()| m.check(&t.next)) {
+                let mut s = trace(&states, head, Some(&t.label));
+                let d = m.describe(&t.next);
+                if !d.is_empty() {
+                    s.push_str("  [final: ");
+                    s.push_str(&d);
+                    s.push(']');
+                }
+                return Err(Counterexample { msg, trace: s });
+            }
+            if !seen.contains(&t.next) {
+                seen.insert(t.next.clone());
+                let parent = u32::try_from(head).expect("under 2^32 states");
+                states.push((t.next, parent, Some(t.label)));
+            }
+        }
+        head += 1;
+    }
+    Ok(ExploreStats {
+        states: states.len(),
+        terminal,
+    })
+}
+
+/// A negative control: the model of a protocol with one step removed must fail. Prints the
+/// counterexample (with `name` and the time taken) and returns it; panics if every state
+/// passed (a model that cannot fail proves nothing).
+pub fn must_fail<M: Model>(name: &str, m: &M, init: M::State) -> Counterexample {
+    let t0 = std::time::Instant::now();
+    match explore(m, init) {
+        Ok(s) => panic!(
+            "{name}: the broken protocol passed all {} states: the model cannot fail",
+            s.states
+        ),
+        Err(v) => {
+            eprintln!("{name}: found ({:.2?}): {v}", t0.elapsed());
+            v
+        }
+    }
+}

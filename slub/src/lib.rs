@@ -238,6 +238,8 @@ mod model;
 mod node;
 mod refill;
 mod sheaf;
+#[cfg(test)]
+mod sheaf_model;
 mod slowpath;
 mod stats;
 mod validate;
