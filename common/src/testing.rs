@@ -711,6 +711,9 @@ impl core::fmt::Display for Counterexample {
     }
 }
 
+/// A reached state, its parent's index and the transition from the parent.
+type Node<M> = (<M as Model>::State, u32, Option<<M as Model>::Label>);
+
 /// Explores every state reachable from `init` breadth-first, with visited-state pruning, and
 /// checks each; the first violation comes back with the shortest schedule reaching it.
 ///
@@ -719,18 +722,17 @@ impl core::fmt::Display for Counterexample {
 pub fn explore<M: Model>(m: &M, init: M::State) -> Result<ExploreStats, Counterexample> {
     use std::collections::HashSet;
     // Each state with its parent and the transition that reached it.
-    let mut states: Vec<(M::State, u32, Option<M::Label>)> = vec![(init.clone(), 0, None)];
+    let mut states: Vec<Node<M>> = vec![(init.clone(), 0, None)];
     let mut seen: HashSet<M::State> = HashSet::new();
-    let trace =
-        |states: &[(M::State, u32, Option<M::Label>)], mut k: usize, last: Option<&M::Label>| {
-            let mut labels: Vec<String> = last.map(ToString::to_string).into_iter().collect();
-            while let Some(l) = &states[k].2 {
-                labels.push(l.to_string());
-                k = states[k].1 as usize;
-            }
-            labels.reverse();
-            labels.join(" ")
-        };
+    let trace = |states: &[Node<M>], mut k: usize, last: Option<&M::Label>| {
+        let mut labels: Vec<String> = last.map(ToString::to_string).into_iter().collect();
+        while let Some(l) = &states[k].2 {
+            labels.push(l.to_string());
+            k = states[k].1 as usize;
+        }
+        labels.reverse();
+        labels.join(" ")
+    };
     if let Err(msg) = m.check(&init) {
         return Err(Counterexample {
             msg,
@@ -792,5 +794,64 @@ pub fn must_fail<M: Model>(name: &str, m: &M, init: M::State) -> Counterexample 
             eprintln!("{name}: found ({:.2?}): {v}", t0.elapsed());
             v
         }
+    }
+}
+
+/// The loom helpers both allocators' `tests/loom.rs` use (built only with `--cfg loom`).
+#[cfg(loom)]
+pub mod loom_helpers {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A model builder: every interleaving with at most `preemptions` preemptions (0: no
+    /// bound).
+    pub fn builder(preemptions: usize) -> loom::model::Builder {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = (preemptions != 0).then_some(preemptions);
+        b
+    }
+
+    /// Runs a model that must pass, twice: as written (`f(false)`) and with the main thread
+    /// yielding once after it spawned (`f(true)`): loom's partial-order reduction explores
+    /// different schedules in the two. Returns the executions explored and the time taken.
+    pub fn pass_both_ways(
+        preemptions: usize,
+        f: impl Fn(bool) + Sync + Send + Clone + 'static,
+    ) -> (usize, Duration) {
+        let t = Instant::now();
+        let n = Arc::new(AtomicUsize::new(0));
+        for yield_first in [false, true] {
+            let n1 = n.clone();
+            let f = f.clone();
+            builder(preemptions).check(move || {
+                n1.fetch_add(1, Ordering::Relaxed);
+                f(yield_first);
+            });
+        }
+        (n.load(Ordering::Relaxed), t.elapsed())
+    }
+
+    /// Runs a negative control: loom must find a failing execution. Prints and returns the
+    /// panic message; panics if every execution passed (the model cannot fail).
+    pub fn must_fail(
+        name: &str,
+        preemptions: usize,
+        f: impl Fn() + Sync + Send + 'static,
+    ) -> String {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            builder(preemptions).check(f);
+        }));
+        let Err(e) = r else {
+            panic!("{name}: the broken protocol passed every execution: the model cannot fail");
+        };
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default();
+        eprintln!("{name}: failed as it must, in {:.1?}: {msg}", t.elapsed());
+        msg
     }
 }

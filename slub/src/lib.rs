@@ -23,7 +23,8 @@
 //!   refill.rs   (7.0) the slab path without kmem_cache_cpu: ___slab_alloc, get_partial_node_bulk,
 //!               refill_objects, alloc_from_new_slab
 //!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
-//!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol
+//!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol;
+//!               sheaf_model.rs: of the sheaves' rseq local_trylock (common::rseq_lock)
 //! ```
 //!
 //! ## Using it

@@ -2167,15 +2167,14 @@ impl Slub {
                     }
                 }
             }
-            match local {
-                Some(g) => (g, PcsLockForm::RseqLocal),
-                None => {
-                    let mut spins = 0;
-                    while !p.acquired.try_lock_remote(cpu, p.fence) {
-                        relax(&mut spins);
-                    }
-                    (Pcs { pcs: p }, PcsLockForm::RseqRemote)
+            if let Some(g) = local {
+                (g, PcsLockForm::RseqLocal)
+            } else {
+                let mut spins = 0;
+                while !p.acquired.try_lock_remote(cpu, p.fence) {
+                    relax(&mut spins);
                 }
+                (Pcs { pcs: p }, PcsLockForm::RseqRemote)
             }
         } else {
             (p.lock(), PcsLockForm::Spin)

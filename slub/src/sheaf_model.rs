@@ -195,7 +195,7 @@ impl LockModel<'_> {
         };
     }
 
-    fn abort(&self, w: &mut World, j: usize) {
+    fn abort(w: &mut World, j: usize) {
         Self::retry_or_fall_back(&mut w.th[j]);
     }
 
@@ -221,7 +221,7 @@ impl LockModel<'_> {
             // Thread i runs on X: any other thread of X inside its sequence was preempted.
             for j in 0..MAXTH {
                 if j != i && w.th[j].on_x && in_cs(&w.th[j], flaw) {
-                    self.abort(w, j);
+                    Self::abort(w, j);
                 }
             }
         }
@@ -268,7 +268,7 @@ impl LockModel<'_> {
             Pc::RFence => {
                 for j in 0..MAXTH {
                     if w.th[j].on_x && in_cs(&w.th[j], flaw) {
-                        self.abort(w, j);
+                        Self::abort(w, j);
                     }
                 }
                 if flaw == Flaw::NoRecheck {
@@ -397,7 +397,7 @@ impl Model for LockModel<'_> {
             if in_cs(&t, self.flaw) {
                 // A signal (or preemption by another process) aborts the sequence.
                 let mut next = *w;
-                self.abort(&mut next, i);
+                Self::abort(&mut next, i);
                 out.push(Transition {
                     label: label(":aborted"),
                     next,
@@ -410,7 +410,7 @@ impl Model for LockModel<'_> {
                 m.on_x = !m.on_x;
                 m.migrations += 1;
                 if in_cs(&t, self.flaw) {
-                    self.abort(&mut next, i);
+                    Self::abort(&mut next, i);
                 }
                 out.push(Transition {
                     label: label(if t.on_x {
