@@ -25,7 +25,7 @@
 //!   callers, or a thread that read its CPU id and migrated before locking):
 //!   1. `cmpxchg(acquired, 0 → token)` with a token unique to this acquisition (≥ 2, from a
 //!      global counter); failure → the lock is held, the try fails;
-//!   2. [`fence_cpu`]`(cpu)`: a local locker that compared `acquired == 0` *before* step 1 may
+//!   2. [`rseq::fence_cpu`]`(cpu)`: a local locker that compared `acquired == 0` *before* step 1 may
 //!      still be in its sequence; its commit is a plain store that would overwrite the token.
 //!      When the fence returns it has committed or been aborted, and later sequences see the
 //!      token;
@@ -37,7 +37,7 @@
 //!   lock is held nobody else writes the word: local sequences commit only after comparing 0
 //!   inside the same sequence, a remote cmpxchg only succeeds on 0. So a plain release store
 //!   cannot lose anyone's update, and it need not be a sequence on `cpu` (the holder may have
-//!   migrated). `slub/src/lockmodel.rs` checks all of this exhaustively, with negative
+//!   migrated). `slub/src/sheaf_model.rs` checks all of this exhaustively, with negative
 //!   controls for each step left out (no fence, no re-check, a back-off that clears, a local
 //!   lock that sets the word outside a sequence).
 //!
@@ -103,7 +103,7 @@ pub enum TryFail {
     Held,
     /// A local try: the thread is not on the lock's CPU.
     WrongCpu,
-    /// A local try: aborted [`ABORT_RETRIES`] times in a row.
+    /// A local try: aborted 8 times in a row (`ABORT_RETRIES`).
     Aborted,
 }
 
@@ -182,7 +182,7 @@ impl RseqLocalLock {
 
     /// `local_trylock` of the lock of `cpu` from the calling thread: the local form when the
     /// thread has an rseq area and runs on `cpu`, else the remote one. Fails only if held (or
-    /// a local try was aborted [`ABORT_RETRIES`] times).
+    /// a local try was aborted 8 times in a row).
     #[inline(always)]
     pub fn try_lock(&self, cpu: usize, fence: bool) -> bool {
         if let Some(t) = rseq::this_thread() {

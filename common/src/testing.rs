@@ -2,7 +2,10 @@
 //! only from their `[dev-dependencies]`): the oversubscribed signal-storm stress of the rseq
 //! fast paths and the re-run of a test binary with glibc's rseq registration turned off. Both
 //! run over any [`SlabAllocator`], so SLAB and SLUB are stressed by the same code and differ only
-//! in what they pass in. Also the real-NUMA checks both `tests/numa_real.rs` use.
+//! in what they pass in. Also the real-NUMA checks both `tests/numa_real.rs` use, the one state
+//! explorer behind the hand-written protocol models ([`explore`], [`Model`]: `slub/src/model.rs`,
+//! `slub/src/sheaf_model.rs`, `slab-classic/src/model.rs`) and, with `--cfg loom`, the loom
+//! helpers of both `tests/loom.rs` (`loom_helpers`).
 
 use crate::api::{CacheHandle, SlabAllocator, SlabFlags};
 use crate::{rseq, Gfp};
