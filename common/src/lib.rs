@@ -4,6 +4,7 @@
 //!   api (SlabAllocator, GlobalSlab)        ◄── slab-classic, slub implement it; harness drives it
 //!   sizes (kmalloc tables)   stats (one list → per-CPU counters)
 //!   percpu (cpu_id, PerCpu, LocalLock)     sync (SpinLock)
+//!   rseq_lock (local_trylock: acquired word) ──► rseq (restartable sequences, membarrier fence)
 //!   pcpu_alloc (chunks of 64-byte units behind PerCpu, state in the provider)
 //!   provider (buddy allocator per node) ──► page (struct page, mem_map) ──► list (list_head)
 //!   topology (sysfs | hwloc | fake NUMA)   pin (core_affinity + sched_getcpu)
@@ -29,6 +30,7 @@ pub mod percpu;
 pub mod pin;
 pub mod provider;
 pub mod rseq;
+pub mod rseq_lock;
 pub mod sizes;
 pub mod stats;
 pub mod sync;

@@ -2,7 +2,10 @@
 //! only from their `[dev-dependencies]`): the oversubscribed signal-storm stress of the rseq
 //! fast paths and the re-run of a test binary with glibc's rseq registration turned off. Both
 //! run over any [`SlabAllocator`], so SLAB and SLUB are stressed by the same code and differ only
-//! in what they pass in. Also the real-NUMA checks both `tests/numa_real.rs` use.
+//! in what they pass in. Also the real-NUMA checks both `tests/numa_real.rs` use, the one state
+//! explorer behind the hand-written protocol models ([`explore`], [`Model`]: `slub/src/model.rs`,
+//! `slub/src/sheaf_model.rs`, `slab-classic/src/model.rs`) and, with `--cfg loom`, the loom
+//! helpers of both `tests/loom.rs` (`loom_helpers`).
 
 use crate::api::{CacheHandle, SlabAllocator, SlabFlags};
 use crate::{rseq, Gfp};
@@ -642,5 +645,216 @@ pub fn print_all_stacks() {
         if eu.is_err() {
             say("WATCHDOG: neither gdb nor eu-stack is installed: no stacks");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State-space exploration: the one explorer behind the hand-written protocol models
+// (`slub/src/model.rs`, `slub/src/sheaf_model.rs`, `slab-classic/src/model.rs`)
+// ---------------------------------------------------------------------------------------------
+
+/// A protocol model for [`explore`]: a finite state space (threads' program counters and
+/// registers, shared memory, ghost state), its transitions, and the checks. loom cannot
+/// interrupt a restartable sequence or run a `membarrier` fence, so the rseq protocols are
+/// modelled by hand: each transition is one atomic step of one thread (a load, a store, a
+/// compare, an abort by preemption, signal or fence).
+pub trait Model {
+    /// A state; equal states are explored once.
+    type State: Clone + Eq + core::hash::Hash;
+    /// What a transition did (for counterexample schedules).
+    type Label: Clone + core::fmt::Display;
+    /// The invariant of every reachable state, the initial one included.
+    fn check(&self, _s: &Self::State) -> Result<(), String> {
+        Ok(())
+    }
+    /// Every transition out of `s`, appended to `out`.
+    fn successors(&self, s: &Self::State, out: &mut Vec<Transition<Self::State, Self::Label>>);
+    /// A state without successors: every thread finished (check the end state), or a
+    /// deadlock.
+    fn terminal(&self, s: &Self::State) -> Result<(), String>;
+    /// A one-line summary of a state, appended to a counterexample reached by a transition.
+    fn describe(&self, _s: &Self::State) -> String {
+        String::new()
+    }
+}
+
+/// One transition of a [`Model`].
+pub struct Transition<S, L> {
+    /// What it did.
+    pub label: L,
+    /// The state it reached.
+    pub next: S,
+    /// `Err` if the step itself went wrong (a use-after-free, a broken claim); on `Ok` the
+    /// explorer checks [`Model::check`] on `next`.
+    pub result: Result<(), String>,
+}
+
+/// What [`explore`] covered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExploreStats {
+    /// Distinct reachable states.
+    pub states: usize,
+    /// Distinct states without successors.
+    pub terminal: usize,
+}
+
+/// A violation and the shortest schedule that reaches it.
+#[derive(Debug)]
+pub struct Counterexample {
+    /// What went wrong.
+    pub msg: String,
+    /// The transitions' labels from the initial state, space-separated (with the reached
+    /// state's [`Model::describe`] in brackets when the violation was a transition's).
+    pub trace: String,
+}
+
+impl core::fmt::Display for Counterexample {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}\n  schedule: {}", self.msg, self.trace)
+    }
+}
+
+/// A reached state, its parent's index and the transition from the parent.
+type Node<M> = (<M as Model>::State, u32, Option<<M as Model>::Label>);
+
+/// Explores every state reachable from `init` breadth-first, with visited-state pruning, and
+/// checks each; the first violation comes back with the shortest schedule reaching it.
+///
+/// # Errors
+/// The [`Counterexample`].
+pub fn explore<M: Model>(m: &M, init: M::State) -> Result<ExploreStats, Counterexample> {
+    use std::collections::HashSet;
+    // Each state with its parent and the transition that reached it.
+    let mut states: Vec<Node<M>> = vec![(init.clone(), 0, None)];
+    let mut seen: HashSet<M::State> = HashSet::new();
+    let trace = |states: &[Node<M>], mut k: usize, last: Option<&M::Label>| {
+        let mut labels: Vec<String> = last.map(ToString::to_string).into_iter().collect();
+        while let Some(l) = &states[k].2 {
+            labels.push(l.to_string());
+            k = states[k].1 as usize;
+        }
+        labels.reverse();
+        labels.join(" ")
+    };
+    if let Err(msg) = m.check(&init) {
+        return Err(Counterexample {
+            msg,
+            trace: String::new(),
+        });
+    }
+    seen.insert(init);
+    let mut terminal = 0;
+    let mut head = 0;
+    let mut succ = Vec::new();
+    while head < states.len() {
+        succ.clear();
+        m.successors(&states[head].0, &mut succ);
+        if succ.is_empty() {
+            if let Err(msg) = m.terminal(&states[head].0) {
+                return Err(Counterexample {
+                    msg,
+                    trace: trace(&states, head, None),
+                });
+            }
+            terminal += 1;
+        }
+        for t in succ.drain(..) {
+            if let Err(msg) = t.result.and_then(|()| m.check(&t.next)) {
+                let mut s = trace(&states, head, Some(&t.label));
+                let d = m.describe(&t.next);
+                if !d.is_empty() {
+                    s.push_str("  [final: ");
+                    s.push_str(&d);
+                    s.push(']');
+                }
+                return Err(Counterexample { msg, trace: s });
+            }
+            if !seen.contains(&t.next) {
+                seen.insert(t.next.clone());
+                let parent = u32::try_from(head).expect("under 2^32 states");
+                states.push((t.next, parent, Some(t.label)));
+            }
+        }
+        head += 1;
+    }
+    Ok(ExploreStats {
+        states: states.len(),
+        terminal,
+    })
+}
+
+/// A negative control: the model of a protocol with one step removed must fail. Prints the
+/// counterexample (with `name` and the time taken) and returns it; panics if every state
+/// passed (a model that cannot fail proves nothing).
+pub fn must_fail<M: Model>(name: &str, m: &M, init: M::State) -> Counterexample {
+    let t0 = std::time::Instant::now();
+    match explore(m, init) {
+        Ok(s) => panic!(
+            "{name}: the broken protocol passed all {} states: the model cannot fail",
+            s.states
+        ),
+        Err(v) => {
+            eprintln!("{name}: found ({:.2?}): {v}", t0.elapsed());
+            v
+        }
+    }
+}
+
+/// The loom helpers both allocators' `tests/loom.rs` use (built only with `--cfg loom`).
+#[cfg(loom)]
+pub mod loom_helpers {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A model builder: every interleaving with at most `preemptions` preemptions (0: no
+    /// bound).
+    pub fn builder(preemptions: usize) -> loom::model::Builder {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = (preemptions != 0).then_some(preemptions);
+        b
+    }
+
+    /// Runs a model that must pass, twice: as written (`f(false)`) and with the main thread
+    /// yielding once after it spawned (`f(true)`): loom's partial-order reduction explores
+    /// different schedules in the two. Returns the executions explored and the time taken.
+    pub fn pass_both_ways(
+        preemptions: usize,
+        f: impl Fn(bool) + Sync + Send + Clone + 'static,
+    ) -> (usize, Duration) {
+        let t = Instant::now();
+        let n = Arc::new(AtomicUsize::new(0));
+        for yield_first in [false, true] {
+            let n1 = n.clone();
+            let f = f.clone();
+            builder(preemptions).check(move || {
+                n1.fetch_add(1, Ordering::Relaxed);
+                f(yield_first);
+            });
+        }
+        (n.load(Ordering::Relaxed), t.elapsed())
+    }
+
+    /// Runs a negative control: loom must find a failing execution. Prints and returns the
+    /// panic message; panics if every execution passed (the model cannot fail).
+    pub fn must_fail(
+        name: &str,
+        preemptions: usize,
+        f: impl Fn() + Sync + Send + 'static,
+    ) -> String {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            builder(preemptions).check(f);
+        }));
+        let Err(e) = r else {
+            panic!("{name}: the broken protocol passed every execution: the model cannot fail");
+        };
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default();
+        eprintln!("{name}: failed as it must, in {:.1?}: {msg}", t.elapsed());
+        msg
     }
 }

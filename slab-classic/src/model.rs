@@ -1,9 +1,9 @@
-//! An exhaustive interleaving model of the rseq array-cache protocol of `fastpath.rs` (issue
-//! 9), in the style of `slub/src/model.rs`: plain Rust, no `loom` (it cannot interrupt a
-//! restartable sequence). Every schedule of two to four threads' atomic steps on one CPU slot
-//! is explored breadth-first, with visited-state pruning; an object-ownership invariant is
-//! checked in every reachable state, and a violation comes back with the shortest schedule
-//! that reaches it.
+//! An exhaustive interleaving model of the rseq array-cache protocol of `fastpath.rs`, in the
+//! style of `slub/src/model.rs`: plain Rust, no `loom` (it cannot interrupt a restartable
+//! sequence). Every schedule of two to four threads' atomic steps on one CPU slot is explored
+//! by the shared explorer (`common::testing::explore`: breadth-first, with visited-state
+//! pruning); an object-ownership invariant is checked in every reachable state, and a
+//! violation comes back with the shortest schedule that reaches it.
 //!
 //! # What is modelled
 //! The slot of CPU X — `{lock, busy, ac}` — two `array_cache`s `{avail, limit, touched,
@@ -119,8 +119,9 @@
 //! Run `cargo test -p slab-classic --lib model -- --nocapture` to see the state counts and the
 //! counterexamples.
 
-use std::collections::HashSet;
-use std::fmt::Write as _;
+use common::testing::{
+    explore, Counterexample as Violation, ExploreStats as Stats, Model, Transition,
+};
 use std::time::Instant;
 
 /// Objects are `1..=NOBJ`; 0 is an entry never written.
@@ -898,19 +899,6 @@ impl std::fmt::Display for Label {
     }
 }
 
-#[derive(Debug)]
-struct Stats {
-    states: usize,
-    terminal: usize,
-}
-
-#[derive(Debug)]
-struct Violation {
-    msg: String,
-    /// The shortest schedule reaching it.
-    trace: String,
-}
-
 /// The initial state: `fill` objects (1, 2) on the slot's array; `Push` threads own the
 /// highest objects (4, then 3); the others are on the slab.
 fn initial(kinds: &[Kind], fill: u8, flaw: Flaw) -> World {
@@ -971,32 +959,21 @@ fn initial(kinds: &[Kind], fill: u8, flaw: Flaw) -> World {
     }
 }
 
-/// Explores every schedule from `w0` breadth-first.
-fn explore(w0: World, cx: Ctx) -> Result<Stats, Violation> {
-    // Each state with its parent and the transition that reached it.
-    let mut states: Vec<(World, u32, Option<Label>)> = vec![(w0, 0, None)];
-    let mut seen: HashSet<World> = HashSet::new();
-    seen.insert(w0);
-    let trace = |states: &[(World, u32, Option<Label>)], mut k: usize, last: Label| {
-        let mut labels = vec![last.to_string()];
-        while let Some(l) = states[k].2 {
-            labels.push(l.to_string());
-            k = states[k].1 as usize;
-        }
-        labels.reverse();
-        labels.join(" ")
-    };
-    if let Err(msg) = check(&w0, cx) {
-        return Err(Violation {
-            msg,
-            trace: String::new(),
-        });
+/// The model for the shared explorer: each enabled thread's step, and a signal's abort of a
+/// thread inside its critical section.
+struct ArrayCacheModel {
+    cx: Ctx,
+}
+
+impl Model for ArrayCacheModel {
+    type State = World;
+    type Label = Label;
+
+    fn check(&self, w: &World) -> Result<(), String> {
+        check(w, self.cx)
     }
-    let mut terminal = 0;
-    let mut head = 0;
-    while head < states.len() {
-        let w = states[head].0;
-        let mut succ = Vec::new();
+
+    fn successors(&self, w: &World, out: &mut Vec<Transition<World, Label>>) {
         for i in 0..MAXTH {
             let t = w.th[i];
             let label = Label {
@@ -1005,59 +982,47 @@ fn explore(w0: World, cx: Ctx) -> Result<Stats, Violation> {
                 pc: t.pc,
                 signal: false,
             };
-            if enabled(&w, i) {
-                let mut w2 = w;
-                succ.push((
-                    step(&mut w2, i, cx).and_then(|()| check(&w2, cx)),
-                    w2,
+            if enabled(w, i) {
+                let mut next = *w;
+                let result = step(&mut next, i, self.cx);
+                out.push(Transition {
                     label,
-                ));
+                    next,
+                    result,
+                });
             }
             if in_cs(&t) {
                 // A signal (or preemption by another process) aborts the section.
-                let mut w2 = w;
-                abort(&mut w2, i, cx.flaw);
-                let label = Label {
-                    signal: true,
-                    ..label
-                };
-                succ.push((check(&w2, cx), w2, label));
-            }
-        }
-        if succ.is_empty() {
-            let r = if w.th.iter().all(|t| t.pc == Pc::Done) {
-                final_check(&w)
-            } else {
-                Err("deadlock".into())
-            };
-            if let Err(msg) = r {
-                let last = states[head]
-                    .2
-                    .expect("the initial state has runnable threads");
-                let k = states[head].1 as usize;
-                return Err(Violation {
-                    msg,
-                    trace: trace(&states, k, last),
+                let mut next = *w;
+                abort(&mut next, i, self.cx.flaw);
+                out.push(Transition {
+                    label: Label {
+                        signal: true,
+                        ..label
+                    },
+                    next,
+                    result: Ok(()),
                 });
             }
-            terminal += 1;
         }
-        for (r, w2, label) in succ {
-            if let Err(msg) = r {
-                let mut s = trace(&states, head, label);
-                let _ = write!(s, "  [final: {}]", describe(&w2));
-                return Err(Violation { msg, trace: s });
-            }
-            if seen.insert(w2) {
-                states.push((w2, head as u32, Some(label)));
-            }
-        }
-        head += 1;
     }
-    Ok(Stats {
-        states: states.len(),
-        terminal,
-    })
+
+    fn terminal(&self, w: &World) -> Result<(), String> {
+        if w.th.iter().all(|t| t.pc == Pc::Done) {
+            final_check(w)
+        } else {
+            Err("deadlock".into())
+        }
+    }
+
+    fn describe(&self, w: &World) -> String {
+        describe(w)
+    }
+}
+
+/// Explores every schedule from `w0`.
+fn explore_from(w0: World, cx: Ctx) -> Result<Stats, Violation> {
+    explore(&ArrayCacheModel { cx }, w0)
 }
 
 /// A one-line summary of a state for counterexamples.
@@ -1096,7 +1061,7 @@ fn run(kinds: &[Kind]) -> Stats {
             check,
         };
         for fill in 0..=LIMIT {
-            let s = explore(initial(kinds, fill, Flaw::None), cx).unwrap_or_else(|v| {
+            let s = explore_from(initial(kinds, fill, Flaw::None), cx).unwrap_or_else(|v| {
                 panic!(
                     "{kinds:?} fill {fill} {check:?}: {}\n  schedule: {}",
                     v.msg, v.trace
@@ -1120,7 +1085,7 @@ fn run(kinds: &[Kind]) -> Stats {
 fn must_fail(kinds: &[Kind], flaw: Flaw, fill: u8) -> (Violation, Violation) {
     let found = [Check::Claim, Check::Damage].map(|check| {
         let t0 = Instant::now();
-        let v = explore(initial(kinds, fill, flaw), Ctx { flaw, check })
+        let v = explore_from(initial(kinds, fill, flaw), Ctx { flaw, check })
             .expect_err("the model must find the race");
         eprintln!(
             "{kinds:?} {flaw:?} fill {fill} {check:?}: {} ({:.2?})\n  schedule: {}",

@@ -31,11 +31,10 @@
 #[path = "loom/model.rs"]
 mod model;
 
+use common::testing::loom_helpers::{must_fail, pass_both_ways};
 use loom::thread;
 use model::{events_on, take_events, Bug, Ev, Geometry, Slab};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Two nodes of one CPU each; two-object slabs; CPU, shared and alien arrays of one entry
 /// (batch 1), so a second free flushes or drains and a second allocation refills; empty slabs
@@ -115,12 +114,6 @@ fn one_slot(bug: Bug, yield_first: bool) {
     s.drain_and_check(&owned);
 }
 
-fn builder(preemptions: usize) -> loom::model::Builder {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(preemptions);
-    b
-}
-
 /// Runs a model that must pass, with and without the main thread yielding once after it
 /// spawned (loom's reduction explores different schedules in the two; see slub's loom.rs),
 /// prints the executions, the time and the branches taken, and panics unless every one of
@@ -132,21 +125,10 @@ fn pass(
     f: impl Fn(bool) + Sync + Send + Clone + 'static,
 ) {
     take_events();
-    let t = Instant::now();
-    let n = Arc::new(AtomicUsize::new(0));
-    for yield_first in [false, true] {
-        let n1 = n.clone();
-        let f = f.clone();
-        builder(preemptions).check(move || {
-            n1.fetch_add(1, Ordering::Relaxed);
-            f(yield_first);
-        });
-    }
-    let n = n.load(Ordering::Relaxed);
+    let (n, took) = pass_both_ways(preemptions, f);
     let evs = take_events();
     eprintln!(
-        "{name}: {n} executions passed in {:.1?}; branches taken: {:?}",
-        t.elapsed(),
+        "{name}: {n} executions passed in {took:.1?}; branches taken: {:?}",
         ALL_EVENTS
             .iter()
             .filter(|&&e| evs[e as usize] > 0)
@@ -174,24 +156,6 @@ const ALL_EVENTS: [Ev; 14] = [
     Ev::DrainFreeBlock,
     Ev::SlabDestroy,
 ];
-
-/// Runs a negative control: loom must find a failing execution. Returns the message.
-fn must_fail(name: &str, preemptions: usize, f: impl Fn() + Sync + Send + 'static) -> String {
-    let t = Instant::now();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        builder(preemptions).check(f);
-    }));
-    let Err(e) = r else {
-        panic!("{name}: the broken protocol passed every execution: the model cannot fail");
-    };
-    let msg = e
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_default();
-    eprintln!("{name}: failed as it must, in {:.1?}: {msg}", t.elapsed());
-    msg
-}
 
 #[test]
 fn array_cache_handoff_with_alien_free() {

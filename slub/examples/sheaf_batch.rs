@@ -4,6 +4,14 @@
 //! side in one process, on one pinned CPU, interleaved round by round, and are reported as
 //! ratios (the published numbers: Ryzen 7 5700, cover letter of v7, reference §7).
 //!
+//! The last two columns compare the two forms of the sheaves' per-CPU lock on the same
+//! workload: rseq mode (`fastpath=rseq`, the default where available: hits are one restartable
+//! sequence checking the `local_trylock` word, misses take it by an rseq commit) against lock
+//! mode (`fastpath=cmpxchg`: every hit and miss takes the slot's `RawSpinLock`), for 7.0 and
+//! for 6.18 with capacity 32 (whose misses also take 6.4's CPU-slab path in that mode). A last
+//! table times the two locks alone: `RseqLocalLock` try + unlock on this CPU (one sequence and a
+//! store) against `RawSpinLock` try + unlock (a locked `cmpxchg` and a store).
+//!
 //! ```sh
 //! cargo run --release -p slub --example sheaf_batch [-- ROUNDS]
 //! ```
@@ -22,12 +30,8 @@ struct Variant {
     c: common::CacheHandle,
 }
 
-fn variant(p: &PageProvider, name: &'static str, era: &str, cap: usize) -> Variant {
-    let s = Slub::new(
-        p,
-        SlubSettings::from_boot_options(&format!("era={era}")).unwrap(),
-    )
-    .unwrap();
+fn variant(p: &PageProvider, name: &'static str, options: &str, cap: usize) -> Variant {
+    let s = Slub::new(p, SlubSettings::from_boot_options(options).unwrap()).unwrap();
     let c = s
         .kmem_cache_create_args(
             "bench",
@@ -72,10 +76,12 @@ fn main() {
     let topo = Topology::from_sysfs().unwrap();
     let p = PageProvider::new(&ProviderConfig::small(topo, 256)).unwrap();
     let vs = [
-        variant(&p, "6.4 (no sheaves)", "6.4", 0),
-        variant(&p, "6.18 no sheaves", "6.18", 0),
-        variant(&p, "6.18 sheaf_capacity=32", "6.18", 32),
-        variant(&p, "7.0 (capacity 60)", "7.0", 0),
+        variant(&p, "6.4 (no sheaves)", "era=6.4", 0),
+        variant(&p, "6.18 no sheaves", "era=6.18", 0),
+        variant(&p, "6.18 sheaf_capacity=32", "era=6.18", 32),
+        variant(&p, "7.0 (capacity 60)", "era=7.0", 0),
+        variant(&p, "6.18 cap 32, spinlock", "era=6.18 fastpath=cmpxchg", 32),
+        variant(&p, "7.0, spinlock", "era=7.0 fastpath=cmpxchg", 0),
     ];
     // Published: sheaves vs none, % faster (v7 cover letter, Ryzen 7 5700).
     let published = [
@@ -101,10 +107,10 @@ fn main() {
     println!();
     let names: Vec<&str> = vs.iter().map(|v| v.name).collect();
     println!(
-        "| batch | order | {} | 6.18 cap 32 vs none | 7.0 vs 6.4 | published (sheaves vs none) |",
+        "| batch | order | {} | 6.18 cap 32 vs none | 7.0 vs 6.4 | published (sheaves vs none) | 6.18 cap 32: rseq lock vs spinlock | 7.0: rseq lock vs spinlock |",
         names.join(" | ")
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &(batch, pub_in, pub_sh) in &published {
         for shuffled in [false, true] {
             let mut order: Vec<usize> = (0..batch).collect();
@@ -132,19 +138,72 @@ fn main() {
             let pct = |new: f64, old: f64| (old / new - 1.0) * 100.0;
             let published = if shuffled { pub_sh } else { pub_in };
             println!(
-                "| {batch} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} % | {:+.1} % | {} |",
+                "| {batch} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} % | {:+.1} % | {} | {:+.1} % | {:+.1} % |",
                 if shuffled { "shuffled" } else { "in order" },
                 med[0],
                 med[1],
                 med[2],
                 med[3],
+                med[4],
+                med[5],
                 pct(med[2], med[1]),
                 pct(med[3], med[0]),
                 published.map_or("—".to_string(), |x| format!("+{x} %")),
+                pct(med[2], med[4]),
+                pct(med[3], med[5]),
             );
         }
     }
     for v in &vs {
         v.s.validate().unwrap();
     }
+    lock_alone(rounds, pinned);
+}
+
+/// The two forms of `cpu_sheaves->lock` alone: try + unlock pairs on this CPU's lock, rounds
+/// interleaved; median ns per pair.
+fn lock_alone(rounds: usize, pinned: bool) {
+    use common::rseq_lock::RseqLocalLock;
+    use common::sync::RawSpinLock;
+    const PAIRS: usize = 1_000_000;
+    let Some(t) = common::rseq::this_thread() else {
+        println!("\nlock alone: no rseq area on this thread");
+        return;
+    };
+    let rl = RseqLocalLock::new();
+    let sl = RawSpinLock::new();
+    let (mut r, mut s) = (Vec::new(), Vec::new());
+    let mut failed = 0usize;
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        for _ in 0..PAIRS {
+            if rl.try_lock_local(&t, t.cpu()).is_ok() {
+                rl.unlock();
+            } else {
+                failed += 1;
+            }
+        }
+        r.push(t0.elapsed().as_nanos() as f64 / PAIRS as f64);
+        let t0 = Instant::now();
+        for _ in 0..PAIRS {
+            if std::hint::black_box(&sl).try_lock() {
+                sl.unlock();
+            }
+        }
+        s.push(t0.elapsed().as_nanos() as f64 / PAIRS as f64);
+    }
+    let med = |x: &mut Vec<f64>| {
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    let (r, s) = (med(&mut r), med(&mut s));
+    println!();
+    println!("| lock alone (pinned={pinned}) | ns per try+unlock |");
+    println!("|---|---:|");
+    println!("| RseqLocalLock (rseq local_trylock) | {r:.2} |");
+    println!("| RawSpinLock | {s:.2} |");
+    println!(
+        "| rseq lock vs spinlock | {:+.1} % ({failed} local tries failed: aborted or migrated) |",
+        (s / r - 1.0) * 100.0
+    );
 }

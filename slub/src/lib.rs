@@ -23,7 +23,8 @@
 //!   refill.rs   (7.0) the slab path without kmem_cache_cpu: ___slab_alloc, get_partial_node_bulk,
 //!               refill_objects, alloc_from_new_slab
 //!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
-//!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol
+//!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol;
+//!               sheaf_model.rs: of the sheaves' rseq local_trylock (common::rseq_lock)
 //! ```
 //!
 //! ## Using it
@@ -238,6 +239,8 @@ mod model;
 mod node;
 mod refill;
 mod sheaf;
+#[cfg(test)]
+mod sheaf_model;
 mod slowpath;
 mod stats;
 mod validate;
@@ -254,8 +257,8 @@ pub use fastpath::{init_tid, next_tid, tid_to_cpu, tid_to_event, TID_STEP};
 pub use freeptr::swab;
 pub use sheaf::SlabSheafHandle as SlabSheaf;
 pub use sheaf::{
-    calculate_sheaf_capacity, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES,
-    PCS_BATCH_MAX,
+    calculate_sheaf_capacity, PcsLockForm, SheafCensus, SlabSheafHandle, MAX_EMPTY_SHEAVES,
+    MAX_FULL_SHEAVES, PCS_BATCH_MAX,
 };
 pub use stats::{CacheAttrs, QueueMemory, StatItem};
 

@@ -1,7 +1,9 @@
-//! An exhaustive interleaving model of the fast path's `{freelist, tid}` protocol — the
-//! loom-style check the issue asks for, written without the `loom` crate (not available to
-//! this build): every schedule of three threads' atomic steps on one CPU slot is explored
-//! (depth-first, with visited-state pruning) and the object-ownership invariant checked.
+//! An exhaustive interleaving model of the fast path's `{freelist, tid}` protocol, written by
+//! hand rather than with loom: loom cannot preempt a restartable sequence or run a
+//! `membarrier` fence (the loom models of the cmpxchg protocol are `tests/loom.rs`). Every
+//! schedule of three threads' atomic steps on one CPU slot is explored (the shared explorer,
+//! `common::testing::explore`: breadth-first, with visited-state pruning) and the
+//! object-ownership invariant checked.
 //!
 //! Threads: a fast-path allocation (`slab_alloc_node`: read tid, read freelist, read the free
 //! pointer, `cmpxchg16b`, retry), a fast-path free of an object it owns (`do_slab_free`: read
@@ -12,7 +14,7 @@
 //! run concurrently on that CPU. The model shows the first correct and finds the lost update in
 //! the second, which is why a user-space port needs the busy mark.
 //!
-//! # The rseq protocol (issue 9)
+//! # The rseq protocol
 //! `RAlloc`, `RFree` and `LocalFlush` run on the slot's CPU X; `RemoteFlush*` on another CPU.
 //! Restartable-sequence semantics: whenever a thread on X takes a step, every *other* thread on
 //! X that is inside its critical section is aborted (it can only have lost the CPU by being
@@ -21,7 +23,7 @@
 //! (membarrier). Variants without the fence, or without the re-check of the busy mark after
 //! it, must be caught.
 
-use std::collections::HashSet;
+use common::testing::{explore, Model, Transition};
 
 const NOBJ: usize = 3;
 const STEP: u32 = 4;
@@ -456,35 +458,68 @@ fn final_check(w: &World) -> Result<(), String> {
     Ok(())
 }
 
-fn explore(w: World, seen: &mut HashSet<World>) -> Result<usize, String> {
-    if !seen.insert(w.clone()) {
-        return Ok(0);
-    }
-    let mut leaves = 0;
-    let mut any = false;
-    for i in 0..w.th.len() {
-        if w.th[i].done {
-            continue;
-        }
-        any = true;
-        let mut w2 = w.clone();
-        step(&mut w2, i).map_err(|e| format!("{e} (threads {:?})", w.th))?;
-        leaves += explore(w2, seen)?;
-        if in_cs(&w.th[i]) {
-            // A signal (or preemption by another process) aborts the section.
-            let mut w2 = w.clone();
-            abort(&mut w2, i);
-            leaves += explore(w2, seen)?;
-        }
-    }
-    if !any {
-        final_check(&w)?;
-        leaves += 1;
-    }
-    Ok(leaves)
+/// The model for the shared explorer: one transition per runnable thread's step, and a
+/// signal's abort of every thread inside a critical section.
+struct FastPathModel;
+
+#[derive(Clone)]
+struct Label {
+    th: usize,
+    kind: Kind,
+    pc: u8,
+    signal: bool,
 }
 
-/// Runs the model with the given threads; the free thread (if any) owns object 3.
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.signal { ":aborted" } else { "" };
+        write!(f, "t{}:{:?}:{}{what}", self.th, self.kind, self.pc)
+    }
+}
+
+impl Model for FastPathModel {
+    type State = World;
+    type Label = Label;
+
+    fn successors(&self, w: &World, out: &mut Vec<Transition<World, Label>>) {
+        for i in 0..w.th.len() {
+            let t = w.th[i];
+            if t.done {
+                continue;
+            }
+            let label = |signal| Label {
+                th: i,
+                kind: t.kind,
+                pc: t.pc,
+                signal,
+            };
+            let mut next = w.clone();
+            let result = step(&mut next, i).map_err(|e| format!("{e} (threads {:?})", w.th));
+            out.push(Transition {
+                label: label(false),
+                next,
+                result,
+            });
+            if in_cs(&t) {
+                // A signal (or preemption by another process) aborts the section.
+                let mut next = w.clone();
+                abort(&mut next, i);
+                out.push(Transition {
+                    label: label(true),
+                    next,
+                    result: Ok(()),
+                });
+            }
+        }
+    }
+
+    fn terminal(&self, w: &World) -> Result<(), String> {
+        final_check(w)
+    }
+}
+
+/// Runs the model with the given threads; the free thread (if any) owns object 3. Returns the
+/// distinct end states, or the violation with its schedule.
 fn run(kinds: &[Kind]) -> Result<usize, String> {
     let th = kinds
         .iter()
@@ -509,7 +544,9 @@ fn run(kinds: &[Kind]) -> Result<usize, String> {
         owner,
         th,
     };
-    explore(w, &mut HashSet::new())
+    explore(&FastPathModel, w)
+        .map(|s| s.terminal)
+        .map_err(|v| v.to_string())
 }
 
 #[test]

@@ -44,34 +44,46 @@
 //! ## The per-CPU lock, and what differs from the kernel
 //! The kernel's `local_trylock` disables preemption and fails only on same-CPU re-entry (an
 //! IRQ/NMI interrupting the holder). A user-space thread can be preempted or migrated while it
-//! holds a slot, and two threads can run on one slot, so here the lock is an atomic flag per
-//! slot (a `RawSpinLock`) taken with one `compare_exchange` (acquire) and released with a store
-//! (release):
+//! holds a slot, and two threads can run on one slot. Two forms, chosen per cache at creation
+//! with the instance's fast path ([`crate::FastPath`]: `auto` = rseq where this process has
+//! rseq areas and the membarrier CPU fence):
+//! - **rseq mode**: `common::rseq_lock::RseqLocalLock`, the kernel's `acquired` byte as a word
+//!   on restartable sequences. A thread on the slot's CPU sets it in one sequence (compare 0,
+//!   commit), so it fails only when the lock is held: same-CPU re-entry, a holder of that CPU
+//!   that was preempted or migrated, or a remote holder. A thread elsewhere (`pcs_flush_all`,
+//!   the census, a thread that read its CPU id and migrated before locking) takes it remotely:
+//!   cmpxchg a unique token, `membarrier` fence of the slot's CPU, re-check the token. The
+//!   holder clears it with a release store from wherever it runs. `model.rs` ("the sheaf
+//!   lock") explores that protocol exhaustively, with negative controls.
+//! - **lock mode** (`fastpath=cmpxchg`, or no rseq): a `RawSpinLock` per slot, taken with one
+//!   `compare_exchange`, released with a store.
+//!
+//! In both forms:
 //! - the fast paths only ever **try** it; a failed try takes the slab path (alloc) or frees
 //!   to the slab (free), never spins — so a holder that was descheduled costs the others a
-//!   slower path, never a wait. With pinned threads the try never fails.
+//!   slower path, never a wait.
 //! - paths where the kernel uses a plain `local_lock` (prefill, return, flushing another CPU's
-//!   slot where the kernel queues work on that CPU) wait for it (spin, then yield).
+//!   slot where the kernel queues work on that CPU) wait for it (try, spin, then yield).
 //! - like the kernel's code after `local_unlock`, every path that dropped the lock re-reads
 //!   `this_cpu_ptr` after relocking and re-examines `main`/`spare`: the thread may be on
 //!   another CPU, or another thread used the slot meanwhile.
+//! - a held lock counts in the debug lock depth (`common::sync`), so a heap allocation under
+//!   it aborts the test binaries.
 //!
-//! ## rseq mode (the default where the instance runs rseq and every CPU id has its own slot)
+//! ## rseq mode's hits
 //! The *hits* take no lock at all: `alloc_from_pcs` is one restartable sequence on the CPU's
-//! slot (`common::rseq::RseqThread::array_pop`: check `cpu_id`, check the slot's `busy` word
-//! is 0, load `main` inside the section, load `size`, read `objects[size-1]`, commit
+//! slot (`common::rseq::RseqThread::array_pop`: check `cpu_id`, check the slot's `acquired`
+//! word is 0, load `main` inside the section, load `size`, read `objects[size-1]`, commit
 //! `size - 1`), `free_to_pcs` one `array_push` (also refusing an object already on top: the
 //! naive double-free check). The sheaf header is laid out for those primitives (`size` at 0,
-//! `capacity` at 4). A miss (main empty or full), a busy slot, a node-specific request or a
+//! `capacity` at 4). A miss (main empty or full), a held lock, a node-specific request or a
 //! thread without an rseq area takes the locked path above, unchanged. Every other writer of
-//! a slot — the ladders, bulk, prefill/return, flush, census — takes the slot lock and then
-//! sets `busy` exactly as slab-classic's `slot_lock` does (an rseq commit on the slot's own
-//! CPU, or a store plus `membarrier` fence of that CPU from anywhere else), and clears it
-//! (release) before unlocking. That is slab-classic's array-cache protocol on a different
-//! array, so its correctness argument (`slab-classic/src/fastpath.rs`, "Why a refill is not
-//! raced by a fast path on that CPU") and its exhaustive model with negative controls
-//! (`slab-classic/src/model.rs`) cover it; the issue's separate `acquired`-byte
-//! `local_trylock` and a model of its own beside `model.rs` are **not built**.
+//! a slot — the ladders, bulk, prefill/return, flush, census — holds the lock, and the lock
+//! word *is* the busy word the hits compare: a local lock is an rseq commit on the slot's CPU
+//! (ordered before or after every hit there), a remote one fences that CPU before it touches
+//! the slot. That is slab-classic's array-cache busy-mark protocol
+//! (`slab-classic/src/fastpath.rs`, model in `slab-classic/src/model.rs`) with the lock and
+//! the mark made one word.
 //!
 //! ## kfree_rcu sheaves
 //! Not ported: the project has no user-space grace-period scheme yet. `rcu_free` exists in
@@ -98,6 +110,7 @@ use crate::{Era, SlabState, Slub, NUMA_NO_NODE};
 use common::check::Violation;
 use common::percpu::{cpu_id, PerCpu};
 use common::rseq::{self, ArrayLayout, Fail};
+use common::rseq_lock::RseqLocalLock;
 use common::sizes::slub_index::{find_position, KMALLOC_MAX_CACHE_SIZE};
 use common::sync::RawSpinLock;
 use common::sync::{relax, SpinLock};
@@ -181,12 +194,15 @@ fn bootstrap_sheaf() -> *mut SlabSheaf {
 /// for the lock).
 #[repr(C)]
 pub struct SlubPercpuSheaves {
-    /// The workspace's one spinlock, only ever *tried* on the fast paths (so it keeps the
-    /// debug lock depth like every allocator lock).
-    lock: RawSpinLock,
-    /// rseq mode: the busy mark, set by the lock holder (see "rseq mode" above) so that no
-    /// fast-path sequence commits on `main` meanwhile; 0 whenever the lock is free.
-    busy: AtomicUsize,
+    /// Lock mode: `cpu_sheaves->lock` is the workspace's one spinlock, only ever *tried* on the
+    /// fast paths (it keeps the debug lock depth like every allocator lock). Unused in rseq
+    /// mode.
+    spin: RawSpinLock,
+    /// rseq mode: `cpu_sheaves->lock` is `local_trylock_t` on restartable sequences
+    /// (`common::rseq_lock`): its `acquired` word is also the `busy` word the hit sequences
+    /// compare with 0, so no hit commits on `main` while anyone holds the lock. Unused (always
+    /// 0) in lock mode.
+    acquired: RseqLocalLock,
     main: UnsafeCell<*mut SlabSheaf>,
     spare: UnsafeCell<*mut SlabSheaf>,
     /// Always null: kfree_rcu sheaves are not ported.
@@ -199,7 +215,7 @@ pub struct SlubPercpuSheaves {
     fence: bool,
 }
 
-// SAFETY: the cells are read and written only by the holder of `lock`.
+// SAFETY: the cells are read and written only by the holder of the lock.
 unsafe impl Sync for SlubPercpuSheaves {}
 // SAFETY: see Sync.
 unsafe impl Send for SlubPercpuSheaves {}
@@ -207,8 +223,8 @@ unsafe impl Send for SlubPercpuSheaves {}
 impl SlubPercpuSheaves {
     fn new(cpu: usize, rseq: bool, nprocs_conf: usize) -> Self {
         Self {
-            lock: RawSpinLock::new(),
-            busy: AtomicUsize::new(0),
+            spin: RawSpinLock::new(),
+            acquired: RseqLocalLock::new(),
             main: UnsafeCell::new(bootstrap_sheaf()),
             spare: UnsafeCell::new(core::ptr::null_mut()),
             rcu_free: UnsafeCell::new(core::ptr::null_mut()),
@@ -218,51 +234,37 @@ impl SlubPercpuSheaves {
         }
     }
 
-    /// `local_trylock` (in rseq mode also the busy mark).
+    /// `local_trylock`: fails only when the lock is held (never spins). rseq mode: one
+    /// sequence on the slot's CPU when we run there, else the remote form (cmpxchg, fence,
+    /// re-check); lock mode: one `compare_exchange`.
     #[inline(always)]
     fn trylock(&self) -> Option<Pcs<'_>> {
-        if !self.lock.try_lock() {
-            return None;
-        }
-        if self.rseq {
-            self.mark_busy();
-        }
-        Some(Pcs { pcs: self })
-    }
-
-    /// The busy mark (slab-classic's `mark_busy`, the same argument): on the slot's own CPU an
-    /// rseq commit of `busy = 1` (every sequence on that CPU is ordered before or after it);
-    /// from anywhere else `busy = 1` then `fence_cpu` (every sequence that may have read
-    /// `busy == 0` has committed or aborted when it returns; later ones see the mark). Only
-    /// the lock holder writes `busy`, so no re-check is needed.
-    #[cold]
-    #[inline(never)]
-    fn mark_busy(&self) {
-        debug_assert_eq!(self.busy.load(Ordering::Relaxed), 0);
-        if let Some(t) = rseq::this_thread() {
-            loop {
-                match t.cmpeq_store(self.cpu, &self.busy, 0, 1) {
-                    Ok(()) => return,
-                    Err(Fail::Aborted) => {}
-                    Err(_) => break,
-                }
-            }
-        }
-        self.busy.store(1, Ordering::SeqCst);
-        if self.fence && !rseq::fence_cpu(self.cpu) {
-            // A sequence might still be in flight on that CPU: nothing safe is left to do.
-            std::process::abort();
-        }
+        let ok = if self.rseq {
+            self.acquired.try_lock(self.cpu, self.fence)
+        } else {
+            self.spin.try_lock()
+        };
+        // `then`, not `then_some`: a guard built eagerly would unlock on drop after a failure.
+        ok.then(|| Pcs { pcs: self })
     }
 
     /// The rseq pop from `main` on `cpu` (this slot's CPU).
     #[inline(always)]
     fn rseq_pop(&self, t: &rseq::RseqThread) -> Result<usize, Fail> {
-        // SAFETY: `main` is written only by sequences on `self.cpu` and by lock holders that
-        // marked `busy` (the sequence checks it before loading `main`, inside the section);
-        // every sheaf `main` names is valid for SHEAF_LAYOUT (the bootstrap sheaf too:
-        // size 0, capacity 0, so neither primitive writes it).
-        unsafe { t.array_pop(self.cpu, &self.busy, self.main.get().cast(), SHEAF_LAYOUT) }
+        // SAFETY: `main` is written only by sequences on `self.cpu` and by holders of the
+        // lock, whose `acquired` word the sequence compares with 0 before loading `main`,
+        // inside the section (`common::rseq_lock`: a local holder set it in a sequence on
+        // `self.cpu`, a remote one fenced `self.cpu` after setting it); every sheaf `main`
+        // names is valid for SHEAF_LAYOUT (the bootstrap sheaf too: size 0, capacity 0, so
+        // neither primitive writes it).
+        unsafe {
+            t.array_pop(
+                self.cpu,
+                self.acquired.word(),
+                self.main.get().cast(),
+                SHEAF_LAYOUT,
+            )
+        }
     }
 
     /// The rseq push of `obj` on `main` on this slot's CPU.
@@ -272,7 +274,7 @@ impl SlubPercpuSheaves {
         unsafe {
             t.array_push(
                 self.cpu,
-                &self.busy,
+                self.acquired.word(),
                 self.main.get().cast(),
                 SHEAF_LAYOUT,
                 obj,
@@ -330,10 +332,11 @@ impl Drop for Pcs<'_> {
     fn drop(&mut self) {
         if self.pcs.rseq {
             // After every store of the critical section (release): a sequence that reads
-            // busy == 0 reads the new main and its size too.
-            self.pcs.busy.store(0, Ordering::Release);
+            // `acquired == 0` reads the new main and its size too.
+            self.pcs.acquired.unlock();
+        } else {
+            self.pcs.spin.unlock();
         }
-        self.pcs.lock.unlock();
     }
 }
 
@@ -510,13 +513,6 @@ fn barn_replace_full_sheaf(
 // ---------------------------------------------------------------------------------------------
 // Sheaf memory: the allocator's own kmalloc, slab path only (the recursion guard)
 // ---------------------------------------------------------------------------------------------
-
-/// `sysconf(_SC_NPROCESSORS_CONF)`: CPU ids a thread can ever run on are below it.
-fn nprocs_conf() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    usize::try_from(n).unwrap_or(usize::MAX).max(1)
-}
 
 /// `kmalloc_size_roundup(n)`: the bucket a `kmalloc(n)` is served from.
 pub fn kmalloc_size_roundup(n: usize) -> usize {
@@ -1603,7 +1599,7 @@ fn install_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), Slab
 fn attach_sheaves(sl: &Slub, s: &KmemCache, capacity: usize) -> Result<(), SlabError> {
     // rseq mode only when every CPU id has its own slot (slot i is then touched by sequences
     // on CPU i only), as slab-classic decides.
-    let nprocs = nprocs_conf();
+    let nprocs = common::sys::nprocs_conf();
     let rseq = sl.rseq && sl.nr_cpu_ids >= nprocs;
     let pcs = PerCpu::new(&sl.provider, sl.nr_cpu_ids, |c| {
         SlubPercpuSheaves::new(c, rseq, nprocs)
@@ -2119,4 +2115,72 @@ pub(crate) fn validate_sheaves(sl: &Slub, s: &KmemCache) -> Result<SheafCensus, 
             &[node, size],
         ),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test access to the per-CPU lock
+// ---------------------------------------------------------------------------------------------
+
+/// How [`Slub::with_pcs_locked`] took the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PcsLockForm {
+    /// rseq mode, from a thread on the slot's CPU: one sequence.
+    RseqLocal,
+    /// rseq mode, from elsewhere: cmpxchg, fence, re-check.
+    RseqRemote,
+    /// Lock mode: the `RawSpinLock`.
+    Spin,
+}
+
+impl Slub {
+    /// Runs `f` while this thread holds `cpu`'s `cpu_sheaves->lock` of `cache` (waiting for
+    /// it), and says which form took it. For tests of the lock: re-entry from `f` on the same
+    /// CPU must fail and take the slab path; a remote holder must exclude the slot's own
+    /// threads. `f` runs under an allocator lock: it must not allocate from the heap (debug
+    /// builds abort). `Ok(None)` if the cache has no sheaves or `cpu` has no slot.
+    ///
+    /// # Errors
+    /// [`SlabError`] for a bad handle.
+    #[doc(hidden)]
+    pub fn with_pcs_locked<R>(
+        &self,
+        cache: common::CacheHandle,
+        cpu: usize,
+        f: impl FnOnce(PcsLockForm) -> R,
+    ) -> Result<Option<R>, SlabError> {
+        let s = self.cache_of(cache)?;
+        let Some(pcs) = pcs_opt(s) else {
+            return Ok(None);
+        };
+        if cpu >= pcs.len() {
+            return Ok(None);
+        }
+        let p = pcs.get(cpu);
+        let (g, form) = if p.rseq {
+            // Prefer the local form (a sequence on `cpu`) while we run there.
+            let mut local = None;
+            if let Some(t) = rseq::this_thread() {
+                for _ in 0..8 {
+                    if p.acquired.try_lock_local(&t, cpu).is_ok() {
+                        local = Some(Pcs { pcs: p });
+                        break;
+                    }
+                }
+            }
+            if let Some(g) = local {
+                (g, PcsLockForm::RseqLocal)
+            } else {
+                let mut spins = 0;
+                while !p.acquired.try_lock_remote(cpu, p.fence) {
+                    relax(&mut spins);
+                }
+                (Pcs { pcs: p }, PcsLockForm::RseqRemote)
+            }
+        } else {
+            (p.lock(), PcsLockForm::Spin)
+        };
+        let r = f(form);
+        drop(g);
+        Ok(Some(r))
+    }
 }

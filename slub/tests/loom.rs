@@ -35,6 +35,7 @@
 #[path = "loom/model.rs"]
 mod model;
 
+use common::testing::loom_helpers::{must_fail, pass_both_ways};
 use loom::thread;
 use model::{
     __flush_cpu_slab, check, drain_and_check, kmem_cache_free, set_freepointer, slab_alloc_node,
@@ -46,20 +47,7 @@ use slub::StatItem::{
     DEACTIVATE_EMPTY, DEACTIVATE_FULL, DEACTIVATE_TO_HEAD, DEACTIVATE_TO_TAIL, FREE_ADD_PARTIAL,
     FREE_FASTPATH, FREE_FROZEN, FREE_REMOVE_PARTIAL, FREE_SLAB, FREE_SLOWPATH,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
-
-/// A model builder: every interleaving with at most `preemptions` preemptions.
-fn builder(preemptions: usize) -> loom::model::Builder {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = if preemptions == 0 {
-        None
-    } else {
-        Some(preemptions)
-    };
-    b
-}
 
 /// `kmem_cache_alloc` by a thread on `cpu`, which then writes into the object (over its free
 /// pointer), as an owner does. 0 if the model's provider ran out of pages.
@@ -199,17 +187,7 @@ fn pass(
     f: impl Fn(bool) + Sync + Send + Clone + 'static,
 ) {
     take_stats();
-    let t = Instant::now();
-    let n = Arc::new(AtomicUsize::new(0));
-    for yield_first in [false, true] {
-        let n1 = n.clone();
-        let f = f.clone();
-        builder(preemptions).check(move || {
-            n1.fetch_add(1, Ordering::Relaxed);
-            f(yield_first);
-        });
-    }
-    let n = n.load(Ordering::Relaxed);
+    let (n, took) = pass_both_ways(preemptions, f);
     let stats = take_stats();
     let shown: Vec<String> = stats
         .iter()
@@ -217,8 +195,7 @@ fn pass(
         .map(|(i, c)| format!("{}={c}", i.name()))
         .collect();
     eprintln!(
-        "{name}: {n} executions passed in {:.1?}; branches taken: {}",
-        t.elapsed(),
+        "{name}: {n} executions passed in {took:.1?}; branches taken: {}",
         shown.join(" ")
     );
     for r in reached {
@@ -228,24 +205,6 @@ fn pass(
             r.name()
         );
     }
-}
-
-/// Runs a negative control: loom must find an execution that fails. Returns the message.
-fn must_fail(name: &str, preemptions: usize, f: impl Fn() + Sync + Send + 'static) -> String {
-    let t = Instant::now();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        builder(preemptions).check(f);
-    }));
-    let Err(e) = r else {
-        panic!("{name}: the broken protocol passed every execution: the model cannot fail");
-    };
-    let msg = e
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_default();
-    eprintln!("{name}: failed as it must, in {:.1?}: {msg}", t.elapsed());
-    msg
 }
 
 #[test]
