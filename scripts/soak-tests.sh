@@ -17,7 +17,7 @@ N=${1:-50}
 TIMEOUT=${SOAK_TIMEOUT:-300}
 OUT=${SOAK_OUT:-target/soak}
 BINS=${SOAK_BINS:-"common/lib common/provider common/global_alloc \
-slub/stress slub/global_alloc slub/global_alloc_sheaves slub/sheaves slub/rseq slub/numa slub/lockdep slub/lib \
+slub/stress slub/global_alloc slub/global_alloc_sheaves slub/sheaves slub/sheaf_lock slub/rseq slub/numa slub/lockdep slub/lib \
 slab-classic/stress slab-classic/global_alloc slab-classic/rseq slab-classic/sequences slab-classic/numa \
 harness/stress"}
 case "$N" in ''|*[!0-9]*) echo "usage: soak-tests.sh [N]  (N a positive number of runs)" >&2; exit 2 ;; esac
