@@ -31,6 +31,8 @@
 
 use crate::pcpu_alloc::{free_percpu, pcpu_alloc, PcpuArea};
 use crate::provider::PageProvider;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+use crate::rseq::{glibc_rseq, thread_pointer};
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
@@ -54,36 +56,11 @@ static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
 /// Tests can force the fallback.
 static FORCE_FALLBACK: AtomicBool = AtomicBool::new(false);
 
-/// The thread pointer (`%fs:0` on x86-64: the TCB's self pointer).
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
-#[inline(always)]
-pub(crate) fn thread_pointer() -> usize {
-    let tp: usize;
-    // SAFETY: on x86-64 Linux the word at %fs:0 is the TCB's pointer to itself (glibc's
-    // `tcbhead_t.tcb`); reading it has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
-    }
-    tp
-}
-
 /// Looks up glibc's rseq registration; returns the offset of the rseq area from the thread
 /// pointer if this thread has one registered.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 fn probe_rseq() -> Option<isize> {
-    // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names only reads the symbol tables.
-    let (off, size) = unsafe {
-        (
-            libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()),
-            libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()),
-        )
-    };
-    if off.is_null() || size.is_null() {
-        return None;
-    }
-    // SAFETY: glibc defines __rseq_offset as a const ptrdiff_t and __rseq_size as a const
-    // unsigned int; dlsym gave their addresses.
-    let (off, size) = unsafe { (*off.cast::<isize>(), *size.cast::<u32>()) };
+    let (off, size) = glibc_rseq()?;
     if size < 8 {
         return None; // not registered (size 0), or no cpu_id field
     }
