@@ -1,4 +1,4 @@
-//! The lockless fast paths `slab_alloc_node` and `do_slab_free` over
+//! The lockless fast paths `slab_alloc_node` and `slab_free` → `do_slab_free` over
 //! `kmem_cache_cpu {freelist, tid}` (mm/slub.c 6.4 `__slab_alloc_node`, `do_slab_free`).
 //!
 //! # Transaction ids
@@ -175,15 +175,11 @@ impl KmemCacheCpu {
     }
 }
 
-/// `node_match(slab, node)`.
+/// `node_match(slab, node)`: `slab` (non-null) is on `node`, or any node will do.
 #[inline(always)]
-pub(crate) fn node_match(sl: &Slub, slab: *mut Page, node: usize) -> bool {
-    // SAFETY-free: page_to_nid is address arithmetic on a descriptor pointer of our mem_map.
-    node == NUMA_NO_NODE
-        || sl
-            .provider
-            .page_to_nid(NonNull::new(slab).expect("CPU slab"))
-            == node
+pub(crate) fn node_match(s: &KmemCache, slab: *mut Page, node: usize) -> bool {
+    // page_to_nid is address arithmetic on a descriptor pointer of our mem_map (no load).
+    node == NUMA_NO_NODE || s.provider.page_to_nid(NonNull::new(slab).expect("slab")) == node
 }
 
 /// The free-pointer codec of `s` for the rseq primitives (`PLAIN`: never hardened).
@@ -274,7 +270,7 @@ fn slab_alloc_rseq<const PLAIN: bool>(
             || object == 0
             || slab.is_null()
             || cpu >= s.cpu_slab.len()
-            || !node_match(sl, slab, node)
+            || !node_match(s, slab, node)
         {
             return crate::slowpath::__slab_alloc(sl, s, gfp, node, c);
         }
@@ -309,7 +305,7 @@ fn slab_alloc_cmpxchg<const PLAIN: bool>(
             || tid & TID_BUSY != 0
             || object == 0
             || slab.is_null()
-            || !node_match(sl, slab, node)
+            || !node_match(s, slab, node)
         {
             break crate::slowpath::__slab_alloc(sl, s, gfp, node, c)?;
         }
@@ -327,55 +323,33 @@ fn slab_alloc_cmpxchg<const PLAIN: bool>(
     })
 }
 
-/// `do_slab_free` of one object.
+/// `slab_free` of one object (`kmem_cache_free` → `slab_free(s, slab, x, x, NULL, 1)` in 6.4;
+/// with sheaves, 6.18's `slab_free` in `sheaf.rs`).
 ///
 /// # Safety
 /// `object` is the start of an allocated object of `slab`, a slab of `s`, and is not used after.
 #[inline(always)]
-pub(crate) unsafe fn do_slab_free(
+pub(crate) unsafe fn slab_free(
     sl: &Slub,
     s: &KmemCache,
     slab: NonNull<Page>,
     object: usize,
 ) -> Result<(), SlabError> {
     if s.has_sheaves() {
-        // Issue 17: `slab_free` with sheaves (`sheaf.rs`).
         // SAFETY: forwarded contract.
         return unsafe { crate::sheaf::slab_free(sl, s, slab, object) };
     }
     // SAFETY: forwarded contract; a one-object chain.
-    unsafe { do_slab_free_bulk(sl, s, slab, object, object, 1) }
+    unsafe { slab_free_bulk(sl, s, slab, object, object, 1) }
 }
 
-/// The 6.4 free of one object whose free hooks already ran (the 6.18 sheaf fallback).
+/// `slab_free(s, slab, head, tail, p, cnt)` of 6.4 (6.18's `slab_free_bulk`): the free hooks
+/// (`slab_free_freelist_hook`), then [`do_slab_free`] of the chain.
 ///
 /// # Safety
 /// As [`do_slab_free`].
-pub(crate) unsafe fn do_slab_free_nohook(
-    sl: &Slub,
-    s: &KmemCache,
-    slab: NonNull<Page>,
-    object: usize,
-) -> Result<(), SlabError> {
-    // SAFETY: forwarded contract; a one-object chain.
-    unsafe {
-        match (sl.rseq, s.plain) {
-            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, object, object, 1),
-            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, object, object, 1),
-            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, object, object, 1),
-            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, object, object, 1),
-        }
-    }
-}
-
-/// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
-/// `slab` (linked through their free pointers): pushed on the CPU freelist if `slab` is the CPU
-/// slab, else `__slab_free`.
-///
-/// # Safety
-/// The chain holds `cnt` distinct allocated objects of `slab`, a slab of `s`, none used after.
 #[inline(always)]
-pub(crate) unsafe fn do_slab_free_bulk(
+pub(crate) unsafe fn slab_free_bulk(
     sl: &Slub,
     s: &KmemCache,
     slab: NonNull<Page>,
@@ -383,22 +357,39 @@ pub(crate) unsafe fn do_slab_free_bulk(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    // One test picks the specialised form (see `KmemCache::plain`); only the general one has
-    // free hooks to run.
+    // Only the general form has free hooks to run (see `KmemCache::plain`).
     // SAFETY: the chain is the caller's; every call forwards that contract unchanged.
     unsafe {
-        if s.plain {
-            return if sl.rseq {
-                do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt)
-            } else {
-                do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt)
-            };
+        if !s.plain {
+            crate::hooks::slab_free_freelist_hook(s, head, tail);
         }
-        crate::hooks::slab_free_freelist_hook(s, head, tail);
-        if sl.rseq {
-            do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt)
-        } else {
-            do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt)
+        do_slab_free(sl, s, slab, head, tail, cnt)
+    }
+}
+
+/// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
+/// `slab` (linked through their free pointers), whose free hooks already ran: pushed on the CPU
+/// freelist if `slab` is the CPU slab, else `__slab_free`. One test picks the rseq or cmpxchg
+/// form, specialised or not (see `KmemCache::plain`).
+///
+/// # Safety
+/// The chain holds `cnt` distinct allocated objects of `slab`, a slab of `s`, none used after.
+#[inline(always)]
+pub(crate) unsafe fn do_slab_free(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (sl.rseq, s.plain) {
+            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt),
+            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt),
+            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt),
+            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt),
         }
     }
 }
@@ -406,7 +397,7 @@ pub(crate) unsafe fn do_slab_free_bulk(
 /// The `lock cmpxchg16b` push of `do_slab_free`.
 ///
 /// # Safety
-/// As [`do_slab_free_bulk`].
+/// As [`do_slab_free`].
 #[inline(always)]
 unsafe fn do_slab_free_cmpxchg<const PLAIN: bool>(
     sl: &Slub,
@@ -447,7 +438,7 @@ unsafe fn do_slab_free_cmpxchg<const PLAIN: bool>(
 /// its CPU slab and the tid is still the one read.
 ///
 /// # Safety
-/// As [`do_slab_free_bulk`].
+/// As [`do_slab_free`].
 #[inline(always)]
 unsafe fn do_slab_free_rseq<const PLAIN: bool>(
     sl: &Slub,
@@ -611,7 +602,7 @@ pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usi
     }
 }
 
-/// The 6.4 bulk free (detached freelists through `do_slab_free_bulk`).
+/// The 6.4 bulk free (detached freelists through `slab_free_bulk`).
 ///
 /// # Safety
 /// As [`kmem_cache_free_bulk`].
@@ -622,7 +613,7 @@ pub(crate) unsafe fn __kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [u
         size = next;
         if let Some(df) = df {
             // SAFETY: a chain of cnt objects of slab, per the caller.
-            let r = unsafe { do_slab_free_bulk(sl, s, df.slab, df.freelist, df.tail, df.cnt) };
+            let r = unsafe { slab_free_bulk(sl, s, df.slab, df.freelist, df.tail, df.cnt) };
             debug_assert!(r.is_ok(), "bulk free: {r:?}");
         }
     }

@@ -261,7 +261,6 @@ pub use stats::{CacheAttrs, QueueMemory, StatItem};
 
 use cache::KmemCache;
 use common::api::{check_cache_args, new_instance_id};
-use common::percpu::cpu_id;
 use common::sizes::slub as kmalloc_sizes;
 use common::sync::SpinLock;
 use common::{
@@ -681,17 +680,6 @@ impl Slub {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         (z ^ (z >> 31)) as usize
-    }
-
-    /// `numa_mem_id()`: the node of the CPU we run on.
-    #[inline(always)]
-    pub(crate) fn numa_mem_id(&self) -> usize {
-        let n = self.provider.topology().cpu_to_node(cpu_id());
-        if n < self.nr_nodes {
-            n
-        } else {
-            0
-        }
     }
 
     /// The cache a handle names, checked: `ForeignCache` for another instance's handle or a
@@ -1140,7 +1128,7 @@ impl SlabAllocator for Slub {
                 let slab = kmalloc::cache_from_obj(self, s, addr)?;
                 // SAFETY: obj is checked to be an object start of a slab of s; the caller
                 // promises it is live and no longer used.
-                unsafe { fastpath::do_slab_free(self, s, slab, addr) }
+                unsafe { fastpath::slab_free(self, s, slab, addr) }
             }
             // SAFETY: forwarded contract; in these configurations it includes that `cache` is
             // a live cache of this instance (the kernel's trust).

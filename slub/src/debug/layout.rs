@@ -2,9 +2,9 @@
 //! `setup_slab_debug` / `setup_object_debug`.
 
 use super::{
-    POISON_END, POISON_FREE, POISON_INUSE, SLUB_RED_ACTIVE, SLUB_RED_INACTIVE, TRACK_SIZE, WORD,
+    POISON_END, POISON_FREE, POISON_INUSE, SLUB_RED_ACTIVE, SLUB_RED_INACTIVE, TRACK_SIZE,
 };
-use crate::cache::KmemCache;
+use crate::cache::{KmemCache, WORD};
 use common::{SlabFlags, PAGE_SIZE};
 use core::sync::atomic::Ordering;
 

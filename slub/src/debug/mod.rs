@@ -71,7 +71,6 @@ pub const DEBUG_METADATA_FLAGS: SlabFlags =
     SlabFlags(SlabFlags::RED_ZONE.0 | SlabFlags::POISON.0 | SlabFlags::STORE_USER.0);
 /// `sizeof(struct track)` here.
 pub const TRACK_SIZE: usize = 32;
-const WORD: usize = core::mem::size_of::<usize>();
 
 #[cfg(test)]
 mod tests {

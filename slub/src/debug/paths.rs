@@ -12,7 +12,7 @@ use super::{SLUB_RED_ACTIVE, SLUB_RED_INACTIVE};
 use crate::cache::KmemCache;
 use crate::freeptr::{get_freepointer, set_freepointer};
 use crate::node::{counters_of, KmemCacheNode};
-use crate::slowpath::{free_slab, new_slab, slab_nid};
+use crate::slowpath::{free_slab, new_slab, numa_mem_id, slab_nid};
 use crate::stats::StatItem::{ALLOC_SLAB, ALLOC_SLOWPATH, FREE_ADD_PARTIAL, FREE_REMOVE_PARTIAL};
 use crate::{Slub, NUMA_NO_NODE};
 use common::{Gfp, Page, SlabCounters, SlabError, SlabFlags};
@@ -110,7 +110,7 @@ pub(crate) fn alloc_debug(
 ) -> usize {
     s.stat(ALLOC_SLOWPATH);
     let first = if node == NUMA_NO_NODE || node >= s.nr_nodes {
-        sl.numa_mem_id().min(s.nr_nodes - 1)
+        numa_mem_id(s).min(s.nr_nodes - 1)
     } else {
         node
     };
