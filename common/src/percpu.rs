@@ -175,7 +175,7 @@ impl<T> PerCpu<T> {
     pub fn new(provider: &PageProvider, nr_cpus: usize, init: impl Fn(usize) -> T) -> Option<Self> {
         let bytes = core::mem::size_of::<Slot<T>>() * nr_cpus.max(1);
         const { assert!(core::mem::align_of::<Slot<T>>() <= crate::pcpu_alloc::UNIT) };
-        let area = pcpu_alloc(provider, bytes)?;
+        let area = pcpu_alloc(provider.pcpu(), provider, bytes)?;
         let slots = area.addr.cast::<Slot<T>>();
         // A panicking `init` leaks the area (as it leaked the page before packing): nothing
         // frees it with slots half written.
@@ -238,7 +238,7 @@ impl<T> Drop for PerCpu<T> {
         }
         // SAFETY: the area was allocated in `new` from this provider, is freed only here, and
         // its slots were just dropped, so nobody uses it any more.
-        unsafe { free_percpu(&self.provider, self.area) };
+        unsafe { free_percpu(self.provider.pcpu(), &self.provider, self.area) };
     }
 }
 
