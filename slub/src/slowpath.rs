@@ -1,6 +1,6 @@
 //! The slow paths (mm/slub.c 6.4): `___slab_alloc` with `get_freelist`, `deactivate_slab`, the
 //! per-CPU partial pop, `get_partial`/`get_partial_node`/`acquire_slab`/`get_any_partial` and
-//! `new_slab`/`allocate_slab`; `__slab_free` with `put_cpu_partial` and `__unfreeze_partials`;
+//! `new_slab` (with `allocate_slab` folded in); `__slab_free` with `put_cpu_partial` and `__unfreeze_partials`;
 //! `flush_all`. Everything here is `#[cold]`/`#[inline(never)]` or called only from such code.
 //!
 //! A slab's `{freelist, counters}` changes only by [`cmpxchg_double_slab`] once published. The

@@ -13,7 +13,8 @@ use core::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Track {
     /// Caller word: always 0 here (stable Rust has no return-address intrinsic, and
-    /// `#[track_caller]` would add a hidden argument to every fast path; see the crate doc).
+    /// `#[track_caller]` would add a hidden argument to every fast path; see
+    /// `docs/design-notes.md`, slub, "Debugging").
     pub addr: usize,
     /// CPU the call ran on.
     pub cpu: u32,

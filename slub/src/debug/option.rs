@@ -102,7 +102,7 @@ impl SlubDebug {
 }
 
 /// `kmem_cache_flags` with this instance's `slub_debug=` (the boot caches `kmem_cache` and
-/// `kmem_cache_node` are left alone: see the crate doc).
+/// `kmem_cache_node` are left alone: see `docs/design-notes.md`, slub, "Debugging").
 pub(crate) fn kmem_cache_flags(sl: &Slub, flags: SlabFlags, name: &str) -> SlabFlags {
     match sl.settings.slub_debug {
         Some(d) if d.on && name != "kmem_cache" && name != "kmem_cache_node" => {

@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering;
 /// What a report is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportKind {
-    /// `check_bytes_and_report`: "<what> overwritten" with the faulting range.
+    /// `check_bytes_and_report`: "`<what>` overwritten" with the faulting range.
     Overwritten,
     /// `object_err`: a problem with one object.
     Object,
