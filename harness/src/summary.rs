@@ -109,7 +109,7 @@ const PUBLISHED: &[Published] = &[
 ];
 
 /// Writes the summary for `rows`.
-pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
+pub(crate) fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
     let mut s = String::new();
     let allocs: Vec<String> = allocators(rows)
         .into_iter()

@@ -20,19 +20,19 @@ use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
 /// `OO_SHIFT`: `oo = order << OO_SHIFT | objects`.
 pub const OO_SHIFT: usize = 16;
 /// `OO_MASK`.
-pub const OO_MASK: usize = (1 << OO_SHIFT) - 1;
+pub(crate) const OO_MASK: usize = (1 << OO_SHIFT) - 1;
 /// `MAX_OBJS_PER_PAGE` of 6.4 (15-bit `objects`).
-pub const MAX_OBJS_PER_PAGE: usize = 32767;
+pub(crate) const MAX_OBJS_PER_PAGE: usize = 32767;
 /// `MIN_PARTIAL`.
-pub const MIN_PARTIAL: usize = 5;
+pub(crate) const MIN_PARTIAL: usize = 5;
 /// `MAX_PARTIAL`.
-pub const MAX_PARTIAL: usize = 10;
+pub(crate) const MAX_PARTIAL: usize = 10;
 /// `sizeof(void *)`.
-pub const WORD: usize = core::mem::size_of::<usize>();
+pub(crate) const WORD: usize = core::mem::size_of::<usize>();
 /// `ARCH_SLAB_MINALIGN` / `ARCH_KMALLOC_MINALIGN` on x86-64.
-pub const ARCH_SLAB_MINALIGN: usize = 8;
+pub(crate) const ARCH_SLAB_MINALIGN: usize = 8;
 /// Cache line size assumed for `SLAB_HWCACHE_ALIGN` (`cache_line_size()`).
-pub const CACHE_LINE: usize = 64;
+pub(crate) const CACHE_LINE: usize = 64;
 
 /// `struct kmem_cache_order_objects`: one word, `order << OO_SHIFT | objects`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -59,7 +59,7 @@ impl KmemCacheOrderObjects {
 }
 
 /// `order_objects(order, size)`.
-pub const fn order_objects(order: usize, size: usize) -> usize {
+pub(crate) const fn order_objects(order: usize, size: usize) -> usize {
     (PAGE_SIZE << order) / size
 }
 
@@ -261,14 +261,14 @@ pub(crate) fn slub_set_cpu_partial(s: &KmemCache, nr_objects: usize) {
 
 /// `struct reciprocal_value` (lib/math/reciprocal_div.c).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReciprocalValue {
+pub(crate) struct ReciprocalValue {
     m: u32,
     sh1: u8,
     sh2: u8,
 }
 
 /// `reciprocal_value(d)`.
-pub const fn reciprocal_value(d: u32) -> ReciprocalValue {
+pub(crate) const fn reciprocal_value(d: u32) -> ReciprocalValue {
     let l = if d <= 1 {
         0
     } else {
@@ -284,7 +284,7 @@ pub const fn reciprocal_value(d: u32) -> ReciprocalValue {
 
 /// `reciprocal_divide(a, R)`: `a / d` without a division instruction.
 #[inline(always)]
-pub const fn reciprocal_divide(a: u32, r: ReciprocalValue) -> u32 {
+pub(crate) const fn reciprocal_divide(a: u32, r: ReciprocalValue) -> u32 {
     let t = ((a as u64 * r.m as u64) >> 32) as u32;
     (t + ((a - t) >> r.sh1)) >> r.sh2
 }
@@ -299,7 +299,7 @@ pub(crate) fn obj_to_index(s: &KmemCache, addr: usize, obj: usize) -> usize {
 /// `struct kmem_cache_cpu`: the lockless `{freelist, tid}` pair (16-byte aligned, swapped by
 /// `cmpxchg16b`), the CPU slab, the per-CPU partial chain and the slow-path local lock.
 #[repr(C, align(64))]
-pub struct KmemCacheCpu {
+pub(crate) struct KmemCacheCpu {
     /// `freelist` (lo) and `tid` (hi).
     pub(crate) fl_tid: DoubleWord,
     /// `slab`: the CPU slab (frozen), or null.
@@ -339,7 +339,7 @@ pub(crate) const KMEM_CACHE_MAGIC: usize = 0x5a1b_c0de_0000_0000;
 /// `struct kmem_cache`. Lives in an object of the `kmem_cache` cache (or, during bootstrap, on
 /// the stack of `kmem_cache_init`). Fields that sysfs or aliasing can change are atomics.
 #[repr(C)]
-pub struct KmemCache {
+pub(crate) struct KmemCache {
     /// `cpu_slab`.
     pub(crate) cpu_slab: PerCpu<KmemCacheCpu>,
     /// Instance id and liveness magic.

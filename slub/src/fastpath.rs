@@ -80,7 +80,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// `TID_STEP = roundup_pow_of_two(CONFIG_NR_CPUS)` (preemptible kernels).
 pub const TID_STEP: usize = NR_CPUS.next_power_of_two();
 /// Set in `tid` while a slow path rewrites the slot (user-space addition, see crate header).
-pub const TID_BUSY: usize = 1 << (usize::BITS - 1);
+pub(crate) const TID_BUSY: usize = 1 << (usize::BITS - 1);
 
 /// `init_tid(cpu)`.
 pub const fn init_tid(cpu: usize) -> usize {

@@ -12,7 +12,7 @@ use common::{CacheName, Ctor, Gfp, SlabError, SlabFlags};
 use core::sync::atomic::Ordering;
 
 /// `SLAB_NEVER_MERGE`: flags that keep a cache apart.
-pub const SLAB_NEVER_MERGE: SlabFlags = SlabFlags(
+pub(crate) const SLAB_NEVER_MERGE: SlabFlags = SlabFlags(
     SlabFlags::RED_ZONE.0
         | SlabFlags::POISON.0
         | SlabFlags::STORE_USER.0
@@ -23,7 +23,7 @@ pub const SLAB_NEVER_MERGE: SlabFlags = SlabFlags(
 );
 
 /// `SLAB_MERGE_SAME`: flags that must agree for two caches to merge.
-pub const SLAB_MERGE_SAME: SlabFlags =
+pub(crate) const SLAB_MERGE_SAME: SlabFlags =
     SlabFlags(SlabFlags::RECLAIM_ACCOUNT.0 | SlabFlags::CACHE_DMA.0 | SlabFlags::ACCOUNT.0);
 
 /// `slab_unmergeable(s)`.

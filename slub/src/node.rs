@@ -18,11 +18,11 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// `SHRINK_PROMOTE_MAX`.
-pub const SHRINK_PROMOTE_MAX: usize = 32;
+pub(crate) const SHRINK_PROMOTE_MAX: usize = 32;
 
 /// `struct kmem_cache_node` (SLUB part).
 #[repr(C)]
-pub struct KmemCacheNode {
+pub(crate) struct KmemCacheNode {
     list_lock: SpinLock<()>,
     /// `nr_partial`: written under `list_lock`, read racily as a hint.
     pub(crate) nr_partial: AtomicUsize,

@@ -65,12 +65,13 @@ pub const DEBUG_DEFAULT_FLAGS: SlabFlags = SlabFlags(
         | SlabFlags::STORE_USER.0,
 );
 /// `SLAB_DEBUG_FLAGS`: the flags that make a cache a debug cache.
-pub const SLAB_DEBUG_FLAGS: SlabFlags = SlabFlags(DEBUG_DEFAULT_FLAGS.0 | SlabFlags::TRACE.0);
+pub(crate) const SLAB_DEBUG_FLAGS: SlabFlags =
+    SlabFlags(DEBUG_DEFAULT_FLAGS.0 | SlabFlags::TRACE.0);
 /// `DEBUG_METADATA_FLAGS`: the flags that change the object layout.
-pub const DEBUG_METADATA_FLAGS: SlabFlags =
+pub(crate) const DEBUG_METADATA_FLAGS: SlabFlags =
     SlabFlags(SlabFlags::RED_ZONE.0 | SlabFlags::POISON.0 | SlabFlags::STORE_USER.0);
 /// `sizeof(struct track)` here.
-pub const TRACK_SIZE: usize = 32;
+pub(crate) const TRACK_SIZE: usize = 32;
 
 #[cfg(test)]
 mod tests {
