@@ -20,8 +20,9 @@
 //!   it still holds exactly the slot it uses; another thread arriving on that CPU waits for the
 //!   lock (correct, merely slower). With pinned threads no two threads ever share a slot, so the
 //!   lock is an uncontended atomic exchange on a cache line the CPU already owns.
-//! - Lockless per-CPU fast paths (SLUB's freelist + tid) rely on their double-word
-//!   compare-exchange with the lock prefix instead, as `common::dword` explains.
+//! - Lockless per-CPU fast paths (SLUB's freelist + tid; SLAB's and the sheaves' arrays in rseq
+//!   mode) rely instead on a restartable sequence on the slot's CPU ([`crate::rseq`]) or, without
+//!   rseq, on a double-word compare-exchange with the lock prefix ([`crate::dword`]).
 //!
 //! Slots are one cache line (or more) each, so CPUs never share a line, and they are allocated
 //! from the page provider, never from the Rust heap: the `nr_cpus` slots of one `PerCpu` are one

@@ -91,7 +91,7 @@ impl Gfp {
     /// `__GFP_COMP`: make a compound page (always done here for order > 0).
     pub const COMP: Gfp = Gfp(1 << 4);
     /// `GFP_NOWAIT`: the caller may not block (no direct reclaim). The provider never blocks;
-    /// SLUB's sheaves (issue 17) skip the refill rung of `__pcs_replace_empty_main` for it.
+    /// SLUB's sheaves (eras 6.18/7.0) skip the refill rung of `__pcs_replace_empty_main` for it.
     pub const NOWAIT: Gfp = Gfp(1 << 5);
 
     /// Whether all bits of `other` are set.
@@ -127,7 +127,7 @@ pub struct ProviderConfig {
     /// Prefault every top-order block the first time it is handed out (`MADV_POPULATE_WRITE`,
     /// after the node lock is dropped), as the kernel's memory is always present: no
     /// first-touch page fault then lands in a later allocation's timing. Off by default (RSS
-    /// grows by whole 4 MiB blocks); the harness turns it on (issue 15).
+    /// grows by whole 4 MiB blocks); the harness turns it on.
     pub populate: bool,
 }
 

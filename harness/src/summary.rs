@@ -469,7 +469,7 @@ pub(crate) fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         }
         let _ = writeln!(s);
     }
-    // ablation (issue 15): SLUB/SLAB by mechanism, and the published gaps attributed.
+    // ablation: SLUB/SLAB by mechanism, and the published gaps attributed.
     let published: Vec<(&str, &str, f64, &str, usize)> = PUBLISHED
         .iter()
         .map(|p| (p.what, p.source, p.slub / p.slab, p.phase, p.size))

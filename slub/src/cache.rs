@@ -164,7 +164,7 @@ pub fn calculate_sizes(
     let mut size = object_size.next_multiple_of(WORD);
     let debug = flags.intersects(SlabFlags::RED_ZONE | SlabFlags::POISON);
     if flags.contains(SlabFlags::RED_ZONE) && size == object_size {
-        // Room for the right red zone (debug layout, issue 7).
+        // Room for the right red zone (debug layout, `slub_debug`).
         size += WORD;
     }
     let inuse = size;
@@ -326,7 +326,7 @@ impl KmemCacheCpu {
 
 const _: () = assert!(core::mem::offset_of!(KmemCacheCpu, fl_tid) % 16 == 0);
 
-// Issue 17 added one pointer and one bool (in padding): kmem_cache objects keep their
+// The sheaves added one pointer and one bool (in padding): kmem_cache objects keep their
 // 960-byte stride, so the boot caches' slab geometry is unchanged.
 const _: () = assert!(
     core::mem::size_of::<KmemCache>() <= 960,
@@ -358,7 +358,7 @@ pub(crate) struct KmemCache {
     pub(crate) plain: bool,
     /// 2.6.32 behaviour where it differs on the slow paths (see `slowpath.rs`).
     pub(crate) era_2_6_32: bool,
-    /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
+    /// Debug flags that force the slow path (`kmem_cache_debug`).
     pub(crate) debug: bool,
     /// `init_on_alloc` / `init_on_free` for this cache (`hooks::INIT_ON_ALLOC`, `INIT_ON_FREE`;
     /// `slab_want_init_on_*` decided once): beside `debug`, on the line the fast paths read.
@@ -381,7 +381,7 @@ pub(crate) struct KmemCache {
     pub(crate) nr_nodes: usize,
     /// `kmem_cache_has_cpu_partial(s)`.
     pub(crate) has_cpu_partial: bool,
-    /// Era 7.0 (issue 17): no `kmem_cache_cpu` in use; the slab path is `refill.rs` (in the
+    /// Era 7.0: no `kmem_cache_cpu` in use; the slab path is `refill.rs` (in the
     /// padding after `has_cpu_partial`).
     pub(crate) era_7_0: bool,
     /// `min_partial` (sysfs rw).
@@ -413,7 +413,7 @@ pub(crate) struct KmemCache {
     /// `slub_debug` reports about this cache (the per-cache `slab_errors`); last, so the
     /// fields the fast paths read keep their offsets.
     pub(crate) errors: core::sync::atomic::AtomicU64,
-    /// Issue 17: `cpu_sheaves` and `sheaf_capacity` (`sheaf::CacheSheaves`, kmalloc'ed):
+    /// Sheaves: `cpu_sheaves` and `sheaf_capacity` (`sheaf::CacheSheaves`, kmalloc'ed):
     /// null = the 6.4 paths; every 7.0 cache has one (a static without sheaves for the boot
     /// and debug caches). One pointer, so the structure keeps its size class.
     pub(crate) sheaves: AtomicPtr<crate::sheaf::CacheSheaves>,
@@ -467,7 +467,7 @@ pub(crate) unsafe fn kmem_cache_open(
     unsafe { kmem_cache_open_args(sl, s, name, size, align, flags, ctor, 0) }
 }
 
-/// [`kmem_cache_open`] with `kmem_cache_args.sheaf_capacity` (issue 17).
+/// [`kmem_cache_open`] with `kmem_cache_args.sheaf_capacity`.
 ///
 /// # Safety
 /// As [`kmem_cache_open`].
@@ -580,7 +580,7 @@ pub(crate) unsafe fn kmem_cache_open_args(
         unsafe { core::ptr::drop_in_place(s) };
         return Err(e);
     }
-    // Issue 17: percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
+    // Percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
     // SAFETY: s is ours alone until the caller publishes it.
     if let Err(e) = unsafe { crate::sheaf::init_cache_sheaves(sl, s, sheaf_capacity_arg) } {
         crate::node::free_kmem_cache_nodes(sl, sr);

@@ -20,7 +20,7 @@
 //! slot at once. Slow paths that change the slot mark the tid busy first ([`TID_BUSY`], see the
 //! crate header), so they never interleave with a commit.
 //!
-//! # rseq mode (issue 9; [`crate::FastPath::Rseq`], the default where available)
+//! # rseq mode ([`crate::FastPath::Rseq`], the default where available)
 //! The same protocol over the same `{freelist, tid}` pair, with the compare-and-commit done by a
 //! restartable sequence (`common::rseq`) instead of `lock cmpxchg16b`:
 //! - **Fast paths.** Read the CPU id `X` from the rseq area, then `tid`, `freelist`, `slab` of
@@ -213,7 +213,7 @@ pub(crate) fn slab_alloc_node(
     gfp: Gfp,
     node: usize,
 ) -> Option<NonNull<u8>> {
-    // Issue 17: a cache with percpu sheaves (era 6.18 opt-in, every 7.0 cache) allocates
+    // Sheaves: a cache with percpu sheaves (era 6.18 opt-in, every 7.0 cache) allocates
     // from them first (`sheaf.rs`).
     let object = if s.has_sheaves() {
         crate::sheaf::slab_alloc_node(sl, s, gfp, node)?
@@ -479,7 +479,7 @@ unsafe fn do_slab_free_rseq<const PLAIN: bool>(
 /// back) when out of memory.
 pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut [usize]) -> usize {
     if s.has_sheaves() {
-        // Issue 17: `alloc_from_pcs_bulk` first.
+        // Sheaves: `alloc_from_pcs_bulk` first.
         return crate::sheaf::kmem_cache_alloc_bulk(sl, s, gfp, p);
     }
     __kmem_cache_alloc_bulk(sl, s, gfp, p)
@@ -594,7 +594,7 @@ pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usi
     // SAFETY: forwarded contract.
     unsafe {
         if s.has_sheaves() {
-            // Issue 17: `free_to_pcs_bulk`.
+            // Sheaves: `free_to_pcs_bulk`.
             crate::sheaf::free_to_pcs_bulk(sl, s, p);
         } else {
             __kmem_cache_free_bulk(sl, s, p);

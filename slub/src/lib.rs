@@ -154,7 +154,7 @@ use common::{
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// `struct kmem_cache_args` (the part that means something here; issue 17).
+/// `struct kmem_cache_args` (the part that means something here).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KmemCacheArgs {
     /// `sheaf_capacity`: 0 = none (6.18) / computed (7.0).
@@ -176,10 +176,10 @@ pub enum Era {
     /// freelist at the head. The fast paths stay the lockless tid ones (2.6.39+; 2.6.32
     /// disabled interrupts instead).
     V2_6_32,
-    /// Linux 6.18 (issue 17): 6.4 plus percpu sheaves for caches created with a
+    /// Linux 6.18: 6.4 plus percpu sheaves for caches created with a
     /// `sheaf_capacity` ([`Slub::kmem_cache_create_args`]); such caches never merge.
     V6_18,
-    /// Linux 7.0 (issue 17): sheaves for every cache but the boot caches, capacity from
+    /// Linux 7.0: sheaves for every cache but the boot caches, capacity from
     /// `calculate_sheaf_capacity()`; no CPU slabs, per-CPU partials or tid fast path.
     V7_0,
 }
@@ -217,7 +217,7 @@ pub struct SlubSettings {
     /// `CONFIG_SLAB_FREELIST_HARDENED`: encoded free pointers and the naive double-free check
     /// (forced on by `config: Hardened`).
     pub freelist_hardened: bool,
-    /// The kernel configuration of the free paths (issue 15, `config=kernel|hardened|checked`;
+    /// The kernel configuration of the free paths (`config=kernel|hardened|checked`;
     /// default `Checked`): see [`common::KernelConfig`] and "Kernel configurations" above.
     pub config: KernelConfig,
     /// `CONFIG_SLUB_STATS`: the 26 per-CPU stat counters.
@@ -227,9 +227,9 @@ pub struct SlubSettings {
     pub remote_node_defrag_ratio: usize,
     /// Seed for the per-cache `random` of the hardened free pointer (0: from the clock).
     pub random_seed: u64,
-    /// Which lockless fast path (issue 9): restartable sequences or `lock cmpxchg16b`.
+    /// Which lockless fast path: restartable sequences or `lock cmpxchg16b`.
     pub fastpath: FastPath,
-    /// `slub_debug=` (issue 7). `None`: read the environment variable `SLUB_DEBUG` (same
+    /// `slub_debug=`. `None`: read the environment variable `SLUB_DEBUG` (same
     /// syntax, e.g. `SLUB_DEBUG='F,kmalloc-*;ZP'`) when the instance is created;
     /// `Some(SlubDebug::OFF)`: off whatever the environment says.
     pub slub_debug: Option<SlubDebug>,
@@ -791,7 +791,7 @@ impl Slub {
         Ok(validate::get_slabinfo(self, self.cache_of(cache)?))
     }
 
-    // ---- issue 17: percpu sheaves (`sheaf.rs`) ----
+    // ---- percpu sheaves (`sheaf.rs`; eras 6.18, 7.0) ----
 
     /// `kmem_cache_create` with `struct kmem_cache_args` (`__kmem_cache_create_args`): in era
     /// 6.18 a non-zero `sheaf_capacity` gives the cache percpu sheaves (and makes it

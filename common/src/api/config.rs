@@ -1,6 +1,6 @@
 //! [`KernelConfig`]: which kernel configuration an instance imitates on its free paths.
 
-/// Which kernel configuration an allocator instance imitates on its free paths (issue 15),
+/// Which kernel configuration an allocator instance imitates on its free paths,
 /// chosen once at creation, like a static key: the fast paths of one configuration carry no test
 /// of another.
 ///
