@@ -357,20 +357,21 @@ pub(crate) unsafe fn slab_free_bulk(
     tail: usize,
     cnt: u16,
 ) -> Result<(), SlabError> {
-    // Only the general form has free hooks to run (see `KmemCache::plain`).
+    // One test picks the specialised form (see `KmemCache::plain`); only the general one has
+    // free hooks to run.
     // SAFETY: the chain is the caller's; every call forwards that contract unchanged.
     unsafe {
-        if !s.plain {
-            crate::hooks::slab_free_freelist_hook(s, head, tail);
+        if s.plain {
+            return do_slab_free_form::<true>(sl, s, slab, head, tail, cnt);
         }
-        do_slab_free(sl, s, slab, head, tail, cnt)
+        crate::hooks::slab_free_freelist_hook(s, head, tail);
+        do_slab_free_form::<false>(sl, s, slab, head, tail, cnt)
     }
 }
 
 /// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
 /// `slab` (linked through their free pointers), whose free hooks already ran: pushed on the CPU
-/// freelist if `slab` is the CPU slab, else `__slab_free`. One test picks the rseq or cmpxchg
-/// form, specialised or not (see `KmemCache::plain`).
+/// freelist if `slab` is the CPU slab, else `__slab_free`.
 ///
 /// # Safety
 /// The chain holds `cnt` distinct allocated objects of `slab`, a slab of `s`, none used after.
@@ -385,11 +386,33 @@ pub(crate) unsafe fn do_slab_free(
 ) -> Result<(), SlabError> {
     // SAFETY: forwarded contract.
     unsafe {
-        match (sl.rseq, s.plain) {
-            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt),
-            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt),
-            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt),
-            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt),
+        if s.plain {
+            do_slab_free_form::<true>(sl, s, slab, head, tail, cnt)
+        } else {
+            do_slab_free_form::<false>(sl, s, slab, head, tail, cnt)
+        }
+    }
+}
+
+/// [`do_slab_free`] in the form `PLAIN` names, by rseq or `cmpxchg16b` as the instance chose.
+///
+/// # Safety
+/// As [`do_slab_free`].
+#[inline(always)]
+unsafe fn do_slab_free_form<const PLAIN: bool>(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if sl.rseq {
+            do_slab_free_rseq::<PLAIN>(sl, s, slab, head, tail, cnt)
+        } else {
+            do_slab_free_cmpxchg::<PLAIN>(sl, s, slab, head, tail, cnt)
         }
     }
 }
