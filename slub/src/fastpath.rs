@@ -70,6 +70,7 @@
 
 use crate::cache::{KmemCache, KmemCacheCpu};
 use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};
+use crate::slowpath::node_match;
 use crate::stats::StatItem::{ALLOC_FASTPATH, CMPXCHG_DOUBLE_CPU_FAIL, FREE_FASTPATH};
 use crate::{Slub, NUMA_NO_NODE};
 use common::rseq::{self, Fail, Link};
@@ -173,13 +174,6 @@ impl KmemCacheCpu {
     pub(crate) fn tid(&self) -> usize {
         self.fl_tid.hi(Ordering::Acquire)
     }
-}
-
-/// `node_match(slab, node)`: `slab` (non-null) is on `node`, or any node will do.
-#[inline(always)]
-pub(crate) fn node_match(s: &KmemCache, slab: *mut Page, node: usize) -> bool {
-    // page_to_nid is address arithmetic on a descriptor pointer of our mem_map (no load).
-    node == NUMA_NO_NODE || s.provider.page_to_nid(NonNull::new(slab).expect("slab")) == node
 }
 
 /// The free-pointer codec of `s` for the rseq primitives (`PLAIN`: never hardened).

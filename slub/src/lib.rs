@@ -34,15 +34,17 @@
 //!     │                        (before bootstrap is done: bootstrap::early_kmem_cache_node_alloc)
 //!     │                       node::free_kmem_cache_nodes ─► kmalloc::kmem_cache_free_internal
 //!     └► sheaf::init_cache_sheaves ─► kmalloc (sheaves and barns are kmalloc objects)
-//!   node::kmem_cache_shrink ─► slowpath::flush_all, sheaf::flush_all_sheaves
+//!   node::kmem_cache_shrink / free_partial ─► slowpath::flush_all / free_slab,
+//!                                              sheaf::flush_all_sheaves
 //!   ```
 //! - `fastpath` ⇄ `sheaf`: the fast-path entry points hand caches with sheaves to `sheaf.rs`,
 //!   whose fallbacks are the 6.4 paths (`slab_alloc_node_6_4`, `do_slab_free`, bulk).
 //! - `slowpath` ⇄ `debug`: debug caches leave `___slab_alloc` / `__slab_free` for
 //!   `alloc_debug` / `free_to_partial_list`, which use slowpath's `new_slab`, `free_slab`,
-//!   `cmpxchg_double_slab`; `hooks` reads the debug layout (`get_info_end`, orig size).
-//! - `cache` (creation) uses `fastpath::init_tid`, `hooks::init_hooks_for`, the debug flags and
-//!   `stats::StatItem`; `stats` reads `sheaf::sheaf_capacity`.
+//!   `cmpxchg_double_slab`.
+//! - `cache` (creation) uses `fastpath::init_tid`, `hooks::init_hooks_for` and the debug flags;
+//!   `stats` and `freeptr` take the `KmemCache` struct, and `stats` reads
+//!   `sheaf::sheaf_capacity`.
 //!
 //! ## Call tree, fast to slow
 //! ```text

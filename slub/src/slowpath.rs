@@ -10,7 +10,6 @@
 //! a node lock is taken (`deactivate_slab`, `__unfreeze_partials` run after unlocking).
 
 use crate::cache::{KmemCache, KmemCacheCpu};
-use crate::fastpath::node_match;
 use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};
 use crate::node::{counters_of, KmemCacheNode, ListGuard};
 use crate::stats::StatItem::{
@@ -50,6 +49,13 @@ pub(crate) fn slab_nid(s: &KmemCache, slab: *mut Page) -> usize {
     // or owned by the caller); `node` was written by the provider before the block was handed
     // out and does not change while it is allocated.
     unsafe { core::ptr::addr_of!((*slab).node).read() as usize }
+}
+
+/// `node_match(slab, node)`: `slab` (non-null) is on `node`, or any node will do.
+#[inline(always)]
+pub(crate) fn node_match(s: &KmemCache, slab: *mut Page, node: usize) -> bool {
+    // page_to_nid is address arithmetic on a descriptor pointer of our mem_map (no load).
+    node == NUMA_NO_NODE || s.provider.page_to_nid(NonNull::new(slab).expect("slab")) == node
 }
 
 /// `numa_mem_id()`: the node of the CPU we run on; `s` names the instance.
