@@ -1,21 +1,29 @@
 //! # common — the ground both slab allocators stand on
 //!
 //! ```text
-//!   api (SlabAllocator, GlobalSlab)        ◄── slab-classic, slub implement it; harness drives it
-//!   sizes (kmalloc tables)   stats (one list → per-CPU counters)
-//!   percpu (cpu_id, PerCpu, LocalLock)     sync (SpinLock)
-//!   rseq_lock (local_trylock: acquired word) ──► rseq (restartable sequences, membarrier fence)
-//!   pcpu_alloc (chunks of 64-byte units behind PerCpu, state in the provider)
-//!   provider (buddy allocator per node) ──► page (struct page, mem_map) ──► list (list_head)
-//!   topology (sysfs | hwloc | fake NUMA)   pin (core_affinity + sched_getcpu)
-//!   sysfs_fixtures (server topologies as small sysfs trees, for tests and the harness)
-//!   sys (mmap, madvise, mbind, get_mempolicy, getcpu: raw calls, no heap)
-//!   testing (feature `testing`: stress helpers for the allocators' integration tests)
+//!   testing     (feature `testing`) stress helpers, child-process tests, state explorer
+//!   api/        SlabAllocator, SlabError, SlabFlags, CacheHandle, GlobalSlab
+//!                 ◄── slab-classic and slub implement it; the harness drives it
+//!   stats       one list → per-CPU counters          pin  core_affinity + sched_getcpu
+//!   percpu      cpu_id, PerCpu, PerCpuLocked, LocalLock
+//!   provider    buddy allocator per node; holds pcpu_alloc's state and lends it pages
+//!   pcpu_alloc  chunks of 64-byte units behind PerCpu (pages through `ChunkPages`)
+//!   page        struct page, mem_map, PAGE_SIZE, get_order ──► list (list_head)
+//!   topology    sysfs | hwloc (feature; calls back into topology) | fake NUMA
+//!   sysfs_fixtures  server topologies as small sysfs trees, for tests and the harness
+//!   rseq_lock   local_trylock: one acquired word set in a sequence ──► rseq/, sync
+//!   rseq/       restartable sequences, membarrier CPU fence, glibc's rseq area (also cpu_id's)
+//!   dword       DoubleWord: 16-byte cmpxchg            exactdiv  object-start test (ExactDiv)
+//!   sync        SpinLock, lockdep                      check     Violation: heap-free reports
+//!   sizes       kmalloc tables                         sys       raw calls: mmap, mbind, getcpu
 //! ```
-//! Dependencies only point down. Every byte the allocators use comes from
+//! A module uses only modules below it (the one exception is drawn: `hwloc` builds a
+//! `Topology`). Every byte the allocators use comes from
 //! [`provider::PageProvider`], which takes its own memory from `mmap` — never from the Rust heap —
 //! so both allocators can serve as the process's global allocator and their memory overhead is
 //! the provider's exact page count.
+
+#![warn(unreachable_pub)]
 
 pub mod api;
 pub mod check;

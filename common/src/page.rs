@@ -28,6 +28,19 @@ use crate::dword::DoubleWord;
 use crate::list::ListHead;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+/// `PAGE_SHIFT`.
+pub const PAGE_SHIFT: usize = 12;
+/// `PAGE_SIZE`.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+/// `get_order`: the smallest order whose block holds `size` bytes.
+pub const fn get_order(size: usize) -> usize {
+    if size <= PAGE_SIZE {
+        return 0;
+    }
+    let pages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    (usize::BITS - (pages - 1).leading_zeros()) as usize
+}
+
 /// Page flag bits (`enum pageflags`).
 pub mod flags {
     /// The page heads a slab (`PG_slab`).

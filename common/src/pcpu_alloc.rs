@@ -24,7 +24,8 @@
 //! line per possible CPU of the provider's topology (order 0 on a machine of up to 3 CPUs), at
 //! most [`MAX_CHUNK_ORDER`]. The list head and that geometry live in [`PcpuAlloc`], a field of
 //! the provider's own state (its private mapping), and the headers live in the chunks: nothing
-//! here touches the Rust heap, and every `PageProvider` handle shares one allocator.
+//! here touches the Rust heap, and every `PageProvider` handle shares one allocator. The pages
+//! come through `ChunkPages`, which the provider implements and passes in with that state.
 //!
 //! # Invariants (checked by [`PageProvider::check_invariants`](crate::PageProvider::check_invariants))
 //! 1. Every chunk on the list is an allocated `Owner::Metadata` block of `chunk_order` pages of
@@ -50,7 +51,7 @@
 
 use crate::check::Violation;
 use crate::page::Owner;
-use crate::provider::{get_order, Gfp, PageProvider, PAGE_SIZE};
+use crate::page::{get_order, Page, PAGE_SIZE};
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr::NonNull;
@@ -86,6 +87,22 @@ pub(crate) struct ChunkList {
 // SAFETY: ChunkList is only reached through the percpu SpinLock, so the Cells (and the chunk
 // headers their addresses lead to) are used by one thread at a time.
 unsafe impl Send for ChunkList {}
+
+/// What the per-CPU allocator needs from the page provider that holds its state, passed in by
+/// the provider (which implements it) and by `PerCpu`, so this module sits below `provider`.
+pub(crate) trait ChunkPages {
+    /// Why a block could not be given back.
+    type Error: core::fmt::Debug;
+    /// A block of `2^order` `Owner::Metadata` pages (node 0 first, then the nearest nodes).
+    fn alloc_chunk_block(&self, order: usize) -> Option<NonNull<u8>>;
+    /// Gives back a block from [`ChunkPages::alloc_chunk_block`].
+    ///
+    /// # Safety
+    /// `addr` came from `alloc_chunk_block(order)` of this provider and nobody uses it any more.
+    unsafe fn free_chunk_block(&self, addr: NonNull<u8>, order: usize) -> Result<(), Self::Error>;
+    /// The descriptor of the page at `addr`, if the provider maps it.
+    fn chunk_page(&self, addr: usize) -> Option<NonNull<Page>>;
+}
 
 /// The per-CPU area allocator's state, in [`ProviderInner`](crate::provider) (the provider's own
 /// mapping). The geometry is fixed at creation; the list is behind the percpu lock.
@@ -166,7 +183,7 @@ impl PcpuAlloc {
         PAGE_SIZE << self.chunk_order
     }
 
-    /// The snapshot behind [`PageProvider::percpu_stats`].
+    /// The snapshot behind [`PageProvider::percpu_stats`](crate::PageProvider::percpu_stats).
     pub(crate) fn stats(&self) -> PcpuStats {
         let l = self.list.lock();
         PcpuStats {
@@ -230,17 +247,17 @@ fn find_run(map: &[Cell<u64>], from: usize, to: usize, n: usize) -> Option<usize
 /// `pcpu_alloc`: `bytes` (at least one unit) of 64-byte-aligned, uninitialised memory from the
 /// provider's per-CPU chunks, or a block of its own if larger than a chunk. `None` if the
 /// provider has no memory; then nothing was taken.
-pub(crate) fn pcpu_alloc(provider: &PageProvider, bytes: usize) -> Option<PcpuArea> {
-    let pa = provider.pcpu();
+pub(crate) fn pcpu_alloc(
+    pa: &PcpuAlloc,
+    pages: &impl ChunkPages,
+    bytes: usize,
+) -> Option<PcpuArea> {
     let (units, own) = pa.units_and_order(bytes);
     if let Some(order) = own {
-        let page = provider.alloc_pages_gfp(0, order, Owner::Metadata, Gfp::KERNEL)?;
+        let addr = pages.alloc_chunk_block(order)?;
         let l = pa.list.lock();
         l.big_areas.set(l.big_areas.get() + 1);
-        return Some(PcpuArea {
-            addr: provider.page_address(page),
-            bytes,
-        });
+        return Some(PcpuArea { addr, bytes });
     }
     let l = pa.list.lock();
     let mut last = 0;
@@ -260,8 +277,7 @@ pub(crate) fn pcpu_alloc(provider: &PageProvider, bytes: usize) -> Option<PcpuAr
         cur = head.next.get();
     }
     // No room: a new chunk, appended so the older (fuller) chunks are tried first.
-    let page = provider.alloc_pages_gfp(0, pa.chunk_order, Owner::Metadata, Gfp::KERNEL)?;
-    let base = provider.page_address(page).as_ptr() as usize;
+    let base = pages.alloc_chunk_block(pa.chunk_order)?.as_ptr() as usize;
     // SAFETY: the block was just allocated for us and is chunk_bytes long; we hold the lock.
     let (head, map) = unsafe { init_chunk(pa, base) };
     set_run(map, pa.header_units, units, true);
@@ -315,8 +331,7 @@ fn area_at(base: usize, unit: usize, bytes: usize) -> PcpuArea {
 /// # Safety
 /// `area` came from [`pcpu_alloc`] on this provider (any handle), is freed once, and nobody uses
 /// its memory any more.
-pub(crate) unsafe fn free_percpu(provider: &PageProvider, area: PcpuArea) {
-    let pa = provider.pcpu();
+pub(crate) unsafe fn free_percpu(pa: &PcpuAlloc, pages: &impl ChunkPages, area: PcpuArea) {
     let addr = area.addr.as_ptr() as usize;
     let (units, own) = pa.units_and_order(area.bytes);
     if let Some(order) = own {
@@ -325,7 +340,7 @@ pub(crate) unsafe fn free_percpu(provider: &PageProvider, area: PcpuArea) {
             l.big_areas.set(l.big_areas.get() - 1);
         }
         // SAFETY: the caller's contract: the block is ours, of this order, and dead.
-        let r = unsafe { provider.free_pages_addr(area.addr, order) };
+        let r = unsafe { pages.free_chunk_block(area.addr, order) };
         debug_assert!(r.is_ok(), "per-CPU block {addr:#x}: {r:?}");
         return;
     }
@@ -361,15 +376,13 @@ pub(crate) unsafe fn free_percpu(provider: &PageProvider, area: PcpuArea) {
     l.chunks.set(l.chunks.get() - 1);
     // SAFETY: base is the head of the chunk block, allocated with chunk_order; it is off the
     // list and holds no area, so nobody uses it.
-    let r = unsafe {
-        provider.free_pages_addr(NonNull::new_unchecked(base as *mut u8), pa.chunk_order)
-    };
+    let r =
+        unsafe { pages.free_chunk_block(NonNull::new_unchecked(base as *mut u8), pa.chunk_order) };
     debug_assert!(r.is_ok(), "per-CPU chunk {base:#x}: {r:?}");
 }
 
-/// Checks the invariants of the module header (for [`PageProvider::check_invariants`]).
-pub(crate) fn check(provider: &PageProvider) -> Result<(), Violation> {
-    let pa = provider.pcpu();
+/// Checks the invariants of the module header (for [`PageProvider::check_invariants`](crate::PageProvider::check_invariants)).
+pub(crate) fn check(pa: &PcpuAlloc, pages: &impl ChunkPages) -> Result<(), Violation> {
     let l = pa.list.lock();
     let mut cur = l.first.get();
     let mut n = 0;
@@ -382,7 +395,7 @@ pub(crate) fn check(provider: &PageProvider) -> Result<(), Violation> {
                 &[l.chunks.get()],
             ));
         }
-        let Some(page) = provider.virt_to_page(cur) else {
+        let Some(page) = pages.chunk_page(cur) else {
             return Err(Violation::new(
                 "percpu: chunk {x} outside the provider",
                 &[cur],

@@ -20,8 +20,9 @@
 //!   it still holds exactly the slot it uses; another thread arriving on that CPU waits for the
 //!   lock (correct, merely slower). With pinned threads no two threads ever share a slot, so the
 //!   lock is an uncontended atomic exchange on a cache line the CPU already owns.
-//! - Lockless per-CPU fast paths (SLUB's freelist + tid) rely on their double-word
-//!   compare-exchange with the lock prefix instead, as `common::dword` explains.
+//! - Lockless per-CPU fast paths (SLUB's freelist + tid; SLAB's and the sheaves' arrays in rseq
+//!   mode) rely instead on a restartable sequence on the slot's CPU ([`crate::rseq`]) or, without
+//!   rseq, on a double-word compare-exchange with the lock prefix ([`crate::dword`]).
 //!
 //! Slots are one cache line (or more) each, so CPUs never share a line, and they are allocated
 //! from the page provider, never from the Rust heap: the `nr_cpus` slots of one `PerCpu` are one
@@ -31,6 +32,8 @@
 
 use crate::pcpu_alloc::{free_percpu, pcpu_alloc, PcpuArea};
 use crate::provider::PageProvider;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+use crate::rseq::{glibc_rseq, thread_pointer};
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
@@ -54,36 +57,11 @@ static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
 /// Tests can force the fallback.
 static FORCE_FALLBACK: AtomicBool = AtomicBool::new(false);
 
-/// The thread pointer (`%fs:0` on x86-64: the TCB's self pointer).
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
-#[inline(always)]
-pub(crate) fn thread_pointer() -> usize {
-    let tp: usize;
-    // SAFETY: on x86-64 Linux the word at %fs:0 is the TCB's pointer to itself (glibc's
-    // `tcbhead_t.tcb`); reading it has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
-    }
-    tp
-}
-
 /// Looks up glibc's rseq registration; returns the offset of the rseq area from the thread
 /// pointer if this thread has one registered.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 fn probe_rseq() -> Option<isize> {
-    // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names only reads the symbol tables.
-    let (off, size) = unsafe {
-        (
-            libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()),
-            libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()),
-        )
-    };
-    if off.is_null() || size.is_null() {
-        return None;
-    }
-    // SAFETY: glibc defines __rseq_offset as a const ptrdiff_t and __rseq_size as a const
-    // unsigned int; dlsym gave their addresses.
-    let (off, size) = unsafe { (*off.cast::<isize>(), *size.cast::<u32>()) };
+    let (off, size) = glibc_rseq()?;
     if size < 8 {
         return None; // not registered (size 0), or no cpu_id field
     }
@@ -198,7 +176,7 @@ impl<T> PerCpu<T> {
     pub fn new(provider: &PageProvider, nr_cpus: usize, init: impl Fn(usize) -> T) -> Option<Self> {
         let bytes = core::mem::size_of::<Slot<T>>() * nr_cpus.max(1);
         const { assert!(core::mem::align_of::<Slot<T>>() <= crate::pcpu_alloc::UNIT) };
-        let area = pcpu_alloc(provider, bytes)?;
+        let area = pcpu_alloc(provider.pcpu(), provider, bytes)?;
         let slots = area.addr.cast::<Slot<T>>();
         // A panicking `init` leaks the area (as it leaked the page before packing): nothing
         // frees it with slots half written.
@@ -261,7 +239,7 @@ impl<T> Drop for PerCpu<T> {
         }
         // SAFETY: the area was allocated in `new` from this provider, is freed only here, and
         // its slots were just dropped, so nobody uses it any more.
-        unsafe { free_percpu(&self.provider, self.area) };
+        unsafe { free_percpu(self.provider.pcpu(), &self.provider, self.area) };
     }
 }
 

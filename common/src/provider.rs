@@ -44,8 +44,10 @@
 //! the checker records a [`Violation`] and formats it after unlocking.
 //!
 //! The provider's state also holds the per-CPU area allocator ([`crate::pcpu_alloc`]: the chunk
-//! list behind `PerCpu`, shared by every handle). Its *percpu lock* is taken before node locks
-//! (it calls `alloc_pages`/`free_pages` while held), never after; see that module's header.
+//! list behind `PerCpu`, shared by every handle), which gets its pages through the provider's
+//! `ChunkPages` implementation (so `pcpu_alloc` does not call up into this module). Its *percpu
+//! lock* is taken before node locks (its `alloc_pages`/`free_pages` run while it is held), never
+//! after; see that module's header.
 
 use crate::check::Violation;
 use crate::list::ListHead;
@@ -53,7 +55,8 @@ use crate::page::{
     flags::{PG_ALLOCATED, PG_BUDDY, PG_HEAD, PG_RELEASED, PG_TAIL},
     Owner, Page,
 };
-use crate::pcpu_alloc::{PcpuAlloc, PcpuStats};
+pub use crate::page::{get_order, PAGE_SHIFT, PAGE_SIZE};
+use crate::pcpu_alloc::{ChunkPages, PcpuAlloc, PcpuStats};
 use crate::sync::SpinLock;
 use crate::sys;
 use crate::topology::{Topology, MAX_NUMNODES};
@@ -62,10 +65,6 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// `PAGE_SHIFT`.
-pub const PAGE_SHIFT: usize = 12;
-/// `PAGE_SIZE`.
-pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// `MAX_ORDER` as 2.6.32 defines it: orders `0..MAX_ORDER` exist, the largest block is
 /// `2^(MAX_ORDER-1)` pages (4 MiB).
 pub const MAX_ORDER: usize = 11;
@@ -73,15 +72,6 @@ pub const MAX_ORDER: usize = 11;
 pub const MAX_ORDER_NR_PAGES: usize = 1 << (MAX_ORDER - 1);
 /// Bytes in the largest block.
 pub const MAX_BLOCK_BYTES: usize = MAX_ORDER_NR_PAGES * PAGE_SIZE;
-
-/// `get_order`: the smallest order whose block holds `size` bytes.
-pub const fn get_order(size: usize) -> usize {
-    if size <= PAGE_SIZE {
-        return 0;
-    }
-    let pages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
-    (usize::BITS - (pages - 1).leading_zeros()) as usize
-}
 
 /// Allocation flags (the subset of `gfp_t` that means something here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -101,7 +91,7 @@ impl Gfp {
     /// `__GFP_COMP`: make a compound page (always done here for order > 0).
     pub const COMP: Gfp = Gfp(1 << 4);
     /// `GFP_NOWAIT`: the caller may not block (no direct reclaim). The provider never blocks;
-    /// SLUB's sheaves (issue 17) skip the refill rung of `__pcs_replace_empty_main` for it.
+    /// SLUB's sheaves (eras 6.18/7.0) skip the refill rung of `__pcs_replace_empty_main` for it.
     pub const NOWAIT: Gfp = Gfp(1 << 5);
 
     /// Whether all bits of `other` are set.
@@ -137,7 +127,7 @@ pub struct ProviderConfig {
     /// Prefault every top-order block the first time it is handed out (`MADV_POPULATE_WRITE`,
     /// after the node lock is dropped), as the kernel's memory is always present: no
     /// first-touch page fault then lands in a later allocation's timing. Off by default (RSS
-    /// grows by whole 4 MiB blocks); the harness turns it on (issue 15).
+    /// grows by whole 4 MiB blocks); the harness turns it on.
     pub populate: bool,
 }
 
@@ -1060,7 +1050,7 @@ impl PageProvider {
         // Formatted here, after every lock is released (the provider may back the global
         // allocator, so formatting under a node lock can deadlock).
         self.check_buddy().map_err(|v| v.to_string())?;
-        crate::pcpu_alloc::check(self).map_err(|v| v.to_string())
+        crate::pcpu_alloc::check(self.pcpu(), self).map_err(|v| v.to_string())
     }
 
     fn check_buddy(&self) -> Result<(), Violation> {
@@ -1158,6 +1148,26 @@ impl fmt::Debug for PageProvider {
             .field("node_pages", &self.node_pages())
             .field("pages_in_use", &s.pages_in_use)
             .finish_non_exhaustive()
+    }
+}
+
+/// The provider's pages for the per-CPU chunks whose state it holds (passed in to
+/// [`crate::pcpu_alloc`], which sits below this module).
+impl ChunkPages for PageProvider {
+    type Error = PageError;
+
+    fn alloc_chunk_block(&self, order: usize) -> Option<NonNull<u8>> {
+        let page = self.alloc_pages_gfp(0, order, Owner::Metadata, Gfp::KERNEL)?;
+        Some(self.page_address(page))
+    }
+
+    unsafe fn free_chunk_block(&self, addr: NonNull<u8>, order: usize) -> Result<(), PageError> {
+        // SAFETY: forwarded contract: a block of this order from `alloc_chunk_block`, now dead.
+        unsafe { self.free_pages_addr(addr, order) }
+    }
+
+    fn chunk_page(&self, addr: usize) -> Option<NonNull<Page>> {
+        self.virt_to_page(addr)
     }
 }
 

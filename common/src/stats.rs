@@ -140,9 +140,14 @@ mod tests {
     use crate::provider::ProviderConfig;
     use crate::topology::Topology;
 
-    crate::define_stats! {
-        enum T { A => "a", B => "b", C => "c" }
+    // The macro's items are `pub` for the allocators' public stat enums; this one is local.
+    #[allow(unreachable_pub)]
+    mod t {
+        crate::define_stats! {
+            pub(super) enum T { A => "a", B => "b", C => "c" }
+        }
     }
+    use t::T;
 
     #[test]
     fn counts_summed_and_free_when_off() {

@@ -12,7 +12,7 @@ use std::ptr::NonNull;
 
 /// A cache made through [`BenchAllocator::create_cache`].
 #[derive(Clone, Copy, Debug)]
-pub enum BenchCache {
+pub(crate) enum BenchCache {
     /// A kmem_cache of a slab allocator: handle, object size, name.
     Slab(CacheHandle, usize, CacheName),
     /// A baseline: `malloc` of this size.
@@ -21,7 +21,7 @@ pub enum BenchCache {
 
 impl BenchCache {
     /// Object size.
-    pub fn size(self) -> usize {
+    pub(crate) fn size(self) -> usize {
         match self {
             BenchCache::Slab(_, s, _) | BenchCache::Size(s) => s,
         }
@@ -30,7 +30,7 @@ impl BenchCache {
 
 /// How held memory was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeldMeasure {
+pub(crate) enum HeldMeasure {
     /// Pages the allocator holds from the page provider (exact, includes its metadata).
     Provider,
     /// glibc's own count of memory it holds from the OS: `mallinfo2()` `arena + hblkhd`
@@ -44,7 +44,7 @@ pub enum HeldMeasure {
 
 impl HeldMeasure {
     /// Column value.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HeldMeasure::Provider => "provider",
             HeldMeasure::Mallinfo2 => "mallinfo2",
@@ -54,7 +54,7 @@ impl HeldMeasure {
 }
 
 /// What a workload needs from an allocator.
-pub trait BenchAllocator: Send + Sync {
+pub(crate) trait BenchAllocator: Send + Sync {
     /// Registry name.
     fn name(&self) -> &'static str;
     /// `kmalloc` / `malloc`.
@@ -124,7 +124,7 @@ pub trait BenchAllocator: Send + Sync {
 }
 
 /// A slab allocator through the common API.
-pub struct SlabBench<A: SlabAllocator> {
+pub(crate) struct SlabBench<A: SlabAllocator> {
     /// The instance.
     pub inner: A,
     name: &'static str,
@@ -132,7 +132,7 @@ pub struct SlabBench<A: SlabAllocator> {
 
 impl<A: SlabAllocator> SlabBench<A> {
     /// Wraps an instance.
-    pub fn new(inner: A, name: &'static str) -> Self {
+    pub(crate) fn new(inner: A, name: &'static str) -> Self {
         Self { inner, name }
     }
 }
@@ -255,7 +255,7 @@ fn rss_bytes() -> usize {
 }
 
 /// glibc's malloc.
-pub struct System;
+pub(crate) struct System;
 
 impl BenchAllocator for System {
     fn name(&self) -> &'static str {
@@ -286,7 +286,7 @@ impl BenchAllocator for System {
 }
 
 /// mimalloc (the `mimalloc` crate), called directly (not as the global allocator).
-pub struct Mimalloc;
+pub(crate) struct Mimalloc;
 
 const MI_ALIGN: usize = 8;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 /// Median, min and max over repetitions.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Stat {
+pub(crate) struct Stat {
     /// Median.
     pub med: f64,
     /// Minimum.
@@ -19,7 +19,7 @@ pub struct Stat {
 
 impl Stat {
     /// From samples (must be non-empty).
-    pub fn of(mut v: Vec<f64>) -> Option<Stat> {
+    pub(crate) fn of(mut v: Vec<f64>) -> Option<Stat> {
         if v.is_empty() {
             return None;
         }
@@ -41,7 +41,7 @@ impl Stat {
 
 /// Groups `rows` by (allocator, key), averaging `value` over the rows of one repetition, then
 /// taking median/min/max over repetitions. `key` returns `None` to skip a row.
-pub fn aggregate<K: Ord + Clone>(
+pub(crate) fn aggregate<K: Ord + Clone>(
     rows: &[&Row],
     key: impl Fn(&Row) -> Option<K>,
     value: impl Fn(&Row) -> f64,
@@ -70,7 +70,7 @@ pub fn aggregate<K: Ord + Clone>(
 /// both (rows of one key and repetition averaged first), summarised. Measured side by side
 /// in the same repetition, the two share that moment's machine speed, so on a noisy VM the
 /// median of these ratios is a steadier estimate than a ratio of two separate medians.
-pub fn paired_ratio<K: Ord + Clone>(
+pub(crate) fn paired_ratio<K: Ord + Clone>(
     rows: &[&Row],
     key: impl Fn(&Row) -> Option<K>,
     value: impl Fn(&Row) -> f64,
@@ -109,14 +109,14 @@ pub fn paired_ratio<K: Ord + Clone>(
 }
 
 /// Rows of one workload and phase.
-pub fn select<'a>(rows: &'a [Row], workload: &str, phase: &str) -> Vec<&'a Row> {
+pub(crate) fn select<'a>(rows: &'a [Row], workload: &str, phase: &str) -> Vec<&'a Row> {
     rows.iter()
         .filter(|r| r.workload == workload && r.phase == phase)
         .collect()
 }
 
 /// Allocator names present, in registry order first, then any others.
-pub fn allocators(rows: &[Row]) -> Vec<String> {
+pub(crate) fn allocators(rows: &[Row]) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for known in crate::registry::names()
         .into_iter()

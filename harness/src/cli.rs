@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// meta.json, plots (SVG and PNG) and summary.md.
 #[derive(Parser, Debug)]
 #[command(name = "harness", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Redraw plots and summary from an existing results directory.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -23,7 +23,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Redraw plots and summary.md from DIR/results.csv (several CSVs may be concatenated).
     Plot {
         /// A results directory holding results.csv.
@@ -33,7 +33,7 @@ pub enum Command {
 
 /// Options of a measurement run.
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// List the allocators and workloads, then exit.
     #[arg(long)]
     pub list: bool,
@@ -108,7 +108,7 @@ pub struct RunArgs {
 
 /// The validated configuration of a run.
 #[derive(Clone, Debug)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     /// Smoke mode.
     pub quick: bool,
     /// Allocator names, in order.
@@ -142,11 +142,11 @@ pub struct RunConfig {
 }
 
 /// Largest object size accepted (the largest kmalloc class of slab-classic).
-pub const MAX_OBJECT_SIZE: usize = 4 << 20;
+pub(crate) const MAX_OBJECT_SIZE: usize = 4 << 20;
 
 /// Validates `args` against the machine. `topo` is the run's (possibly fake) topology;
 /// `allowed` the CPUs this process may use.
-pub fn validate(
+pub(crate) fn validate(
     args: &RunArgs,
     topo: &Topology,
     allowed: &[usize],
@@ -318,7 +318,7 @@ fn check_sizes(sizes: &[usize], flag: &str) -> Result<(), String> {
 }
 
 /// Checks that the output directory can be created and written, before measuring.
-pub fn check_out_dir(dir: &std::path::Path) -> Result<(), String> {
+pub(crate) fn check_out_dir(dir: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create output directory {}: {e}", dir.display()))?;
     let probe = dir.join(".write-test");

@@ -39,7 +39,7 @@ const INSTANCE_PER_NODE_PAIR: f64 = 20e-6;
 
 /// The shape of one workload's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Cost {
+pub(crate) struct Cost {
     /// Pinned runs (each a set of threads started together).
     pub runs: u64,
     /// Worker threads started.
@@ -54,7 +54,7 @@ pub struct Cost {
 
 impl Cost {
     /// Estimated seconds on a machine with `cpus` CPUs and `nodes` nodes.
-    pub fn seconds(&self, cpus: usize, nodes: usize) -> f64 {
+    pub(crate) fn seconds(&self, cpus: usize, nodes: usize) -> f64 {
         let inst = INSTANCE
             + INSTANCE_PER_CPU * cpus as f64
             + INSTANCE_PER_NODE_PAIR * (nodes * nodes) as f64;
@@ -75,7 +75,7 @@ fn harmonic(c: u64) -> f64 {
 }
 
 /// The cost of workload `w` for `cfg` with `cross` remote_free placements.
-pub fn cost(cfg: &RunConfig, w: Workload, cross: usize) -> Cost {
+pub(crate) fn cost(cfg: &RunConfig, w: Workload, cross: usize) -> Cost {
     let a = cfg.allocators.len() as u64;
     let r = cfg.reps as u64;
     let c = cfg.cpus.len() as u64;
@@ -211,10 +211,10 @@ pub fn cost(cfg: &RunConfig, w: Workload, cross: usize) -> Cost {
 }
 
 /// ns of one 64 B glibc malloc+free pair on the reference VM the costs above were measured on.
-pub const REFERENCE_PAIR_NS: f64 = 5.4;
+pub(crate) const REFERENCE_PAIR_NS: f64 = 5.4;
 
 /// ns per 64 B malloc+free pair on this thread (best of three short rounds, a few ms).
-pub fn calibrate_pair_ns() -> f64 {
+pub(crate) fn calibrate_pair_ns() -> f64 {
     const N: u32 = 200_000;
     let mut best = f64::MAX;
     for _ in 0..3 {
@@ -233,7 +233,12 @@ pub fn calibrate_pair_ns() -> f64 {
 
 /// Per workload: (workload, estimated seconds), scaled by this machine's speed (`pair_ns`
 /// from [`calibrate_pair_ns`] against [`REFERENCE_PAIR_NS`], clamped to 0.25–8×).
-pub fn plan(cfg: &RunConfig, cross: usize, nodes: usize, pair_ns: f64) -> Vec<(Workload, f64)> {
+pub(crate) fn plan(
+    cfg: &RunConfig,
+    cross: usize,
+    nodes: usize,
+    pair_ns: f64,
+) -> Vec<(Workload, f64)> {
     let c = cfg.cpus.len();
     let speed = (pair_ns / REFERENCE_PAIR_NS).clamp(0.25, 8.0);
     cfg.workloads
@@ -243,7 +248,7 @@ pub fn plan(cfg: &RunConfig, cross: usize, nodes: usize, pair_ns: f64) -> Vec<(W
 }
 
 /// "1 h 05 min", "3 min 20 s", "42 s".
-pub fn human(secs: f64) -> String {
+pub(crate) fn human(secs: f64) -> String {
     let s = secs.round() as u64;
     if s >= 3600 {
         format!("{} h {:02} min", s / 3600, (s % 3600) / 60)

@@ -9,7 +9,7 @@ use std::sync::{Barrier, Mutex};
 /// Where one worker was pinned and where the kernel said it was when it finished
 /// (`getcpu()`), for `placement.csv`.
 #[derive(Clone, Debug)]
-pub struct Placed {
+pub(crate) struct Placed {
     /// What ran (`workload/allocator`, set by [`set_context`]).
     pub context: String,
     /// Worker index.
@@ -28,14 +28,14 @@ static LOG: Mutex<Vec<Placed>> = Mutex::new(Vec::new());
 static CONTEXT: Mutex<String> = Mutex::new(String::new());
 
 /// Names what the next workers run (for [`Placed::context`]).
-pub fn set_context(s: &str) {
+pub(crate) fn set_context(s: &str) {
     *CONTEXT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = s.to_string();
 }
 
 /// Every worker placement recorded so far (the log is emptied).
-pub fn take_log() -> Vec<Placed> {
+pub(crate) fn take_log() -> Vec<Placed> {
     std::mem::take(
         &mut *LOG
             .lock()
@@ -62,7 +62,7 @@ fn record(index: usize, cpu: usize, topo: &Topology) {
 }
 
 /// What a worker knows about where it runs.
-pub struct Worker<'a> {
+pub(crate) struct Worker<'a> {
     /// Index among the workers (0-based).
     pub index: usize,
     /// The CPU it is pinned to.
@@ -77,7 +77,7 @@ pub struct Worker<'a> {
 /// With a real multi-node machine each thread's memory policy prefers its own node, so baseline
 /// allocators (glibc, mimalloc) also get node-local pages; the slab allocators place memory by
 /// node themselves through the page provider.
-pub fn run_pinned<T: Send>(
+pub(crate) fn run_pinned<T: Send>(
     cpus: &[usize],
     topo: &Topology,
     f: impl Fn(&Worker<'_>) -> T + Sync,

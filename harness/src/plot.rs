@@ -25,7 +25,7 @@ fn register_font() {
 }
 
 /// One line of a chart.
-pub struct Series {
+pub(crate) struct Series {
     /// Legend label.
     pub label: String,
     /// Colour.
@@ -35,7 +35,7 @@ pub struct Series {
 }
 
 /// A chart panel.
-pub struct Panel {
+pub(crate) struct Panel {
     /// Title.
     pub title: String,
     /// X axis label.
@@ -92,7 +92,7 @@ impl Panel {
 }
 
 /// The colour of an allocator, the same in every figure.
-pub fn color_of(name: &str) -> RGBColor {
+pub(crate) fn color_of(name: &str) -> RGBColor {
     match name {
         "slab" => RGBColor(214, 39, 40),
         "slub" | "provider" => RGBColor(31, 119, 180),
@@ -237,7 +237,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
 }
 
 /// Draws `panels` in a grid of `cols` columns into `<dir>/<name>.svg` and `.png`.
-pub fn draw_figure(
+pub(crate) fn draw_figure(
     dir: &Path,
     name: &str,
     panels: &[Panel],
@@ -364,7 +364,7 @@ fn series_from(m: &BTreeMap<(String, F64Key), Stat>, allocs: &[String]) -> Vec<S
 
 /// An `f64` usable as an ordered map key.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct F64Key(pub f64);
+pub(crate) struct F64Key(pub f64);
 impl Eq for F64Key {}
 impl PartialOrd for F64Key {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
@@ -382,7 +382,7 @@ fn log2(size: usize) -> f64 {
 }
 
 /// Draws every figure the rows allow; returns the files written.
-pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let allocs = allocators(rows);
     let mut files = Vec::new();
     // slab_test: cycles/op vs size, one panel per test.

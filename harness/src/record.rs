@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Facts about the run, the same for every row.
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
-pub struct RunMeta {
+pub(crate) struct RunMeta {
     /// Unique id of the run (host + start time).
     pub run_id: String,
     /// Start time, UTC.
@@ -34,11 +34,11 @@ pub struct RunMeta {
 /// `schema_version`, `metric`, `value`, `config`, `percpu`, `stats` columns; 2 = those added
 /// (latency quantiles and per-10 000-op counters of the latency workload; the kernel
 /// configuration, per-CPU mechanism and statistics setting of the ablation workload).
-pub const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// One measurement.
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Layout version of this row ([`SCHEMA_VERSION`]; 1 when read from a version-1 file).
     #[serde(default = "schema_v1")]
     pub schema_version: u32,
@@ -126,7 +126,7 @@ pub struct Row {
 
 impl Row {
     /// A row carrying the run facts.
-    pub fn new(meta: &RunMeta) -> Self {
+    pub(crate) fn new(meta: &RunMeta) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
             run_id: meta.run_id.clone(),
@@ -145,7 +145,7 @@ impl Row {
     }
 
     /// Fills the timing columns from `ops` operations taking `cycles` TSC ticks.
-    pub fn timed(mut self, ops: u64, cycles: u64, tsc_ghz: f64) -> Self {
+    pub(crate) fn timed(mut self, ops: u64, cycles: u64, tsc_ghz: f64) -> Self {
         self.ops = ops;
         let ops_f = ops.max(1) as f64;
         self.cycles_per_op = cycles as f64 / ops_f;
@@ -159,7 +159,7 @@ impl Row {
     }
 
     /// Fills the memory columns.
-    pub fn memory(mut self, live: u64, held: u64, measure: &str) -> Self {
+    pub(crate) fn memory(mut self, live: u64, held: u64, measure: &str) -> Self {
         self.bytes_live = live;
         self.bytes_held = held;
         self.overhead = if live > 0 {
@@ -173,7 +173,7 @@ impl Row {
 }
 
 /// The CSV header, in schema order (tests check files against it).
-pub const COLUMNS: &[&str] = &[
+pub(crate) const COLUMNS: &[&str] = &[
     "schema_version",
     "run_id",
     "utc_time",
@@ -232,7 +232,7 @@ fn columns_v1() -> Vec<&'static str> {
 
 /// Reads rows from a CSV file written by the harness (or several concatenated), of schema
 /// version 2 or 1 (version-1 rows read with `schema_version` 1 and empty `metric`).
-pub fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
+pub(crate) fn read_csv(path: &std::path::Path) -> Result<Vec<Row>, String> {
     // Rows are read by the file's own header, so a version-1 file's missing columns take their
     // defaults; files of different versions are not concatenated (`scripts/merge.sh` refuses).
     let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -8,7 +8,7 @@ use common::{PageProvider, ProviderConfig, Topology};
 
 /// A registered allocator.
 #[derive(Clone, Copy, Debug)]
-pub struct AllocSpec {
+pub(crate) struct AllocSpec {
     /// Command-line name.
     pub name: &'static str,
     /// One line for `--list`.
@@ -18,7 +18,7 @@ pub struct AllocSpec {
 }
 
 /// Every allocator this build knows, in sweep order.
-pub const ALLOCATORS: &[AllocSpec] = &[
+pub(crate) const ALLOCATORS: &[AllocSpec] = &[
     AllocSpec {
         name: "slab",
         description: "slab-classic: Linux 2.6.32 SLAB (array caches, three lists, shared/alien caches) via kmalloc/kmem_cache",
@@ -73,23 +73,23 @@ pub const ALLOCATORS: &[AllocSpec] = &[
 ];
 
 /// The allocators available in this build.
-pub fn available() -> &'static [AllocSpec] {
+pub(crate) fn available() -> &'static [AllocSpec] {
     ALLOCATORS
 }
 
 /// Looks a name up.
-pub fn find(name: &str) -> Option<&'static AllocSpec> {
+pub(crate) fn find(name: &str) -> Option<&'static AllocSpec> {
     ALLOCATORS.iter().find(|s| s.name == name)
 }
 
 /// All names.
-pub fn names() -> Vec<&'static str> {
+pub(crate) fn names() -> Vec<&'static str> {
     ALLOCATORS.iter().map(|s| s.name).collect()
 }
 
 /// Allocator settings from the command line (`--slab KEY=VALUE`, `--slub KEY=VALUE`).
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// SLAB settings, as validated KEY=VALUE pairs (applied in `slab_settings::build`).
     pub slab: Vec<(String, String)>,
     /// SLUB boot options.
@@ -117,7 +117,7 @@ fn flag(k: &str, v: &str) -> Result<bool, String> {
 
 impl Settings {
     /// Parses the repeated flags; unknown keys and bad values are errors.
-    pub fn parse(slab: &[String], slub_args: &[String]) -> Result<Self, String> {
+    pub(crate) fn parse(slab: &[String], slub_args: &[String]) -> Result<Self, String> {
         let mut s = Settings {
             slab: Vec::new(),
             slub: slub::SlubSettings::default(),
@@ -190,7 +190,7 @@ impl Settings {
 /// 4096 B were measuring this provider's page faults). Memory results are unaffected: they
 /// count pages handed out, not resident ones. A sysfs tree under another root (the metadata
 /// workload's server fixtures) is not this machine: its nodes are not bound.
-pub fn provider(topo: &Topology) -> Result<PageProvider, String> {
+pub(crate) fn provider(topo: &Topology) -> Result<PageProvider, String> {
     let cfg = ProviderConfig {
         release_watermark: None,
         populate: true,
@@ -201,7 +201,7 @@ pub fn provider(topo: &Topology) -> Result<PageProvider, String> {
 }
 
 /// Runs workload `w` on allocator `name`.
-pub fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
+pub(crate) fn run(name: &str, w: Workload, ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
     let s = &ctx.cfg.settings;
     match name {
         "slab" => dispatch(w, ctx, &|t: &Topology| {

@@ -4,7 +4,7 @@ use common::PageProvider;
 use slab_classic::{FastPath, Slab, SlabSettings, Tunables};
 
 /// Keys accepted by `--slab`.
-pub const KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &[
     "limit",
     "batchcount",
     "shared",
@@ -29,7 +29,7 @@ fn flag(v: &str) -> Option<bool> {
 }
 
 /// Checks one setting without building anything.
-pub fn check(k: &str, v: &str) -> Result<(), String> {
+pub(crate) fn check(k: &str, v: &str) -> Result<(), String> {
     if !KEYS.contains(&k) {
         return Err(format!("unknown key '{k}' ({})", KEYS.join(", ")));
     }
@@ -63,7 +63,7 @@ pub fn check(k: &str, v: &str) -> Result<(), String> {
 
 /// The settings the pairs describe. `limit` alone sets the whole table like a slabinfo write
 /// with the kernel's companions: `batchcount = (limit + 1) / 2`, `shared = 8`.
-pub fn settings(pairs: &[(String, String)]) -> Result<SlabSettings, String> {
+pub(crate) fn settings(pairs: &[(String, String)]) -> Result<SlabSettings, String> {
     let mut s = SlabSettings::default();
     let (mut limit, mut batch, mut shared) = (None, None, None);
     for (k, v) in pairs {
@@ -101,7 +101,7 @@ pub fn settings(pairs: &[(String, String)]) -> Result<SlabSettings, String> {
 }
 
 /// Builds slab-classic with the lock-based fast path (2.6.32's `local_irq_save` stand-in).
-pub fn build_lock(p: &PageProvider, pairs: &[(String, String)]) -> Result<Slab, String> {
+pub(crate) fn build_lock(p: &PageProvider, pairs: &[(String, String)]) -> Result<Slab, String> {
     let s = SlabSettings {
         fastpath: FastPath::Lock,
         ..settings(pairs)?
@@ -110,6 +110,6 @@ pub fn build_lock(p: &PageProvider, pairs: &[(String, String)]) -> Result<Slab, 
 }
 
 /// Builds a slab-classic instance on `p` with the settings applied.
-pub fn build(p: &PageProvider, pairs: &[(String, String)]) -> Result<Slab, String> {
+pub(crate) fn build(p: &PageProvider, pairs: &[(String, String)]) -> Result<Slab, String> {
     Slab::new(p, settings(pairs)?).map_err(|e| format!("slab: {e}"))
 }

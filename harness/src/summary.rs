@@ -109,7 +109,7 @@ const PUBLISHED: &[Published] = &[
 ];
 
 /// Writes the summary for `rows`.
-pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
+pub(crate) fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
     let mut s = String::new();
     let allocs: Vec<String> = allocators(rows)
         .into_iter()
@@ -469,7 +469,7 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         }
         let _ = writeln!(s);
     }
-    // ablation (issue 15): SLUB/SLAB by mechanism, and the published gaps attributed.
+    // ablation: SLUB/SLAB by mechanism, and the published gaps attributed.
     let published: Vec<(&str, &str, f64, &str, usize)> = PUBLISHED
         .iter()
         .map(|p| (p.what, p.source, p.slub / p.slab, p.phase, p.size))

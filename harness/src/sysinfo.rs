@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Host name.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -16,13 +16,13 @@ pub fn hostname() -> String {
 }
 
 /// `uname -r`.
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_string())
 }
 
 /// The CPU model from /proc/cpuinfo.
-pub fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -37,7 +37,7 @@ pub fn cpu_model() -> String {
 /// The git commit of the working tree (`+dirty` if tracked files changed outside the run's
 /// own output directory `out_dir` — a re-run into `results/` rewrites the files it replaces), or
 /// "unknown".
-pub fn git_commit(out_dir: &std::path::Path) -> String {
+pub(crate) fn git_commit(out_dir: &std::path::Path) -> String {
     let dir = env!("CARGO_MANIFEST_DIR");
     let out = std::process::Command::new("git")
         .args(["-C", dir, "rev-parse", "--short=12", "HEAD"])
@@ -79,7 +79,7 @@ pub fn git_commit(out_dir: &std::path::Path) -> String {
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -87,7 +87,7 @@ pub fn utc_now() -> String {
 }
 
 /// Formats Unix seconds as UTC (civil-from-days).
-pub fn utc_from_unix(secs: u64) -> String {
+pub(crate) fn utc_from_unix(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;
@@ -108,7 +108,7 @@ pub fn utc_from_unix(secs: u64) -> String {
 }
 
 /// `set_mempolicy(MPOL_PREFERRED, {node})` for the calling thread (raw syscall).
-pub fn set_preferred_node(node: usize) -> Result<(), i32> {
+pub(crate) fn set_preferred_node(node: usize) -> Result<(), i32> {
     if node >= 1024 {
         return Err(libc::EINVAL);
     }

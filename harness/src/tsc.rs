@@ -5,7 +5,7 @@ use std::time::Instant;
 
 /// Reads the time-stamp counter (x86-64); elsewhere, nanoseconds from the monotonic clock.
 #[inline(always)]
-pub fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: rdtsc has no preconditions and no memory effects.
@@ -20,7 +20,7 @@ pub fn rdtsc() -> u64 {
 }
 
 /// TSC ticks per nanosecond, measured over `ms` milliseconds.
-pub fn calibrate(ms: u64) -> f64 {
+pub(crate) fn calibrate(ms: u64) -> f64 {
     let t0 = Instant::now();
     let c0 = rdtsc();
     while t0.elapsed().as_millis() < u128::from(ms) {

@@ -437,7 +437,7 @@ mod tests {
         let theirs = SlubSettings::from_boot_options(s).unwrap();
         assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
         assert!(cfg(&[(vars::SLUB, "era=5")]).is_err());
-        // Issue 17: the sheaves eras.
+        // The sheaves eras.
         assert_eq!(cfg(&[(vars::SLUB, "era=7.0")]).unwrap().slub.era, Era::V7_0);
         assert_eq!(
             cfg(&[(vars::SLUB, "era=6.18")]).unwrap().slub.era,

@@ -1,16 +1,10 @@
 //! # slabworks_preload — SLAB or SLUB as the process's malloc
 //!
-//! Built as a `cdylib` (`libslabworks_preload.so`) it replaces the C allocation family of any
-//! dynamically linked program:
-//! ```sh
-//! LD_PRELOAD=target/release/libslabworks_preload.so SLABWORKS_ALLOCATOR=slab python3 script.py
-//! ```
-//! As an `rlib` it offers the same process-wide instance to Rust through
-//! `common::GlobalSlab<Shared>` (see `examples/global.rs`). Note that a binary linking the rlib
-//! also gets the exported `malloc` family (the linker resolves libc's and std's `malloc` to the
-//! rlib's definition), so its C allocations use the same instance: the example does, and so do
-//! this crate's integration tests (the unit tests do not: the symbols are not exported under
-//! `cfg(test)`). Do not link this crate into a program that must keep glibc malloc.
+//! As a `cdylib` (`libslabworks_preload.so`, `LD_PRELOAD`) it replaces the C allocation family
+//! of a dynamically linked program; as an `rlib` it offers the same process-wide instance to
+//! Rust through `common::GlobalSlab<Shared>` (`examples/global.rs`) — and exports the `malloc`
+//! family to that binary too (not under `cfg(test)`), so do not link it into a program that must
+//! keep glibc malloc. Usage, the environment variables and sizes/alignment: `preload/README.md`.
 //!
 //! ## Layers
 //! ```text
@@ -33,56 +27,28 @@
 //! `malloc` again on the same thread, the state is `INITING` with this thread as owner, and
 //! the call is served from a 256 KiB static bump area; `free` recognises bump pointers by
 //! address and ignores them, `realloc` copies out of them. Other threads arriving during
-//! `INITING` wait. A bad environment value prints one line (`slabworks: VAR="value": what was
-//! expected`) and `_exit(2)`s; there is no silent default for a bad value. The constructor then
-//! registers the fork handlers and the exit report (from the constructor, not from inside a
-//! `malloc` libc may have called with one of its locks held).
+//! `INITING` wait. A bad environment value prints one line and `_exit(2)`s. The constructor
+//! then registers the fork handlers and the exit report (not from inside a `malloc` libc may
+//! have called with one of its locks held).
 //!
 //! ## Pointers not from us
 //! `free` classifies a pointer by address: the bump area; the page provider's arenas (slab
 //! object, whole-page block, or an aligned pointer with a header); the `mmap` table; anything
-//! else is not ours and `free` prints one line and calls `abort()`. We do not forward such
-//! pointers to libc's `free` (via `dlsym(RTLD_NEXT)`): with the library preloaded, every
-//! `malloc` after the dynamic loader relocated libc is ours, and what the loader allocated
-//! before that comes from its own minimal allocator, which glibc never hands to `free`; a
-//! foreign pointer is therefore a bug in the program and aborting says so (glibc does the
-//! same: "free(): invalid pointer"). `dlsym` itself may allocate, which would be one more
-//! recursion to guard.
+//! else is not ours: one line, then `abort()`, as glibc's "free(): invalid pointer". It is not
+//! forwarded to libc's `free`: under `LD_PRELOAD` every `malloc` after the loader relocated
+//! libc is ours (the loader's own early allocations never reach `free`), so a foreign pointer
+//! is a bug in the program, and `dlsym(RTLD_NEXT)` may itself allocate.
 //!
 //! ## Threads and fork
 //! Per-CPU structures belong to CPUs, not threads (a thread uses the slot of the CPU it runs
-//! on, under the slot's lock or the freelist+tid cmpxchg), so a thread's exit leaves nothing
-//! behind and needs no hook. Neither allocator exposes a "lock everything" call for
-//! `pthread_atfork`; instead [`gate`] counts threads inside the allocator (per-CPU-sharded
-//! counters) and the prepare handler closes the gate and waits until none is inside, so every
-//! allocator lock is free when the address space is copied. Parent and child reopen it.
-//!
-//! ## Environment
-//! | variable | values | default | meaning |
-//! |---|---|---|---|
-//! | `SLABWORKS_ALLOCATOR` | `slab`, `slub` | `slub` | which allocator serves the process |
-//! | `SLABWORKS_FAKE_NUMA` | `0`..`64` | `0` (off) | split the machine into N logical nodes |
-//! | `SLABWORKS_TOPOLOGY` | `sysfs` | `sysfs` | (hwloc is refused: it allocates) |
-//! | `SLABWORKS_ARENA_MIB` | `4`..`1048576` | `4096` | address space reserved per node |
-//! | `SLABWORKS_STATS` | `0`, `1` | `0` | keep the allocator's statistics counters |
-//! | `SLABWORKS_SLAB` | `limit=N batchcount=N shared=N break_order=N noaliencache noreap stats` | kernel table | SLAB tunables for every cache (the three together), `slab_break_gfp_order`, no alien caches, no `cache_reap` |
-//! | `SLABWORKS_SLUB` | `slub_min_order=N slub_max_order=N slub_min_objects=N slab_nomerge slub_cpu_partial=N slub_min_partial=N era=6.4\|2.6.32\|6.18\|7.0 hardened stats remote_node_defrag_ratio=N seed=N init_on_alloc[=0\|1] init_on_free[=0\|1]` | 6.4 defaults | SLUB boot options (`SlubSettings::from_boot_options` language) |
-//! | `SLABWORKS_FORK_GATE` | `0`, `1` | `1` | the fork gate (off: two atomic adds fewer per call; a `fork` while other threads allocate may deadlock the child) |
-//! | `SLABWORKS_SLABINFO` | path, `-` | unset | at exit write slabinfo rows, counters and pages held; `-` is stderr, `%p` in a path is the pid (else the file is appended to) |
-//!
-//! Options are separated by spaces or commas. SLUB reads `SLUB_DEBUG` (the kernel's
-//! `slub_debug=` syntax) itself when its instance is built, so it works under preload too.
-//! slab-classic's `SLAB_CLASSIC_DEBUG` is deliberately not applied here yet: with red zones the
-//! debug object starts 8 bytes into its buffer, which breaks the aligned-header path below for
-//! 16-byte alignment (tried: every free then reports "not the start of an object"). SLUB's
-//! `hardened` option adds encoded free pointers and the naive double-free check.
-//!
-//! ## Sizes and alignment
-//! Up to 4 MiB (`KMALLOC_MAX_SIZE` of both) `kmalloc`; above, `mmap` (the page provider's
-//! largest block is 4 MiB, so there is no larger page path). `malloc` returns 16-byte aligned
-//! memory for requests above 8 bytes (8-byte classes stay 8-byte objects, as in the kernel);
-//! every power-of-two alignment is honoured (see [`alloc`]).
+//! on: by an rseq sequence on that CPU, the freelist+tid `cmpxchg16b`, or under the slot's
+//! lock), so a thread's exit leaves nothing behind and needs no hook. Neither allocator has a
+//! "lock everything" call for `pthread_atfork`; instead [`gate`] counts threads inside the
+//! allocator (per-CPU-sharded counters) and the prepare handler closes the gate and waits until
+//! none is inside, so every allocator lock is free when the address space is copied. Parent
+//! and child reopen it.
 
+#![warn(unreachable_pub)]
 // `match` with a commented unsafe arm reads better than if-let/else for the C entry points.
 #![allow(clippy::single_match_else)]
 

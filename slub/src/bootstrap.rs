@@ -194,7 +194,7 @@ fn kmem_cache_init_inner(
     }
     create_kmalloc_caches(sl)?;
     sl.set_state(SlabState::Up);
-    // Issue 17: 7.0's kmalloc caches get their sheaves once all kmalloc caches exist.
+    // 7.0's kmalloc caches get their sheaves once all kmalloc caches exist.
     crate::sheaf::bootstrap_kmalloc_sheaves(sl)?;
     sl.set_state(SlabState::Full);
     Ok(())
@@ -236,7 +236,7 @@ pub(crate) fn teardown(sl: &mut Slub) {
         let mut list = sl.slab_mutex.lock();
         core::mem::replace(&mut list.head, core::ptr::null_mut())
     };
-    // Issue 17: sheaves live in kmalloc caches, so every cache gives its sheaves back before
+    // Sheaves live in kmalloc caches, so every cache gives its sheaves back before
     // any cache is released.
     let mut p = head;
     while !p.is_null() {

@@ -20,19 +20,19 @@ use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
 /// `OO_SHIFT`: `oo = order << OO_SHIFT | objects`.
 pub const OO_SHIFT: usize = 16;
 /// `OO_MASK`.
-pub const OO_MASK: usize = (1 << OO_SHIFT) - 1;
+pub(crate) const OO_MASK: usize = (1 << OO_SHIFT) - 1;
 /// `MAX_OBJS_PER_PAGE` of 6.4 (15-bit `objects`).
-pub const MAX_OBJS_PER_PAGE: usize = 32767;
+pub(crate) const MAX_OBJS_PER_PAGE: usize = 32767;
 /// `MIN_PARTIAL`.
-pub const MIN_PARTIAL: usize = 5;
+pub(crate) const MIN_PARTIAL: usize = 5;
 /// `MAX_PARTIAL`.
-pub const MAX_PARTIAL: usize = 10;
+pub(crate) const MAX_PARTIAL: usize = 10;
 /// `sizeof(void *)`.
-pub const WORD: usize = core::mem::size_of::<usize>();
+pub(crate) const WORD: usize = core::mem::size_of::<usize>();
 /// `ARCH_SLAB_MINALIGN` / `ARCH_KMALLOC_MINALIGN` on x86-64.
-pub const ARCH_SLAB_MINALIGN: usize = 8;
+pub(crate) const ARCH_SLAB_MINALIGN: usize = 8;
 /// Cache line size assumed for `SLAB_HWCACHE_ALIGN` (`cache_line_size()`).
-pub const CACHE_LINE: usize = 64;
+pub(crate) const CACHE_LINE: usize = 64;
 
 /// `struct kmem_cache_order_objects`: one word, `order << OO_SHIFT | objects`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -59,7 +59,7 @@ impl KmemCacheOrderObjects {
 }
 
 /// `order_objects(order, size)`.
-pub const fn order_objects(order: usize, size: usize) -> usize {
+pub(crate) const fn order_objects(order: usize, size: usize) -> usize {
     (PAGE_SIZE << order) / size
 }
 
@@ -164,7 +164,7 @@ pub fn calculate_sizes(
     let mut size = object_size.next_multiple_of(WORD);
     let debug = flags.intersects(SlabFlags::RED_ZONE | SlabFlags::POISON);
     if flags.contains(SlabFlags::RED_ZONE) && size == object_size {
-        // Room for the right red zone (debug layout, issue 7).
+        // Room for the right red zone (debug layout, `slub_debug`).
         size += WORD;
     }
     let inuse = size;
@@ -261,14 +261,14 @@ pub(crate) fn slub_set_cpu_partial(s: &KmemCache, nr_objects: usize) {
 
 /// `struct reciprocal_value` (lib/math/reciprocal_div.c).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReciprocalValue {
+pub(crate) struct ReciprocalValue {
     m: u32,
     sh1: u8,
     sh2: u8,
 }
 
 /// `reciprocal_value(d)`.
-pub const fn reciprocal_value(d: u32) -> ReciprocalValue {
+pub(crate) const fn reciprocal_value(d: u32) -> ReciprocalValue {
     let l = if d <= 1 {
         0
     } else {
@@ -284,7 +284,7 @@ pub const fn reciprocal_value(d: u32) -> ReciprocalValue {
 
 /// `reciprocal_divide(a, R)`: `a / d` without a division instruction.
 #[inline(always)]
-pub const fn reciprocal_divide(a: u32, r: ReciprocalValue) -> u32 {
+pub(crate) const fn reciprocal_divide(a: u32, r: ReciprocalValue) -> u32 {
     let t = ((a as u64 * r.m as u64) >> 32) as u32;
     (t + ((a - t) >> r.sh1)) >> r.sh2
 }
@@ -299,7 +299,7 @@ pub(crate) fn obj_to_index(s: &KmemCache, addr: usize, obj: usize) -> usize {
 /// `struct kmem_cache_cpu`: the lockless `{freelist, tid}` pair (16-byte aligned, swapped by
 /// `cmpxchg16b`), the CPU slab, the per-CPU partial chain and the slow-path local lock.
 #[repr(C, align(64))]
-pub struct KmemCacheCpu {
+pub(crate) struct KmemCacheCpu {
     /// `freelist` (lo) and `tid` (hi).
     pub(crate) fl_tid: DoubleWord,
     /// `slab`: the CPU slab (frozen), or null.
@@ -326,7 +326,7 @@ impl KmemCacheCpu {
 
 const _: () = assert!(core::mem::offset_of!(KmemCacheCpu, fl_tid) % 16 == 0);
 
-// Issue 17 added one pointer and one bool (in padding): kmem_cache objects keep their
+// The sheaves added one pointer and one bool (in padding): kmem_cache objects keep their
 // 960-byte stride, so the boot caches' slab geometry is unchanged.
 const _: () = assert!(
     core::mem::size_of::<KmemCache>() <= 960,
@@ -339,7 +339,7 @@ pub(crate) const KMEM_CACHE_MAGIC: usize = 0x5a1b_c0de_0000_0000;
 /// `struct kmem_cache`. Lives in an object of the `kmem_cache` cache (or, during bootstrap, on
 /// the stack of `kmem_cache_init`). Fields that sysfs or aliasing can change are atomics.
 #[repr(C)]
-pub struct KmemCache {
+pub(crate) struct KmemCache {
     /// `cpu_slab`.
     pub(crate) cpu_slab: PerCpu<KmemCacheCpu>,
     /// Instance id and liveness magic.
@@ -358,7 +358,7 @@ pub struct KmemCache {
     pub(crate) plain: bool,
     /// 2.6.32 behaviour where it differs on the slow paths (see `slowpath.rs`).
     pub(crate) era_2_6_32: bool,
-    /// Debug flags that force the slow path (`kmem_cache_debug`); issue 7 hook.
+    /// Debug flags that force the slow path (`kmem_cache_debug`).
     pub(crate) debug: bool,
     /// `init_on_alloc` / `init_on_free` for this cache (`hooks::INIT_ON_ALLOC`, `INIT_ON_FREE`;
     /// `slab_want_init_on_*` decided once): beside `debug`, on the line the fast paths read.
@@ -381,7 +381,7 @@ pub struct KmemCache {
     pub(crate) nr_nodes: usize,
     /// `kmem_cache_has_cpu_partial(s)`.
     pub(crate) has_cpu_partial: bool,
-    /// Era 7.0 (issue 17): no `kmem_cache_cpu` in use; the slab path is `refill.rs` (in the
+    /// Era 7.0: no `kmem_cache_cpu` in use; the slab path is `refill.rs` (in the
     /// padding after `has_cpu_partial`).
     pub(crate) era_7_0: bool,
     /// `min_partial` (sysfs rw).
@@ -413,7 +413,7 @@ pub struct KmemCache {
     /// `slub_debug` reports about this cache (the per-cache `slab_errors`); last, so the
     /// fields the fast paths read keep their offsets.
     pub(crate) errors: core::sync::atomic::AtomicU64,
-    /// Issue 17: `cpu_sheaves` and `sheaf_capacity` (`sheaf::CacheSheaves`, kmalloc'ed):
+    /// Sheaves: `cpu_sheaves` and `sheaf_capacity` (`sheaf::CacheSheaves`, kmalloc'ed):
     /// null = the 6.4 paths; every 7.0 cache has one (a static without sheaves for the boot
     /// and debug caches). One pointer, so the structure keeps its size class.
     pub(crate) sheaves: AtomicPtr<crate::sheaf::CacheSheaves>,
@@ -467,7 +467,7 @@ pub(crate) unsafe fn kmem_cache_open(
     unsafe { kmem_cache_open_args(sl, s, name, size, align, flags, ctor, 0) }
 }
 
-/// [`kmem_cache_open`] with `kmem_cache_args.sheaf_capacity` (issue 17).
+/// [`kmem_cache_open`] with `kmem_cache_args.sheaf_capacity`.
 ///
 /// # Safety
 /// As [`kmem_cache_open`].
@@ -580,7 +580,7 @@ pub(crate) unsafe fn kmem_cache_open_args(
         unsafe { core::ptr::drop_in_place(s) };
         return Err(e);
     }
-    // Issue 17: percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
+    // Percpu sheaves and barns (6.18 opt-in, 7.0 every cache).
     // SAFETY: s is ours alone until the caller publishes it.
     if let Err(e) = unsafe { crate::sheaf::init_cache_sheaves(sl, s, sheaf_capacity_arg) } {
         crate::node::free_kmem_cache_nodes(sl, sr);

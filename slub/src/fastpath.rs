@@ -1,4 +1,4 @@
-//! The lockless fast paths `slab_alloc_node` and `do_slab_free` over
+//! The lockless fast paths `slab_alloc_node` and `slab_free` → `do_slab_free` over
 //! `kmem_cache_cpu {freelist, tid}` (mm/slub.c 6.4 `__slab_alloc_node`, `do_slab_free`).
 //!
 //! # Transaction ids
@@ -20,7 +20,7 @@
 //! slot at once. Slow paths that change the slot mark the tid busy first ([`TID_BUSY`], see the
 //! crate header), so they never interleave with a commit.
 //!
-//! # rseq mode (issue 9; [`crate::FastPath::Rseq`], the default where available)
+//! # rseq mode ([`crate::FastPath::Rseq`], the default where available)
 //! The same protocol over the same `{freelist, tid}` pair, with the compare-and-commit done by a
 //! restartable sequence (`common::rseq`) instead of `lock cmpxchg16b`:
 //! - **Fast paths.** Read the CPU id `X` from the rseq area, then `tid`, `freelist`, `slab` of
@@ -70,6 +70,7 @@
 
 use crate::cache::{KmemCache, KmemCacheCpu};
 use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};
+use crate::slowpath::node_match;
 use crate::stats::StatItem::{ALLOC_FASTPATH, CMPXCHG_DOUBLE_CPU_FAIL, FREE_FASTPATH};
 use crate::{Slub, NUMA_NO_NODE};
 use common::rseq::{self, Fail, Link};
@@ -80,7 +81,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// `TID_STEP = roundup_pow_of_two(CONFIG_NR_CPUS)` (preemptible kernels).
 pub const TID_STEP: usize = NR_CPUS.next_power_of_two();
 /// Set in `tid` while a slow path rewrites the slot (user-space addition, see crate header).
-pub const TID_BUSY: usize = 1 << (usize::BITS - 1);
+pub(crate) const TID_BUSY: usize = 1 << (usize::BITS - 1);
 
 /// `init_tid(cpu)`.
 pub const fn init_tid(cpu: usize) -> usize {
@@ -175,17 +176,6 @@ impl KmemCacheCpu {
     }
 }
 
-/// `node_match(slab, node)`.
-#[inline(always)]
-pub(crate) fn node_match(sl: &Slub, slab: *mut Page, node: usize) -> bool {
-    // SAFETY-free: page_to_nid is address arithmetic on a descriptor pointer of our mem_map.
-    node == NUMA_NO_NODE
-        || sl
-            .provider
-            .page_to_nid(NonNull::new(slab).expect("CPU slab"))
-            == node
-}
-
 /// The free-pointer codec of `s` for the rseq primitives (`PLAIN`: never hardened).
 #[inline(always)]
 fn link<const PLAIN: bool>(s: &KmemCache) -> Link {
@@ -217,7 +207,7 @@ pub(crate) fn slab_alloc_node(
     gfp: Gfp,
     node: usize,
 ) -> Option<NonNull<u8>> {
-    // Issue 17: a cache with percpu sheaves (era 6.18 opt-in, every 7.0 cache) allocates
+    // Sheaves: a cache with percpu sheaves (era 6.18 opt-in, every 7.0 cache) allocates
     // from them first (`sheaf.rs`).
     let object = if s.has_sheaves() {
         crate::sheaf::slab_alloc_node(sl, s, gfp, node)?
@@ -274,7 +264,7 @@ fn slab_alloc_rseq<const PLAIN: bool>(
             || object == 0
             || slab.is_null()
             || cpu >= s.cpu_slab.len()
-            || !node_match(sl, slab, node)
+            || !node_match(s, slab, node)
         {
             return crate::slowpath::__slab_alloc(sl, s, gfp, node, c);
         }
@@ -309,7 +299,7 @@ fn slab_alloc_cmpxchg<const PLAIN: bool>(
             || tid & TID_BUSY != 0
             || object == 0
             || slab.is_null()
-            || !node_match(sl, slab, node)
+            || !node_match(s, slab, node)
         {
             break crate::slowpath::__slab_alloc(sl, s, gfp, node, c)?;
         }
@@ -327,55 +317,33 @@ fn slab_alloc_cmpxchg<const PLAIN: bool>(
     })
 }
 
-/// `do_slab_free` of one object.
+/// `slab_free` of one object (`kmem_cache_free` → `slab_free(s, slab, x, x, NULL, 1)` in 6.4;
+/// with sheaves, 6.18's `slab_free` in `sheaf.rs`).
 ///
 /// # Safety
 /// `object` is the start of an allocated object of `slab`, a slab of `s`, and is not used after.
 #[inline(always)]
-pub(crate) unsafe fn do_slab_free(
+pub(crate) unsafe fn slab_free(
     sl: &Slub,
     s: &KmemCache,
     slab: NonNull<Page>,
     object: usize,
 ) -> Result<(), SlabError> {
     if s.has_sheaves() {
-        // Issue 17: `slab_free` with sheaves (`sheaf.rs`).
         // SAFETY: forwarded contract.
         return unsafe { crate::sheaf::slab_free(sl, s, slab, object) };
     }
     // SAFETY: forwarded contract; a one-object chain.
-    unsafe { do_slab_free_bulk(sl, s, slab, object, object, 1) }
+    unsafe { slab_free_bulk(sl, s, slab, object, object, 1) }
 }
 
-/// The 6.4 free of one object whose free hooks already ran (the 6.18 sheaf fallback).
+/// `slab_free(s, slab, head, tail, p, cnt)` of 6.4 (6.18's `slab_free_bulk`): the free hooks
+/// (`slab_free_freelist_hook`), then [`do_slab_free`] of the chain.
 ///
 /// # Safety
 /// As [`do_slab_free`].
-pub(crate) unsafe fn do_slab_free_nohook(
-    sl: &Slub,
-    s: &KmemCache,
-    slab: NonNull<Page>,
-    object: usize,
-) -> Result<(), SlabError> {
-    // SAFETY: forwarded contract; a one-object chain.
-    unsafe {
-        match (sl.rseq, s.plain) {
-            (true, true) => do_slab_free_rseq::<true>(sl, s, slab, object, object, 1),
-            (true, false) => do_slab_free_rseq::<false>(sl, s, slab, object, object, 1),
-            (false, true) => do_slab_free_cmpxchg::<true>(sl, s, slab, object, object, 1),
-            (false, false) => do_slab_free_cmpxchg::<false>(sl, s, slab, object, object, 1),
-        }
-    }
-}
-
-/// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
-/// `slab` (linked through their free pointers): pushed on the CPU freelist if `slab` is the CPU
-/// slab, else `__slab_free`.
-///
-/// # Safety
-/// The chain holds `cnt` distinct allocated objects of `slab`, a slab of `s`, none used after.
 #[inline(always)]
-pub(crate) unsafe fn do_slab_free_bulk(
+pub(crate) unsafe fn slab_free_bulk(
     sl: &Slub,
     s: &KmemCache,
     slab: NonNull<Page>,
@@ -388,17 +356,57 @@ pub(crate) unsafe fn do_slab_free_bulk(
     // SAFETY: the chain is the caller's; every call forwards that contract unchanged.
     unsafe {
         if s.plain {
-            return if sl.rseq {
-                do_slab_free_rseq::<true>(sl, s, slab, head, tail, cnt)
-            } else {
-                do_slab_free_cmpxchg::<true>(sl, s, slab, head, tail, cnt)
-            };
+            return do_slab_free_form::<true>(sl, s, slab, head, tail, cnt);
         }
         crate::hooks::slab_free_freelist_hook(s, head, tail);
-        if sl.rseq {
-            do_slab_free_rseq::<false>(sl, s, slab, head, tail, cnt)
+        do_slab_free_form::<false>(sl, s, slab, head, tail, cnt)
+    }
+}
+
+/// `do_slab_free(s, slab, head, tail, cnt)`: frees the chain `head … tail` of `cnt` objects of
+/// `slab` (linked through their free pointers), whose free hooks already ran: pushed on the CPU
+/// freelist if `slab` is the CPU slab, else `__slab_free`.
+///
+/// # Safety
+/// The chain holds `cnt` distinct allocated objects of `slab`, a slab of `s`, none used after.
+#[inline(always)]
+pub(crate) unsafe fn do_slab_free(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if s.plain {
+            do_slab_free_form::<true>(sl, s, slab, head, tail, cnt)
         } else {
-            do_slab_free_cmpxchg::<false>(sl, s, slab, head, tail, cnt)
+            do_slab_free_form::<false>(sl, s, slab, head, tail, cnt)
+        }
+    }
+}
+
+/// [`do_slab_free`] in the form `PLAIN` names, by rseq or `cmpxchg16b` as the instance chose.
+///
+/// # Safety
+/// As [`do_slab_free`].
+#[inline(always)]
+unsafe fn do_slab_free_form<const PLAIN: bool>(
+    sl: &Slub,
+    s: &KmemCache,
+    slab: NonNull<Page>,
+    head: usize,
+    tail: usize,
+    cnt: u16,
+) -> Result<(), SlabError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if sl.rseq {
+            do_slab_free_rseq::<PLAIN>(sl, s, slab, head, tail, cnt)
+        } else {
+            do_slab_free_cmpxchg::<PLAIN>(sl, s, slab, head, tail, cnt)
         }
     }
 }
@@ -406,7 +414,7 @@ pub(crate) unsafe fn do_slab_free_bulk(
 /// The `lock cmpxchg16b` push of `do_slab_free`.
 ///
 /// # Safety
-/// As [`do_slab_free_bulk`].
+/// As [`do_slab_free`].
 #[inline(always)]
 unsafe fn do_slab_free_cmpxchg<const PLAIN: bool>(
     sl: &Slub,
@@ -447,7 +455,7 @@ unsafe fn do_slab_free_cmpxchg<const PLAIN: bool>(
 /// its CPU slab and the tid is still the one read.
 ///
 /// # Safety
-/// As [`do_slab_free_bulk`].
+/// As [`do_slab_free`].
 #[inline(always)]
 unsafe fn do_slab_free_rseq<const PLAIN: bool>(
     sl: &Slub,
@@ -488,7 +496,7 @@ unsafe fn do_slab_free_rseq<const PLAIN: bool>(
 /// back) when out of memory.
 pub(crate) fn kmem_cache_alloc_bulk(sl: &Slub, s: &KmemCache, gfp: Gfp, p: &mut [usize]) -> usize {
     if s.has_sheaves() {
-        // Issue 17: `alloc_from_pcs_bulk` first.
+        // Sheaves: `alloc_from_pcs_bulk` first.
         return crate::sheaf::kmem_cache_alloc_bulk(sl, s, gfp, p);
     }
     __kmem_cache_alloc_bulk(sl, s, gfp, p)
@@ -603,7 +611,7 @@ pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usi
     // SAFETY: forwarded contract.
     unsafe {
         if s.has_sheaves() {
-            // Issue 17: `free_to_pcs_bulk`.
+            // Sheaves: `free_to_pcs_bulk`.
             crate::sheaf::free_to_pcs_bulk(sl, s, p);
         } else {
             __kmem_cache_free_bulk(sl, s, p);
@@ -611,7 +619,7 @@ pub(crate) unsafe fn kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [usi
     }
 }
 
-/// The 6.4 bulk free (detached freelists through `do_slab_free_bulk`).
+/// The 6.4 bulk free (detached freelists through `slab_free_bulk`).
 ///
 /// # Safety
 /// As [`kmem_cache_free_bulk`].
@@ -622,7 +630,7 @@ pub(crate) unsafe fn __kmem_cache_free_bulk(sl: &Slub, s: &KmemCache, p: &mut [u
         size = next;
         if let Some(df) = df {
             // SAFETY: a chain of cnt objects of slab, per the caller.
-            let r = unsafe { do_slab_free_bulk(sl, s, df.slab, df.freelist, df.tail, df.cnt) };
+            let r = unsafe { slab_free_bulk(sl, s, df.slab, df.freelist, df.tail, df.cnt) };
             debug_assert!(r.is_ok(), "bulk free: {r:?}");
         }
     }

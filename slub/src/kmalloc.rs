@@ -3,7 +3,7 @@
 //! requests straight from the page provider, `kfree` by the page flags, `ksize`.
 
 use crate::cache::KmemCache;
-use crate::fastpath::{do_slab_free, slab_alloc_node};
+use crate::fastpath::{slab_alloc_node, slab_free};
 use crate::{Slub, KMALLOC_MAX_SIZE, NUMA_NO_NODE};
 use common::provider::get_order;
 use common::sizes::slub_index::{find_position, KMALLOC_MAX_CACHE_SIZE};
@@ -48,7 +48,7 @@ pub(crate) fn kmalloc_large_node(
     }
     let order = get_order(size);
     let nid = if node == NUMA_NO_NODE {
-        sl.numa_mem_id()
+        crate::slowpath::numa_mem_id_of(&sl.provider, sl.nr_nodes)
     } else {
         node
     };
@@ -178,7 +178,7 @@ pub(crate) unsafe fn kfree(sl: &Slub, ptr: *mut u8) -> Result<(), SlabError> {
         (page, unsafe { &*(p.cache() as *const KmemCache) })
     };
     // SAFETY: checked object start of a slab of s (or the caller's promise); given up.
-    unsafe { do_slab_free(sl, s, slab, addr) }
+    unsafe { slab_free(sl, s, slab, addr) }
 }
 
 /// `kmem_cache_free` in the `kernel` configuration: `s` from the handle and the slab from
@@ -203,7 +203,7 @@ pub(crate) unsafe fn kmem_cache_free_kernel(
         .virt_to_head_page(addr)
         .ok_or(SlabError::NotOurs(addr))?;
     // SAFETY: the caller's promise.
-    unsafe { do_slab_free(sl, s, slab, addr) }
+    unsafe { slab_free(sl, s, slab, addr) }
 }
 
 /// `kmem_cache_free` in the `hardened` configuration: `cache_from_obj` as 6.4 runs it under
@@ -239,7 +239,7 @@ pub(crate) unsafe fn kmem_cache_free_hardened(
         return kmem_cache_free_checked(sl, cache, addr);
     }
     // SAFETY: the caller's promise (a live object start of this slab).
-    unsafe { do_slab_free(sl, s, page, addr) }
+    unsafe { slab_free(sl, s, page, addr) }
 }
 
 /// The `hardened` mismatch: count the warning (the kernel's `WARN`: "Wrong slab cache" or
@@ -267,7 +267,7 @@ fn hardened_mismatch(sl: &Slub, page: Option<NonNull<Page>>, addr: usize) -> Res
     }
     // SAFETY: the object is on a slab of s, a live cache of this instance; the caller gives it
     // up (its promise in this configuration).
-    unsafe { do_slab_free(sl, s, page, addr) }
+    unsafe { slab_free(sl, s, page, addr) }
 }
 
 /// The `checked` `kmem_cache_free` (the debug caches of the other configurations come here).
@@ -277,7 +277,7 @@ fn kmem_cache_free_checked(sl: &Slub, cache: CacheHandle, addr: usize) -> Result
     let s = sl.cache_of(cache)?;
     let slab = cache_from_obj(sl, s, addr)?;
     // SAFETY: checked object start of a slab of s; the caller gives it up.
-    unsafe { do_slab_free(sl, s, slab, addr) }
+    unsafe { slab_free(sl, s, slab, addr) }
 }
 
 /// `free_large_kmalloc`: `addr` must start a block of whole pages from `kmalloc_large`.
@@ -351,7 +351,7 @@ pub(crate) fn kmem_cache_free_internal(
         .virt_to_head_page(obj)
         .ok_or(SlabError::NotOurs(obj))?;
     // SAFETY: internal objects are live objects of s, given up by the caller.
-    unsafe { do_slab_free(sl, s, page, obj) }
+    unsafe { slab_free(sl, s, page, obj) }
 }
 
 #[cfg(test)]

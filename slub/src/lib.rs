@@ -1,40 +1,51 @@
-//! # slub — Linux 6.4 SLUB on the slabworks page provider (issue 5), and SLUB with percpu sheaves (6.18, 7.0; issue 17)
+//! # slub — Linux 6.4 SLUB on the slabworks page provider, and SLUB with percpu sheaves (6.18, 7.0)
 //!
 //! A port of `mm/slub.c` as Linux 6.4 shipped it (before sheaves), with the kernel's function
 //! names so the two can be read side by side. The eras `era=6.18` and `era=7.0` add percpu
-//! *sheaves* and per-node *barns* (`sheaf.rs`; see "Sheaves" below). Every byte — object slabs, the `kmem_cache` and
-//! `kmem_cache_node` structures, the per-CPU `kmem_cache_cpu` arrays — comes from the
-//! [`PageProvider`]; nothing on an allocation or free path touches the Rust heap.
+//! *sheaves* and per-node *barns* (`sheaf.rs`, whose header has their call tree, lock order and
+//! invariants). Every byte — object slabs, the `kmem_cache` and `kmem_cache_node` structures,
+//! the per-CPU `kmem_cache_cpu` arrays — comes from the [`PageProvider`]; nothing on an
+//! allocation or free path touches the Rust heap. How to use it (settings, `slub_debug`,
+//! `init_on_*`, kernel configurations), the deviations from 6.4 and their reasons are in
+//! `docs/design-notes.md`, section "slub".
 //!
-//! ## Layers (dependencies point down)
+//! ## Modules (callers above callees)
 //! ```text
-//!   lib.rs      Slub: the SlabAllocator API, settings, handles, errors
-//!   kmalloc.rs  kmalloc-8 … kmalloc-8k, kmalloc_large, kfree, ksize
-//!   merge.rs    find_mergeable / __kmem_cache_alias       bootstrap.rs  kmem_cache_init, bootstrap()
-//!   fastpath.rs slab_alloc_node / do_slab_free            (lockless, kmem_cache_cpu {freelist, tid})
-//!   slowpath.rs ___slab_alloc / __slab_free / deactivate_slab / per-CPU partials / new_slab
-//!   node.rs     kmem_cache_node: partial list, list_lock, shrink
-//!   cache.rs    kmem_cache: kmem_cache_open, calculate_sizes, calculate_order, oo
-//!   freeptr.rs  get_freepointer / set_freepointer / freelist_ptr (hardening)
-//!   stats.rs    enum stat_item (26), sysfs-style CacheAttrs   validate.rs validate_slab_cache, slabinfo
-//!   debug.rs    slub_debug=: init_object, check_object, on_freelist, alloc_debug / free_to_partial_list
-//!   sheaf.rs    (6.18/7.0) slab_sheaf, slub_percpu_sheaves, node_barn: alloc_from_pcs / free_to_pcs and
-//!               their ladders, bulk, prefill API, pcs_flush_all, barn_shrink, census + validate
-//!   refill.rs   (7.0) the slab path without kmem_cache_cpu: ___slab_alloc, get_partial_node_bulk,
-//!               refill_objects, alloc_from_new_slab
-//!   common      PageProvider (buddy) ─► Page (struct slab) ─► ListHead, PerCpu, SpinLock
-//!   (tests)     model.rs: exhaustive interleavings of the fast-path protocol;
-//!               sheaf_model.rs: of the sheaves' rseq local_trylock (common::rseq_lock)
+//!   lib.rs       Slub: the SlabAllocator API, settings, handles, introspection
+//!   merge.rs     find_mergeable / __kmem_cache_alias    bootstrap.rs  kmem_cache_init, bootstrap()
+//!   validate.rs  validate_slab_cache, slabinfo
+//!   kmalloc.rs   kmalloc-8 … kmalloc-8k, kmalloc_large, kfree, ksize
+//!   fastpath.rs  slab_alloc_node / slab_free → do_slab_free, bulk   (kmem_cache_cpu {freelist, tid})
+//!   sheaf.rs     (6.18/7.0) slab_sheaf, node_barn: alloc_from_pcs / free_to_pcs, bulk, prefill
+//!   refill.rs    (7.0) the slab path without kmem_cache_cpu: ___slab_alloc, refill_objects
+//!   slowpath.rs  ___slab_alloc / __slab_free / deactivate_slab / per-CPU partials / new_slab
+//!   hooks.rs     slab_post_alloc_hook / slab_free_freelist_hook (init_on_alloc/free, __GFP_ZERO)
+//!   debug/       slub_debug=: alloc_debug / free_to_partial_list, check_object, validate_slab
+//!   node.rs      kmem_cache_node: partial (and full) lists, list_lock (ListGuard), shrink
+//!   cache.rs     kmem_cache, kmem_cache_cpu: kmem_cache_open, calculate_sizes / _order, oo
+//!   stats.rs     enum stat_item, CacheAttrs            freeptr.rs  get/set_freepointer (hardening)
+//!   common       PageProvider ─► Page (struct slab), ListHead, PerCpu, SpinLock, rseq, DoubleWord
+//!   (tests)      model.rs: every interleaving of the fast-path protocol;
+//!                sheaf_model.rs: of the sheaves' rseq local_trylock (common::rseq_lock)
 //! ```
-//!
-//! ## Using it
-//! `Slub::new(&provider, SlubSettings::default())` (or `SlubSettings::from_boot_options(
-//! "slub_max_order=2 slab_nomerge era=2.6.32 stats")`; eras `6.4` (default), `2.6.32`, `6.18`,
-//! `7.0`) gives an instance implementing
-//! [`common::SlabAllocator`]; SLUB-specific introspection is on [`Slub`]: `cache_attrs`,
-//! `cache_stat`, `stat_totals`, `kmalloc_cache`, `find_cache`, `validate_cache`, `flush_all`,
-//! `set_min_partial`, `set_cpu_partial`, `set_remote_node_defrag_ratio`, `cpu_tid`, `fastpath`, and the
-//! bulk calls `kmem_cache_alloc_bulk`/`kmem_cache_free_bulk`.
+//! Calls that go *up* this list, each one `mm/slub.c` makes too:
+//! - **The allocator allocates its own metadata** (the kernel's cycle):
+//!   ```text
+//!   cache::kmem_cache_open ─► node::init_kmem_cache_nodes ─► fastpath::slab_alloc_node(kmem_cache_node)
+//!     │                        (before bootstrap is done: bootstrap::early_kmem_cache_node_alloc)
+//!     │                       node::free_kmem_cache_nodes ─► kmalloc::kmem_cache_free_internal
+//!     └► sheaf::init_cache_sheaves ─► kmalloc (sheaves and barns are kmalloc objects)
+//!   node::kmem_cache_shrink / free_partial ─► slowpath::flush_all / free_slab,
+//!                                              sheaf::flush_all_sheaves
+//!   ```
+//! - `fastpath` ⇄ `sheaf`: the fast-path entry points hand caches with sheaves to `sheaf.rs`,
+//!   whose fallbacks are the 6.4 paths (`slab_alloc_node_6_4`, `do_slab_free`, bulk).
+//! - `slowpath` ⇄ `debug`: debug caches leave `___slab_alloc` / `__slab_free` for
+//!   `alloc_debug` / `free_to_partial_list`, which use slowpath's `new_slab`, `free_slab`,
+//!   `cmpxchg_double_slab`.
+//! - `cache` (creation) uses `fastpath::init_tid`, `hooks::init_hooks_for` and the debug flags;
+//!   `stats` and `freeptr` take the `KmemCache` struct, and `stats` reads
+//!   `sheaf::sheaf_capacity`.
 //!
 //! ## Call tree, fast to slow
 //! ```text
@@ -47,11 +58,12 @@
 //!           ├ per-CPU partial pop          c->partial → c->slab
 //!           ├ get_partial → get_partial_node → acquire_slab, put_cpu_partial
 //!           │             └ get_any_partial (remote_node_defrag_ratio)
-//!           └ new_slab → allocate_slab     provider.alloc_pages (oo, then min)
+//!           └ new_slab                     (allocate_slab folded in) provider.alloc_pages (oo, then min)
 //! kmem_cache_alloc_bulk                   pop c->freelist under c->lock (busy), ___slab_alloc when dry
-//! kmem_cache_free / kfree / kmem_cache_free_bulk (build_detached_freelist: chains per slab)
-//!   └ do_slab_free                        slab_free_freelist_hook (init_on_free), then fastpath:
-//!       │                                 object of c->slab → push on c->freelist (rseq/cmpxchg)
+//! kmem_cache_free / kfree                 slab_free (one object)
+//! kmem_cache_free_bulk                    build_detached_freelist: chains per slab → slab_free_bulk
+//!   └ slab_free_freelist_hook (init_on_free), then
+//!     do_slab_free                        object(s) of c->slab → push on c->freelist (rseq/cmpxchg)
 //!       └ __slab_free                      cmpxchg slab {freelist, counters}
 //!           ├ put_cpu_partial → __unfreeze_partials   (drain when cpu_partial_slabs reached)
 //!           └ add_partial / remove_partial / discard_slab
@@ -64,102 +76,6 @@
 //!                                                (free_consistency_checks, on_freelist), init_object
 //!   validate_slab_cache → debug::validate_slab   check_slab, on_freelist, check_object per object
 //! ```
-//!
-//! ## Sheaves (issue 17: `era=6.18`, `era=7.0`)
-//! - **6.18**: a cache created with [`Slub::kmem_cache_create_args`] and a non-zero
-//!   `sheaf_capacity` gets percpu sheaves on top of the unchanged 6.4 paths (which stay the
-//!   fallback and serve every other cache); such caches never merge; kmalloc caches have none.
-//! - **7.0**: every cache but the two boot caches and debug caches has sheaves, capacity from
-//!   [`calculate_sheaf_capacity`] (60 / 28 / 12 / 4 by stride: 4 / 12 / 26 / 60 raised to fill
-//!   the sheaf's kmalloc bucket); the kmalloc caches get theirs in a bootstrap step once all
-//!   kmalloc caches exist. No CPU slab, per-CPU partial list or tid fast path is used (the
-//!   `kmem_cache_cpu` slots are still allocated, unused, so shared introspection code works):
-//!   when sheaves cannot serve, `refill.rs` takes objects from node partial slabs by `cmpxchg`
-//!   under `list_lock`, or from a new slab. Caches with sheaves merge.
-//! - The call tree, the ladders rung by rung, the per-CPU lock (and how it differs from the
-//!   kernel's `local_trylock`), the rseq fast paths, the lock order (`cpu_sheaves->lock` →
-//!   `barn->lock` → `list_lock`, never the pcs lock held over the slab paths) and the
-//!   invariants `validate()` checks are in `sheaf.rs`'s header. Sheaves and barns come from
-//!   this allocator's kmalloc caches through their slab path only (the recursion guard).
-//! - NUMA: remote-node frees bypass the sheaves; node-specific allocations are served from
-//!   them only for the local node and when the popped object is from it; one barn per node,
-//!   hung off `kmem_cache_node` as in 6.18.
-//! - Statistics: the 15 sheaf items of 6.18 follow the 26 of 6.4 in [`StatItem`]; era 7.0
-//!   counts sheaf hits as `alloc_fastpath`/`free_fastpath` (as 7.0 does), 6.18 as
-//!   `alloc_cpu_sheaf`/`free_cpu_sheaf`. `free_slowpath` counts every object that reaches a
-//!   slab's freelist (6.4's `__slab_free` counts it itself), including sheaf flushes.
-//! - **kfree_rcu sheaves are not ported**: there is no user-space grace-period scheme in the
-//!   project yet, so `rcu_free` is always null and there is no `kfree_rcu`.
-//! - Not ported either: `pfmemalloc` sheaves, the mempolicy redirection of `alloc_from_pcs`,
-//!   `kmalloc_nolock`, CPU hotplug of barns.
-//!
-//! ## Debugging (`slub_debug`, issue 7)
-//! - **Turning it on.** Per cache with the flags `CONSISTENCY_CHECKS` (F), `RED_ZONE` (Z),
-//!   `POISON` (P), `STORE_USER` (U), `TRACE` (T); for all or some caches with
-//!   [`SlubSettings::slub_debug`] in the kernel's syntax (`SlubDebug::new(b"F,kmalloc-*;ZP")`,
-//!   `-` off, `O` no debug where it raises the minimum order, no letters = FZPU), also as the
-//!   boot option `slub_debug=…` (`slub_debug` alone = FZPU) and, when the setting is `None`
-//!   (the default), the environment variable **`SLUB_DEBUG`** (same syntax, read with
-//!   `getenv` when the instance is created; `Some(SlubDebug::OFF)` ignores it — the kunit
-//!   ports use that in place of `SLAB_NO_USER_FLAGS`).
-//! - **Layout** (per slot, `object = slot + red_left_pad`): left red zone, object, right red
-//!   zone up to `inuse`, free pointer (outside the object with P, a constructor, RCU, or
-//!   orig-size tracking), alloc and free `Track` (32 bytes each, U), `orig_size` (u32, U on a
-//!   kmalloc cache), one word, padding to `size`. Red zones `0xbb` free / `0xcc` allocated;
-//!   poison `0x6b`… `0xa5` (also on allocation, as 6.4); padding and new P slabs `0x5a`.
-//!   With orig-size tracking the bytes between the kmalloc request and the bucket are red-zoned
-//!   (`kmalloc Redzone`); kmalloc sets them after the object is taken (only `if s.debug`).
-//! - **Reports.** Every detection makes one [`DebugReport`] (cache, kind, the kernel's words,
-//!   slab, object, faulting range, expected/found byte, tracks; `Display` = the kernel's
-//!   `BUG …: Right Redzone overwritten` / `FIX …: Restoring …` lines) and each fix another; both
-//!   are counted in [`Slub::slab_errors`] and the cache's [`Slub::cache_errors`] — what kunit's
-//!   `slab_errors` counts, so a corruption usually costs 2. They go to
-//!   [`SlubSettings::debug_report`] (a `fn` pointer) or stderr (formatted in a stack buffer
-//!   and written to fd 2: a report can come from under `list_lock` in a process whose global
-//!   allocator is this one); `debug_abort` aborts after the first error report instead of
-//!   continuing. `ksize()` lifts the kmalloc red zone of that object (`skip_orig_size_check`).
-//! - **Fixing** as the kernel: bytes restored; a corrupt free pointer set to NULL (free chain
-//!   truncated) or the slab's list cleared; `inuse`/`objects` corrected; a free that fails the
-//!   checks is not done ("Object not freed", the object leaks); an object already free is
-//!   refused with `SlabError::DoubleFree`.
-//! - **Debug off costs nothing on the fast paths**: they already tested `s.debug` (a field of
-//!   the cache line they read) before this issue; the checks live in cold functions behind it.
-//! - **Full list** (`U`): a debug cache with `STORE_USER` keeps its full slabs on the node's
-//!   `full` list (`add_full` when the last object is taken, `remove_full` when one is freed,
-//!   both under `list_lock`), and `validate` walks it and checks partial + full against
-//!   `nr_slabs` ("slabs counted but counter", a counted report). Without `U` full slabs are on
-//!   no list, as in 6.4 (whose `deactivate_slab` no longer calls `add_full`: debug caches have
-//!   no CPU slabs since 6.2). A slab given up by `alloc_debug_processing` ("Marking all objects
-//!   used") goes on the full list instead of no list, so it stays counted.
-//! - **Deviations.** The track's caller word is 0 (stable Rust has no return-address intrinsic; CPU, thread id and
-//!   time are recorded); `T` forces the debug path but prints nothing; the boot caches
-//!   `kmem_cache`/`kmem_cache_node` ignore `slub_debug=`; a busy `kmem_cache_destroy` reports 2
-//!   errors ("Objects remaining", "still has objects") for the whole cache, not one per slab.
-//!
-//! ## Memory auto-initialisation (`init_on_alloc`, `init_on_free`; `hooks.rs`)
-//! [`SlubSettings::init_on_alloc`] / [`SlubSettings::init_on_free`] (boot options
-//! `init_on_alloc=1`, `init_on_free=1`) zero objects on allocation (`slab_post_alloc_hook`) or on
-//! free (`slab_free_hook`, before the object is pushed; red zones and an outside free pointer
-//! kept), and large kmalloc pages; not for caches with a constructor, `TYPESAFE_BY_RCU` or
-//! `POISON`. Decided per cache at creation (`KmemCache::init_hooks`, beside `debug`): off, the
-//! allocation fast path pays one OR into the `__GFP_ZERO` test it always made, the free fast
-//! path one bit test.
-//!
-//! ## Kernel configurations (issue 15, [`SlubSettings::config`], `config=…`)
-//! Chosen once per instance ([`common::KernelConfig`]); `Slub::kmem_cache_free` tests the
-//! instance's field once and each arm is its own inlined free:
-//! - `kernel`: a 6.4 kernel without `CONFIG_SLAB_FREELIST_HARDENED`. `kmem_cache_free(s, x)`
-//!   trusts `s` (no instance or liveness test of the handle) and frees `x` into the slab
-//!   `virt_to_slab(x)`; `kfree` takes `slab->slab_cache` unchecked; plain free pointers. A bad
-//!   pointer is undefined behaviour, as in the kernel. Debug caches still check.
-//! - `hardened`: `CONFIG_SLAB_FREELIST_HARDENED=y`, as distributions ship 6.4. Free pointers
-//!   XOR-encoded with the naive double-free test (`freelist_hardened` forced on);
-//!   `kmem_cache_free` runs `cache_from_obj`: `virt_to_cache(x) != s` counts a warning
-//!   ([`SlabAllocator::free_warnings`], the kernel's `WARN`; counted, not printed, so no lock or heap is
-//!   involved) and the object goes to its real cache; a pointer not on a slab page of ours is
-//!   warned about and not freed (`Err`). No object-start test (the kernel has none). `kfree`
-//!   as in `kernel`. The handle's instance id is still compared (a kernel has one instance).
-//! - `checked` (default): everything below under "Frees are always checked".
 //!
 //! ## Lock order (as `mm/slub.c` 6.4 numbers it)
 //! 1. `slab_mutex` ([`Slub`]'s cache list): the list of caches, aliases (`refcount`,
@@ -174,57 +90,25 @@
 //! 5. The page provider's node lock (leaf).
 //!
 //! ## What runs without a lock, and why it is still correct
-//! - **The fast paths** change only `c->freelist` by one `cmpxchg16b` on `{freelist, tid}`. The
-//!   tid starts at the CPU slot number and advances by `TID_STEP` (a power of two ≥ `NR_CPUS`),
-//!   so it names the slot and the event: a thread that read slot A and was then migrated to CPU
-//!   B still compares against A's pair, and any pop, push or slow-path change of A since its read
-//!   moved A's tid on, so its `cmpxchg` fails and it retries. The instruction carries the lock
-//!   prefix (`common::dword`), so two threads that both believe they are on A (one migrated in
-//!   mid-sequence) are serialised by the hardware instead of by disabled preemption.
-//! - **Slow-path changes of a CPU slot.** The kernel's slow path changes `c->slab` and
-//!   `c->freelist` with plain stores, safe because the local lock also keeps that CPU's fast path
-//!   out (IRQs/preemption off). A user-space thread on another CPU may still run the fast path on
-//!   the same slot, so here the slow path first *marks the tid busy* (`TID_BUSY`, by
-//!   `cmpxchg16b`) — no fast-path `cmpxchg` on that slot can then succeed, and a fast path that
-//!   sees the busy tid takes the slow path — and publishes the new `{freelist, tid + TID_STEP}`
-//!   with a second `cmpxchg16b` when done. That is the one deliberate deviation in the locking.
+//! - **The fast paths** change only `c->freelist`, by one `cmpxchg16b` on `{freelist, tid}` (with
+//!   the lock prefix: `common::dword`) or, in rseq mode, by a restartable sequence on the CPU
+//!   whose slot they use. The tid names the slot and the event (`fastpath.rs`), so a thread that
+//!   read slot A and was then migrated still compares against A's pair and fails if A changed.
+//! - **Slow-path changes of a CPU slot** first *mark the tid busy* (`TID_BUSY`: by `cmpxchg16b`,
+//!   or an rseq commit on the slot's CPU, or `cmpxchg16b` plus a membarrier fence of that CPU),
+//!   so no fast path on another CPU can commit into the slot meanwhile, and publish the new
+//!   `{freelist, tid + TID_STEP}` when done. The kernel uses plain stores here (its local lock
+//!   keeps that CPU's fast path out); `model.rs` shows them losing objects in user space.
 //! - **Remote frees** (`__slab_free`) and freezing/unfreezing change a slab only by `cmpxchg` of
 //!   its `{freelist, counters}`; `frozen` slabs belong to one CPU slot and are not on node lists.
-//!
-//! - **rseq mode** (issue 9, `SlubSettings::fastpath`, `Auto` = rseq where this process has rseq
-//!   areas and the membarrier CPU fence): the fast paths' compare and commit are a restartable
-//!   sequence on the CPU whose slot they use — the user-space form of `this_cpu_cmpxchg_double`,
-//!   atomic only against the same CPU, with no lock prefix. `begin_update` then sets `TID_BUSY`
-//!   by an rseq commit on the slot's own CPU, or by `cmpxchg16b` plus a membarrier fence of that
-//!   CPU from anywhere else. `fastpath.rs` has the argument.
-//!
-//! ## Deviations from mm/slub.c 6.4, and why
-//! - `TID_BUSY` around slow-path rewrites of a CPU slot (above); `model.rs` explores every
-//!   interleaving of the protocol and shows the kernel's plain stores losing objects here.
-//! - The slow path keeps using the CPU slot it started on (the kernel re-reads `this_cpu_ptr`
-//!   with preemption off); correct because that slot stays locked/busy while it is changed.
-//! - `kmem_cache.node[]` has `MAX_NUMNODES` entries (the kernel sizes the boot `kmem_cache`
-//!   object by `nr_node_ids`): a Rust reference must cover the whole structure.
-//! - No `pfmemalloc`, memcg, KASAN, KFENCE, RCU-delayed freeing, freelist randomisation,
-//!   CPU hotplug or sysfs; `SLAB_TYPESAFE_BY_RCU` only shapes the layout.
-//! - `slub_debug` (issue 7, `debug.rs`): see "Debugging" below for what differs.
-//! - In the default `checked` configuration (below) frees are always checked, not only with
-//!   hardening or debugging: `kmem_cache_free` by
-//!   `cache_from_obj` (the handle names the cache; the page must be a slab of it and the
-//!   address an object start, tested by `common::ExactDiv` — compares only, none feeding the
-//!   free, so they add no latency), `kfree` by `virt_to_slab` (our slab, our instance, object
-//!   start); a naive double free or a free into an empty slab is refused with
-//!   `SlabError::DoubleFree` instead of `BUG()`.
-//! - `kmem_cache_destroy` refuses with `Busy` (the cache stays usable) instead of reporting
-//!   "objects remaining" and leaking the cache; kmalloc and boot caches are permanent.
-//! - `validate()` counts what the kernel's `validate_slab_cache` counts (listed slabs); full
-//!   slabs of non-debug caches are on no list, in both.
 //!
 //! ## Invariants (checked by `validate()`)
 //! - A slab on a node's partial list is not frozen, has `0 < free`, `inuse == objects − |freelist|`
 //!   and `slab_cache == s`; `nr_partial` is the list length.
 //! - `c->freelist` non-null implies `c->slab` non-null and the objects belong to `c->slab`.
 //! - `Σ nr_slabs`, `Σ total_objects` per node count every slab of the cache, listed or not.
+
+#![warn(unreachable_pub)]
 
 mod bootstrap;
 mod cache;
@@ -238,6 +122,8 @@ mod merge;
 mod model;
 mod node;
 mod refill;
+// sheaf.rs's `pub` items in this private module: to `pub(crate)` with its owner's next change.
+#[allow(unreachable_pub)]
 mod sheaf;
 #[cfg(test)]
 mod sheaf_model;
@@ -264,7 +150,6 @@ pub use stats::{CacheAttrs, QueueMemory, StatItem};
 
 use cache::KmemCache;
 use common::api::{check_cache_args, new_instance_id};
-use common::percpu::cpu_id;
 use common::sizes::slub as kmalloc_sizes;
 use common::sync::SpinLock;
 use common::{
@@ -274,7 +159,7 @@ use common::{
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// `struct kmem_cache_args` (the part that means something here; issue 17).
+/// `struct kmem_cache_args` (the part that means something here).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KmemCacheArgs {
     /// `sheaf_capacity`: 0 = none (6.18) / computed (7.0).
@@ -296,10 +181,10 @@ pub enum Era {
     /// freelist at the head. The fast paths stay the lockless tid ones (2.6.39+; 2.6.32
     /// disabled interrupts instead).
     V2_6_32,
-    /// Linux 6.18 (issue 17): 6.4 plus percpu sheaves for caches created with a
+    /// Linux 6.18: 6.4 plus percpu sheaves for caches created with a
     /// `sheaf_capacity` ([`Slub::kmem_cache_create_args`]); such caches never merge.
     V6_18,
-    /// Linux 7.0 (issue 17): sheaves for every cache but the boot caches, capacity from
+    /// Linux 7.0: sheaves for every cache but the boot caches, capacity from
     /// `calculate_sheaf_capacity()`; no CPU slabs, per-CPU partials or tid fast path.
     V7_0,
 }
@@ -337,7 +222,7 @@ pub struct SlubSettings {
     /// `CONFIG_SLAB_FREELIST_HARDENED`: encoded free pointers and the naive double-free check
     /// (forced on by `config: Hardened`).
     pub freelist_hardened: bool,
-    /// The kernel configuration of the free paths (issue 15, `config=kernel|hardened|checked`;
+    /// The kernel configuration of the free paths (`config=kernel|hardened|checked`;
     /// default `Checked`): see [`common::KernelConfig`] and "Kernel configurations" above.
     pub config: KernelConfig,
     /// `CONFIG_SLUB_STATS`: the 26 per-CPU stat counters.
@@ -347,9 +232,9 @@ pub struct SlubSettings {
     pub remote_node_defrag_ratio: usize,
     /// Seed for the per-cache `random` of the hardened free pointer (0: from the clock).
     pub random_seed: u64,
-    /// Which lockless fast path (issue 9): restartable sequences or `lock cmpxchg16b`.
+    /// Which lockless fast path: restartable sequences or `lock cmpxchg16b`.
     pub fastpath: FastPath,
-    /// `slub_debug=` (issue 7). `None`: read the environment variable `SLUB_DEBUG` (same
+    /// `slub_debug=`. `None`: read the environment variable `SLUB_DEBUG` (same
     /// syntax, e.g. `SLUB_DEBUG='F,kmalloc-*;ZP'`) when the instance is created;
     /// `Some(SlubDebug::OFF)`: off whatever the environment says.
     pub slub_debug: Option<SlubDebug>,
@@ -686,17 +571,6 @@ impl Slub {
         (z ^ (z >> 31)) as usize
     }
 
-    /// `numa_mem_id()`: the node of the CPU we run on.
-    #[inline(always)]
-    pub(crate) fn numa_mem_id(&self) -> usize {
-        let n = self.provider.topology().cpu_to_node(cpu_id());
-        if n < self.nr_nodes {
-            n
-        } else {
-            0
-        }
-    }
-
     /// The cache a handle names, checked: `ForeignCache` for another instance's handle or a
     /// destroyed cache.
     pub(crate) fn cache_of(&self, h: CacheHandle) -> Result<&KmemCache, SlabError> {
@@ -922,7 +796,7 @@ impl Slub {
         Ok(validate::get_slabinfo(self, self.cache_of(cache)?))
     }
 
-    // ---- issue 17: percpu sheaves (`sheaf.rs`) ----
+    // ---- percpu sheaves (`sheaf.rs`; eras 6.18, 7.0) ----
 
     /// `kmem_cache_create` with `struct kmem_cache_args` (`__kmem_cache_create_args`): in era
     /// 6.18 a non-zero `sheaf_capacity` gives the cache percpu sheaves (and makes it
@@ -1143,7 +1017,7 @@ impl SlabAllocator for Slub {
                 let slab = kmalloc::cache_from_obj(self, s, addr)?;
                 // SAFETY: obj is checked to be an object start of a slab of s; the caller
                 // promises it is live and no longer used.
-                unsafe { fastpath::do_slab_free(self, s, slab, addr) }
+                unsafe { fastpath::slab_free(self, s, slab, addr) }
             }
             // SAFETY: forwarded contract; in these configurations it includes that `cache` is
             // a live cache of this instance (the kernel's trust).

@@ -12,7 +12,7 @@ use common::{CacheName, Ctor, Gfp, SlabError, SlabFlags};
 use core::sync::atomic::Ordering;
 
 /// `SLAB_NEVER_MERGE`: flags that keep a cache apart.
-pub const SLAB_NEVER_MERGE: SlabFlags = SlabFlags(
+pub(crate) const SLAB_NEVER_MERGE: SlabFlags = SlabFlags(
     SlabFlags::RED_ZONE.0
         | SlabFlags::POISON.0
         | SlabFlags::STORE_USER.0
@@ -23,12 +23,12 @@ pub const SLAB_NEVER_MERGE: SlabFlags = SlabFlags(
 );
 
 /// `SLAB_MERGE_SAME`: flags that must agree for two caches to merge.
-pub const SLAB_MERGE_SAME: SlabFlags =
+pub(crate) const SLAB_MERGE_SAME: SlabFlags =
     SlabFlags(SlabFlags::RECLAIM_ACCOUNT.0 | SlabFlags::CACHE_DMA.0 | SlabFlags::ACCOUNT.0);
 
 /// `slab_unmergeable(s)`.
 fn slab_unmergeable(sl: &Slub, s: &KmemCache) -> bool {
-    // 6.18: caches with sheaves never merge (7.0 lifted that; issue 17).
+    // 6.18: caches with sheaves never merge (7.0 lifted that).
     (sl.settings.era == crate::Era::V6_18 && crate::sheaf::sheaf_capacity(s) != 0)
         || sl.settings.slab_nomerge
         || s.flags.intersects(SLAB_NEVER_MERGE)
@@ -49,7 +49,7 @@ fn find_mergeable(
     if sl.settings.slab_nomerge || ctor.is_some() {
         return core::ptr::null_mut();
     }
-    // Issue 17: a 6.18 cache asking for sheaves is created apart.
+    // A 6.18 cache asking for sheaves is created apart.
     if sheaf_capacity != 0 && sl.settings.era == crate::Era::V6_18 {
         return core::ptr::null_mut();
     }
@@ -136,7 +136,7 @@ pub(crate) fn kmem_cache_create_usercopy(
     kmem_cache_create_args(sl, name, size, align, flags, ctor, 0)
 }
 
-/// `__kmem_cache_create_args` with `kmem_cache_args.sheaf_capacity` (issue 17).
+/// `__kmem_cache_create_args` with `kmem_cache_args.sheaf_capacity`.
 pub(crate) fn kmem_cache_create_args(
     sl: &Slub,
     name: CacheName,
@@ -220,7 +220,7 @@ fn objects_in_use(s: &KmemCache) -> usize {
 pub(crate) unsafe fn release_cache(sl: &Slub, s: *mut KmemCache, force: bool) {
     // SAFETY: per the caller.
     let sr = unsafe { &*s };
-    // Issue 17: every sheaf and barn back first (their objects to the slabs).
+    // Every sheaf and barn back first (their objects to the slabs).
     crate::sheaf::free_cache_sheaves(sl, sr);
     flush_all(sr);
     for node in 0..sr.nr_nodes {
@@ -252,7 +252,7 @@ pub(crate) unsafe fn kmem_cache_destroy(sl: &Slub, s: *mut KmemCache) -> Result<
         sr.refcount.fetch_sub(1, Ordering::Relaxed);
         return Ok(());
     }
-    // Issue 17: __kmem_cache_shutdown flushes the sheaves and shrinks the barns first.
+    // __kmem_cache_shutdown flushes the sheaves and shrinks the barns first.
     crate::sheaf::flush_all_sheaves(sl, sr);
     flush_all(sr);
     let busy = objects_in_use(sr);

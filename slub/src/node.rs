@@ -18,11 +18,11 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// `SHRINK_PROMOTE_MAX`.
-pub const SHRINK_PROMOTE_MAX: usize = 32;
+pub(crate) const SHRINK_PROMOTE_MAX: usize = 32;
 
 /// `struct kmem_cache_node` (SLUB part).
 #[repr(C)]
-pub struct KmemCacheNode {
+pub(crate) struct KmemCacheNode {
     list_lock: SpinLock<()>,
     /// `nr_partial`: written under `list_lock`, read racily as a hint.
     pub(crate) nr_partial: AtomicUsize,
@@ -36,7 +36,7 @@ pub struct KmemCacheNode {
     full: UnsafeCell<ListHead>,
     /// Node id (for validation).
     pub(crate) node: usize,
-    /// `barn` (issue 17, as 6.18 hangs it here): the node's barn of sheaves, or null.
+    /// `barn` (as 6.18 hangs it here): the node's barn of sheaves, or null.
     pub(crate) barn: core::sync::atomic::AtomicPtr<crate::sheaf::NodeBarn>,
 }
 
@@ -337,7 +337,7 @@ pub(crate) fn __kmem_cache_do_shrink(s: &KmemCache) -> bool {
 
 /// `kmem_cache_shrink` → `__kmem_cache_shrink`: `flush_all` then `__kmem_cache_do_shrink`.
 pub(crate) fn kmem_cache_shrink(sl: &Slub, s: &KmemCache) -> bool {
-    // Issue 17: pcs_flush_all + barn_shrink first (their objects may land on CPU slabs).
+    // Sheaves: pcs_flush_all + barn_shrink first (their objects may land on CPU slabs).
     crate::sheaf::flush_all_sheaves(sl, s);
     flush_all(s);
     __kmem_cache_do_shrink(s)

@@ -1,4 +1,4 @@
-//! The era-7.0 slab path (issue 17): SLUB without `kmem_cache_cpu`. When the percpu sheaves
+//! The era-7.0 slab path: SLUB without `kmem_cache_cpu`. When the percpu sheaves
 //! cannot serve an allocation (`sheaf.rs`), or to refill a sheaf, objects come straight from
 //! the node partial lists or a new slab — no CPU slab, no per-CPU partial list, no tid
 //! (Linux 7.0 "slab: replace cpu (partial) slabs with sheaves": `___slab_alloc`,

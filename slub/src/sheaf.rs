@@ -593,7 +593,7 @@ fn free_sheaf_mem(sl: &Slub, p: *mut u8) {
             crate::slowpath::__slab_free(sl, kc, page, addr, addr, 1)
         } else {
             debug_assert!(!kc.has_sheaves());
-            crate::fastpath::do_slab_free(sl, kc, page, addr)
+            crate::fastpath::slab_free(sl, kc, page, addr)
         }
     };
     debug_assert!(r.is_ok(), "free sheaf memory: {r:?}");
@@ -1258,7 +1258,7 @@ unsafe fn slab_free_slow(
         if s.era_7_0 {
             crate::slowpath::__slab_free(sl, s, slab, object, object, 1)
         } else {
-            crate::fastpath::do_slab_free_nohook(sl, s, slab, object)
+            crate::fastpath::do_slab_free(sl, s, slab, object, object, 1)
         }
     }
 }

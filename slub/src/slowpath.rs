@@ -1,6 +1,6 @@
 //! The slow paths (mm/slub.c 6.4): `___slab_alloc` with `get_freelist`, `deactivate_slab`, the
 //! per-CPU partial pop, `get_partial`/`get_partial_node`/`acquire_slab`/`get_any_partial` and
-//! `new_slab`/`allocate_slab`; `__slab_free` with `put_cpu_partial` and `__unfreeze_partials`;
+//! `new_slab` (with `allocate_slab` folded in); `__slab_free` with `put_cpu_partial` and `__unfreeze_partials`;
 //! `flush_all`. Everything here is `#[cold]`/`#[inline(never)]` or called only from such code.
 //!
 //! A slab's `{freelist, counters}` changes only by [`cmpxchg_double_slab`] once published. The
@@ -10,7 +10,6 @@
 //! a node lock is taken (`deactivate_slab`, `__unfreeze_partials` run after unlocking).
 
 use crate::cache::{KmemCache, KmemCacheCpu};
-use crate::fastpath::node_match;
 use crate::freeptr::{get_freepointer, naive_double_free, set_freepointer};
 use crate::node::{counters_of, KmemCacheNode, ListGuard};
 use crate::stats::StatItem::{
@@ -23,7 +22,7 @@ use crate::stats::StatItem::{
 use crate::{Slub, NUMA_NO_NODE};
 use common::page::flags::PG_SLAB;
 use common::percpu::cpu_id;
-use common::{Gfp, Owner, Page, SlabCounters, SlabError};
+use common::{Gfp, Owner, Page, PageProvider, SlabCounters, SlabError};
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
@@ -52,11 +51,25 @@ pub(crate) fn slab_nid(s: &KmemCache, slab: *mut Page) -> usize {
     unsafe { core::ptr::addr_of!((*slab).node).read() as usize }
 }
 
-/// `numa_mem_id()` for a cache.
+/// `node_match(slab, node)`: `slab` (non-null) is on `node`, or any node will do.
+#[inline(always)]
+pub(crate) fn node_match(s: &KmemCache, slab: *mut Page, node: usize) -> bool {
+    // page_to_nid is address arithmetic on a descriptor pointer of our mem_map (no load).
+    node == NUMA_NO_NODE || s.provider.page_to_nid(NonNull::new(slab).expect("slab")) == node
+}
+
+/// `numa_mem_id()`: the node of the CPU we run on; `s` names the instance.
 #[inline]
 pub(crate) fn numa_mem_id(s: &KmemCache) -> usize {
-    let n = s.provider.topology().cpu_to_node(cpu_id());
-    if n < s.nr_nodes {
+    numa_mem_id_of(&s.provider, s.nr_nodes)
+}
+
+/// [`numa_mem_id`] for callers without a cache (`kmalloc_large_node`): node 0 if the topology
+/// names a node beyond the instance's `nr_nodes`.
+#[inline]
+pub(crate) fn numa_mem_id_of(provider: &PageProvider, nr_nodes: usize) -> usize {
+    let n = provider.topology().cpu_to_node(cpu_id());
+    if n < nr_nodes {
         n
     } else {
         0
@@ -376,7 +389,7 @@ fn ___slab_alloc(s: &KmemCache, gfp: Gfp, node: usize, c: &KmemCacheCpu) -> usiz
                 }
             }
             Step::Redo(slab) => {
-                if !node_match_s(s, slab, node) {
+                if !node_match(s, slab, node) {
                     if !node_valid(node) {
                         node = NUMA_NO_NODE;
                     } else {
@@ -499,14 +512,6 @@ fn ___slab_alloc(s: &KmemCache, gfp: Gfp, node: usize, c: &KmemCacheCpu) -> usiz
         };
     }
 }
-
-#[inline]
-fn node_match_s(s: &KmemCache, slab: *mut Page, node: usize) -> bool {
-    node == NUMA_NO_NODE || slab_nid(s, slab) == node
-}
-
-// Keep the fast path's helper and ours in step.
-const _: fn(&Slub, *mut Page, usize) -> bool = node_match;
 
 /// `deactivate_slab`: returns a CPU slab and its CPU freelist to the node: splices the CPU
 /// freelist in front of the slab's, unfreezes, then discards (empty, enough partials), adds to

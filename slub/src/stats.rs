@@ -34,7 +34,7 @@ common::define_stats! {
         CPU_PARTIAL_FREE => "cpu_partial_free",
         CPU_PARTIAL_NODE => "cpu_partial_node",
         CPU_PARTIAL_DRAIN => "cpu_partial_drain",
-        // The sheaf items (issue 17; `sheaf.rs`). 6.18 appends them to the 6.4 list with
+        // The sheaf items (`sheaf.rs`). 6.18 appends them to the 6.4 list with
         // `alloc_cpu_sheaf`/`free_cpu_sheaf`; 7.0 drops the CPU-slab items and counts sheaf
         // hits as `alloc_fastpath`/`free_fastpath` (here: era 7.0 counts there too).
         ALLOC_PCS => "alloc_cpu_sheaf",
@@ -104,7 +104,7 @@ pub struct CacheAttrs {
     pub remote_node_defrag_ratio: usize,
     /// Per-node `(nr_partial, nr_slabs, total_objects)`.
     pub nodes: Vec<(usize, usize, usize)>,
-    /// `sheaf_capacity` (issue 17; 0: no percpu sheaves).
+    /// `sheaf_capacity` (0: no percpu sheaves).
     pub sheaf_capacity: usize,
 }
 

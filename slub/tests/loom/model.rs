@@ -35,7 +35,7 @@
 //! |---|---|
 //! | [`KmemCacheCpu::begin_update`] / [`KmemCacheCpu::end_update`] | `fastpath.rs: KmemCacheCpu::begin_update / end_update` (cmpxchg mode) |
 //! | [`slab_alloc_node`] | `fastpath.rs: slab_alloc_cmpxchg` |
-//! | [`do_slab_free`] | `fastpath.rs: do_slab_free_bulk` (cmpxchg mode, one object) |
+//! | [`do_slab_free`] | `fastpath.rs: do_slab_free` (cmpxchg mode, one object) |
 //! | [`___slab_alloc`] | `slowpath.rs: ___slab_alloc` (labels `RereadSlab`, `Redo`, `NewSlab`, `NewObjects`, `RetryLoadSlab`) |
 //! | [`get_freelist`], [`acquire_slab`], [`get_partial_node`] | `slowpath.rs`, same names |
 //! | [`new_slab`], [`discard_slab`] | `slowpath.rs: new_slab / discard_slab / free_slab` |
