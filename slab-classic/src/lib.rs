@@ -175,6 +175,7 @@
 
 pub mod arraycache;
 pub mod bootstrap;
+pub mod census;
 pub mod cache;
 pub mod debug;
 mod fastpath;

@@ -227,6 +227,7 @@
 
 mod bootstrap;
 mod cache;
+pub mod census;
 mod debug;
 mod fastpath;
 mod freeptr;
