@@ -279,7 +279,11 @@ mod tests {
             .unwrap();
         let (k, live) = run(&s, c, 200, 150);
         assert_eq!(k.sheaves.sheaf_capacity, 8);
-        assert_eq!(k.objects(), active_objs(&s, "census618") - live.len(), "{k:?}");
+        assert_eq!(
+            k.objects(),
+            active_objs(&s, "census618") - live.len(),
+            "{k:?}"
+        );
         s.validate().unwrap();
         free_all(&s, c, live);
         s.kmem_cache_shrink(c).unwrap();
