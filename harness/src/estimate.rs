@@ -122,11 +122,12 @@ pub fn cost(cfg: &RunConfig, w: Workload, cross: usize) -> Cost {
         Workload::Memory => each(
             a * cfg.memory_sizes.len() as u64,
             Cost {
-                runs: 1,
-                threads: 1,
+                // The life cycle in a child, then the census: 4 pinned runs on every CPU.
+                runs: 5,
+                threads: 1 + 4 * c,
                 // Random frees, the bookkeeping vector and slabinfo samples: ~30 steps a live
-                // object.
-                serial_ops: 30 * cfg.live_objects as u64,
+                // object; the census: ~130 000 operations per CPU.
+                serial_ops: 30 * cfg.live_objects as u64 + 130_000 * c,
                 serial_bytes: 0,
                 instances: 1,
             },

@@ -481,5 +481,6 @@ pub fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         .collect();
     s.push_str(&crate::workloads::ablation::summary(rows, &published));
     s.push_str(&crate::workloads::metadata::summary(rows));
+    s.push_str(&crate::workloads::sheaf_batch::summary(rows, &allocs));
     s
 }

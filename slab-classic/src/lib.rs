@@ -175,8 +175,8 @@
 
 pub mod arraycache;
 pub mod bootstrap;
-pub mod census;
 pub mod cache;
+pub mod census;
 pub mod debug;
 mod fastpath;
 pub mod kmalloc;
