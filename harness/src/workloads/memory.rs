@@ -48,6 +48,8 @@ pub const CENSUS_PHASES: [&str; 4] = ["rest", "burst", "burst_remote", "shrunk"]
 pub const CENSUS_LIVE: usize = 4096;
 /// Objects per CPU in each census burst.
 pub const CENSUS_OPS: usize = 20_000;
+/// [`CENSUS_LIVE`] and [`CENSUS_OPS`] of a `--quick` run.
+pub const CENSUS_QUICK: (usize, usize) = (512, 2000);
 
 /// Set (to `ALLOCATOR:SIZE`) in the child process that measures one allocator and size.
 pub const ENV_CHILD: &str = "HARNESS_MEMORY_CHILD";
@@ -167,6 +169,11 @@ pub fn census<A: BenchAllocator>(
     }
     let cpus = &ctx.cfg.cpus;
     let n = cpus.len();
+    let (live_per_cpu, ops) = if ctx.cfg.quick {
+        CENSUS_QUICK
+    } else {
+        (CENSUS_LIVE, CENSUS_OPS)
+    };
     let live: Vec<Mutex<Vec<usize>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
     let handoff: Vec<Mutex<Vec<usize>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
     let failed = std::sync::atomic::AtomicBool::new(false);
@@ -197,12 +204,12 @@ pub fn census<A: BenchAllocator>(
             "rest" => {
                 run_pinned(cpus, ctx.topo, |w| {
                     w.barrier.wait();
-                    let mut mine = Vec::with_capacity(CENSUS_LIVE);
-                    for _ in 0..CENSUS_LIVE {
+                    let mut mine = Vec::with_capacity(live_per_cpu);
+                    for _ in 0..live_per_cpu {
                         alloc(&mut mine);
                     }
                     let mut batch = Vec::with_capacity(16);
-                    for _ in 0..CENSUS_OPS / 16 {
+                    for _ in 0..ops / 16 {
                         for _ in 0..16 {
                             alloc(&mut batch);
                         }
@@ -214,8 +221,8 @@ pub fn census<A: BenchAllocator>(
             "burst" => {
                 run_pinned(cpus, ctx.topo, |w| {
                     w.barrier.wait();
-                    let mut v = Vec::with_capacity(CENSUS_OPS);
-                    for _ in 0..CENSUS_OPS {
+                    let mut v = Vec::with_capacity(ops);
+                    for _ in 0..ops {
                         alloc(&mut v);
                     }
                     free_all(&mut v, false);
@@ -224,8 +231,8 @@ pub fn census<A: BenchAllocator>(
             "burst_remote" => {
                 run_pinned(cpus, ctx.topo, |w| {
                     w.barrier.wait();
-                    let mut v = Vec::with_capacity(CENSUS_OPS);
-                    for _ in 0..CENSUS_OPS {
+                    let mut v = Vec::with_capacity(ops);
+                    for _ in 0..ops {
                         alloc(&mut v);
                     }
                     *handoff[(w.index + 1) % n].lock().expect("handoff") = v;
@@ -250,7 +257,7 @@ pub fn census<A: BenchAllocator>(
             let mut r = ctx.row(&a, "cache", Workload::Memory, &format!("census_{phase}"));
             r.size = size;
             r.threads = n;
-            r.ops = CENSUS_OPS as u64;
+            r.ops = ops as u64;
             r.metric = format!("census:{}", p.part);
             r.value = p.objects as f64;
             r.queued_bytes = p.objects * size as u64;
@@ -519,6 +526,7 @@ struct CensusOf {
     per_cpu: f64,
     per_node: f64,
     cpu_max: Option<f64>,
+    live: usize,
     parts: Vec<(String, f64, String)>,
     active_minus_live: Option<i64>,
 }
@@ -556,6 +564,9 @@ fn census_table(rows: &[Row], allocs: &[String]) -> Vec<(String, &'static str, C
                 for r in sel {
                     let part = r.metric.trim_start_matches("census:");
                     c.cpus = r.threads;
+                    c.live = note_field(&r.note, "live_objects")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                     c.active_minus_live = note_field(&r.note, "active_minus_live")
                         .and_then(|v| v.parse().ok())
                         .filter(|v: &i64| *v >= 0);
@@ -589,12 +600,17 @@ pub fn census_summary(rows: &[Row], allocs: &[String]) -> String {
         "## memory census: objects held in per-CPU and per-node caches
 "
     );
+    let ops = rows
+        .iter()
+        .find(|r| r.metric.starts_with("census:"))
+        .map_or(0, |r| r.ops);
+    let live = t[0].2.live / t[0].2.cpus.max(1);
     let _ = writeln!(
         s,
         "Objects allocated on their slabs but free for users, counted by the allocator after each phase \
-         (workers joined), one pinned worker per CPU, a fresh cache, {CENSUS_LIVE} objects per CPU \
-         kept live throughout. `rest`: the working set, then {CENSUS_OPS} alloc+free pairs in LIFO \
-         batches of 16 per CPU, then idle; `burst`: {CENSUS_OPS} objects per CPU allocated then \
+         (workers joined), one pinned worker per CPU, a fresh cache, {live} objects per CPU \
+         kept live throughout. `rest`: the working set, then {ops} alloc+free pairs in LIFO \
+         batches of 16 per CPU, then idle; `burst`: {ops} objects per CPU allocated then \
          freed by the same CPU; `burst_remote`: freed by the next CPU instead; `shrunk`: after \
          `kmem_cache_shrink`. Per-CPU caches: SLAB's per-CPU arrays, 6.4 SLUB's CPU slabs and \
          per-CPU partial slabs (their free objects), sheaves' `main` + `spare`; per-node: SLAB's \
