@@ -271,10 +271,7 @@ mod tests {
                 0,
                 SlabFlags::NO_MERGE,
                 None,
-                KmemCacheArgs {
-                    sheaf_capacity: 8,
-                    ..KmemCacheArgs::default()
-                },
+                KmemCacheArgs { sheaf_capacity: 8 },
             )
             .unwrap();
         let (k, live) = run(&s, c, 200, 150);

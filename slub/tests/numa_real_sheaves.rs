@@ -54,10 +54,7 @@ fn scenario(pv: &PageProvider, real: bool, era: Era) -> Option<Done> {
             0,
             SlabFlags::NO_MERGE,
             None,
-            KmemCacheArgs {
-                sheaf_capacity: 32,
-                ..KmemCacheArgs::default()
-            },
+            KmemCacheArgs { sheaf_capacity: 32 },
         )
     } else {
         s.kmem_cache_create("numa-sheaves", 256, 0, SlabFlags::NO_MERGE, None)

@@ -632,7 +632,7 @@ pub fn census_summary(rows: &[Row], allocs: &[String]) -> String {
             .map(|(p, v, k)| format!("{p} {v:.0} [{k}]"))
             .collect();
         let check = match c.active_minus_live {
-            Some(v) if v as f64 == total => "yes".to_string(),
+            Some(v) if (v as f64 - total).abs() < 0.5 => "yes".to_string(),
             Some(v) => format!("**no: {v}**"),
             None => "–".to_string(),
         };

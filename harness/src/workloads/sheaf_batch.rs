@@ -172,10 +172,7 @@ pub fn summary(rows: &[Row], allocs: &[String]) -> String {
             let _ = writeln!(
                 s,
                 "| {b} | {order} | {} | {} | {} |",
-                theirs.map_or("– (not published)".to_string(), |v| format!(
-                    "{:+.1} %",
-                    v
-                )),
+                theirs.map_or("– (not published)".to_string(), |v| format!("{v:+.1} %")),
                 f(pct(b, order, "slub")),
                 f(pct(b, order, "slab")),
             );
