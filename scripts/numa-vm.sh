@@ -34,9 +34,10 @@
 #     Measured here (2 shared cores, TCG, host loaded by other builds): 105 s of guest wall time
 #     with the default test-profile binaries (tests 17 s, harness --quick 59 s), 149 s for the
 #     whole script on a warm target/; 77-118 s of guest time with PROFILE=release binaries.
-#     With the sheaves (issue 17; two runs 2026-12-03): 121-133 s of guest wall time — tests
-#     23-25 s of which the sheaves binaries 7-15 s, harness --quick 74-76 s (its memory census
-#     and sheaf_batch, now in the default sweep) — so about +20-30 s.
+#     With the sheaves (issue 17; three runs 2026-12-03): 121-148 s of guest wall time — tests
+#     23-27 s of which the sheaves binaries 7-15 s, harness --quick 74-97 s (its memory census
+#     and sheaf_batch, now in the default sweep; the 97 s run shared the host with builds) —
+#     so about +20-40 s.
 #
 # Environment: NODES, CPUS_PER_NODE, MEM_PER_NODE_MB, TIMEOUT, ACCEL (see qemu-numa-guest.sh);
 # OUT (harness mode's output directory); PROFILE=release for release binaries (default: the
