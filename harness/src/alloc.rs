@@ -121,16 +121,93 @@ pub(crate) trait BenchAllocator: Send + Sync {
     fn queue_stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// The census of objects `c` holds in per-CPU and per-node caches (slab allocators; see
+    /// [`CachesCensus`]). Empty for baselines.
+    fn census(&self, c: BenchCache) -> Vec<CensusPart> {
+        let _ = c;
+        Vec::new()
+    }
+}
+
+/// One kind of per-CPU or per-node object cache in a census: objects allocated on their slabs
+/// but free for users, held there now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CensusPart {
+    /// `cpu_array`, `shared_array`, `alien_array` (SLAB); `cpu_slab`, `cpu_partial` (SLUB
+    /// 6.4/6.18); `sheaf_main`, `sheaf_spare`, `barn_full`, `barn_empty` (sheaves); `cpu_max`
+    /// (the most one CPU holds, where known).
+    pub part: &'static str,
+    /// Objects held.
+    pub objects: u64,
+    /// Arrays, slabs or sheaves holding them (`sheaf_main`: every sheaf the CPUs hold, main and
+    /// spare; `barn_empty`: empty sheaves, 0 objects).
+    pub containers: u64,
+}
+
+/// A slab allocator's per-cache census (`slub::Slub::cache_census`,
+/// `slab_classic::Slab::queue_census`).
+pub(crate) trait CachesCensus {
+    /// The parts for cache `h` (empty if the handle is refused).
+    fn census_of(&self, h: CacheHandle) -> Vec<CensusPart>;
+}
+
+fn part(part: &'static str, objects: usize, containers: usize) -> CensusPart {
+    CensusPart {
+        part,
+        objects: objects as u64,
+        containers: containers as u64,
+    }
+}
+
+impl CachesCensus for slub::Slub {
+    fn census_of(&self, h: CacheHandle) -> Vec<CensusPart> {
+        let Ok(k) = self.cache_census(h) else {
+            return Vec::new();
+        };
+        let sh = k.sheaves;
+        let mut v = Vec::new();
+        if sh.sheaf_capacity == 0 || k.cpu_slabs + k.cpu_partial_slabs > 0 {
+            v.push(part("cpu_slab", k.cpu_slab_objects, k.cpu_slabs));
+            v.push(part(
+                "cpu_partial",
+                k.cpu_partial_objects,
+                k.cpu_partial_slabs,
+            ));
+        }
+        if sh.sheaf_capacity > 0 {
+            v.push(part("sheaf_main", sh.cpu_main_objects, sh.cpu_sheaves));
+            v.push(part("sheaf_spare", sh.cpu_spare_objects, 0));
+            v.push(part("barn_full", sh.barn_objects, sh.barn_full));
+            v.push(part("barn_empty", 0, sh.barn_empty));
+        } else {
+            v.push(part("cpu_max", k.cpu_max_objects, 0));
+        }
+        v
+    }
+}
+
+impl CachesCensus for slab_classic::Slab {
+    fn census_of(&self, h: CacheHandle) -> Vec<CensusPart> {
+        let Ok(k) = self.queue_census(h) else {
+            return Vec::new();
+        };
+        vec![
+            part("cpu_array", k.cpu_objects, k.cpu_arrays),
+            part("shared_array", k.shared_objects, k.shared_arrays),
+            part("alien_array", k.alien_objects, k.alien_arrays),
+            part("cpu_max", k.cpu_max_objects, 0),
+        ]
+    }
 }
 
 /// A slab allocator through the common API.
-pub(crate) struct SlabBench<A: SlabAllocator> {
+pub(crate) struct SlabBench<A: SlabAllocator + CachesCensus> {
     /// The instance.
     pub inner: A,
     name: &'static str,
 }
 
-impl<A: SlabAllocator> SlabBench<A> {
+impl<A: SlabAllocator + CachesCensus> SlabBench<A> {
     /// Wraps an instance.
     pub(crate) fn new(inner: A, name: &'static str) -> Self {
         Self { inner, name }
@@ -142,7 +219,7 @@ fn raw(p: Option<NonNull<u8>>) -> *mut u8 {
     p.map_or(std::ptr::null_mut(), NonNull::as_ptr)
 }
 
-impl<A: SlabAllocator> BenchAllocator for SlabBench<A> {
+impl<A: SlabAllocator + CachesCensus> BenchAllocator for SlabBench<A> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -239,6 +316,12 @@ impl<A: SlabAllocator> BenchAllocator for SlabBench<A> {
         let mut v = Vec::new();
         self.inner.for_each_queue_stat(&mut |n, c| v.push((n, c)));
         v
+    }
+    fn census(&self, c: BenchCache) -> Vec<CensusPart> {
+        match c {
+            BenchCache::Slab(h, _, _) => self.inner.census_of(h),
+            BenchCache::Size(_) => Vec::new(),
+        }
     }
 }
 

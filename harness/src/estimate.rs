@@ -122,11 +122,12 @@ pub(crate) fn cost(cfg: &RunConfig, w: Workload, cross: usize) -> Cost {
         Workload::Memory => each(
             a * cfg.memory_sizes.len() as u64,
             Cost {
-                runs: 1,
-                threads: 1,
+                // The life cycle in a child, then the census: 4 pinned runs on every CPU.
+                runs: 5,
+                threads: 1 + 4 * c,
                 // Random frees, the bookkeeping vector and slabinfo samples: ~30 steps a live
-                // object.
-                serial_ops: 30 * cfg.live_objects as u64,
+                // object; the census: ~130 000 operations per CPU.
+                serial_ops: 30 * cfg.live_objects as u64 + 130_000 * c,
                 serial_bytes: 0,
                 instances: 1,
             },
@@ -293,12 +294,10 @@ mod tests {
                 * workloads::scaling::sizes(&cfg.sizes).len()) as u64;
             assert_eq!(s.threads, per * tri(c as u64));
             assert_eq!(s.instances, per * c as u64);
+            // memory: the life cycle is one thread; the census, 4 runs on every CPU.
             let m = cost(&cfg, Workload::Memory, 2);
-            assert_eq!(
-                m,
-                cost(&config(1, 2, &[]), Workload::Memory, 2),
-                "memory: no growth"
-            );
+            let per = (cfg.allocators.len() * cfg.memory_sizes.len()) as u64;
+            assert_eq!(m.threads, per * (1 + 4 * c as u64), "memory: census linear");
         }
     }
 

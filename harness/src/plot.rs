@@ -445,6 +445,7 @@ pub(crate) fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String>
         },
     );
     draw_nonempty(&mut files, dir, "memory", &panels, 2)?;
+    files.extend(crate::workloads::memory::census_plot(rows, dir)?);
     // remote_free: throughput vs size, one panel per placement.
     let phases = ["same_node", "cross_node"].map(|ph| {
         (

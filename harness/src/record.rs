@@ -82,12 +82,13 @@ pub(crate) struct Row {
     pub repetition: usize,
     /// What `value` holds, for rows that carry one statistic rather than a mean: a latency
     /// quantile (`p50`, `p90`, `p99`, `p99.9`, `p99.99`, `max`, and the CDF points `p75`, `p95`,
-    /// `p99.5`, `p99.95`, `p99.999`), `timer` rows' own cost, or `stat:NAME` (an allocator counter
-    /// per 10 000 operations). Empty for ordinary rows.
+    /// `p99.5`, `p99.95`, `p99.999`), `timer` rows' own cost, `stat:NAME` (an allocator counter
+    /// per 10 000 operations), or `census:PART` (the memory workload's census: objects a
+    /// per-CPU or per-node cache holds). Empty for ordinary rows.
     #[serde(default)]
     pub metric: String,
     /// The statistic named by `metric` (cycles for quantiles; events per 10 000 ops for
-    /// `stat:`); 0 when `metric` is empty.
+    /// `stat:`; objects for `census:`); 0 when `metric` is empty.
     #[serde(default)]
     pub value: f64,
     /// Operations measured.

@@ -270,7 +270,10 @@ pub(crate) fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
     }
 
     // memory.
-    let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "memory").collect();
+    let sel: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.workload == "memory" && !r.metric.starts_with("census:"))
+        .collect();
     if !sel.is_empty() {
         let _ = writeln!(s, "## memory (bytes held / bytes live)\n");
         let _ = writeln!(s, "Each allocator and size in a fresh child process. `smaps_anon`: the kernel's count, growth of `Anonymous` in `/proc/self/smaps_rollup` since before the allocator was created — the column that compares every allocator. Beside it the allocator's own exact count where it has one: `provider` (slab allocators: page-provider bytes, metadata included), `mallinfo2` (glibc: arena + hblkhd growth).\n");
@@ -347,6 +350,8 @@ pub(crate) fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         }
         let _ = writeln!(s);
     }
+
+    s.push_str(&crate::workloads::memory::census_summary(rows, &allocs));
 
     // remote free.
     let mut any = false;
@@ -476,5 +481,6 @@ pub(crate) fn render(rows: &[Row], meta: &RunMeta, command: &str) -> String {
         .collect();
     s.push_str(&crate::workloads::ablation::summary(rows, &published));
     s.push_str(&crate::workloads::metadata::summary(rows));
+    s.push_str(&crate::workloads::sheaf_batch::summary(rows, &allocs));
     s
 }

@@ -176,6 +176,7 @@
 pub mod arraycache;
 pub mod bootstrap;
 pub mod cache;
+pub mod census;
 pub mod debug;
 mod fastpath;
 pub mod kmalloc;

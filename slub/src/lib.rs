@@ -112,6 +112,7 @@
 
 mod bootstrap;
 mod cache;
+pub mod census;
 mod debug;
 mod fastpath;
 mod freeptr;

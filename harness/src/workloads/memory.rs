@@ -13,14 +13,43 @@
 //! count in this build (their process-RSS rows of before are gone: smaps is the better form).
 //! Objects the allocator still counts as in use though the workload freed them (SLAB's per-CPU,
 //! shared and alien arrays; SLUB's CPU slabs) are reported as `queued_bytes`.
+//!
+//! **Census** (issue 17, the memory side Lameter raised against sheaves): in the parent, for
+//! each slab allocator, one pinned worker per CPU drives a fresh cache through [`CENSUS_PHASES`]
+//! and after each phase (workers joined) the allocator counts the objects its per-CPU and
+//! per-node caches hold ([`crate::alloc::CensusPart`]: SLAB's per-CPU, shared and alien
+//! arrays; 6.4 SLUB's CPU slabs and per-CPU partial slabs; sheaves' `main`/`spare` and the
+//! barns' full/empty sheaves). Rows: phase `census_<phase>`, `metric` = `census:<part>`,
+//! `value` = objects, `queued_bytes` = objects × size, the note has the containers and
+//! `active_minus_live` (slabinfo `active_objs` − live objects, which every part together must
+//! equal on a quiescent cache).
 
-use super::{validate, Ctx, Rng, Workload};
+use super::{oom, validate, Ctx, Rng, Workload};
 use crate::alloc::{BenchAllocator, BenchCache, HeldMeasure};
+use crate::placement::run_pinned;
 use crate::record::Row;
 use common::Topology;
 
 /// Samples taken while growing.
 const SAMPLES: usize = 20;
+
+/// The census phases, in order, with what each does on every CPU at once (one pinned worker
+/// per CPU, a fresh cache, a working set of [`CENSUS_LIVE`] objects per CPU kept live
+/// throughout):
+/// - `rest`: the working set, then [`CENSUS_OPS`] alloc+free pairs in LIFO batches of 16 —
+///   ordinary use, then idle;
+/// - `burst`: [`CENSUS_OPS`] objects allocated, then all freed (in allocation order) by the
+///   same CPU;
+/// - `burst_remote`: [`CENSUS_OPS`] allocated, then freed by the next CPU (the last CPU's by
+///   the first: the other node's where there are two);
+/// - `shrunk`: `kmem_cache_shrink` (working sets still live).
+pub const CENSUS_PHASES: [&str; 4] = ["rest", "burst", "burst_remote", "shrunk"];
+/// Objects each CPU keeps live through the census.
+pub const CENSUS_LIVE: usize = 4096;
+/// Objects per CPU in each census burst.
+pub const CENSUS_OPS: usize = 20_000;
+/// [`CENSUS_LIVE`] and [`CENSUS_OPS`] of a `--quick` run.
+pub const CENSUS_QUICK: (usize, usize) = (512, 2000);
 
 /// Set (to `ALLOCATOR:SIZE`) in the child process that measures one allocator and size.
 pub const ENV_CHILD: &str = "HARNESS_MEMORY_CHILD";
@@ -119,8 +148,133 @@ pub fn run<A: BenchAllocator>(
     let mut rows = Vec::new();
     for &size in &sizes(ctx) {
         rows.extend(spawn_child(ctx, name, size)?);
+        rows.extend(census(ctx, make, size)?);
         ctx.progress.inc(1);
     }
+    Ok(rows)
+}
+
+/// The census (module documentation) for one size; no rows for an allocator without one.
+pub fn census<A: BenchAllocator>(
+    ctx: &Ctx<'_>,
+    make: &dyn Fn(&Topology) -> Result<A, String>,
+    size: usize,
+) -> Result<Vec<Row>, String> {
+    use std::sync::Mutex;
+    let a = make(ctx.topo)?;
+    let c = a.create_cache(&format!("census-{size}"), size, true)?;
+    if a.census(c).is_empty() {
+        a.destroy_cache(c)?;
+        return Ok(Vec::new());
+    }
+    let cpus = &ctx.cfg.cpus;
+    let n = cpus.len();
+    let (live_per_cpu, ops) = if ctx.cfg.quick {
+        CENSUS_QUICK
+    } else {
+        (CENSUS_LIVE, CENSUS_OPS)
+    };
+    let live: Vec<Mutex<Vec<usize>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
+    let handoff: Vec<Mutex<Vec<usize>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let alloc = |v: &mut Vec<usize>| {
+        let p = a.cache_alloc(c);
+        if p.is_null() {
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            v.push(p as usize);
+        }
+    };
+    let free_all = |v: &mut Vec<usize>, lifo: bool| {
+        let f = |p: usize| {
+            // SAFETY: an object of `c` allocated by this census, freed once.
+            unsafe { a.cache_free(c, p as *mut u8) }
+        };
+        if lifo {
+            while let Some(p) = v.pop() {
+                f(p);
+            }
+        } else {
+            v.drain(..).for_each(f);
+        }
+    };
+    let mut rows = Vec::new();
+    for phase in CENSUS_PHASES {
+        match phase {
+            "rest" => {
+                run_pinned(cpus, ctx.topo, |w| {
+                    w.barrier.wait();
+                    let mut mine = Vec::with_capacity(live_per_cpu);
+                    for _ in 0..live_per_cpu {
+                        alloc(&mut mine);
+                    }
+                    let mut batch = Vec::with_capacity(16);
+                    for _ in 0..ops / 16 {
+                        for _ in 0..16 {
+                            alloc(&mut batch);
+                        }
+                        free_all(&mut batch, true);
+                    }
+                    *live[w.index].lock().expect("live") = mine;
+                })?;
+            }
+            "burst" => {
+                run_pinned(cpus, ctx.topo, |w| {
+                    w.barrier.wait();
+                    let mut v = Vec::with_capacity(ops);
+                    for _ in 0..ops {
+                        alloc(&mut v);
+                    }
+                    free_all(&mut v, false);
+                })?;
+            }
+            "burst_remote" => {
+                run_pinned(cpus, ctx.topo, |w| {
+                    w.barrier.wait();
+                    let mut v = Vec::with_capacity(ops);
+                    for _ in 0..ops {
+                        alloc(&mut v);
+                    }
+                    *handoff[(w.index + 1) % n].lock().expect("handoff") = v;
+                })?;
+                run_pinned(cpus, ctx.topo, |w| {
+                    let mut v = std::mem::take(&mut *handoff[w.index].lock().expect("handoff"));
+                    w.barrier.wait();
+                    free_all(&mut v, false);
+                })?;
+            }
+            _ => a.shrink(c),
+        }
+        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(oom(a.name(), size));
+        }
+        let live_n: usize = live.iter().map(|v| v.lock().expect("live").len()).sum();
+        let parts = a.census(c);
+        let unused = a
+            .cache_active_objects(c)
+            .map_or(-1, |(active, _)| active as i64 - live_n as i64);
+        for p in parts {
+            let mut r = ctx.row(&a, "cache", Workload::Memory, &format!("census_{phase}"));
+            r.size = size;
+            r.threads = n;
+            r.ops = ops as u64;
+            r.metric = format!("census:{}", p.part);
+            r.value = p.objects as f64;
+            r.queued_bytes = p.objects * size as u64;
+            r.bytes_live = (live_n * size) as u64;
+            r.note = format!(
+                "containers={} live_objects={live_n} active_minus_live={unused} cpus={n}",
+                p.containers
+            );
+            rows.push(r);
+        }
+    }
+    for v in &live {
+        free_all(&mut v.lock().expect("live"), false);
+    }
+    a.shrink(c);
+    a.destroy_cache(c)?;
+    validate(&a, Workload::Memory)?;
     Ok(rows)
 }
 
@@ -351,6 +505,218 @@ fn life_cycle<A: BenchAllocator>(
         rows.push(r.memory(live_b, anon, "smaps_anon"));
     }
     Ok(rows)
+}
+
+/// Census parts held per CPU (the rest but `cpu_max` and `barn_empty` are per node).
+const PER_CPU_PARTS: [&str; 5] = [
+    "cpu_array",
+    "cpu_slab",
+    "cpu_partial",
+    "sheaf_main",
+    "sheaf_spare",
+];
+/// Census parts held per node.
+const PER_NODE_PARTS: [&str; 3] = ["shared_array", "alien_array", "barn_full"];
+
+/// One allocator's census after one phase, from the rows.
+#[derive(Default)]
+struct CensusOf {
+    size: usize,
+    cpus: usize,
+    per_cpu: f64,
+    per_node: f64,
+    cpu_max: Option<f64>,
+    live: usize,
+    parts: Vec<(String, f64, String)>,
+    active_minus_live: Option<i64>,
+}
+
+fn note_field<'a>(note: &'a str, key: &str) -> Option<&'a str> {
+    note.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The census rows grouped by (allocator, size, phase), phases in [`CENSUS_PHASES`] order.
+fn census_table(rows: &[Row], allocs: &[String]) -> Vec<(String, &'static str, CensusOf)> {
+    let mut out = Vec::new();
+    for a in allocs {
+        let mine: Vec<&Row> = rows
+            .iter()
+            .filter(|r| {
+                &r.allocator == a && r.workload == "memory" && r.metric.starts_with("census:")
+            })
+            .collect();
+        let sizes: std::collections::BTreeSet<usize> = mine.iter().map(|r| r.size).collect();
+        for size in sizes {
+            for ph in CENSUS_PHASES {
+                let phase = format!("census_{ph}");
+                let sel: Vec<&&Row> = mine
+                    .iter()
+                    .filter(|r| r.size == size && r.phase == phase)
+                    .collect();
+                if sel.is_empty() {
+                    continue;
+                }
+                let mut c = CensusOf {
+                    size,
+                    ..CensusOf::default()
+                };
+                for r in sel {
+                    let part = r.metric.trim_start_matches("census:");
+                    c.cpus = r.threads;
+                    c.live = note_field(&r.note, "live_objects")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    c.active_minus_live = note_field(&r.note, "active_minus_live")
+                        .and_then(|v| v.parse().ok())
+                        .filter(|v: &i64| *v >= 0);
+                    if PER_CPU_PARTS.contains(&part) {
+                        c.per_cpu += r.value;
+                    } else if PER_NODE_PARTS.contains(&part) {
+                        c.per_node += r.value;
+                    } else if part == "cpu_max" {
+                        c.cpu_max = Some(r.value);
+                    }
+                    let k = note_field(&r.note, "containers").unwrap_or("?").to_string();
+                    c.parts.push((part.to_string(), r.value, k));
+                }
+                out.push((a.clone(), ph, c));
+            }
+        }
+    }
+    out
+}
+
+/// The census section of `summary.md` (empty without census rows).
+pub fn census_summary(rows: &[Row], allocs: &[String]) -> String {
+    use std::fmt::Write;
+    let t = census_table(rows, allocs);
+    let mut s = String::new();
+    if t.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "## memory census: objects held in per-CPU and per-node caches
+"
+    );
+    let ops = rows
+        .iter()
+        .find(|r| r.metric.starts_with("census:"))
+        .map_or(0, |r| r.ops);
+    let live = t[0].2.live / t[0].2.cpus.max(1);
+    let _ = writeln!(
+        s,
+        "Objects allocated on their slabs but free for users, counted by the allocator after each phase \
+         (workers joined), one pinned worker per CPU, a fresh cache, {live} objects per CPU \
+         kept live throughout. `rest`: the working set, then {ops} alloc+free pairs in LIFO \
+         batches of 16 per CPU, then idle; `burst`: {ops} objects per CPU allocated then \
+         freed by the same CPU; `burst_remote`: freed by the next CPU instead; `shrunk`: after \
+         `kmem_cache_shrink`. Per-CPU caches: SLAB's per-CPU arrays, 6.4 SLUB's CPU slabs and \
+         per-CPU partial slabs (their free objects), sheaves' `main` + `spare`; per-node: SLAB's \
+         shared + alien arrays, the barns' full sheaves. Containers in brackets: arrays, slabs \
+         or sheaves (`sheaf_main`: every sheaf the CPUs hold). The last column checks the \
+         census against slabinfo (`active_objs` − live objects): they must agree.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| allocator | size | phase | per-CPU | per-node | total | KiB | most on one CPU | parts [containers] | = active − live |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for (a, ph, c) in &t {
+        let total = c.per_cpu + c.per_node;
+        let parts: Vec<String> = c
+            .parts
+            .iter()
+            .filter(|(p, _, _)| p != "cpu_max")
+            .map(|(p, v, k)| format!("{p} {v:.0} [{k}]"))
+            .collect();
+        let check = match c.active_minus_live {
+            Some(v) if (v as f64 - total).abs() < 0.5 => "yes".to_string(),
+            Some(v) => format!("**no: {v}**"),
+            None => "–".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "| {a} | {} | {ph} | {:.0} | {:.0} | {total:.0} | {:.1} | {} | {} | {check} |",
+            c.size,
+            c.per_cpu,
+            c.per_node,
+            total * c.size as f64 / 1024.0,
+            c.cpu_max
+                .map_or_else(|| "–".to_string(), |v| format!("{v:.0}")),
+            parts.join(", ")
+        );
+    }
+    let _ = writeln!(s);
+    s
+}
+
+/// `census.png`: objects held per CPU, per node, and in all, by census phase.
+pub fn census_plot(rows: &[Row], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    use crate::analysis::Stat;
+    use crate::plot::{color_of, Panel, Series};
+    let allocs = crate::analysis::allocators(rows);
+    let t = census_table(rows, &allocs);
+    if t.is_empty() {
+        return Ok(Vec::new());
+    }
+    let size = t[0].2.size;
+    let cpus = t[0].2.cpus;
+    let series = |f: &dyn Fn(&CensusOf) -> f64| -> Vec<Series> {
+        allocs
+            .iter()
+            .filter_map(|a| {
+                let points: Vec<(f64, Stat)> = t
+                    .iter()
+                    .filter(|(al, _, c)| al == a && c.size == size)
+                    .filter_map(|(_, ph, c)| {
+                        let x = CENSUS_PHASES.iter().position(|p| p == ph)? as f64;
+                        let v = f(c);
+                        Some((
+                            x,
+                            Stat {
+                                med: v,
+                                min: v,
+                                max: v,
+                                n: 1,
+                            },
+                        ))
+                    })
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    label: a.clone(),
+                    color: color_of(a),
+                    points,
+                })
+            })
+            .collect()
+    };
+    let cats: Vec<String> = CENSUS_PHASES.iter().map(|p| (*p).to_string()).collect();
+    let panels = vec![
+        Panel::new(
+            format!("Census: objects in per-CPU caches ({size} B, {cpus} CPUs)"),
+            "phase",
+            "objects (all CPUs)",
+            series(&|c| c.per_cpu),
+        )
+        .categories(cats.clone()),
+        Panel::new(
+            format!("Census: objects in per-node caches ({size} B)"),
+            "phase",
+            "objects (all nodes)",
+            series(&|c| c.per_node),
+        )
+        .categories(cats.clone()),
+        Panel::new(
+            format!("Census: all objects held, KiB ({size} B)"),
+            "phase",
+            "KiB of objects held",
+            series(&|c| (c.per_cpu + c.per_node) * c.size as f64 / 1024.0),
+        )
+        .categories(cats),
+    ];
+    crate::plot::draw_figure(dir, "census", &panels, 3)
 }
 
 #[cfg(test)]

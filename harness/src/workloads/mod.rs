@@ -42,7 +42,7 @@ pub enum Workload {
     Ablation,
     /// Bytes held by object queues and per-CPU/per-node structures on server topologies.
     Metadata,
-    /// The sheaves series' batch benchmark (issue 17; opt-in).
+    /// The sheaves series' batch benchmark (issue 17).
     SheafBatch,
 }
 
@@ -64,7 +64,7 @@ impl Workload {
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 9] = [
+    pub const DEFAULT: [Workload; 10] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -74,6 +74,7 @@ impl Workload {
         Workload::Pages,
         Workload::Ablation,
         Workload::Metadata,
+        Workload::SheafBatch,
     ];
 
     /// Command-line name.
@@ -106,7 +107,7 @@ impl Workload {
             Workload::Ablation => "slab and slub in every kernel configuration (kernel/hardened/checked) x per-CPU mechanism (rseq/lock) x stats (off/on): pair, A, B at 64/256/4096 B, F at 64/4096 B, a cross-thread server pattern; SLUB/SLAB per mechanism (short form; full with --ablation-full)",
             Workload::Metadata => "bytes held by SLAB's per-CPU, shared and alien arrays and SLUB's per-CPU/per-node structures and slabs, on server topologies from sysfs fixtures (128-448 CPUs, 2-8 nodes) and this machine; vs CPUs and nodes",
             Workload::Programs => "(opt-in) real programs (python3, sort, sqlite3) under LD_PRELOAD on slab and slub vs glibc and mimalloc: wall time, peak RSS, the allocator's own held bytes",
-            Workload::SheafBatch => "(opt-in) the SLUB sheaves series' benchmark: 64-byte cache objects allocated in batches of 1/10/100/1000, freed in order or shuffled, one pinned CPU; compare slub-sheaves with slub",
+            Workload::SheafBatch => "the SLUB sheaves series' benchmark: 64-byte cache objects allocated in batches of 1/10/100/1000, freed in order or shuffled, one pinned CPU; compare slub-sheaves with slub",
         }
     }
 

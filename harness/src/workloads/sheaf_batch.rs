@@ -1,4 +1,4 @@
-//! The sheaves series' own microbenchmark, in shape (issue 17; opt-in): on one pinned CPU, a
+//! The sheaves series' own microbenchmark, in shape (issue 17; in the default sweep): on one pinned CPU, a
 //! cache of 64-byte objects (`kmem_cache_create`, unmerged), objects allocated in batches of
 //! 1, 10, 100 and 1000 and then freed in order or in a seeded shuffle; ns per alloc+free pair.
 //! Compare `slub-sheaves` with `slub` (6.4) rows of the same run. The published numbers
@@ -79,4 +79,105 @@ pub fn run<A: BenchAllocator>(
         ctx.progress.inc(1);
     }
     Ok(rows)
+}
+
+/// The series' published numbers (v7 cover letter; reference `sheaves.md` §7): % faster with
+/// sheaves, (batch, in order, shuffled). Batch 1 has no shuffled figure.
+pub const PUBLISHED: [(usize, f64, Option<f64>); 4] = [
+    (1, 17.2, None),
+    (10, 15.3, Some(12.6)),
+    (100, 31.0, Some(28.6)),
+    (1000, 30.2, Some(6.3)),
+];
+
+/// The `summary.md` section: ns per pair for every allocator, and ours beside theirs.
+pub fn summary(rows: &[Row], allocs: &[String]) -> String {
+    use crate::analysis::{aggregate, select};
+    use std::fmt::Write;
+    let mut s = String::new();
+    let mut m = std::collections::BTreeMap::new();
+    for batch in BATCHES {
+        for order in ["in_order", "shuffled"] {
+            let sel = select(rows, "sheaf_batch", &format!("batch{batch}_{order}"));
+            for ((a, _), st) in aggregate(&sel, |_| Some(0usize), |r| r.ns_per_op) {
+                m.insert((a, batch, order), st.med);
+            }
+        }
+    }
+    if m.is_empty() {
+        return s;
+    }
+    let present: Vec<&String> = allocs
+        .iter()
+        .filter(|a| m.keys().any(|k| &k.0 == *a))
+        .collect();
+    let get = |a: &str, b: usize, o: &str| m.get(&(a.to_string(), b, o)).copied();
+    let _ = writeln!(
+        s,
+        "## sheaf_batch: the sheaves series' benchmark (ns per alloc+free pair, lower is better)\n"
+    );
+    let _ = writeln!(
+        s,
+        "One pinned CPU, a {SIZE} B cache, objects allocated in batches then freed in order or in \
+         a seeded shuffle; medians over repetitions.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| batch | order | {} |",
+        present
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|{}", "---|".repeat(present.len()));
+    for batch in BATCHES {
+        for order in ["in_order", "shuffled"] {
+            let cells: Vec<String> = present
+                .iter()
+                .map(|a| get(a, batch, order).map_or("–".into(), |v| format!("{v:.1}")))
+                .collect();
+            let _ = writeln!(s, "| {batch} | {order} | {} |", cells.join(" | "));
+        }
+    }
+    let pct = |b: usize, o: &str, base: &str| -> Option<f64> {
+        match (get("slub-sheaves", b, o), get(base, b, o)) {
+            (Some(x), Some(y)) if y > 0.0 => Some((1.0 - x / y) * 100.0),
+            _ => None,
+        }
+    };
+    let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:+.1} %"));
+    let _ = writeln!(
+        s,
+        "\n### Sheaves against no sheaves: theirs (published) beside ours (this run)\n"
+    );
+    let _ = writeln!(
+        s,
+        "**Theirs**: the series' v7 cover letter, an in-kernel microbenchmark on a Ryzen 7 5700, \
+         Linux 6.18 with opt-in sheaves of capacity 32 against the same cache without sheaves, \
+         \"faster by\" read as time saved per pair. **Ours**: this run, `slub-sheaves` (era 7.0, \
+         capacity from `calculate_sheaf_capacity` for {SIZE} B) against `slub` (6.4: CPU slab, per-CPU partials, tid \
+         fast path), time saved = 1 − ns(slub-sheaves) / ns(slub); positive = sheaves faster. \
+         The last columns set sheaves against 2.6.32 SLAB's per-CPU arrays (the magazines \
+         sheaves are compared with) the same way. User space on a shared VM: read directions \
+         and rough sizes, not digits.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| batch | order | theirs: sheaves vs none | ours: slub-sheaves vs slub | ours: slub-sheaves vs slab |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (b, ino, shuf) in PUBLISHED {
+        for (order, theirs) in [("in_order", Some(ino)), ("shuffled", shuf)] {
+            let _ = writeln!(
+                s,
+                "| {b} | {order} | {} | {} | {} |",
+                theirs.map_or("– (not published)".to_string(), |v| format!("{v:+.1} %")),
+                f(pct(b, order, "slub")),
+                f(pct(b, order, "slab")),
+            );
+        }
+    }
+    let _ = writeln!(s);
+    s
 }
