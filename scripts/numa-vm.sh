@@ -76,12 +76,6 @@ cp "$(build_test slab-classic numa_real)" "$tmp/slab-numa-real"
 cp "$(build_test slub numa_real_sheaves)" "$tmp/slub-numa-real-sheaves"
 cp "$(build_test slub sheaves)" "$tmp/sheaves-tests"
 cp "$(build_test slub global_alloc_sheaves)" "$tmp/global-alloc-sheaves"
-# KNOWN FAILURE, left out of the harness-mode guest run and said so in its log and checks:
-# signal_storm_with_remote_flushes_7_0 (slub/tests/sheaves.rs) dies of SIGSEGV in a guest
-# with 8 CPUs (4 nodes x 2 and 1 node x 8: 3 of 3 runs each, 2026-12-03) and passes with 2
-# or 4 CPUs (1 x 2, 2 x 2: 3 of 3) and on the 2-CPU host: more CPUs than the test's 2-CPU
-# topology, not NUMA. For the sheaves' owner to fix; remove the --skip when it passes.
-sheaves_skip=signal_storm_with_remote_flushes_7_0
 guest=$tmp/guest.sh
 files=("$tmp/provider-tests" "$tmp/slub-numa-real" "$tmp/slab-numa-real"
   "$tmp/slub-numa-real-sheaves" "$tmp/sheaves-tests" "$tmp/global-alloc-sheaves")
@@ -110,10 +104,7 @@ harness_bin=$(cargo build "${rel[@]}" -p harness --message-format=json 2>/dev/nu
 cp "$harness_bin" "$tmp/harness"
 cp "$(build_test harness stress)" "$tmp/stress-tests"
 files+=("$tmp/harness" "$tmp/stress-tests")
-cat > "$guest" <<EOF
-sheaves_skip=$sheaves_skip
-EOF
-cat >> "$guest" <<'EOF'
+cat > "$guest" <<'EOF'
 t0=$(date +%s)
 /bin/provider-tests; echo "EXIT provider-tests rc=$?"
 /bin/provider-tests --nocapture real_nodes_back_their_arenas arenas_are_bound; echo "EXIT placement rc=$?"
@@ -122,8 +113,7 @@ t0=$(date +%s)
 /bin/stress-tests --test-threads 1; echo "EXIT stress-tests rc=$?"
 ts=$(date +%s)
 /bin/slub-numa-real-sheaves; echo "EXIT slub-numa-real-sheaves rc=$?"
-echo "KNOWN FAILURE skipped: sheaves-tests $sheaves_skip (SIGSEGV with 8 CPUs)"
-/bin/sheaves-tests --skip "$sheaves_skip"; echo "EXIT sheaves-tests rc=$?"
+/bin/sheaves-tests; echo "EXIT sheaves-tests rc=$?"
 /bin/global-alloc-sheaves; echo "EXIT global-alloc-sheaves rc=$?"
 echo "GUEST_SHEAVES_SECONDS $(( $(date +%s) - ts ))"
 t1=$(date +%s)
@@ -136,7 +126,7 @@ rm -rf "$out"; mkdir -p "$out"
 log=$out/guest.log
 start=$(date +%s)
 OUT_FILE=$tmp/run.b64 scripts/qemu-numa-guest.sh "$guest" "${files[@]}" 2>&1 | tee "$log" |
-  grep -E "qemu-numa-guest|NODE_ONLINE|every pair|real NUMA|placed on real node|test result|EXIT|GUEST_SECONDS|GUEST_SHEAVES_SECONDS|KNOWN FAILURE|^error" || true
+  grep -E "qemu-numa-guest|NODE_ONLINE|every pair|real NUMA|placed on real node|test result|EXIT|GUEST_SECONDS|GUEST_SHEAVES_SECONDS|^error" || true
 wall=$(( $(date +%s) - start ))
 echo "numa-vm harness: guest wall time ${wall} s (boot, tests, harness --quick, copy out)"
 tr -d '\r' < "$tmp/run.b64" | base64 -d | tar -xz -C "$out" ||
@@ -183,6 +173,5 @@ else
   echo "  FAIL harness plot $run"; fail=1
 fi
 echo "numa-vm harness: $(awk -F, 'NR > 1' "$placement" | wc -l) worker placements checked; $(grep -o 'GUEST_SECONDS.*' "$log" | tr -d '\r')"
-echo "  NOTE known failure left out of the guest run: sheaves-tests $sheaves_skip (SIGSEGV with 8 CPUs; see the script)"
 if [ $fail -ne 0 ]; then echo "numa-vm harness: FAILED (guest log: $log)"; exit 1; fi
 echo "numa-vm harness: all checks passed"

@@ -44,7 +44,7 @@ pub mod stats;
 pub mod sync;
 pub mod sys;
 pub mod sysfs_fixtures;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod topology;
 

@@ -42,6 +42,55 @@ pub unsafe fn stamp_intact(p: *const u8, len: usize, seed: u64) -> bool {
 
 extern "C" fn on_signal(_: libc::c_int) {}
 
+/// The threads a storm may signal. A thread is listed from [`SignalTargets::enter`] until the
+/// returned guard drops at its end, and [`SignalTargets::signal_all`] signals under the same
+/// lock, so every thread it signals is still running. (A `pthread_t` outlives its thread only
+/// until the thread is joined: glibc then frees the descriptor with the stack, or unmaps it
+/// once its stack cache is full, and `pthread_kill` on it is a use after free. A storm that
+/// joined its workers before it stopped signalling them died of SIGSEGV with 32 workers, where
+/// 64 MiB of stacks overflowed the cache, and passed with 16.)
+#[derive(Default)]
+pub struct SignalTargets(Mutex<Vec<libc::pthread_t>>);
+
+/// A thread's place in a [`SignalTargets`]: dropped when the thread is done being signalled.
+pub struct SignalTarget<'a> {
+    set: &'a SignalTargets,
+    me: libc::pthread_t,
+}
+
+impl SignalTargets {
+    /// Lists the calling thread until the guard drops.
+    pub fn enter(&self) -> SignalTarget<'_> {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        self.0.lock().unwrap().push(me);
+        SignalTarget { set: self, me }
+    }
+
+    /// Sends `sig` to every listed thread; returns how many were sent.
+    pub fn signal_all(&self, sig: libc::c_int) -> u64 {
+        let listed = self.0.lock().unwrap();
+        for &t in listed.iter() {
+            // SAFETY: t is listed, so its thread has not yet dropped its guard (it is removed
+            // under this lock): it is running, and its descriptor is valid.
+            unsafe { libc::pthread_kill(t, sig) };
+        }
+        listed.len() as u64
+    }
+}
+
+impl Drop for SignalTarget<'_> {
+    fn drop(&mut self) {
+        let mut listed = self
+            .set
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // SAFETY: pthread_equal compares two thread ids; no other precondition.
+        listed.retain(|&t| unsafe { libc::pthread_equal(t, self.me) } == 0);
+    }
+}
+
 /// Installs a SIGUSR1 handler that does nothing (with `SA_RESTART`).
 fn install_sigusr1_handler() {
     // SAFETY: a zeroed sigaction with a valid, async-signal-safe handler and SA_RESTART is well
@@ -103,7 +152,7 @@ where
     let n = 4 * cpus.max(2);
     let before = rseq::abort_count();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Batch>()).unzip();
-    let tids: Mutex<Vec<libc::pthread_t>> = Mutex::default();
+    let targets = SignalTargets::default();
     let stop = AtomicBool::new(false);
     let (signals, meddles) = std::thread::scope(|sc| {
         let workers: Vec<_> = rxs
@@ -111,19 +160,17 @@ where
             .enumerate()
             .map(|(i, rx)| {
                 let tx = txs[(i + 1) % n].clone();
-                let tids = &tids;
-                sc.spawn(move || storm_worker(s, custom, i, tx, rx, tids, after_round))
+                let targets = &targets;
+                sc.spawn(move || {
+                    let _listed = targets.enter();
+                    storm_worker(s, custom, i, tx, rx, after_round);
+                })
             })
             .collect();
         let storm = sc.spawn(|| {
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                for &t in tids.lock().unwrap().iter() {
-                    // SAFETY: the workers are joined (by the scope) only after `stop`, so t
-                    // names a live or finished-but-unjoined thread.
-                    unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
-                    sent += 1;
-                }
+                sent += targets.signal_all(libc::SIGUSR1);
                 std::thread::sleep(std::time::Duration::from_micros(20));
             }
             sent
@@ -163,11 +210,8 @@ fn storm_worker<A: SlabAllocator>(
     i: usize,
     tx: mpsc::Sender<Batch>,
     rx: mpsc::Receiver<Batch>,
-    tids: &Mutex<Vec<libc::pthread_t>>,
     after_round: StormHook<'_, A>,
 ) {
-    // SAFETY: pthread_self has no preconditions.
-    tids.lock().unwrap().push(unsafe { libc::pthread_self() });
     let mut seed = i as u64 * 1_000_003;
     for r in 0..STORM_ROUNDS {
         for k in 0..200 {

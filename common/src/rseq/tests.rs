@@ -297,14 +297,13 @@ fn storm_round() -> u64 {
     // `count` doubles as a list head for the object test; the pair's lo is the counter.
     let before = abort_count();
     let stop = Arc::new(AtomicBool::new(false));
-    let tids: Arc<std::sync::Mutex<Vec<libc::pthread_t>>> = Arc::default();
+    let tids: Arc<crate::testing::SignalTargets> = Arc::default();
     let hs: Vec<_> = (0..threads)
         .map(|i| {
             let s = Arc::clone(&s);
             let tids = Arc::clone(&tids);
             std::thread::spawn(move || {
-                // SAFETY: pthread_self has no preconditions.
-                tids.lock().unwrap().push(unsafe { libc::pthread_self() });
+                let _listed = tids.enter();
                 let t = rt();
                 let mut held = Vec::new();
                 for k in 0..iters {
@@ -354,11 +353,7 @@ fn storm_round() -> u64 {
         let tids = Arc::clone(&tids);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                for &t in tids.lock().unwrap().iter() {
-                    // SAFETY: the threads are joined only after `stop`, so t is alive
-                    // (or a finished-but-unjoined thread, for which pthread_kill is valid).
-                    unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
-                }
+                tids.signal_all(libc::SIGUSR1);
                 std::thread::sleep(std::time::Duration::from_micros(20));
             }
         })
