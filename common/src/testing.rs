@@ -259,6 +259,14 @@ fn storm_worker<A: SlabAllocator>(
     }
 }
 
+/// One node with a CPU slot for every CPU id of this machine (at least 2): the topology of the
+/// rseq storms, so that rseq mode — which the allocators choose only when every CPU id has its
+/// own slot — is what they stress on a machine of any size, not just on a 2-CPU one.
+pub fn machine_topology() -> crate::Topology {
+    crate::Topology::uniform(1, crate::sys::nprocs_conf().max(2))
+        .expect("a one-node topology of the machine's CPU count")
+}
+
 /// Creates the 72-byte cache the storm's batches use.
 pub fn storm_cache<A: SlabAllocator>(s: &A) -> CacheHandle {
     s.kmem_cache_create("rseq-storm", 72, 0, SlabFlags::NONE, None)

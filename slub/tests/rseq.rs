@@ -111,7 +111,7 @@ fn rseq_fast_path_counts_and_tid() {
 /// The shared storm ([`common::testing::signal_storm`]) with every CPU's slab of the custom
 /// cache flushed every 50 rounds by each worker. Returns the aborts counted during the run.
 fn signal_storm_stress(fastpath: FastPath, hardened: bool) -> u64 {
-    let p = provider(1, 256);
+    let p = machine_provider(256);
     let s = slub_with(
         &p,
         SlubSettings {

@@ -1330,7 +1330,7 @@ fn signal_storm_with_remote_flushes_7_0() {
         );
         return;
     }
-    let p = provider(1, 256);
+    let p = machine_provider(256);
     let s = slub_with(
         &p,
         SlubSettings {
@@ -1339,13 +1339,12 @@ fn signal_storm_with_remote_flushes_7_0() {
         },
     );
     let custom = common::testing::storm_cache(&s);
-    // rseq mode needs a slot per CPU id of the machine; this provider has 2 CPU slots.
-    if s.sheaf_fastpath(custom).unwrap() != Some(slub::FastPath::Rseq) {
-        say_skip(
-            "signal_storm_with_remote_flushes_7_0",
-            "more CPUs than the test topology's 2 slots: the storm runs the locked sheaf path",
-        );
-    }
+    // rseq mode needs a slot per CPU id of the machine, which this provider has.
+    assert_eq!(
+        s.sheaf_fastpath(custom).unwrap(),
+        Some(slub::FastPath::Rseq),
+        "a slot for every CPU id: the sheaves run rseq mode"
+    );
     let after = |s: &Slub, r: u64| {
         if r % 40 == 0 {
             s.flush_all(custom).unwrap();

@@ -13,6 +13,16 @@ pub fn provider(nodes: usize, mib: usize) -> PageProvider {
     PageProvider::new(&ProviderConfig::small(topo, mib)).unwrap()
 }
 
+/// A provider (one node, `mib` MiB) with a CPU slot for every CPU id of the machine
+/// ([`common::testing::machine_topology`]): for the rseq storms.
+pub fn machine_provider(mib: usize) -> PageProvider {
+    PageProvider::new(&ProviderConfig::small(
+        common::testing::machine_topology(),
+        mib,
+    ))
+    .unwrap()
+}
+
 /// A provider with a global page limit.
 pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
     let topo = Topology::uniform(1, 2).unwrap();

@@ -17,6 +17,14 @@ pub fn provider(nodes: usize, mib: usize) -> PageProvider {
     PageProvider::new(&cfg).unwrap()
 }
 
+/// A provider (one node, `mib` MiB) with a CPU slot for every CPU id of the machine
+/// ([`common::testing::machine_topology`]): for the rseq storms.
+pub fn machine_provider(mib: usize) -> PageProvider {
+    let mut cfg = ProviderConfig::small(common::testing::machine_topology(), mib);
+    cfg.bind = false;
+    PageProvider::new(&cfg).unwrap()
+}
+
 /// A provider with a page limit.
 pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
     let t = Topology::uniform(1, 2).unwrap();
