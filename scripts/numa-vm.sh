@@ -34,7 +34,7 @@
 #     Measured here (2 shared cores, TCG, host loaded by other builds): 105 s of guest wall time
 #     with the default test-profile binaries (tests 17 s, harness --quick 59 s), 149 s for the
 #     whole script on a warm target/; 77-118 s of guest time with PROFILE=release binaries.
-#     With the sheaves (issue 17; three runs 2026-12-03): 121-148 s of guest wall time — tests
+#     With the sheaves (three runs 2026-12-03): 121-148 s of guest wall time — tests
 #     23-27 s of which the sheaves binaries 7-15 s, harness --quick 74-97 s (its memory census
 #     and sheaf_batch, now in the default sweep; the 97 s run shared the host with builds) —
 #     so about +20-40 s.
@@ -72,7 +72,7 @@ trap 'rm -rf "$tmp"' EXIT
 cp "$(build_test common provider)" "$tmp/provider-tests"
 cp "$(build_test slub numa_real)" "$tmp/slub-numa-real"
 cp "$(build_test slab-classic numa_real)" "$tmp/slab-numa-real"
-# Sheaves (issue 17): the real-NUMA scenario, and the sheaves test binaries.
+# Sheaves: the real-NUMA scenario, and the sheaves test binaries.
 cp "$(build_test slub numa_real_sheaves)" "$tmp/slub-numa-real-sheaves"
 cp "$(build_test slub sheaves)" "$tmp/sheaves-tests"
 cp "$(build_test slub global_alloc_sheaves)" "$tmp/global-alloc-sheaves"

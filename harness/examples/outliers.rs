@@ -1,4 +1,4 @@
-//! slab_test's outliers with counters as the oracle (issue 15): Test A (N kmallocs) and B (N
+//! slab_test's outliers with counters as the oracle: Test A (N kmallocs) and B (N
 //! kfrees) at 512 B, 1 KiB and 8 KiB, and Test F (N objects allocated on one CPU, freed on
 //! another) at 4096 B, for SLAB and SLUB on one provider configuration each, with per object:
 //! cycles, SLUB's stat counters (alloc_slab, alloc_slowpath, free_slowpath, cpu_partial_*,
@@ -7,7 +7,7 @@
 //!
 //! Each line runs on a fresh instance, after one untimed round of the same test (as
 //! slab_test does). Four provider set-ups are set side by side: `release` (the provider's
-//! default, and the harness's before issue 15: free memory above 64 MiB given back with
+//! default, and the harness's until it turned `populate` on: free memory above 64 MiB given back with
 //! `MADV_DONTNEED`), `never` (nothing given back), `populate` (nothing given back, every
 //! top-order block prefaulted when first cut: the harness's provider now) and `warm` (nothing
 //! given back, 256 MiB per node touched before the allocator is built: the reference), so the
@@ -56,7 +56,7 @@ enum Pv {
     /// Nothing given back.
     Never,
     /// Nothing given back, every top-order block prefaulted when first cut (what the harness
-    /// builds since issue 15).
+    /// builds).
     Populate,
     /// Nothing given back, and the first 256 MiB of every node touched once before the
     /// allocator is built, as the kernel's memory always is.

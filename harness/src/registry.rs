@@ -41,7 +41,7 @@ pub(crate) const ALLOCATORS: &[AllocSpec] = &[
     },
     AllocSpec {
         name: "slub-sheaves",
-        description: "slub era 7.0: percpu sheaves and per-node barns for every cache, no CPU slabs (issue 17)",
+        description: "slub era 7.0: percpu sheaves and per-node barns for every cache, no CPU slabs",
         default: true,
     },
     AllocSpec {

@@ -1,4 +1,4 @@
-//! `CONFIG_DEBUG_SLAB` (issue 7, SLAB half): every corruption the 2.6.32 debug code catches is
+//! `CONFIG_DEBUG_SLAB` (SLAB half): every corruption the 2.6.32 debug code catches is
 //! caught here, counted, reported with the cache and offset, and leaves the allocator
 //! consistent (`validate()` clean, nothing handed out twice).
 //!
@@ -198,7 +198,7 @@ fn forced_debug_follows_the_size_rules() {
     assert_eq!(s.debug_errors(), 0, "{:?}", take());
 }
 
-// ---- issue 7 item 2: the slub_kunit corruptions against slab-classic ----
+// ---- the slub_kunit corruptions against slab-classic ----
 
 #[test]
 fn clobber_redzone_after_object_is_reported_on_free() {
@@ -396,7 +396,7 @@ fn double_free_without_redzone_is_caught_by_the_array_and_the_bufctl() {
     s.validate().unwrap();
 }
 
-// ---- issue 7 item 4: wrong use with debug on ----
+// ---- wrong use with debug on ----
 
 #[test]
 fn free_of_an_object_of_another_cache_is_refused_and_reported() {

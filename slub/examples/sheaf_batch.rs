@@ -1,4 +1,4 @@
-//! The sheaves series' own microbenchmark, in shape (issue 17): a cache with `sheaf_capacity`
+//! The sheaves series' own microbenchmark, in shape: a cache with `sheaf_capacity`
 //! 32 against the same cache without sheaves, objects allocated in batches of 1, 10, 100 and
 //! 1000 then freed in order or shuffled; time per alloc+free pair. All variants run side by
 //! side in one process, on one pinned CPU, interleaved round by round, and are reported as

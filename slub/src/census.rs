@@ -1,4 +1,4 @@
-//! Census of one cache's per-CPU and per-node object caches (issue 17, the memory side of the
+//! Census of one cache's per-CPU and per-node object caches (the memory side of the
 //! sheaves question that Lameter raised): how many objects — taken from their slabs' node
 //! lists, free for users — this cache holds right now in
 //! - 6.4's (and 6.18's) **CPU slabs**: the free objects of each CPU's slab (`c->freelist`,

@@ -1,4 +1,4 @@
-//! Percpu sheaves and per-node barns (issue 17): SLUB as Linux 6.18 (opt-in per cache through
+//! Percpu sheaves and per-node barns: SLUB as Linux 6.18 (opt-in per cache through
 //! `sheaf_capacity`) and 7.0 (every cache but the boot caches) have it — "SLUB percpu sheaves"
 //! by Vlastimil Babka, and "slab: replace cpu (partial) slabs with sheaves" for 7.0.
 //!

@@ -409,7 +409,7 @@ fn memory_overhead_one_million_64_byte_objects() {
     assert_eq!(p.stats().pages_in_use, base);
 }
 
-/// Debug flags (issue 7 builds the checks): the layout grows as `calculate_sizes` says, the
+/// Debug flags: the layout grows as `calculate_sizes` says, the
 /// cache never uses per-CPU partials and every operation takes the slow path.
 #[test]
 fn debug_flags_force_slow_paths_and_layout() {

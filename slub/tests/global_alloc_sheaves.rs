@@ -1,4 +1,4 @@
-//! The whole test binary runs on SLUB era 7.0 (issue 17: percpu sheaves for every cache, the
+//! The whole test binary runs on SLUB era 7.0 (percpu sheaves for every cache, the
 //! kmalloc caches included): `GlobalSlab<Slub>` is its `#[global_allocator]`, so the test
 //! harness, its threads and the standard library allocate through sheaves, barns and the
 //! CPU-slab-less slab path.

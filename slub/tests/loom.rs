@@ -1,4 +1,4 @@
-//! loom models of SLUB's lock-free protocols (issue 5; issue 7 item 8).
+//! loom models of SLUB's lock-free protocols.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p slub --test loom --release` (`.ci/run` does).
 //! The model itself, with the table of which crate function each model function mirrors, is

@@ -1,4 +1,4 @@
-//! `lib/test_meminit.c` ported to SLUB (issue 7): `test_pages` (through large kmalloc),
+//! `lib/test_meminit.c` ported to SLUB: `test_pages` (through large kmalloc),
 //! `test_kvmalloc` (its kmalloc half), `test_kmemcache` (8 B … 4 KiB × constructor /
 //! `TYPESAFE_BY_RCU` / `__GFP_ZERO`, each with the bulk half, plus `do_kmem_cache_size_bulk`) and
 //! `test_rcu_persistent`, with the kernel's counting: every test function returns how many

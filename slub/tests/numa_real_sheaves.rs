@@ -1,4 +1,4 @@
-//! Sheaves on real NUMA nodes (issue 17): for every ordered pair of nodes (a, b), a ≠ b, in
+//! Sheaves on real NUMA nodes: for every ordered pair of nodes (a, b), a ≠ b, in
 //! both sheaf eras (6.18 with an opt-in `sheaf_capacity`, 7.0 for every cache):
 //! - objects allocated on a CPU of node a lie on node a (`get_mempolicy` on real nodes);
 //! - freed from a CPU of node b they **bypass the sheaves** (`can_free_to_pcs`: a remote

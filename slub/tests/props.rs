@@ -1,4 +1,4 @@
-//! Property test (issue 7 item 7): random sequences of cache allocations, kmallocs (small and
+//! Property test: random sequences of cache allocations, kmallocs (small and
 //! `kmalloc_large`) and frees against a model (the set of live objects), with and without
 //! `slub_debug=FZPU`: no two live objects overlap, alignment is kept, `ksize` is at least the
 //! request, contents survive, and after a shrink each cache's `objects` attribute equals the

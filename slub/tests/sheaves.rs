@@ -1,4 +1,4 @@
-//! Percpu sheaves and barns (issue 17), eras 6.18 and 7.0: every rung of the allocation and
+//! Percpu sheaves and barns, eras 6.18 and 7.0: every rung of the allocation and
 //! free ladders with the stat counters as the oracle, barn limits, NUMA bypass, the
 //! preallocation API, capacity per size, shrink/destroy, out-of-memory, multi-thread stress.
 //!

@@ -78,7 +78,7 @@ fn full_slab_freed_remotely_goes_to_cpu_partial() {
     // Totals and names through the trait.
     let mut names = Vec::new();
     s.for_each_stat(&mut |n, _| names.push(n));
-    // The 26 items of 6.4, then the 15 sheaf items of 6.18 (issue 17).
+    // The 26 items of 6.4, then the 15 sheaf items of 6.18.
     assert_eq!(names.len(), 26 + 15);
     assert_eq!(names[0], "alloc_fastpath");
     assert_eq!(names[25], "cpu_partial_drain");

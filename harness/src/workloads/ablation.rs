@@ -1,4 +1,4 @@
-//! `ablation` (issue 15): which mechanism moves SLUB/SLAB how much. Both allocators in every
+//! `ablation`: which mechanism moves SLUB/SLAB how much. Both allocators in every
 //! combination of
 //! - the kernel configuration of the free paths (`kernel`, `hardened`, `checked`; see
 //!   `common::KernelConfig`),
@@ -11,7 +11,7 @@
 //! allocates blocks of random size 8–1000 B and swaps them into random slots of one shared
 //! table, freeing what it takes out — with T threads a block is freed by another thread than
 //! its allocator (T−1)/T of the time. mimalloc's pair at 64 B is measured in the same rounds
-//! as the baseline of issue 9's goal.
+//! as the baseline of the fast-path goal (pair within 1.4× of mimalloc).
 //!
 //! The short form (default sweep) runs 5 rounds of at most 10 000 ops (server: 100 000 per
 //! thread; `--quick`: one round of at most 1000); `--ablation-full` runs `--reps` (at least 5)

@@ -14,7 +14,7 @@
 //! Objects the allocator still counts as in use though the workload freed them (SLAB's per-CPU,
 //! shared and alien arrays; SLUB's CPU slabs) are reported as `queued_bytes`.
 //!
-//! **Census** (issue 17, the memory side Lameter raised against sheaves): in the parent, for
+//! **Census** (the memory side Lameter raised against sheaves): in the parent, for
 //! each slab allocator, one pinned worker per CPU drives a fresh cache through [`CENSUS_PHASES`]
 //! and after each phase (workers joined) the allocator counts the objects its per-CPU and
 //! per-node caches hold ([`crate::alloc::CensusPart`]: SLAB's per-CPU, shared and alien

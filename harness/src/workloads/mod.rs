@@ -38,11 +38,11 @@ pub enum Workload {
     Programs,
     /// Per-operation latency distributions (latency.rs).
     Latency,
-    /// SLUB/SLAB by kernel configuration × per-CPU mechanism × statistics (issue 15).
+    /// SLUB/SLAB by kernel configuration × per-CPU mechanism × statistics.
     Ablation,
     /// Bytes held by object queues and per-CPU/per-node structures on server topologies.
     Metadata,
-    /// The sheaves series' batch benchmark (issue 17).
+    /// The sheaves series' batch benchmark.
     SheafBatch,
 }
 

@@ -1,4 +1,4 @@
-//! The sheaves series' own microbenchmark, in shape (issue 17; in the default sweep): on one pinned CPU, a
+//! The sheaves series' own microbenchmark, in shape (in the default sweep): on one pinned CPU, a
 //! cache of 64-byte objects (`kmem_cache_create`, unmerged), objects allocated in batches of
 //! 1, 10, 100 and 1000 and then freed in order or in a seeded shuffle; ns per alloc+free pair.
 //! Compare `slub-sheaves` with `slub` (6.4) rows of the same run. The published numbers
