@@ -23,17 +23,17 @@
 //! made with a node `list_lock` held (`check_slabp`, the bufctl double-free check,
 //! `slab_destroy_debugcheck`): the callback must not allocate from this instance.
 
-use crate::bootstrap::SlabGlobals;
 use crate::cache::{
     KmemCache, CFLGS_INIT_ON_ALLOC, CFLGS_INIT_ON_FREE, DEBUG_FLAGS, REDZONE_ALIGN,
 };
-use crate::slabmgmt::{check_slabp, index_to_obj, slab_bufctl, slab_from_list, SlabDesc};
+use crate::instance::SlabGlobals;
+use crate::node::List;
+use crate::slabmgmt::{index_to_obj, slab_bufctl, SlabDesc, SlabRef};
 use common::api::{CacheName, SlabError, SlabFlags};
-use common::list::ListHead;
 use common::Gfp;
 use core::fmt;
 use core::panic::Location;
-use core::ptr::{addr_of_mut, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 /// `RED_INACTIVE` (include/linux/poison.h, 64-bit): red zone of a free object.
@@ -291,12 +291,16 @@ impl SlabGlobals {
     }
 
     /// Counts and delivers one report, then aborts if the settings say so.
-    pub(crate) fn slab_report(&self, cachep: *const KmemCache, r: &DebugReport) {
-        if !cachep.is_null() {
-            // SAFETY: a live cache; the counter is atomic.
-            unsafe { (*cachep).debug_errors.fetch_add(1, Ordering::Relaxed) };
+    pub(crate) fn slab_report(&self, cachep: &KmemCache, r: &DebugReport) {
+        self.slab_report_any(Some(cachep), r);
+    }
+
+    /// [`Self::slab_report`] of a report that may name no cache (a bad `kfree`).
+    pub(crate) fn slab_report_any(&self, cachep: Option<&KmemCache>, r: &DebugReport) {
+        if let Some(c) = cachep {
+            c.debug_errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.debug_errors.fetch_add(1, Ordering::Relaxed);
+        self.slab_errors.fetch_add(1, Ordering::Relaxed);
         match self.settings.report {
             Some(cb) => cb(r),
             None => eprintln!("{r}"),
@@ -310,9 +314,8 @@ impl SlabGlobals {
     }
 
     /// A report about `cachep` with its name filled in.
-    fn report_of(cachep: *const KmemCache, kind: DebugErrorKind, object: usize) -> DebugReport {
-        // SAFETY: a live cache.
-        DebugReport::new(kind, Some(unsafe { (*cachep).name }), object)
+    fn report_of(cachep: &KmemCache, kind: DebugErrorKind, object: usize) -> DebugReport {
+        DebugReport::new(kind, Some(cachep.name), object)
     }
 }
 
@@ -321,9 +324,9 @@ impl SlabGlobals {
 /// # Safety
 /// `cachep` has `RED_ZONE`; `objp` a raw object start of it.
 #[inline]
-unsafe fn dbg_redzone1(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
+unsafe fn dbg_redzone1(cachep: &KmemCache, objp: *mut u8) -> *mut u64 {
     // SAFETY: red zone 1 is the word before the object, inside the buffer.
-    unsafe { objp.add((*cachep).obj_offset as usize - 8).cast() }
+    unsafe { objp.add(cachep.obj_offset as usize - 8).cast() }
 }
 
 /// `dbg_redzone2`.
@@ -331,11 +334,11 @@ unsafe fn dbg_redzone1(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
 /// # Safety
 /// As [`dbg_redzone1`].
 #[inline]
-unsafe fn dbg_redzone2(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
+unsafe fn dbg_redzone2(cachep: &KmemCache, objp: *mut u8) -> *mut u64 {
     // SAFETY: inside the buffer (the layout reserved it).
     unsafe {
-        let mut off = (*cachep).buffer_size - 8;
-        if (*cachep).flags & SlabFlags::STORE_USER.0 != 0 {
+        let mut off = cachep.buffer_size - 8;
+        if cachep.flags & SlabFlags::STORE_USER.0 != 0 {
             off -= REDZONE_ALIGN;
         }
         objp.add(off).cast()
@@ -347,21 +350,20 @@ unsafe fn dbg_redzone2(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
 /// # Safety
 /// `cachep` has `STORE_USER`; `objp` a raw object start of it.
 #[inline]
-unsafe fn dbg_userword(cachep: *const KmemCache, objp: *mut u8) -> *mut usize {
+unsafe fn dbg_userword(cachep: &KmemCache, objp: *mut u8) -> *mut usize {
     // SAFETY: the last word of the buffer.
-    unsafe { objp.add((*cachep).buffer_size - 8).cast() }
+    unsafe { objp.add(cachep.buffer_size - 8).cast() }
 }
 
-fn has(cachep: *const KmemCache, f: SlabFlags) -> bool {
-    // SAFETY: a live cache.
-    unsafe { (*cachep).flags & f.0 != 0 }
+fn has(cachep: &KmemCache, f: SlabFlags) -> bool {
+    cachep.flags & f.0 != 0
 }
 
 /// Fills a report's red-zone and last-user fields from the object (`print_objinfo`).
 ///
 /// # Safety
 /// `objp` a raw object start of `cachep`.
-unsafe fn objinfo(cachep: *const KmemCache, objp: *mut u8, r: &mut DebugReport) {
+unsafe fn objinfo(cachep: &KmemCache, objp: *mut u8, r: &mut DebugReport) {
     // SAFETY: as documented; words read unaligned (they are aligned, but cheap insurance).
     unsafe {
         if has(cachep, SlabFlags::RED_ZONE) {
@@ -371,7 +373,7 @@ unsafe fn objinfo(cachep: *const KmemCache, objp: *mut u8, r: &mut DebugReport) 
         if has(cachep, SlabFlags::STORE_USER) {
             r.last_caller = dbg_userword(cachep, objp).read_unaligned();
         }
-        r.len = (*cachep).obj_size;
+        r.len = cachep.obj_size;
     }
 }
 
@@ -379,26 +381,23 @@ unsafe fn objinfo(cachep: *const KmemCache, objp: *mut u8, r: &mut DebugReport) 
 ///
 /// # Safety
 /// `objp` a raw object start of `cachep`, owned by the caller.
-unsafe fn poison_obj(cachep: *const KmemCache, objp: *mut u8, val: u8) {
+unsafe fn poison_obj(cachep: &KmemCache, objp: *mut u8, val: u8) {
     // SAFETY: the object lies inside the buffer.
     unsafe {
-        let size = (*cachep).obj_size;
-        let p = objp.add((*cachep).obj_offset as usize);
+        let size = cachep.obj_size;
+        let p = objp.add(cachep.obj_offset as usize);
         p.write_bytes(val, size);
         *p.add(size - 1) = POISON_END;
     }
 }
 
 /// Where in the object (relative to `realobj`) red zone 2 sits.
-fn redzone2_offset(cachep: *const KmemCache) -> isize {
-    // SAFETY: a live cache.
-    unsafe {
-        let mut off = (*cachep).buffer_size - 8;
-        if (*cachep).flags & SlabFlags::STORE_USER.0 != 0 {
-            off -= REDZONE_ALIGN;
-        }
-        off as isize - (*cachep).obj_offset as isize
+fn redzone2_offset(cachep: &KmemCache) -> isize {
+    let mut off = cachep.buffer_size - 8;
+    if cachep.flags & SlabFlags::STORE_USER.0 != 0 {
+        off -= REDZONE_ALIGN;
     }
+    off as isize - cachep.obj_offset as isize
 }
 
 impl SlabGlobals {
@@ -407,11 +406,11 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a raw object start of `cachep` that is free.
-    pub(crate) unsafe fn check_poison_obj(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
+    pub(crate) unsafe fn check_poison_obj(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
         // SAFETY: as documented.
         unsafe {
-            let size = (*cachep).obj_size;
-            let realobj = objp.add((*cachep).obj_offset as usize);
+            let size = cachep.obj_size;
+            let realobj = objp.add(cachep.obj_offset as usize);
             let mut first = None;
             let mut bad = 0;
             for i in 0..size {
@@ -448,13 +447,13 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a raw object start of a fresh slab of `cachep`.
-    pub(crate) unsafe fn cache_init_obj_debug(&self, cachep: *const KmemCache, objp: *mut u8) {
+    pub(crate) unsafe fn cache_init_obj_debug(&self, cachep: &KmemCache, objp: *mut u8) {
         // SAFETY: the slab is private to the caller.
         unsafe {
-            let flags = (*cachep).flags;
-            let realobj = objp.add((*cachep).obj_offset as usize);
+            let flags = cachep.flags;
+            let realobj = objp.add(cachep.obj_offset as usize);
             if flags & CFLGS_INIT_ON_FREE != 0 {
-                realobj.write_bytes(0, (*cachep).obj_size);
+                realobj.write_bytes(0, cachep.obj_size);
             }
             if flags & SlabFlags::POISON.0 != 0 {
                 poison_obj(cachep, objp, POISON_FREE);
@@ -467,7 +466,7 @@ impl SlabGlobals {
                 dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
                 dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
             }
-            if let Some(ctor) = (*cachep).ctor {
+            if let Some(ctor) = cachep.ctor {
                 if flags & SlabFlags::POISON.0 == 0 {
                     ctor(realobj);
                 }
@@ -491,14 +490,10 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `slabp` freshly made by `alloc_slabmgmt` for `cachep`.
-    pub(crate) unsafe fn cache_init_objs_debug(
-        &self,
-        cachep: *const KmemCache,
-        slabp: *mut SlabDesc,
-    ) {
+    pub(crate) unsafe fn cache_init_objs_debug(&self, cachep: &KmemCache, slabp: *mut SlabDesc) {
         // SAFETY: the slab is private to the caller.
         unsafe {
-            let num = (*cachep).num;
+            let num = cachep.num;
             let bufctl = slab_bufctl(slabp);
             for i in 0..num {
                 self.cache_init_obj_debug(cachep, index_to_obj(cachep, slabp, i));
@@ -517,13 +512,13 @@ impl SlabGlobals {
     /// `objp` a raw object start of `cachep` just taken from the allocator.
     unsafe fn cache_alloc_debugcheck_after(
         &self,
-        cachep: *const KmemCache,
+        cachep: &KmemCache,
         objp: *mut u8,
         caller: usize,
     ) -> *mut u8 {
         // SAFETY: the object is ours now.
         unsafe {
-            let flags = (*cachep).flags;
+            let flags = cachep.flags;
             if flags & SlabFlags::POISON.0 != 0 {
                 self.check_poison_obj(cachep, objp);
                 poison_obj(cachep, objp, POISON_INUSE);
@@ -531,7 +526,7 @@ impl SlabGlobals {
             if flags & SlabFlags::STORE_USER.0 != 0 {
                 dbg_userword(cachep, objp).write_unaligned(caller);
             }
-            let realobj = objp.add((*cachep).obj_offset as usize);
+            let realobj = objp.add(cachep.obj_offset as usize);
             if flags & SlabFlags::RED_ZONE.0 != 0 {
                 let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
                 let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
@@ -550,7 +545,7 @@ impl SlabGlobals {
                 dbg_redzone1(cachep, objp).write_unaligned(RED_ACTIVE);
                 dbg_redzone2(cachep, objp).write_unaligned(RED_ACTIVE);
             }
-            if let Some(ctor) = (*cachep).ctor {
+            if let Some(ctor) = cachep.ctor {
                 if flags & SlabFlags::POISON.0 != 0 {
                     ctor(realobj);
                 }
@@ -568,14 +563,14 @@ impl SlabGlobals {
     /// `objp` (as the caller sees it) a checked object start of `cachep`.
     unsafe fn cache_free_debugcheck(
         &self,
-        cachep: *const KmemCache,
+        cachep: &KmemCache,
         objp: *mut u8,
         caller: usize,
     ) -> Option<*mut u8> {
         // SAFETY: as documented.
         unsafe {
-            let flags = (*cachep).flags;
-            let raw = objp.sub((*cachep).obj_offset as usize);
+            let flags = cachep.flags;
+            let raw = objp.sub(cachep.obj_offset as usize);
             if flags & SlabFlags::RED_ZONE.0 != 0 {
                 let rz1 = dbg_redzone1(cachep, raw).read_unaligned();
                 let rz2 = dbg_redzone2(cachep, raw).read_unaligned();
@@ -606,7 +601,7 @@ impl SlabGlobals {
                 dbg_userword(cachep, raw).write_unaligned(caller);
             }
             if flags & CFLGS_INIT_ON_FREE != 0 {
-                objp.write_bytes(0, (*cachep).obj_size);
+                objp.write_bytes(0, cachep.obj_size);
             }
             if flags & SlabFlags::POISON.0 != 0 {
                 poison_obj(cachep, raw, POISON_FREE);
@@ -622,7 +617,7 @@ impl SlabGlobals {
     #[inline(never)]
     pub(crate) fn cache_alloc_debug_after(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
         raw: *mut u8,
         caller: &'static Location<'static>,
@@ -634,8 +629,8 @@ impl SlabGlobals {
                 raw,
                 core::ptr::from_ref(caller) as usize,
             );
-            if gfp.contains(Gfp::ZERO) || (*cachep).flags & CFLGS_INIT_ON_ALLOC != 0 {
-                p.write_bytes(0, (*cachep).obj_size);
+            if gfp.contains(Gfp::ZERO) || cachep.flags & CFLGS_INIT_ON_ALLOC != 0 {
+                p.write_bytes(0, cachep.obj_size);
             }
             NonNull::new(p)
         }
@@ -650,7 +645,7 @@ impl SlabGlobals {
     #[inline(never)]
     pub(crate) unsafe fn cache_free_debug(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         objp: *mut u8,
         caller: &'static Location<'static>,
     ) -> bool {
@@ -661,7 +656,7 @@ impl SlabGlobals {
             else {
                 return false;
             };
-            if self.__cache_free_locked(cachep, raw) {
+            if self.cpu_cache_free(cachep, raw) {
                 return true;
             }
             let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, objp as usize);
@@ -675,59 +670,58 @@ impl SlabGlobals {
     /// the instance): `kfree_debugcheck` / `cache_free_debugcheck`'s BUG_ONs as a report.
     pub(crate) fn report_bad_free(
         &self,
-        cachep: *const KmemCache,
+        cachep: Option<&KmemCache>,
         kind: DebugErrorKind,
         objp: usize,
         offset: isize,
     ) {
-        let mut r = if cachep.is_null() {
-            DebugReport::new(kind, None, objp)
-        } else {
-            Self::report_of(cachep, kind, objp)
+        let mut r = match cachep {
+            None => DebugReport::new(kind, None, objp),
+            Some(c) => Self::report_of(c, kind, objp),
         };
         r.offset = offset;
-        self.slab_report(cachep, &r);
+        self.slab_report_any(cachep, &r);
     }
 
     /// `slab_put_obj`'s "double free detected" (the bufctl marker) for a raw object.
     ///
     /// # Safety
     /// `objp` a raw object start of `cachep`.
-    pub(crate) unsafe fn report_bufctl_double_free(&self, cachep: *const KmemCache, objp: *mut u8) {
+    pub(crate) unsafe fn report_bufctl_double_free(&self, cachep: &KmemCache, objp: *mut u8) {
         // SAFETY: as documented.
         unsafe {
-            let realobj = objp.add((*cachep).obj_offset as usize);
+            let realobj = objp.add(cachep.obj_offset as usize);
             let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, realobj as usize);
             objinfo(cachep, objp, &mut r);
             self.slab_report(cachep, &r);
         }
     }
 
-    /// A refused free, reported when the named cache is a debug cache (`cachep` non-null) or,
-    /// for `kfree` (`cachep` null), when the instance has debugging on: the pointer is not
+    /// A refused free, reported when the named cache is a debug cache (`cachep` given) or,
+    /// for `kfree` (`cachep` `None`), when the instance has debugging on: the pointer is not
     /// ours (`kfree_debugcheck`), of another cache, or inside an object.
     #[cold]
     #[inline(never)]
-    pub(crate) fn debug_bad_free(&self, cachep: *mut KmemCache, objp: *mut u8, e: SlabError) {
+    pub(crate) fn debug_bad_free(&self, cachep: Option<&KmemCache>, objp: *mut u8, e: SlabError) {
         let (kind, offset, named) = match e {
             SlabError::NotOurs(_) => (DebugErrorKind::OutOfRange, 0, cachep),
             SlabError::WrongCache(_) => (DebugErrorKind::WrongCache, 0, cachep),
             SlabError::NotObjectStart(_) => {
-                let (c, off) = self.interior_offset(objp).unwrap_or((cachep, 0));
-                (
-                    DebugErrorKind::NotObjectStart,
-                    off,
-                    if cachep.is_null() { c } else { cachep },
-                )
+                let (c, off) = match self.interior_offset(objp) {
+                    Some((c, off)) => (Some(c), off),
+                    None => (cachep, 0),
+                };
+                (DebugErrorKind::NotObjectStart, off, cachep.or(c))
             }
             _ => return,
         };
-        let enabled = if cachep.is_null() {
-            self.settings.debug.intersects(SlabFlags(DEBUG_FLAGS))
-                || self.settings.forced_debug
-                || (!named.is_null() && is_debug(named))
-        } else {
-            is_debug(cachep)
+        let enabled = match cachep {
+            None => {
+                self.settings.debug.intersects(SlabFlags(DEBUG_FLAGS))
+                    || self.settings.forced_debug
+                    || named.is_some_and(KmemCache::is_debug)
+            }
+            Some(c) => c.is_debug(),
         };
         if enabled {
             self.report_bad_free(named, kind, objp as usize, offset);
@@ -737,17 +731,16 @@ impl SlabGlobals {
     /// `check_slabp` on a slow path of a debug cache: reported, never fatal (unless the
     /// settings abort).
     ///
-    /// # Safety
-    /// `slabp` a slab of `cachep`; its node's list_lock held.
-    pub(crate) unsafe fn debug_check_slabp(&self, cachep: *const KmemCache, slabp: *mut SlabDesc) {
-        // SAFETY: as documented.
-        unsafe {
-            if check_slabp(cachep, slabp).is_err() {
-                let mut r = Self::report_of(cachep, DebugErrorKind::ListCorruption, slabp as usize);
-                r.expected = (*cachep).num as u64;
-                r.found = (*slabp).inuse as u64;
-                self.slab_report(cachep, &r);
-            }
+    pub(crate) fn debug_check_slabp(&self, cachep: &KmemCache, slabp: SlabRef<'_>) {
+        if slabp.check(cachep).is_err() {
+            let mut r = Self::report_of(
+                cachep,
+                DebugErrorKind::ListCorruption,
+                slabp.as_ptr() as usize,
+            );
+            r.expected = cachep.num as u64;
+            r.found = slabp.inuse() as u64;
+            self.slab_report(cachep, &r);
         }
     }
 
@@ -758,7 +751,7 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a raw object start of `cachep` that is free; the lock protecting it held.
-    pub(crate) unsafe fn check_free_obj(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
+    pub(crate) unsafe fn check_free_obj(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
         let mut clean = true;
         // SAFETY: as documented.
         unsafe {
@@ -780,11 +773,11 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a raw object start of a red-zoned `cachep` that is free; its lock held.
-    unsafe fn check_free_redzones(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
+    unsafe fn check_free_redzones(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
         let mut clean = true;
         // SAFETY: as documented: both red-zone words lie inside the object.
         unsafe {
-            let realobj = objp.add((*cachep).obj_offset as usize) as usize;
+            let realobj = objp.add(cachep.obj_offset as usize) as usize;
             let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
             let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
             for (kind, off, v) in [
@@ -809,20 +802,13 @@ impl SlabGlobals {
         clean
     }
 
-    /// `slab_destroy_debugcheck`: every object of a slab about to be given back must still be
-    /// poisoned and have inactive red zones.
-    ///
-    /// # Safety
-    /// `slabp` a slab of `cachep` with every object free.
-    pub(crate) unsafe fn slab_destroy_debugcheck(
-        &self,
-        cachep: *const KmemCache,
-        slabp: *mut SlabDesc,
-    ) {
-        // SAFETY: as documented.
-        unsafe {
-            for i in 0..(*cachep).num {
-                let objp = index_to_obj(cachep, slabp, i);
+    /// `slab_destroy_debugcheck`: every object of a slab about to be given back (off every
+    /// list, every object free) must still be poisoned and have inactive red zones.
+    pub(crate) fn slab_destroy_debugcheck(&self, cachep: &KmemCache, slabp: SlabRef<'_>) {
+        for i in 0..cachep.num {
+            let objp = slabp.index_to_obj(cachep, i);
+            // SAFETY: a free object of a slab nobody else sees any more.
+            unsafe {
                 if has(cachep, SlabFlags::POISON) {
                     self.check_poison_obj(cachep, objp);
                 }
@@ -836,52 +822,41 @@ impl SlabGlobals {
     /// `kmem_cache_destroy` of a debug cache that still has objects: "Can't free all objects",
     /// then one report per object in use (its bufctl holds the handed-out marker). Returns how
     /// many objects were reported.
-    ///
-    /// # Safety
-    /// `cachep` live, arrays drained; chain mutex held.
-    pub(crate) unsafe fn report_leaks(&self, cachep: *mut KmemCache) -> usize {
+    /// The arrays are drained and the chain mutex is held.
+    pub(crate) fn report_leaks(&self, cachep: &KmemCache) -> usize {
         let mut r = Self::report_of(cachep, DebugErrorKind::CantFreeAll, 0);
-        // SAFETY: a live cache.
-        r.len = unsafe { (*cachep).obj_size };
+        r.len = cachep.obj_size;
         self.slab_report(cachep, &r);
         let mut n = 0;
-        // SAFETY: each node's lists walked under its lock.
-        unsafe {
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                for head in [
-                    addr_of_mut!((*l3).slabs_full),
-                    addr_of_mut!((*l3).slabs_partial),
-                ] {
-                    for link in ListHead::iter(head) {
-                        let s = slab_from_list(link);
-                        for i in 0..(*cachep).num {
-                            if *slab_bufctl(s).add(i as usize) != crate::slabmgmt::BUFCTL_FREE {
-                                continue;
-                            }
-                            let objp = index_to_obj(cachep, s, i);
-                            let realobj = objp.add((*cachep).obj_offset as usize) as usize;
-                            let mut r =
-                                Self::report_of(cachep, DebugErrorKind::LeakedObject, realobj);
-                            objinfo(cachep, objp, &mut r);
-                            self.slab_report(cachep, &r);
-                            n += 1;
-                        }
-                    }
+        for node in 0..self.nr_nodes {
+            let l3 = self.lock_list(cachep, node);
+            for list in [List::Full, List::Partial] {
+                for s in l3.slabs(list) {
+                    n += self.report_leaks_of(cachep, s);
                 }
-                (*l3).list_lock.unlock();
             }
         }
         n
     }
-}
 
-/// Whether a cache takes any `DEBUG` step (layout, checks) — not just `init_on_*`.
-#[inline(always)]
-pub(crate) fn is_debug(cachep: *const KmemCache) -> bool {
-    // SAFETY: a live cache.
-    unsafe { (*cachep).flags & DEBUG_FLAGS != 0 }
+    /// The objects in use of one slab (their bufctl holds the handed-out marker), one report
+    /// each.
+    fn report_leaks_of(&self, cachep: &KmemCache, s: SlabRef<'_>) -> usize {
+        let mut n = 0;
+        for i in 0..cachep.num {
+            if s.bufctl(cachep, i) != crate::slabmgmt::BUFCTL_FREE {
+                continue;
+            }
+            let objp = s.index_to_obj(cachep, i);
+            let realobj = objp.wrapping_add(cachep.obj_offset as usize) as usize;
+            let mut r = Self::report_of(cachep, DebugErrorKind::LeakedObject, realobj);
+            // SAFETY: an object start of this slab (its words are only read).
+            unsafe { objinfo(cachep, objp, &mut r) };
+            self.slab_report(cachep, &r);
+            n += 1;
+        }
+        n
+    }
 }
 
 /// Name of the environment variable [`crate::SlabSettings::with_debug_env`] reads.

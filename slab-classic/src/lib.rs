@@ -164,6 +164,7 @@
 //! bufctl double free, slab destruction) and under `cache_chain_mutex` (destroy), so the
 //! callback must not allocate from the instance.
 
+#![warn(unreachable_pub)]
 // The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
 // compared with mm/slab.c; kernel functions are methods of the instance even where they only
 // need the cache.
@@ -173,26 +174,27 @@
     clippy::single_match_else
 )]
 
-pub mod arraycache;
-pub mod bootstrap;
-pub mod cache;
-pub mod debug;
+mod arraycache;
+mod bootstrap;
+mod cache;
+mod debug;
 mod fastpath;
-pub mod kmalloc;
+mod instance;
+mod kmalloc;
 #[cfg(test)]
 mod model;
-pub mod node;
+mod node;
 mod numa;
-pub mod queues;
-pub mod reap;
+mod queues;
+mod reap;
 mod refill;
-pub mod slabmgmt;
-pub mod stats;
-pub mod sync;
+mod slabmgmt;
+mod stats;
+mod sync;
 mod validate;
 
-use crate::bootstrap::SlabGlobals;
-use crate::cache::{KmemCache, CACHE_MAGIC, CFLGS_OFF_SLAB};
+use crate::cache::{KmemCache, CACHE_MAGIC};
+use crate::instance::SlabGlobals;
 use common::api::{
     CacheHandle, Ctor, KernelConfig, MemoryUsage, SlabAllocator, SlabError, SlabFlags, SlabInfo,
 };
@@ -202,13 +204,22 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
+pub use crate::bootstrap::CpuCacheUp;
 pub use crate::cache::{
     cache_estimate, calculate_slab_order, cpucache_tunables, free_limit, kmem_cache_geometry,
     Geometry,
 };
-pub use crate::debug::{DebugAction, DebugErrorKind, DebugReport};
+pub use crate::cache::{
+    forced_debug_flags, BREAK_GFP_ORDER_HI, BREAK_GFP_ORDER_LO, KMALLOC_MAX_ORDER,
+};
+pub use crate::debug::{
+    DebugAction, DebugErrorKind, DebugReport, DEBUG_ENV, POISON_END, POISON_FREE, POISON_INUSE,
+    RED_ACTIVE, RED_INACTIVE,
+};
+pub use crate::kmalloc::KMALLOC_MAX_SIZE;
 pub use crate::queues::{QueueBytes, QueueMemory};
-pub use crate::stats::{SlabStats, StatItem};
+pub use crate::reap::{drain_array_count, reap_freelist_count, time_after, HZ, REAPTIMEOUT_CPUC};
+pub use crate::stats::{SlabStats, StatItem, STATS_HEADER};
 
 /// The `kmem_cache` whose chain link is `link`.
 pub(crate) fn cache_from_chain(link: *mut ListHead) -> *mut KmemCache {
@@ -528,15 +539,22 @@ impl Slab {
         self.g().slab_break_gfp_order
     }
 
+    /// The `kmem_cache` a handle of this instance names: a `kmem_cache` object in provider
+    /// memory, which stays mapped for the instance's life (a destroyed one reads magic 0).
     #[inline(always)]
-    fn cache(&self, h: CacheHandle) -> Result<*mut KmemCache, SlabError> {
+    fn cache_of_handle(&self, h: CacheHandle) -> Result<&KmemCache, SlabError> {
         if h.instance() != self.g().instance {
             return Err(SlabError::ForeignCache);
         }
-        let c = h.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: a handle of this instance names a kmem_cache object in provider memory,
-        // which stays mapped; a destroyed one has magic 0.
-        if !cache::magic_ok(unsafe { (*c).magic }) {
+        // SAFETY: a handle of this instance names a kmem_cache object (live or destroyed) in
+        // this instance's provider memory, which stays mapped while the instance lives.
+        Ok(unsafe { h.ptr().cast::<KmemCache>().as_ref() })
+    }
+
+    #[inline(always)]
+    fn cache(&self, h: CacheHandle) -> Result<&KmemCache, SlabError> {
+        let c = self.cache_of_handle(h)?;
+        if !cache::magic_ok(c.magic()) {
             return Err(SlabError::ForeignCache);
         }
         Ok(c)
@@ -545,13 +563,9 @@ impl Slab {
     /// The handle check of the fast paths: `Ok((c, true))` for a live non-debug cache,
     /// `Ok((c, false))` for a live debug cache (its own magic, so one compare decides both).
     #[inline(always)]
-    fn cache_fast(&self, h: CacheHandle) -> Result<(*mut KmemCache, bool), SlabError> {
-        if h.instance() != self.g().instance {
-            return Err(SlabError::ForeignCache);
-        }
-        let c = h.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: as in `cache`.
-        let magic = unsafe { (*c).magic };
+    fn cache_fast(&self, h: CacheHandle) -> Result<(&KmemCache, bool), SlabError> {
+        let c = self.cache_of_handle(h)?;
+        let magic = c.magic();
         if magic == CACHE_MAGIC {
             return Ok((c, true));
         }
@@ -566,12 +580,12 @@ impl Slab {
     #[inline(never)]
     fn kmem_cache_alloc_debug(
         &self,
-        c: *mut KmemCache,
+        c: &KmemCache,
         gfp: Gfp,
         caller: &'static core::panic::Location<'static>,
     ) -> Option<NonNull<u8>> {
         let g = self.g();
-        let p = NonNull::new(g.__do_cache_alloc(c, gfp))?;
+        let p = NonNull::new(g.cpu_cache_alloc(c, gfp))?;
         g.cache_alloc_debug_after(c, gfp, p.as_ptr(), caller)
     }
 
@@ -583,13 +597,13 @@ impl Slab {
     #[inline(never)]
     unsafe fn kmem_cache_free_debug(
         &self,
-        c: *mut KmemCache,
+        c: &KmemCache,
         obj: *mut u8,
         caller: &'static core::panic::Location<'static>,
     ) -> Result<(), SlabError> {
         let g = self.g();
         if let Err(e) = g.check_object_of(c, obj) {
-            g.debug_bad_free(c, obj, e);
+            g.debug_bad_free(Some(c), obj, e);
             return Err(e);
         }
         // SAFETY: a checked object start of this cache; the caller gives it up.
@@ -612,16 +626,16 @@ impl Slab {
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
-        let c = cache.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: the caller's promise: a live cache, whose magic we may read.
-        if unsafe { (*c).magic } != CACHE_MAGIC {
+        // SAFETY: the caller's promise: a live cache of this instance.
+        let c = unsafe { cache.ptr().cast::<KmemCache>().as_ref() };
+        if c.magic() != CACHE_MAGIC {
             // SAFETY: forwarded contract.
             return unsafe {
                 self.kmem_cache_free_debug(c, obj.as_ptr(), core::panic::Location::caller())
             };
         }
         // SAFETY: the caller's promise.
-        if unsafe { self.g().__cache_free_locked(c, obj.as_ptr()) } {
+        if unsafe { self.g().cpu_cache_free(c, obj.as_ptr()) } {
             Ok(())
         } else {
             Err(SlabError::DoubleFree(obj.as_ptr() as usize))
@@ -643,34 +657,32 @@ impl Slab {
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
         let g = self.g();
-        if cache.instance() != g.instance {
-            return Err(SlabError::ForeignCache);
-        }
-        let mut c = cache.ptr().as_ptr().cast::<KmemCache>();
+        let named = self.cache_of_handle(cache)?;
         let page = self.provider.virt_to_head_page(obj.as_ptr() as usize);
         let same = page.is_some_and(|pg| {
             // SAFETY: a descriptor of the provider's mem_map.
             let p = unsafe { pg.as_ref() };
-            p.cache() == c as usize && p.test_flags(common::page::flags::PG_SLAB)
+            p.cache() == core::ptr::from_ref(named) as usize
+                && p.test_flags(common::page::flags::PG_SLAB)
         });
-        if !same {
-            c = self.hardened_mismatch(obj.as_ptr())?;
+        // The caller promises a live cache of ours when the page said so; the mismatch path
+        // checked the real one.
+        let c = if same {
+            named
+        } else {
+            self.hardened_mismatch(obj.as_ptr())?
+        };
+        if c.magic() != CACHE_MAGIC {
+            // SAFETY: forwarded contract; c is the cache of obj's slab.
+            return unsafe {
+                self.kmem_cache_free_debug(c, obj.as_ptr(), core::panic::Location::caller())
+            };
         }
-        // SAFETY: c is the cache of obj's slab (the caller promises a live cache of ours when
-        // the page said so; the mismatch path checked it).
-        unsafe {
-            if (*c).magic != CACHE_MAGIC {
-                return self.kmem_cache_free_debug(
-                    c,
-                    obj.as_ptr(),
-                    core::panic::Location::caller(),
-                );
-            }
-            if g.__cache_free_locked(c, obj.as_ptr()) {
-                Ok(())
-            } else {
-                Err(SlabError::DoubleFree(obj.as_ptr() as usize))
-            }
+        // SAFETY: forwarded contract; c is the cache of obj's slab.
+        if unsafe { g.cpu_cache_free(c, obj.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(SlabError::DoubleFree(obj.as_ptr() as usize))
         }
     }
 
@@ -678,7 +690,7 @@ impl Slab {
     /// it is on a slab of a live cache of this instance, else the error (nothing is freed).
     #[cold]
     #[inline(never)]
-    fn hardened_mismatch(&self, obj: *mut u8) -> Result<*mut KmemCache, SlabError> {
+    fn hardened_mismatch(&self, obj: *mut u8) -> Result<&KmemCache, SlabError> {
         let g = self.g();
         g.free_warnings
             .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
@@ -697,8 +709,8 @@ impl Slab {
             .provider
             .virt_to_head_page(ptr as usize)
             .ok_or(SlabError::NotOurs(ptr as usize))?;
-        // SAFETY: the caller's promise: the head page of a live object names its cache.
-        let c = unsafe { page.as_ref() }.cache() as *mut KmemCache;
+        // SAFETY: the caller's promise: the head page of a live object names its live cache.
+        let c = unsafe { &*(page.as_ref().cache() as *const KmemCache) };
         // SAFETY: as above; cache_free_internal takes debug caches to their checking path.
         if unsafe { self.g().cache_free_internal(c, ptr) } {
             Ok(())
@@ -707,18 +719,13 @@ impl Slab {
         }
     }
 
-    fn handle(&self, c: *mut KmemCache) -> CacheHandle {
-        // SAFETY: c is non-null (a live cache).
-        CacheHandle::new(
-            unsafe { NonNull::new_unchecked(c.cast()) },
-            self.g().instance,
-        )
+    fn handle(&self, c: &KmemCache) -> CacheHandle {
+        CacheHandle::new(NonNull::from(c).cast(), self.g().instance)
     }
 
     /// The handle of the kmalloc cache serving `size` (`None` for 0 or above 4 MiB).
     pub fn kmalloc_cache(&self, size: usize) -> Option<CacheHandle> {
-        let c = self.g().find_general_cachep(size);
-        (!c.is_null()).then(|| self.handle(c))
+        self.g().find_general_cachep(size).map(|c| self.handle(c))
     }
 
     /// The handle of the cache named `name`.
@@ -731,138 +738,102 @@ impl Slab {
     /// Geometry and tunables of a cache.
     pub fn cache_geometry(&self, h: CacheHandle) -> Result<CacheGeometry, SlabError> {
         let c = self.cache(h)?;
-        // SAFETY: live cache.
-        unsafe {
-            Ok(CacheGeometry {
-                buffer_size: (*c).buffer_size,
-                num: (*c).num as usize,
-                gfporder: (*c).gfporder as usize,
-                colour: (*c).colour,
-                colour_off: (*c).colour_off,
-                off_slab: (*c).flags & CFLGS_OFF_SLAB != 0,
-                slab_size: (*c).slab_size,
-                tunables: Tunables {
-                    limit: (*c).limit.load(Ordering::Relaxed),
-                    batchcount: (*c).batchcount.load(Ordering::Relaxed),
-                    shared: (*c).shared.load(Ordering::Relaxed),
-                },
-            })
-        }
+        Ok(CacheGeometry {
+            buffer_size: c.buffer_size,
+            num: c.num as usize,
+            gfporder: c.gfporder as usize,
+            colour: c.colour,
+            colour_off: c.colour_off,
+            off_slab: c.off_slab(),
+            slab_size: c.slab_size,
+            tunables: Tunables {
+                limit: c.limit.load(Ordering::Relaxed),
+                batchcount: c.batchcount.load(Ordering::Relaxed),
+                shared: c.shared.load(Ordering::Relaxed),
+            },
+        })
     }
 
     /// A snapshot of `cpu`'s array of a cache.
     pub fn array_state(&self, h: CacheHandle, cpu: usize) -> Result<ArrayState, SlabError> {
         let c = self.cache(h)?;
         let g = self.g();
-        // SAFETY: live cache; read under the slot lock.
-        unsafe {
-            let slot = g.cpu_slot(c, cpu % g.nr_cpus);
-            g.slot_lock(slot, cpu % g.nr_cpus);
-            let ac = (*slot).ac;
-            let s = ArrayState {
-                avail: (*ac).avail,
-                limit: (*ac).limit,
-                batchcount: (*ac).batchcount,
-                touched: (*ac).touched != 0,
-            };
-            g.slot_unlock(slot);
-            Ok(s)
-        }
+        let slot = g.lock_slot(c, cpu % g.nr_cpus);
+        let ac = slot.ac();
+        Ok(ArrayState {
+            avail: ac.avail(),
+            limit: ac.limit(),
+            batchcount: ac.batchcount(),
+            touched: ac.touched(),
+        })
     }
 
-    /// A snapshot of a cache's `kmem_list3` of `node`.
+    /// A snapshot of a cache's `kmem_list3` of `node`; `NoSuchNode` for a node index at or
+    /// above [`Self::nr_nodes`].
     pub fn node_state(&self, h: CacheHandle, node: usize) -> Result<NodeState, SlabError> {
         let c = self.cache(h)?;
         let g = self.g();
         if node >= g.nr_nodes {
-            return Err(SlabError::ForeignCache);
+            return Err(SlabError::NoSuchNode(node));
         }
-        // SAFETY: live cache; read under the node lock (and each alien lock).
-        unsafe {
-            let l3 = g.l3(c, node);
-            let mut alien_avail = 0;
-            let tab = (*l3).alien.load(Ordering::Acquire);
-            if !tab.is_null() {
-                for i in 0..g.nr_nodes {
-                    let ac = *tab.add(i);
-                    if !ac.is_null() {
-                        (*ac).lock.lock();
-                        alien_avail += (*ac).avail as usize;
-                        (*ac).lock.unlock();
-                    }
-                }
-            }
-            (*l3).list_lock.lock();
-            let shared = (*l3).shared;
-            let s = NodeState {
-                full: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_full)),
-                partial: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_partial)),
-                free: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_free)),
-                free_objects: (*l3).free_objects,
-                free_limit: (*l3).free_limit as usize,
-                shared_avail: if shared.is_null() {
-                    0
-                } else {
-                    (*shared).avail as usize
-                },
-                shared_limit: if shared.is_null() {
-                    0
-                } else {
-                    (*shared).limit as usize
-                },
-                alien_avail,
-                colour_next: (*l3).colour_next as usize,
-                free_touched: (*l3).free_touched != 0,
-                next_reap: (*l3).next_reap,
-            };
-            (*l3).list_lock.unlock();
-            Ok(s)
-        }
+        let mut alien_avail = 0;
+        g.for_each_alien(c, node, |ac, _| alien_avail += ac.avail() as usize);
+        let l3 = g.lock_list(c, node);
+        let shared = l3.shared();
+        Ok(NodeState {
+            full: l3.count(node::List::Full),
+            partial: l3.count(node::List::Partial),
+            free: l3.count(node::List::Free),
+            free_objects: l3.free_objects(),
+            free_limit: l3.free_limit(),
+            shared_avail: shared.map_or(0, |sh| sh.avail() as usize),
+            shared_limit: shared.map_or(0, |sh| sh.limit() as usize),
+            alien_avail,
+            colour_next: l3.colour_next(),
+            free_touched: l3.free_touched(),
+            next_reap: l3.next_reap(),
+        })
     }
 
-    /// Debug reports made by this instance so far (every cache; the `slab_errors` count).
-    pub fn debug_errors(&self) -> u64 {
-        self.g().debug_errors.load(Ordering::Relaxed)
+    /// Debug reports made by this instance so far (every cache; the kernel's `slab_errors`,
+    /// as slub names it too).
+    pub fn slab_errors(&self) -> u64 {
+        self.g().slab_errors.load(Ordering::Relaxed)
     }
 
     /// Debug reports made about one cache so far.
     pub fn cache_debug_errors(&self, h: CacheHandle) -> Result<u64, SlabError> {
-        let c = self.cache(h)?;
-        // SAFETY: live cache; atomic counter.
-        Ok(unsafe { (*c).debug_errors.load(Ordering::Relaxed) })
+        Ok(self.cache(h)?.debug_errors.load(Ordering::Relaxed))
     }
 
     /// The debug layout of a cache, as `kmem_cache_create` settled it.
     pub fn debug_layout(&self, h: CacheHandle) -> Result<DebugLayout, SlabError> {
         let c = self.cache(h)?;
-        // SAFETY: live cache; immutable fields.
-        unsafe {
-            let flags = SlabFlags((*c).flags & cache::DEBUG_FLAGS);
-            let off = (*c).obj_offset as isize;
-            let mut rz2 = (*c).buffer_size as isize - 8;
-            if flags.contains(SlabFlags::STORE_USER) {
-                rz2 -= cache::REDZONE_ALIGN as isize;
-            }
-            Ok(DebugLayout {
-                flags,
-                init_on_alloc: (*c).flags & cache::CFLGS_INIT_ON_ALLOC != 0,
-                init_on_free: (*c).flags & cache::CFLGS_INIT_ON_FREE != 0,
-                obj_offset: off as usize,
-                obj_size: (*c).obj_size,
-                buffer_size: (*c).buffer_size,
-                redzone1: flags.contains(SlabFlags::RED_ZONE).then_some(-8),
-                redzone2: flags.contains(SlabFlags::RED_ZONE).then_some(rz2 - off),
-                userword: flags
-                    .contains(SlabFlags::STORE_USER)
-                    .then_some((*c).buffer_size as isize - 8 - off),
-            })
+        let flags = SlabFlags(c.flags & cache::DEBUG_FLAGS);
+        let off = c.obj_offset as isize;
+        let mut rz2 = c.buffer_size as isize - 8;
+        if flags.contains(SlabFlags::STORE_USER) {
+            rz2 -= cache::REDZONE_ALIGN as isize;
         }
+        Ok(DebugLayout {
+            flags,
+            init_on_alloc: c.flags & cache::CFLGS_INIT_ON_ALLOC != 0,
+            init_on_free: c.flags & cache::CFLGS_INIT_ON_FREE != 0,
+            obj_offset: off as usize,
+            obj_size: c.obj_size,
+            buffer_size: c.buffer_size,
+            redzone1: flags.contains(SlabFlags::RED_ZONE).then_some(-8),
+            redzone2: flags.contains(SlabFlags::RED_ZONE).then_some(rz2 - off),
+            userword: flags
+                .contains(SlabFlags::STORE_USER)
+                .then_some(c.buffer_size as isize - 8 - off),
+        })
     }
 
     /// The `g_cpucache_up` states the bootstrap went through, in order (2.6.32: PARTIAL_AC,
     /// PARTIAL_L3, EARLY, FULL).
-    pub fn bootstrap_states(&self) -> impl Iterator<Item = bootstrap::CpuCacheUp> + '_ {
-        self.g().states_seen().map(bootstrap::CpuCacheUp::from_u8)
+    pub fn bootstrap_states(&self) -> impl Iterator<Item = CpuCacheUp> + '_ {
+        self.g().states_seen().map(CpuCacheUp::from_u8)
     }
 
     /// The per-CPU slot the calling thread would use now (its CPU id modulo the slots).
@@ -870,8 +841,8 @@ impl Slab {
         self.g().this_cpu()
     }
 
-    /// Number of per-CPU slots (`nr_cpu_ids`).
-    pub fn nr_cpus(&self) -> usize {
+    /// Number of per-CPU slots (`nr_cpu_ids`, as slub names it too).
+    pub fn nr_cpu_ids(&self) -> usize {
         self.g().nr_cpus
     }
 
@@ -940,12 +911,9 @@ impl Slab {
     /// "drop caches" would do): afterwards only slabs with live objects remain.
     pub fn shrink_all(&self) {
         let g = self.g();
-        let _chain = g.chain_lock();
-        // SAFETY: chain stable under its mutex; each cache live.
-        unsafe {
-            for link in ListHead::iter(g.cache_chain_head()) {
-                g.__cache_shrink(cache_from_chain(link));
-            }
+        let chain = g.chain_lock();
+        for c in g.caches(&chain) {
+            g.__cache_shrink(c);
         }
     }
 
@@ -1020,8 +988,7 @@ impl Slab {
         s.push('\n');
         // Rows gathered under the chain mutex, formatted with no lock held.
         g.for_each_cache_batched(
-            // SAFETY: live cache (the chain mutex is held while gathering).
-            |c| unsafe { (g.s_show(c).0, g.cache_stats(c)) },
+            |c| (g.s_show(c).0, g.cache_stats(c)),
             |(row, st)| {
                 let _ = write!(s, "{row}");
                 if g.stats {
@@ -1056,7 +1023,7 @@ impl fmt::Debug for Slab {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slab")
             .field("settings", &self.settings())
-            .field("nr_cpus", &self.nr_cpus())
+            .field("nr_cpu_ids", &self.nr_cpu_ids())
             .field("nr_nodes", &self.nr_nodes())
             .finish_non_exhaustive()
     }
@@ -1132,7 +1099,7 @@ impl SlabAllocator for Slab {
         }
         self.g().check_object_of(c, obj.as_ptr())?;
         // SAFETY: a checked object start of this (non-debug) cache; the caller gives it up.
-        if unsafe { self.g().__cache_free_locked(c, obj.as_ptr()) } {
+        if unsafe { self.g().cpu_cache_free(c, obj.as_ptr()) } {
             Ok(())
         } else {
             Err(SlabError::DoubleFree(obj.as_ptr() as usize))
@@ -1142,17 +1109,14 @@ impl SlabAllocator for Slab {
     #[inline(always)]
     #[track_caller]
     fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-        let c = self.g().find_general_cachep(size);
-        if c.is_null() {
-            return None;
-        }
+        let c = self.g().find_general_cachep(size)?;
         self.g().cache_alloc_internal(c, gfp)
     }
 
     #[track_caller]
     fn kmalloc_node(&self, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
-        let c = self.g().find_general_cachep(size);
-        if c.is_null() || (node >= self.g().nr_nodes && node != usize::MAX) {
+        let c = self.g().find_general_cachep(size)?;
+        if node >= self.g().nr_nodes && node != usize::MAX {
             return None;
         }
         self.g().cache_alloc_node_internal(c, gfp, node)
@@ -1171,7 +1135,7 @@ impl SlabAllocator for Slab {
         let c = match self.g().lookup_object(ptr) {
             Ok(c) => c,
             Err(e) => {
-                self.g().debug_bad_free(core::ptr::null_mut(), ptr, e);
+                self.g().debug_bad_free(None, ptr, e);
                 return Err(e);
             }
         };
@@ -1185,13 +1149,10 @@ impl SlabAllocator for Slab {
 
     unsafe fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
         let c = self.g().lookup_object(ptr.as_ptr())?;
-        // SAFETY: live cache.
-        Ok(unsafe {
-            if debug::is_debug(c) {
-                (*c).obj_size
-            } else {
-                (*c).buffer_size
-            }
+        Ok(if c.is_debug() {
+            c.obj_size
+        } else {
+            c.buffer_size
         })
     }
 
@@ -1199,21 +1160,18 @@ impl SlabAllocator for Slab {
         let c = self.cache(cache)?;
         let g = self.g();
         let _chain = g.chain_lock();
-        // SAFETY: live cache; chain mutex held.
-        unsafe { g.__cache_shrink(c) };
+        g.__cache_shrink(c);
         Ok(())
     }
 
     unsafe fn kmem_cache_destroy(&self, cache: CacheHandle) -> Result<(), SlabError> {
         let c = self.cache(cache)?;
-        // SAFETY: kmalloc caches and cache_cache are never destroyed (refused as busy-free
-        // foreign handles below); the caller guarantees nobody uses the cache.
-        unsafe {
-            if (*c).flags & SlabFlags::KMALLOC.0 != 0 || c == self.g().cache_cache {
-                return Err(SlabError::ForeignCache);
-            }
-            self.g().kmem_cache_destroy(c)
+        // kmalloc caches and cache_cache are never destroyed.
+        if c.flags & SlabFlags::KMALLOC.0 != 0 || core::ptr::eq(c, self.g().cache_cache()) {
+            return Err(SlabError::BootCache);
         }
+        // SAFETY: the caller guarantees nobody uses the cache.
+        unsafe { self.g().kmem_cache_destroy(c) }
     }
 
     /// Rows are made by `s_show` under the cache-chain mutex into a stack batch, and `f` runs
@@ -1222,8 +1180,7 @@ impl SlabAllocator for Slab {
     /// missed or shown twice.
     fn for_each_slabinfo(&self, f: &mut dyn FnMut(&SlabInfo)) {
         let g = self.g();
-        // SAFETY: live cache (the chain mutex is held while gathering).
-        g.for_each_cache_batched(|c| unsafe { g.s_show(c).0 }, |row| f(row));
+        g.for_each_cache_batched(|c| g.s_show(c).0, |row| f(row));
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -1238,14 +1195,10 @@ impl SlabAllocator for Slab {
         let g = self.g();
         let mut totals = [0u64; StatItem::COUNT];
         {
-            let _chain = g.chain_lock();
-            // SAFETY: chain stable under its mutex.
-            unsafe {
-                for link in ListHead::iter(g.cache_chain_head()) {
-                    let c = cache_from_chain(link);
-                    for (i, t) in totals.iter_mut().enumerate() {
-                        *t += (*c).stats.get(StatItem::ALL[i]);
-                    }
+            let chain = g.chain_lock();
+            for c in g.caches(&chain) {
+                for (i, t) in totals.iter_mut().enumerate() {
+                    *t += c.stats.get(StatItem::ALL[i]);
                 }
             }
         }
@@ -1377,43 +1330,39 @@ mod tests {
                 CpuCacheUp::Full
             ]
         );
-        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cachep();
+        let l3_cache = g.find_general_cachep(128).unwrap();
         let mut caches = 0;
-        // SAFETY: single-threaded test; chain walked under its mutex.
-        unsafe {
-            let _chain = g.chain_lock();
-            for link in ListHead::iter(g.cache_chain_head()) {
-                let c = cache_from_chain(link);
-                caches += 1;
-                if c != g.cache_cache {
-                    assert_eq!(
-                        g.lookup_object(c.cast()),
-                        Ok(g.cache_cache),
-                        "kmem_cache from cache_cache"
-                    );
-                }
-                for cpu in 0..g.nr_cpus {
-                    let ac = (*g.cpu_slot(c, cpu)).ac;
-                    assert!(!g.is_static_array(ac), "{} cpu {cpu}", (*c).name);
-                    assert!(g.lookup_object(ac.cast()).is_ok(), "array_cache kmalloc'd");
-                }
-                for node in 0..g.nr_nodes {
-                    let l3 = g.l3(c, node);
-                    assert!(!g.is_static_l3(l3), "{} node {node}", (*c).name);
-                    assert_eq!(
-                        g.lookup_object(l3.cast()),
-                        Ok(l3_cache),
-                        "kmem_list3 from INDEX_L3"
-                    );
-                    let page = p.virt_to_head_page(l3 as usize).unwrap();
-                    assert_eq!(p.page_to_nid(page), node, "kmalloc_node placed the list3");
-                    assert!(
-                        !(*l3).alien.load(Ordering::Relaxed).is_null(),
-                        "alien arrays on 2 nodes"
-                    );
-                }
+        let chain = g.chain_lock();
+        for c in g.caches(&chain) {
+            caches += 1;
+            if !core::ptr::eq(c, g.cache_cache()) {
+                let owner = g.lookup_object(core::ptr::from_ref(c).cast_mut().cast());
+                assert!(
+                    owner.is_ok_and(|o| core::ptr::eq(o, g.cache_cache())),
+                    "kmem_cache from cache_cache"
+                );
+            }
+            for cpu in 0..g.nr_cpus {
+                let ac = g.lock_slot(c, cpu).ac_ptr();
+                assert!(!g.is_static_array(ac), "{} cpu {cpu}", c.name);
+                assert!(g.lookup_object(ac.cast()).is_ok(), "array_cache kmalloc'd");
+            }
+            for node in 0..g.nr_nodes {
+                let l3 = g.l3(c, node);
+                assert!(!g.is_static_l3(l3), "{} node {node}", c.name);
+                let owner = g.lookup_object(l3.cast());
+                assert!(
+                    owner.is_ok_and(|o| core::ptr::eq(o, l3_cache)),
+                    "kmem_list3 from INDEX_L3"
+                );
+                let page = p.virt_to_head_page(l3 as usize).unwrap();
+                assert_eq!(p.page_to_nid(page), node, "kmalloc_node placed the list3");
+                // SAFETY: a live list3.
+                let alien = unsafe { node::alien_table(l3) };
+                assert!(!alien.is_null(), "alien arrays on 2 nodes");
             }
         }
+        drop(chain);
         assert_eq!(caches, 1 + common::sizes::slab::NR);
         assert_eq!(
             p.stats().owner(Owner::Metadata),
@@ -1436,31 +1385,49 @@ mod tests {
             .collect();
         s.validate().unwrap();
         let g = s.g();
-        let c = h.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: single-threaded test; the slab fields are restored before anything else runs.
-        unsafe {
-            let l3 = g.l3(c, 0);
-            let full = slabmgmt::slab_from_list((*l3).slabs_full.next);
-            (*full).inuse -= 1;
+        let c = s.cache(h).unwrap();
+        {
+            let l3 = g.lock_list(c, 0);
+            let full = l3.first(node::List::Full).unwrap().as_ptr();
+            // SAFETY: single-threaded test; each field is restored before the next check, and
+            // validate takes the node lock only after this guard is dropped.
+            let add_inuse =
+                |d: i32| unsafe { (*full).inuse = (*full).inuse.wrapping_add_signed(d) };
+            drop(l3);
+            add_inuse(-1);
             let e = s.validate().unwrap_err();
             assert!(e.contains("slabs_full accounting error"), "{e}");
-            (*full).inuse += 1;
-            (*l3).free_objects += 1;
-            let e = s.validate().unwrap_err();
-            assert!(e.contains("free_objects accounting error"), "{e}");
-            (*l3).free_objects -= 1;
-            let part = slabmgmt::slab_from_list((*l3).slabs_partial.next);
-            let saved = (*part).inuse;
-            (*part).inuse = 0;
-            let e = s.validate().unwrap_err();
-            assert!(e.contains("slabs_partial/inuse accounting error"), "{e}");
-            (*part).inuse = saved;
-            let spare = (*l3).slabs_partial.next;
-            ListHead::move_to(spare, core::ptr::addr_of_mut!((*l3).slabs_free));
-            let e = s.validate().unwrap_err();
-            assert!(e.contains("slabs_free/inuse accounting error"), "{e}");
-            ListHead::move_to(spare, core::ptr::addr_of_mut!((*l3).slabs_partial));
+            add_inuse(1);
         }
+        let bump = |d: isize| {
+            let l3 = g.lock_list(c, 0);
+            l3.set_free_objects(l3.free_objects().wrapping_add_signed(d));
+        };
+        bump(1);
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("free_objects accounting error"), "{e}");
+        bump(-1);
+        let part = g
+            .lock_list(c, 0)
+            .first(node::List::Partial)
+            .unwrap()
+            .as_ptr();
+        // SAFETY: single-threaded test; restored right after the check.
+        let saved = unsafe { core::mem::replace(&mut (*part).inuse, 0) };
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("slabs_partial/inuse accounting error"), "{e}");
+        // SAFETY: as above.
+        unsafe { (*part).inuse = saved };
+        let move_first = |from: node::List, to: node::List| {
+            let l3 = g.lock_list(c, 0);
+            let spare = l3.first(from).unwrap();
+            // SAFETY: the slab is on `from`; single-threaded test.
+            unsafe { l3.move_to(spare, to) };
+        };
+        move_first(node::List::Partial, node::List::Free);
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("slabs_free/inuse accounting error"), "{e}");
+        move_first(node::List::Free, node::List::Partial);
         s.validate().unwrap();
         for o in objs {
             // SAFETY: freed once.

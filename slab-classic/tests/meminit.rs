@@ -114,7 +114,7 @@ fn test_kmemcache(settings: SlabSettings) {
     }
     assert!(failures.is_empty(), "{settings:?}: {failures:?}");
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 0);
+    assert_eq!(s.slab_errors(), 0);
 }
 
 #[test]
