@@ -171,37 +171,37 @@ impl SlabGlobals {
             });
         };
         let raw = self.cache_cache;
-        // SAFETY: the cache_cache room of the globals block, nobody else's; `create` set
-        // `array` and `nodelists` to the trailing arrays inside it.
-        unsafe {
-            let (array, nodelists) = ((*raw).array, (*raw).nodelists);
-            raw.write(KmemCache {
-                magic: AtomicUsize::new(CACHE_MAGIC),
-                array,
-                nodelists,
-                buffer_size,
-                buffer_size_divides: common::ExactDiv::new(buffer_size as u32),
-                flags: 0,
-                num: num as u32,
-                instance: self.instance,
-                obj_offset: 0,
-                batchcount: AtomicU32::new(1),
-                limit: AtomicU32::new(1),
-                shared: AtomicU32::new(1),
-                reciprocal_buffer_size: reciprocal_value(buffer_size as u32),
-                gfporder: order as u32,
-                colour: left_over / line,
-                colour_off: line,
-                slabp_cache: null_mut(),
-                slab_size: align_up(num * BUFCTL_SIZE + SLAB_DESC_SIZE, line),
-                ctor: None,
-                name: CacheName::new("kmem_cache").unwrap_or_else(|_| unreachable!()),
-                next: UnsafeCell::new(ListHead::new()),
-                obj_size: cc_size,
-                debug_errors: AtomicU64::new(0),
-                stats: CacheStats::default(),
-            });
-        }
+        // SAFETY: `create` set `array` and `nodelists` to the trailing arrays of the
+        // cache_cache room inside the globals block.
+        let (array, nodelists) = unsafe { ((*raw).array, (*raw).nodelists) };
+        let value = KmemCache {
+            magic: AtomicUsize::new(CACHE_MAGIC),
+            array,
+            nodelists,
+            buffer_size,
+            buffer_size_divides: common::ExactDiv::new(buffer_size as u32),
+            flags: 0,
+            num: num as u32,
+            instance: self.instance,
+            obj_offset: 0,
+            batchcount: AtomicU32::new(1),
+            limit: AtomicU32::new(1),
+            shared: AtomicU32::new(1),
+            reciprocal_buffer_size: reciprocal_value(buffer_size as u32),
+            gfporder: order as u32,
+            colour: left_over / line,
+            colour_off: line,
+            slabp_cache: null_mut(),
+            slab_size: align_up(num * BUFCTL_SIZE + SLAB_DESC_SIZE, line),
+            ctor: None,
+            name: CacheName::new("kmem_cache").unwrap_or_else(|_| unreachable!()),
+            next: UnsafeCell::new(ListHead::new()),
+            obj_size: cc_size,
+            debug_errors: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        };
+        // SAFETY: the cache_cache room of the globals block, nobody else's (bootstrap).
+        unsafe { raw.write(value) };
         let cc = self.cache_cache();
         let init_ac = self.initarray_cache_ptr();
         // SAFETY: the static array, used by nobody yet; every slot is in `array[]`.

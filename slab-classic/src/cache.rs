@@ -204,7 +204,12 @@ impl KmemCache {
 
     /// The chain link.
     pub(crate) fn chain_link(&self) -> *mut ListHead {
-        self.next.get()
+        // Derived from `self` as a raw pointer, with no narrower reference in between: the
+        // link's provenance covers the whole object, which `cache_from_chain` goes back to.
+        core::ptr::from_ref(self)
+            .cast_mut()
+            .wrapping_byte_add(core::mem::offset_of!(KmemCache, next))
+            .cast::<ListHead>()
     }
 
     /// The magic word (one relaxed load: the handle check of every public call).
@@ -638,40 +643,40 @@ impl SlabGlobals {
         } else {
             None
         };
-        // SAFETY: valid for writes, exclusive (contract); the trailing arrays lie inside the
-        // object (kmem_cache_layout).
-        unsafe {
-            let base = cachep.cast::<u8>();
-            let array = base.add(array_off).cast::<CpuSlot>();
-            cachep.write(KmemCache {
-                magic: AtomicUsize::new(0),
-                array,
-                nodelists: base.add(nodelists_off).cast(),
-                buffer_size: geo.size,
-                buffer_size_divides: common::ExactDiv::new(geo.size as u32),
-                flags,
-                num: geo.num as u32,
-                instance: self.instance,
-                obj_offset: geo.obj_offset as u32,
-                batchcount: AtomicU32::new(0),
-                limit: AtomicU32::new(0),
-                shared: AtomicU32::new(0),
-                reciprocal_buffer_size: reciprocal_value(geo.size as u32),
-                gfporder: geo.gfporder as u32,
-                colour: geo.colour,
-                colour_off: geo.colour_off,
-                slabp_cache: slabp_cache.map_or(null_mut(), <*const KmemCache>::cast_mut),
-                slab_size: geo.slab_size,
-                ctor,
-                name,
-                next: UnsafeCell::new(ListHead::new()),
-                obj_size: geo.obj_size,
-                debug_errors: core::sync::atomic::AtomicU64::new(0),
-                stats: CacheStats::default(),
-            });
-            for cpu in 0..self.nr_cpus {
-                CpuSlot::init(array.add(cpu), self.cpu_node[cpu] as usize, null_mut());
-            }
+        // The trailing arrays lie inside the object (kmem_cache_layout).
+        let base = cachep.cast::<u8>();
+        let array = base.wrapping_add(array_off).cast::<CpuSlot>();
+        let value = KmemCache {
+            magic: AtomicUsize::new(0),
+            array,
+            nodelists: base.wrapping_add(nodelists_off).cast(),
+            buffer_size: geo.size,
+            buffer_size_divides: common::ExactDiv::new(geo.size as u32),
+            flags,
+            num: geo.num as u32,
+            instance: self.instance,
+            obj_offset: geo.obj_offset as u32,
+            batchcount: AtomicU32::new(0),
+            limit: AtomicU32::new(0),
+            shared: AtomicU32::new(0),
+            reciprocal_buffer_size: reciprocal_value(geo.size as u32),
+            gfporder: geo.gfporder as u32,
+            colour: geo.colour,
+            colour_off: geo.colour_off,
+            slabp_cache: slabp_cache.map_or(null_mut(), <*const KmemCache>::cast_mut),
+            slab_size: geo.slab_size,
+            ctor,
+            name,
+            next: UnsafeCell::new(ListHead::new()),
+            obj_size: geo.obj_size,
+            debug_errors: core::sync::atomic::AtomicU64::new(0),
+            stats: CacheStats::default(),
+        };
+        // SAFETY: valid for writes, exclusive (contract).
+        unsafe { cachep.write(value) };
+        for cpu in 0..self.nr_cpus {
+            // SAFETY: slot `cpu` of the trailing array, inside the object, ours.
+            unsafe { CpuSlot::init(array.add(cpu), self.cpu_node[cpu] as usize, null_mut()) };
         }
     }
 

@@ -28,7 +28,7 @@ use crate::cache::{
 };
 use crate::instance::SlabGlobals;
 use crate::node::List;
-use crate::slabmgmt::{index_to_obj, slab_bufctl, SlabDesc, SlabRef};
+use crate::slabmgmt::{SlabDesc, SlabRef};
 use common::api::{CacheName, SlabError, SlabFlags};
 use common::Gfp;
 use core::fmt;
@@ -319,76 +319,125 @@ impl SlabGlobals {
     }
 }
 
-/// `dbg_redzone1`.
-///
-/// # Safety
-/// `cachep` has `RED_ZONE`; `objp` a raw object start of it.
-#[inline]
-unsafe fn dbg_redzone1(cachep: &KmemCache, objp: *mut u8) -> *mut u64 {
-    // SAFETY: red zone 1 is the word before the object, inside the buffer.
-    unsafe { objp.add(cachep.obj_offset as usize - 8).cast() }
+/// A raw object start of a debug cache, with the words its layout reserves (see the module
+/// documentation), that the holder may read and write: a fresh slab's object, an object just
+/// handed out or being freed, or a free object whose lock is held.
+#[derive(Clone, Copy)]
+struct DebugObj<'c> {
+    cachep: &'c KmemCache,
+    raw: *mut u8,
 }
 
-/// `dbg_redzone2`.
-///
-/// # Safety
-/// As [`dbg_redzone1`].
-#[inline]
-unsafe fn dbg_redzone2(cachep: &KmemCache, objp: *mut u8) -> *mut u64 {
-    // SAFETY: inside the buffer (the layout reserved it).
-    unsafe {
-        let mut off = cachep.buffer_size - 8;
-        if cachep.flags & SlabFlags::STORE_USER.0 != 0 {
-            off -= REDZONE_ALIGN;
-        }
-        objp.add(off).cast()
+impl<'c> DebugObj<'c> {
+    /// # Safety
+    /// `raw` is a raw object start of `cachep` (`buffer_size` bytes), the caller's to read and
+    /// write as described above for as long as the value is used.
+    unsafe fn new(cachep: &'c KmemCache, raw: *mut u8) -> Self {
+        DebugObj { cachep, raw }
     }
-}
 
-/// `dbg_userword`.
-///
-/// # Safety
-/// `cachep` has `STORE_USER`; `objp` a raw object start of it.
-#[inline]
-unsafe fn dbg_userword(cachep: &KmemCache, objp: *mut u8) -> *mut usize {
-    // SAFETY: the last word of the buffer.
-    unsafe { objp.add(cachep.buffer_size - 8).cast() }
+    fn has(self, f: SlabFlags) -> bool {
+        has(self.cachep, f)
+    }
+
+    /// The object as the caller sees it (`raw + obj_offset`).
+    fn realobj(self) -> *mut u8 {
+        self.raw.wrapping_add(self.cachep.obj_offset as usize)
+    }
+
+    /// `dbg_redzone1` / `dbg_redzone2` offsets from `raw` (the cache has `RED_ZONE`).
+    fn redzone_offsets(self) -> (usize, usize) {
+        debug_assert!(self.has(SlabFlags::RED_ZONE));
+        let rz2 = (redzone2_offset(self.cachep) + self.cachep.obj_offset as isize) as usize;
+        (self.cachep.obj_offset as usize - 8, rz2)
+    }
+
+    /// Both red-zone words.
+    fn redzones(self) -> (u64, u64) {
+        let (a, b) = self.redzone_offsets();
+        // SAFETY: both words lie inside the buffer (the layout reserved them); ours (new).
+        unsafe {
+            (
+                self.raw.add(a).cast::<u64>().read_unaligned(),
+                self.raw.add(b).cast::<u64>().read_unaligned(),
+            )
+        }
+    }
+
+    /// Sets both red-zone words.
+    fn set_redzones(self, v: u64) {
+        let (a, b) = self.redzone_offsets();
+        // SAFETY: as `redzones`.
+        unsafe {
+            self.raw.add(a).cast::<u64>().write_unaligned(v);
+            self.raw.add(b).cast::<u64>().write_unaligned(v);
+        }
+    }
+
+    /// `dbg_userword` (the cache has `STORE_USER`): the last word of the buffer.
+    fn userword(self) -> usize {
+        debug_assert!(self.has(SlabFlags::STORE_USER));
+        // SAFETY: the last word of the buffer, inside it; ours (new).
+        unsafe {
+            self.raw
+                .add(self.cachep.buffer_size - 8)
+                .cast::<usize>()
+                .read_unaligned()
+        }
+    }
+
+    /// Sets the last-user word.
+    fn set_userword(self, v: usize) {
+        debug_assert!(self.has(SlabFlags::STORE_USER));
+        // SAFETY: as `userword`.
+        unsafe {
+            self.raw
+                .add(self.cachep.buffer_size - 8)
+                .cast::<usize>()
+                .write_unaligned(v);
+        }
+    }
+
+    /// The `obj_size` bytes the caller sees.
+    fn object(self) -> &'c mut [u8] {
+        // SAFETY: obj_size bytes from realobj lie inside the buffer; ours (new), and no other
+        // reference to them is alive while the slice is (each use is a short statement).
+        unsafe { core::slice::from_raw_parts_mut(self.realobj(), self.cachep.obj_size) }
+    }
+
+    /// `poison_obj`: `obj_size` bytes of `val`, the last one `POISON_END`.
+    fn poison(self, val: u8) {
+        let o = self.object();
+        o.fill(val);
+        if let Some(last) = o.last_mut() {
+            *last = POISON_END;
+        }
+    }
+
+    /// The first byte that breaks the free poison (offset, expected, found) and how many do.
+    fn poison_damage(self) -> Option<((usize, u8, u8), usize)> {
+        let o = self.object();
+        let n = o.len();
+        let expected = |i: usize| if i == n - 1 { POISON_END } else { POISON_FREE };
+        let mut bad = o.iter().enumerate().filter(|&(i, &b)| b != expected(i));
+        let (i, &b) = bad.next()?;
+        Some(((i, expected(i), b), 1 + bad.count()))
+    }
+
+    /// Fills a report's red-zone and last-user fields from the object (`print_objinfo`).
+    fn objinfo(self, r: &mut DebugReport) {
+        if self.has(SlabFlags::RED_ZONE) {
+            (r.redzone1, r.redzone2) = self.redzones();
+        }
+        if self.has(SlabFlags::STORE_USER) {
+            r.last_caller = self.userword();
+        }
+        r.len = self.cachep.obj_size;
+    }
 }
 
 fn has(cachep: &KmemCache, f: SlabFlags) -> bool {
     cachep.flags & f.0 != 0
-}
-
-/// Fills a report's red-zone and last-user fields from the object (`print_objinfo`).
-///
-/// # Safety
-/// `objp` a raw object start of `cachep`.
-unsafe fn objinfo(cachep: &KmemCache, objp: *mut u8, r: &mut DebugReport) {
-    // SAFETY: as documented; words read unaligned (they are aligned, but cheap insurance).
-    unsafe {
-        if has(cachep, SlabFlags::RED_ZONE) {
-            r.redzone1 = dbg_redzone1(cachep, objp).read_unaligned();
-            r.redzone2 = dbg_redzone2(cachep, objp).read_unaligned();
-        }
-        if has(cachep, SlabFlags::STORE_USER) {
-            r.last_caller = dbg_userword(cachep, objp).read_unaligned();
-        }
-        r.len = cachep.obj_size;
-    }
-}
-
-/// `poison_obj`: `obj_size` bytes of `val`, the last one `POISON_END`.
-///
-/// # Safety
-/// `objp` a raw object start of `cachep`, owned by the caller.
-unsafe fn poison_obj(cachep: &KmemCache, objp: *mut u8, val: u8) {
-    // SAFETY: the object lies inside the buffer.
-    unsafe {
-        let size = cachep.obj_size;
-        let p = objp.add(cachep.obj_offset as usize);
-        p.write_bytes(val, size);
-        *p.add(size - 1) = POISON_END;
-    }
 }
 
 /// Where in the object (relative to `realobj`) red zone 2 sits.
@@ -401,44 +450,26 @@ fn redzone2_offset(cachep: &KmemCache) -> isize {
 }
 
 impl SlabGlobals {
+    /// A report about `o` with its red zones and last user filled in.
+    fn report_obj(o: DebugObj<'_>, kind: DebugErrorKind, object: usize) -> DebugReport {
+        let mut r = Self::report_of(o.cachep, kind, object);
+        o.objinfo(&mut r);
+        r
+    }
+
     /// `check_poison_obj`: one report (first bad byte, its offset, how many differ) if the
     /// free object's poison changed. Does not repair (the callers re-poison or free the page).
-    ///
-    /// # Safety
-    /// `objp` a raw object start of `cachep` that is free.
-    pub(crate) unsafe fn check_poison_obj(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
-        // SAFETY: as documented.
-        unsafe {
-            let size = cachep.obj_size;
-            let realobj = objp.add(cachep.obj_offset as usize);
-            let mut first = None;
-            let mut bad = 0;
-            for i in 0..size {
-                let exp = if i == size - 1 {
-                    POISON_END
-                } else {
-                    POISON_FREE
-                };
-                let b = *realobj.add(i);
-                if b != exp {
-                    bad += 1;
-                    if first.is_none() {
-                        first = Some((i, exp, b));
-                    }
-                }
-            }
-            let Some((i, exp, b)) = first else {
-                return true;
-            };
-            let mut r = Self::report_of(cachep, DebugErrorKind::SlabCorruption, realobj as usize);
-            objinfo(cachep, objp, &mut r);
-            r.offset = i as isize;
-            r.expected = exp as u64;
-            r.found = b as u64;
-            r.bad_bytes = bad;
-            self.slab_report(cachep, &r);
-            false
-        }
+    fn check_poison_obj(&self, o: DebugObj<'_>) -> bool {
+        let Some(((i, exp, b), bad)) = o.poison_damage() else {
+            return true;
+        };
+        let mut r = Self::report_obj(o, DebugErrorKind::SlabCorruption, o.realobj() as usize);
+        r.offset = i as isize;
+        r.expected = exp as u64;
+        r.found = b as u64;
+        r.bad_bytes = bad;
+        self.slab_report(o.cachep, &r);
+        false
     }
 
     /// The `DEBUG` half of `cache_init_objs` for one object: poison, clear the user word, set
@@ -448,40 +479,32 @@ impl SlabGlobals {
     /// # Safety
     /// `objp` a raw object start of a fresh slab of `cachep`.
     pub(crate) unsafe fn cache_init_obj_debug(&self, cachep: &KmemCache, objp: *mut u8) {
-        // SAFETY: the slab is private to the caller.
-        unsafe {
-            let flags = cachep.flags;
-            let realobj = objp.add(cachep.obj_offset as usize);
-            if flags & CFLGS_INIT_ON_FREE != 0 {
-                realobj.write_bytes(0, cachep.obj_size);
+        // SAFETY: the slab is private to the caller (contract).
+        let o = unsafe { DebugObj::new(cachep, objp) };
+        let flags = cachep.flags;
+        if flags & CFLGS_INIT_ON_FREE != 0 {
+            o.object().fill(0);
+        }
+        if o.has(SlabFlags::POISON) {
+            o.poison(POISON_FREE);
+        }
+        if o.has(SlabFlags::STORE_USER) {
+            o.set_userword(0);
+        }
+        let rz = o.has(SlabFlags::RED_ZONE);
+        if rz {
+            o.set_redzones(RED_INACTIVE);
+        }
+        if let Some(ctor) = cachep.ctor {
+            if !o.has(SlabFlags::POISON) {
+                // SAFETY: the constructor's contract: an object of this cache, ours.
+                unsafe { ctor(o.realobj()) };
             }
-            if flags & SlabFlags::POISON.0 != 0 {
-                poison_obj(cachep, objp, POISON_FREE);
-            }
-            if flags & SlabFlags::STORE_USER.0 != 0 {
-                dbg_userword(cachep, objp).write_unaligned(0);
-            }
-            let rz = flags & SlabFlags::RED_ZONE.0 != 0;
-            if rz {
-                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
-            }
-            if let Some(ctor) = cachep.ctor {
-                if flags & SlabFlags::POISON.0 == 0 {
-                    ctor(realobj);
-                }
-            }
-            if rz
-                && (dbg_redzone1(cachep, objp).read_unaligned() != RED_INACTIVE
-                    || dbg_redzone2(cachep, objp).read_unaligned() != RED_INACTIVE)
-            {
-                let mut r =
-                    Self::report_of(cachep, DebugErrorKind::CtorOverwrote, realobj as usize);
-                objinfo(cachep, objp, &mut r);
-                self.slab_report(cachep, &r);
-                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
-            }
+        }
+        if rz && o.redzones() != (RED_INACTIVE, RED_INACTIVE) {
+            let r = Self::report_obj(o, DebugErrorKind::CtorOverwrote, o.realobj() as usize);
+            self.slab_report(cachep, &r);
+            o.set_redzones(RED_INACTIVE);
         }
     }
 
@@ -491,123 +514,90 @@ impl SlabGlobals {
     /// # Safety
     /// `slabp` freshly made by `alloc_slabmgmt` for `cachep`.
     pub(crate) unsafe fn cache_init_objs_debug(&self, cachep: &KmemCache, slabp: *mut SlabDesc) {
-        // SAFETY: the slab is private to the caller.
-        unsafe {
-            let num = cachep.num;
-            let bufctl = slab_bufctl(slabp);
-            for i in 0..num {
-                self.cache_init_obj_debug(cachep, index_to_obj(cachep, slabp, i));
-                *bufctl.add(i as usize) = i + 1;
-            }
-            *bufctl.add(num as usize - 1) = crate::slabmgmt::BUFCTL_END;
-            (*slabp).free = 0;
+        // SAFETY: the slab is private to the caller (contract).
+        let s = unsafe { SlabRef::new(slabp) };
+        for i in 0..cachep.num {
+            // SAFETY: an object of the private slab.
+            unsafe { self.cache_init_obj_debug(cachep, s.index_to_obj(cachep, i)) };
         }
+        // SAFETY: the private slab's descriptor (the chain in address order, as
+        // cache_init_objs builds it).
+        unsafe { crate::slabmgmt::chain_bufctls(cachep, slabp) };
     }
 
     /// `cache_alloc_debugcheck_after`: poison check then `POISON_INUSE`, the caller in the user
     /// word, red zones checked inactive and set active, the constructor of poisoned caches.
     /// Returns the object as the caller sees it.
-    ///
-    /// # Safety
-    /// `objp` a raw object start of `cachep` just taken from the allocator.
-    unsafe fn cache_alloc_debugcheck_after(
-        &self,
-        cachep: &KmemCache,
-        objp: *mut u8,
-        caller: usize,
-    ) -> *mut u8 {
-        // SAFETY: the object is ours now.
-        unsafe {
-            let flags = cachep.flags;
-            if flags & SlabFlags::POISON.0 != 0 {
-                self.check_poison_obj(cachep, objp);
-                poison_obj(cachep, objp, POISON_INUSE);
-            }
-            if flags & SlabFlags::STORE_USER.0 != 0 {
-                dbg_userword(cachep, objp).write_unaligned(caller);
-            }
-            let realobj = objp.add(cachep.obj_offset as usize);
-            if flags & SlabFlags::RED_ZONE.0 != 0 {
-                let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
-                let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
-                if rz1 != RED_INACTIVE || rz2 != RED_INACTIVE {
-                    let mut r =
-                        Self::report_of(cachep, DebugErrorKind::RedZoneOnAlloc, realobj as usize);
-                    objinfo(cachep, objp, &mut r);
-                    r.expected = RED_INACTIVE;
-                    (r.offset, r.found) = if rz1 != RED_INACTIVE {
-                        (-8, rz1)
-                    } else {
-                        (redzone2_offset(cachep), rz2)
-                    };
-                    self.slab_report(cachep, &r);
-                }
-                dbg_redzone1(cachep, objp).write_unaligned(RED_ACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_ACTIVE);
-            }
-            if let Some(ctor) = cachep.ctor {
-                if flags & SlabFlags::POISON.0 != 0 {
-                    ctor(realobj);
-                }
-            }
-            realobj
+    fn cache_alloc_debugcheck_after(&self, o: DebugObj<'_>, caller: usize) -> *mut u8 {
+        if o.has(SlabFlags::POISON) {
+            self.check_poison_obj(o);
+            o.poison(POISON_INUSE);
         }
+        if o.has(SlabFlags::STORE_USER) {
+            o.set_userword(caller);
+        }
+        if o.has(SlabFlags::RED_ZONE) {
+            let (rz1, rz2) = o.redzones();
+            if rz1 != RED_INACTIVE || rz2 != RED_INACTIVE {
+                let mut r =
+                    Self::report_obj(o, DebugErrorKind::RedZoneOnAlloc, o.realobj() as usize);
+                r.expected = RED_INACTIVE;
+                (r.offset, r.found) = if rz1 != RED_INACTIVE {
+                    (-8, rz1)
+                } else {
+                    (redzone2_offset(o.cachep), rz2)
+                };
+                self.slab_report(o.cachep, &r);
+            }
+            o.set_redzones(RED_ACTIVE);
+        }
+        if let Some(ctor) = o.cachep.ctor {
+            if o.has(SlabFlags::POISON) {
+                // SAFETY: the constructor's contract: an object of this cache, ours.
+                unsafe { ctor(o.realobj()) };
+            }
+        }
+        o.realobj()
     }
 
     /// `cache_free_debugcheck` with `verify_redzone_free`: the red zones must be active (both
     /// inactive = double free: reported, and the free is refused; anything else = overwritten:
     /// reported, repaired, freed), the caller goes in the user word, the object is poisoned.
-    /// Returns the raw object start, or `None` for a refused double free.
-    ///
-    /// # Safety
-    /// `objp` (as the caller sees it) a checked object start of `cachep`.
-    unsafe fn cache_free_debugcheck(
-        &self,
-        cachep: &KmemCache,
-        objp: *mut u8,
-        caller: usize,
-    ) -> Option<*mut u8> {
-        // SAFETY: as documented.
-        unsafe {
-            let flags = cachep.flags;
-            let raw = objp.sub(cachep.obj_offset as usize);
-            if flags & SlabFlags::RED_ZONE.0 != 0 {
-                let rz1 = dbg_redzone1(cachep, raw).read_unaligned();
-                let rz2 = dbg_redzone2(cachep, raw).read_unaligned();
-                if rz1 != RED_ACTIVE || rz2 != RED_ACTIVE {
-                    let double = rz1 == RED_INACTIVE && rz2 == RED_INACTIVE;
-                    let kind = if double {
-                        DebugErrorKind::DoubleFree
-                    } else {
-                        DebugErrorKind::RedZoneOverwritten
-                    };
-                    let mut r = Self::report_of(cachep, kind, objp as usize);
-                    objinfo(cachep, raw, &mut r);
-                    r.expected = RED_ACTIVE;
-                    (r.offset, r.found) = if rz1 != RED_ACTIVE {
-                        (-8, rz1)
-                    } else {
-                        (redzone2_offset(cachep), rz2)
-                    };
-                    self.slab_report(cachep, &r);
-                    if double {
-                        return None;
-                    }
+    /// Returns `false` for a refused double free.
+    fn cache_free_debugcheck(&self, o: DebugObj<'_>, caller: usize) -> bool {
+        if o.has(SlabFlags::RED_ZONE) {
+            let (rz1, rz2) = o.redzones();
+            if rz1 != RED_ACTIVE || rz2 != RED_ACTIVE {
+                let double = rz1 == RED_INACTIVE && rz2 == RED_INACTIVE;
+                let kind = if double {
+                    DebugErrorKind::DoubleFree
+                } else {
+                    DebugErrorKind::RedZoneOverwritten
+                };
+                let mut r = Self::report_obj(o, kind, o.realobj() as usize);
+                r.expected = RED_ACTIVE;
+                (r.offset, r.found) = if rz1 != RED_ACTIVE {
+                    (-8, rz1)
+                } else {
+                    (redzone2_offset(o.cachep), rz2)
+                };
+                self.slab_report(o.cachep, &r);
+                if double {
+                    return false;
                 }
-                dbg_redzone1(cachep, raw).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, raw).write_unaligned(RED_INACTIVE);
             }
-            if flags & SlabFlags::STORE_USER.0 != 0 {
-                dbg_userword(cachep, raw).write_unaligned(caller);
-            }
-            if flags & CFLGS_INIT_ON_FREE != 0 {
-                objp.write_bytes(0, cachep.obj_size);
-            }
-            if flags & SlabFlags::POISON.0 != 0 {
-                poison_obj(cachep, raw, POISON_FREE);
-            }
-            Some(raw)
+            o.set_redzones(RED_INACTIVE);
         }
+        if o.has(SlabFlags::STORE_USER) {
+            o.set_userword(caller);
+        }
+        if o.cachep.flags & CFLGS_INIT_ON_FREE != 0 {
+            o.object().fill(0);
+        }
+        if o.has(SlabFlags::POISON) {
+            o.poison(POISON_FREE);
+        }
+        true
     }
 
     /// The debug tail of `__cache_alloc` / `__cache_alloc_node` (the raw allocation is the
@@ -622,18 +612,13 @@ impl SlabGlobals {
         raw: *mut u8,
         caller: &'static Location<'static>,
     ) -> Option<NonNull<u8>> {
-        // SAFETY: a raw object just handed out by this cache.
-        unsafe {
-            let p = self.cache_alloc_debugcheck_after(
-                cachep,
-                raw,
-                core::ptr::from_ref(caller) as usize,
-            );
-            if gfp.contains(Gfp::ZERO) || cachep.flags & CFLGS_INIT_ON_ALLOC != 0 {
-                p.write_bytes(0, cachep.obj_size);
-            }
-            NonNull::new(p)
+        // SAFETY: a raw object just handed out by this cache: ours.
+        let o = unsafe { DebugObj::new(cachep, raw) };
+        let p = self.cache_alloc_debugcheck_after(o, core::ptr::from_ref(caller) as usize);
+        if gfp.contains(Gfp::ZERO) || cachep.flags & CFLGS_INIT_ON_ALLOC != 0 {
+            o.object().fill(0);
         }
+        NonNull::new(p)
     }
 
     /// `__cache_free` of a debug cache: `cache_free_debugcheck`, then the array push. `false`
@@ -649,21 +634,19 @@ impl SlabGlobals {
         objp: *mut u8,
         caller: &'static Location<'static>,
     ) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe {
-            let Some(raw) =
-                self.cache_free_debugcheck(cachep, objp, core::ptr::from_ref(caller) as usize)
-            else {
-                return false;
-            };
-            if self.cpu_cache_free(cachep, raw) {
-                return true;
-            }
-            let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, objp as usize);
-            objinfo(cachep, raw, &mut r);
-            self.slab_report(cachep, &r);
-            false
+        let raw = objp.wrapping_sub(cachep.obj_offset as usize);
+        // SAFETY: a checked object start of cachep, the caller's until freed below.
+        let o = unsafe { DebugObj::new(cachep, raw) };
+        if !self.cache_free_debugcheck(o, core::ptr::from_ref(caller) as usize) {
+            return false;
         }
+        // SAFETY: forwarded contract (the raw start of the same object).
+        if unsafe { self.cpu_cache_free(cachep, raw) } {
+            return true;
+        }
+        let r = Self::report_obj(o, DebugErrorKind::BufctlDoubleFree, objp as usize);
+        self.slab_report(cachep, &r);
+        false
     }
 
     /// A bad pointer handed to a free of a debug cache (or to `kfree` with debugging on for
@@ -686,17 +669,13 @@ impl SlabGlobals {
     /// `slab_put_obj`'s "double free detected" (the bufctl marker) for a raw object.
     ///
     /// # Safety
-    /// `objp` a raw object start of `cachep`.
+    /// `objp` a raw object start of `cachep`, its node's lock held.
     pub(crate) unsafe fn report_bufctl_double_free(&self, cachep: &KmemCache, objp: *mut u8) {
-        // SAFETY: as documented.
-        unsafe {
-            let realobj = objp.add(cachep.obj_offset as usize);
-            let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, realobj as usize);
-            objinfo(cachep, objp, &mut r);
-            self.slab_report(cachep, &r);
-        }
+        // SAFETY: forwarded contract.
+        let o = unsafe { DebugObj::new(cachep, objp) };
+        let r = Self::report_obj(o, DebugErrorKind::BufctlDoubleFree, o.realobj() as usize);
+        self.slab_report(cachep, &r);
     }
-
     /// A refused free, reported when the named cache is a debug cache (`cachep` given) or,
     /// for `kfree` (`cachep` `None`), when the instance has debugging on: the pointer is not
     /// ours (`kfree_debugcheck`), of another cache, or inside an object.
@@ -752,51 +731,41 @@ impl SlabGlobals {
     /// # Safety
     /// `objp` a raw object start of `cachep` that is free; the lock protecting it held.
     pub(crate) unsafe fn check_free_obj(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
+        // SAFETY: forwarded contract.
+        let o = unsafe { DebugObj::new(cachep, objp) };
         let mut clean = true;
-        // SAFETY: as documented.
-        unsafe {
-            if has(cachep, SlabFlags::POISON) && !self.check_poison_obj(cachep, objp) {
-                poison_obj(cachep, objp, POISON_FREE);
-                clean = false;
-            }
-            if has(cachep, SlabFlags::RED_ZONE) {
-                clean &= self.check_free_redzones(cachep, objp);
-                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
-            }
+        if o.has(SlabFlags::POISON) && !self.check_poison_obj(o) {
+            o.poison(POISON_FREE);
+            clean = false;
+        }
+        if o.has(SlabFlags::RED_ZONE) {
+            clean &= self.check_free_redzones(o);
+            o.set_redzones(RED_INACTIVE);
         }
         clean
     }
 
-    /// The red-zone half of checking a free object: reports each of the two red zones that is
-    /// not `RED_INACTIVE` (start overwritten, end overwritten); returns whether both were.
-    ///
-    /// # Safety
-    /// `objp` a raw object start of a red-zoned `cachep` that is free; its lock held.
-    unsafe fn check_free_redzones(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
+    /// The red-zone half of checking a free, red-zoned object: reports each of the two red
+    /// zones that is not `RED_INACTIVE` (start overwritten, end overwritten); returns whether
+    /// both were.
+    fn check_free_redzones(&self, o: DebugObj<'_>) -> bool {
         let mut clean = true;
-        // SAFETY: as documented: both red-zone words lie inside the object.
-        unsafe {
-            let realobj = objp.add(cachep.obj_offset as usize) as usize;
-            let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
-            let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
-            for (kind, off, v) in [
-                (DebugErrorKind::FreedStartOverwritten, -8, rz1),
-                (
-                    DebugErrorKind::FreedEndOverwritten,
-                    redzone2_offset(cachep),
-                    rz2,
-                ),
-            ] {
-                if v != RED_INACTIVE {
-                    let mut r = Self::report_of(cachep, kind, realobj);
-                    objinfo(cachep, objp, &mut r);
-                    r.offset = off;
-                    r.expected = RED_INACTIVE;
-                    r.found = v;
-                    self.slab_report(cachep, &r);
-                    clean = false;
-                }
+        let (rz1, rz2) = o.redzones();
+        for (kind, off, v) in [
+            (DebugErrorKind::FreedStartOverwritten, -8, rz1),
+            (
+                DebugErrorKind::FreedEndOverwritten,
+                redzone2_offset(o.cachep),
+                rz2,
+            ),
+        ] {
+            if v != RED_INACTIVE {
+                let mut r = Self::report_obj(o, kind, o.realobj() as usize);
+                r.offset = off;
+                r.expected = RED_INACTIVE;
+                r.found = v;
+                self.slab_report(o.cachep, &r);
+                clean = false;
             }
         }
         clean
@@ -806,15 +775,13 @@ impl SlabGlobals {
     /// list, every object free) must still be poisoned and have inactive red zones.
     pub(crate) fn slab_destroy_debugcheck(&self, cachep: &KmemCache, slabp: SlabRef<'_>) {
         for i in 0..cachep.num {
-            let objp = slabp.index_to_obj(cachep, i);
             // SAFETY: a free object of a slab nobody else sees any more.
-            unsafe {
-                if has(cachep, SlabFlags::POISON) {
-                    self.check_poison_obj(cachep, objp);
-                }
-                if has(cachep, SlabFlags::RED_ZONE) {
-                    self.check_free_redzones(cachep, objp);
-                }
+            let o = unsafe { DebugObj::new(cachep, slabp.index_to_obj(cachep, i)) };
+            if o.has(SlabFlags::POISON) {
+                self.check_poison_obj(o);
+            }
+            if o.has(SlabFlags::RED_ZONE) {
+                self.check_free_redzones(o);
             }
         }
     }
@@ -849,9 +816,10 @@ impl SlabGlobals {
             }
             let objp = s.index_to_obj(cachep, i);
             let realobj = objp.wrapping_add(cachep.obj_offset as usize) as usize;
-            let mut r = Self::report_of(cachep, DebugErrorKind::LeakedObject, realobj);
-            // SAFETY: an object start of this slab (its words are only read).
-            unsafe { objinfo(cachep, objp, &mut r) };
+            // SAFETY: an object start of this slab, its node's lock held (its words are only
+            // read).
+            let o = unsafe { DebugObj::new(cachep, objp) };
+            let r = Self::report_obj(o, DebugErrorKind::LeakedObject, realobj);
             self.slab_report(cachep, &r);
             n += 1;
         }

@@ -168,19 +168,32 @@ pub(crate) unsafe fn slab_put_obj(cachep: &KmemCache, slabp: *mut SlabDesc, obj:
 /// # Safety
 /// `slabp` freshly made by `alloc_slabmgmt` for `cachep`.
 pub(crate) unsafe fn cache_init_objs(cachep: &KmemCache, slabp: *mut SlabDesc) {
-    // SAFETY: the slab and its objects are ours and not yet visible to anyone else.
-    unsafe {
-        let num = cachep.num;
-        let bufctl = slab_bufctl(slabp);
-        for i in 0..num {
-            if let Some(ctor) = cachep.ctor {
-                ctor(index_to_obj(cachep, slabp, i));
-            }
-            *bufctl.add(i as usize) = i + 1;
+    if let Some(ctor) = cachep.ctor {
+        for i in 0..cachep.num {
+            // SAFETY: i < num: an object of the fresh slab, ours (contract), handed to the
+            // constructor as its contract asks.
+            unsafe { ctor(index_to_obj(cachep, slabp, i)) };
         }
-        *bufctl.add(num as usize - 1) = BUFCTL_END;
-        (*slabp).free = 0;
     }
+    // SAFETY: forwarded contract.
+    unsafe { chain_bufctls(cachep, slabp) };
+}
+
+/// The free chain of a fresh slab in address order: `bufctl[i] = i + 1`, the last
+/// [`BUFCTL_END`], `free = 0`.
+///
+/// # Safety
+/// `slabp` freshly made by `alloc_slabmgmt` for `cachep`, nobody else's.
+pub(crate) unsafe fn chain_bufctls(cachep: &KmemCache, slabp: *mut SlabDesc) {
+    let num = cachep.num as usize;
+    // SAFETY: `num` bufctls follow the descriptor (alloc_slabmgmt's layout), ours (contract).
+    let bufctl = unsafe { core::slice::from_raw_parts_mut(slab_bufctl(slabp), num) };
+    for (i, b) in bufctl.iter_mut().enumerate() {
+        *b = i as KmemBufctl + 1;
+    }
+    bufctl[num - 1] = BUFCTL_END;
+    // SAFETY: as above.
+    unsafe { (*slabp).free = 0 };
 }
 
 /// `check_slabp`: walks the free chain; `Err` with a description if it is longer than `num`,
@@ -402,40 +415,50 @@ mod tests {
         let mut page = vec![0u64; 4096 / 8];
         let base = page.as_mut_ptr().cast::<u8>();
         let slabp = base.cast::<SlabDesc>();
-        // SAFETY: `page` is a 4 KiB buffer holding the descriptor, 8 bufctls and 8 objects.
-        unsafe {
-            let mgmt = slab_mgmt_size(8, 64);
-            assert_eq!(mgmt, 128);
+        let mgmt = slab_mgmt_size(8, 64);
+        assert_eq!(mgmt, 128);
+        // SAFETY: `page` is a 4 KiB buffer holding the descriptor, 8 bufctls and 8 objects,
+        // used by this test alone.
+        let s = unsafe {
             init_slab_desc(slabp, mgmt, base.add(mgmt), 0);
             cache_init_objs(cp, slabp);
-            let chain: Vec<u32> = (0..8).map(|i| *slab_bufctl(slabp).add(i)).collect();
-            assert_eq!(chain, vec![1, 2, 3, 4, 5, 6, 7, BUFCTL_END]);
-            check_slabp(cp, slabp).unwrap();
-            // Objects come out in address order.
-            let objs: Vec<*mut u8> = (0..8).map(|_| slab_get_obj(cp, slabp)).collect();
-            for (i, &o) in objs.iter().enumerate() {
-                assert_eq!(o, base.add(128 + 64 * i));
-                assert_eq!(obj_to_index(cp, slabp, o), i as u32);
-            }
-            assert_eq!(((*slabp).inuse, (*slabp).free), (8, BUFCTL_END));
-            check_slabp(cp, slabp).unwrap();
-            // LIFO within the slab.
-            assert!(slab_put_obj(cp, slabp, objs[5]));
-            assert!(slab_put_obj(cp, slabp, objs[2]));
-            assert_eq!((*slabp).free, 2);
-            assert_eq!(*slab_bufctl(slabp).add(2), 5);
-            assert_eq!(slab_get_obj(cp, slabp), objs[2]);
-            // A second put of an object already on the chain is refused (BUFCTL_FREE check).
-            assert!(!slab_put_obj(cp, slabp, objs[5]));
-            assert_eq!((*slabp).inuse, 7);
-            check_slabp(cp, slabp).unwrap();
-            // check_slabp catches a cycle and a wrong count.
-            *slab_bufctl(slabp).add(5) = 5;
-            assert!(check_slabp(cp, slabp).is_err());
+            SlabRef::new(slabp)
+        };
+        let chain: Vec<u32> = (0..8).map(|i| s.bufctl(cp, i)).collect();
+        assert_eq!(chain, vec![1, 2, 3, 4, 5, 6, 7, BUFCTL_END]);
+        s.check(cp).unwrap();
+        // Objects come out in address order.
+        let objs: Vec<*mut u8> = (0..8).map(|_| s.get_obj(cp)).collect();
+        for (i, &o) in objs.iter().enumerate() {
+            assert_eq!(o, base.wrapping_add(128 + 64 * i));
+            assert_eq!(s.obj_to_index(cp, o), i as u32);
+        }
+        assert_eq!((s.inuse(), s.free()), (8, BUFCTL_END));
+        s.check(cp).unwrap();
+        // LIFO within the slab.
+        // SAFETY: object starts of this slab.
+        unsafe {
+            assert!(s.put_obj(cp, objs[5]));
+            assert!(s.put_obj(cp, objs[2]));
+        }
+        assert_eq!(s.free(), 2);
+        assert_eq!(s.bufctl(cp, 2), 5);
+        assert_eq!(s.get_obj(cp), objs[2]);
+        // A second put of an object already on the chain is refused (BUFCTL_FREE check).
+        // SAFETY: an object start of this slab.
+        assert!(!unsafe { s.put_obj(cp, objs[5]) });
+        assert_eq!(s.inuse(), 7);
+        s.check(cp).unwrap();
+        // check_slabp catches a cycle and a wrong count.
+        // SAFETY: the test's own descriptor; each corruption is undone before the next.
+        unsafe { *slab_bufctl(slabp).add(5) = 5 };
+        assert!(s.check(cp).is_err());
+        // SAFETY: as above.
+        unsafe {
             *slab_bufctl(slabp).add(5) = BUFCTL_END;
             (*slabp).inuse = 6;
-            assert!(check_slabp(cp, slabp).is_err());
         }
+        assert!(s.check(cp).is_err());
     }
 
     #[test]
