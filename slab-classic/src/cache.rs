@@ -6,7 +6,8 @@
 use crate::arraycache::{ac_init, arraycache_bytes, ArrayCache, ArrayRef, BOOT_CPUCACHE_ENTRIES};
 use crate::bootstrap::CpuCacheUp;
 use crate::instance::SlabGlobals;
-use crate::node::{kmem_list3_init, KmemList3, List, REAPTIMEOUT_LIST3};
+use crate::node::{kmem_list3_init, KmemList3, List};
+use crate::reap::REAPTIMEOUT_LIST3;
 use crate::slabmgmt::{
     align_up, reciprocal_value, slab_mgmt_size, BUFCTL_SIZE, SLAB_DESC_SIZE, SLAB_LIMIT,
 };
@@ -833,7 +834,7 @@ impl SlabGlobals {
             }
         }
         for (i, entry) in table.iter_mut().enumerate() {
-            let slot = self.lock_slot(cachep, i);
+            let slot = self.slot_lock(cachep, i);
             *entry = slot.replace_ac(*entry);
         }
         cachep.batchcount.store(batchcount, Ordering::Relaxed);
@@ -930,7 +931,7 @@ impl SlabGlobals {
     /// shared arrays (forced).
     pub(crate) fn drain_cpu_caches(&self, cachep: &KmemCache) {
         for cpu in 0..self.nr_cpus {
-            let slot = self.lock_slot(cachep, cpu);
+            let slot = self.slot_lock(cachep, cpu);
             let ac = slot.ac();
             let l3 = self.lock_list(cachep, slot.node());
             // SAFETY: the CPU array holds handed-out objects of this cache and node.

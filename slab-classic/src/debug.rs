@@ -22,6 +22,26 @@
 //! repairs what it can and continues, or the process aborts ([`DebugAction`]). Reports can be
 //! made with a node `list_lock` held (`check_slabp`, the bufctl double-free check,
 //! `slab_destroy_debugcheck`): the callback must not allocate from this instance.
+//!
+//! Turning it on: per cache with the `kmem_cache_create` flags `RED_ZONE`, `POISON`,
+//! `STORE_USER`, `CONSISTENCY_CHECKS` (2.6.32 `SLAB_DEBUG_FREE`: `check_slabp` before and after
+//! every slab a slow path touches), or for every cache, kmalloc caches included, with
+//! `SlabSettings::debug` / `forced_debug` (2.6.32 `FORCED_DEBUG`) or `SLAB_CLASSIC_DEBUG`
+//! (`SlabSettings::parse_debug` gives the syntax). As in `kmem_cache_create`, red zone and user
+//! word are dropped silently above 8-byte alignment and poison on `TYPESAFE_BY_RCU` caches.
+//!
+//! Checks: on alloc `check_poison_obj` and inactive red zones; on free active red zones (both
+//! inactive: "double free detected", refused with `DoubleFree`; otherwise overwritten: repaired
+//! and freed); bad pointers refused and reported (`kfree_debugcheck`); slabs given back
+//! checked (`slab_destroy_debugcheck`); `kmem_cache_destroy` with live objects reports "Can't
+//! free all objects" and then each live object. `validate()` checks, reports and repairs every
+//! free object.
+//!
+//! Cost when off: whether a cache takes the debug path is decided at creation. A debug cache
+//! gets its own `magic` (`CACHE_MAGIC_DEBUG`), so `kmem_cache_alloc`/`kmem_cache_free` leave for
+//! the debug path at the handle check they always make; `kmalloc`, `kfree`, the `_node`
+//! variants and internal allocations test `CFLGS_DEBUG_PATH` in `kmem_cache.flags` once per
+//! call.
 
 use crate::cache::{
     KmemCache, CFLGS_INIT_ON_ALLOC, CFLGS_INIT_ON_FREE, DEBUG_FLAGS, REDZONE_ALIGN,
@@ -959,6 +979,6 @@ mod tests {
             *bufctl.add(f0) = saved;
         }
         s.validate().unwrap();
-        assert_eq!(s.cache_debug_errors(h), Ok(2));
+        assert_eq!(s.cache_errors(h), Ok(2));
     }
 }

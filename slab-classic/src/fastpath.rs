@@ -24,7 +24,7 @@
 //! Every other writer of a slot's array — refill and flusharray (under the locked path),
 //! `drain_array` from `cache_reap` of any CPU, `do_tune_cpucache` swapping the arrays,
 //! `drain_cpu_caches` (shrink/destroy), `validate`, `array_state` — goes through
-//! [`SlabGlobals::lock_slot`], which takes the slot lock and then sets the **busy mark**:
+//! [`SlabGlobals::slot_lock`], which takes the slot lock and then sets the **busy mark**:
 //! - on the slot's own CPU, as an rseq commit (`cmpeq_store(cpu, busy, 0, 1)`);
 //! - from anywhere else (another CPU, or migrated meanwhile: the commit reports `WrongCpu`),
 //!   `busy.store(1, SeqCst)` and then `fence_cpu(cpu)` (membarrier
@@ -173,7 +173,7 @@ impl SlabGlobals {
     /// busy so that no rseq fast path commits on its array until the guard drops (see the
     /// header).
     #[inline(always)]
-    pub(crate) fn lock_slot<'a>(&self, cachep: &'a KmemCache, cpu: usize) -> SlotGuard<'a> {
+    pub(crate) fn slot_lock<'a>(&self, cachep: &'a KmemCache, cpu: usize) -> SlotGuard<'a> {
         let slot = self.cpu_slot(cachep, cpu);
         slot.lock.lock();
         if self.rseq {
@@ -276,7 +276,7 @@ impl SlabGlobals {
     pub(crate) fn cpu_cache_alloc(&self, cachep: &KmemCache, gfp: Gfp) -> *mut u8 {
         if self.rseq {
             // Slot `cpu`'s array is written only by sequences on CPU `cpu` and by holders of
-            // its lock that marked it busy (lock_slot), and the array pointer is read inside
+            // its lock that marked it busy (slot_lock), and the array pointer is read inside
             // the sequence.
             let r = self.rseq_on_this_cpu(cachep, |t, cpu, slot| {
                 // SAFETY: as said above: the array's writers are this CPU's sequences and
@@ -303,7 +303,7 @@ impl SlabGlobals {
     /// (which may fall back to other nodes). Returns the raw object (null when out of memory).
     #[inline(never)]
     pub(crate) fn cache_alloc_locked(&self, cachep: &KmemCache, gfp: Gfp) -> *mut u8 {
-        let slot = self.lock_slot(cachep, self.this_cpu());
+        let slot = self.slot_lock(cachep, self.this_cpu());
         let objp = self.____cache_alloc(cachep, &slot, gfp);
         if objp.is_null() {
             return self.____cache_alloc_node(cachep, gfp, slot.node(), slot.node());
@@ -363,7 +363,7 @@ impl SlabGlobals {
         gfp: Gfp,
         nodeid: usize,
     ) -> *mut u8 {
-        let slot = self.lock_slot(cachep, self.this_cpu());
+        let slot = self.slot_lock(cachep, self.this_cpu());
         let here = slot.node();
         let nodeid = if nodeid >= self.nr_nodes {
             here
@@ -466,7 +466,7 @@ impl SlabGlobals {
     /// As [`Self::cpu_cache_free`].
     #[inline(never)]
     unsafe fn cache_free_locked(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
-        let slot = self.lock_slot(cachep, self.this_cpu());
+        let slot = self.slot_lock(cachep, self.this_cpu());
         // SAFETY: forwarded contract.
         unsafe { self.__cache_free(cachep, &slot, objp) }
     }

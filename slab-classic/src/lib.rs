@@ -1,168 +1,116 @@
 //! # slab-classic — Linux 2.6.32 SLAB on the slabworks page provider
 //!
-//! A faithful user-space port of `mm/slab.c` as Linux 2.6.32 shipped it: `kmem_cache` with
-//! per-CPU `array_cache`s, per-node `kmem_list3` (partial/full/free lists, shared array, alien
-//! arrays), slab descriptors with a `kmem_bufctl_t` index chain, colouring, the
-//! `enable_cpucache` tunables, `cache_reap`, `malloc_sizes[]`/`cache_names[]` kmalloc caches
-//! `size-32` … `size-4194304`, and the six-step `kmem_cache_init` bootstrap. Files follow the
-//! kernel's split so they can be read beside `mm/slab.c`; functions keep the kernel's names.
+//! A port of `mm/slab.c` as Linux 2.6.32 shipped it: `kmem_cache` with per-CPU `array_cache`s,
+//! per-node `kmem_list3` (partial/full/free lists, shared array, alien arrays), slab
+//! descriptors with a `kmem_bufctl_t` index chain, colouring, the `enable_cpucache` tunables,
+//! `cache_reap`, the kmalloc caches `size-32` … `size-4194304` and the six-step
+//! `kmem_cache_init` bootstrap. Functions keep the kernel's names; a name the kernel does not
+//! have (`cpu_cache_alloc`, `cache_alloc_locked`, …) is ours and says what it does.
+//! Design history and measurements: `docs/design-notes.md` ("slab-classic").
 //!
-//! ## Layers (dependencies point down)
+//! ## Module map
+//! Each line uses the lines below it. The one cycle is the kernel's own: the allocator
+//! allocates its own metadata, so `cache.rs` (`kmem_cache` objects from `cache_cache`, array
+//! caches, list3s, alien tables), `bootstrap.rs` and `refill.rs` (off-slab descriptors from
+//! `slabp_cache`) call back up into `kmalloc.rs` and `fastpath.rs`, and `free_block`
+//! (`node.rs`) ends in `slab_destroy` (`refill.rs`), which frees an off-slab descriptor the
+//! same way.
 //! ```text
-//!  Slab (lib.rs): SlabAllocator API, handles, checked frees, settings, slabinfo, reaper thread
-//!    kmalloc.rs    malloc_sizes[], __find_general_cachep, object lookup
-//!    fastpath.rs   ____cache_alloc / __cache_free            (per-CPU array, CPU slot lock)
-//!    debug.rs      CONFIG_DEBUG_SLAB: red zones, poison, user word, reports (#[cold] path)
-//!    refill.rs     cache_alloc_refill / cache_flusharray / cache_grow   (#[cold])
-//!    numa.rs       ____cache_alloc_node / fallback_alloc / alien caches
-//!    reap.rs       cache_reap / drain_array                  (fake clock, jiffies)
-//!    queues.rs     queue memory: bytes of per-CPU, shared, alien arrays (harness `metadata`)
-//!    cache.rs      kmem_cache_create, cache_estimate, calculate_slab_order, tunables, shrink
-//!    node.rs       kmem_list3, free_block, drain_freelist
-//!    slabmgmt.rs   struct slab, bufctl chain, obj_to_index (reciprocal divide)
-//!    arraycache.rs struct array_cache, transfer_objects
-//!    bootstrap.rs  the "static" data block, kmem_cache_init (cache_cache, INDEX_AC, INDEX_L3)
-//!  common::PageProvider (buddy allocator per node) ─► common::Page (struct page)
+//!  lib.rs        Slab: the SlabAllocator API, handle checks, checked frees, introspection,
+//!                settings, slabinfo, the reaper thread
+//!  validate.rs   s_show's accounting, validate()        queues.rs  bytes held by the arrays
+//!  bootstrap.rs  kmem_cache_init: cache_cache, INDEX_AC, INDEX_L3, g_cpucache_up
+//!  cache.rs      kmem_cache + CpuSlot, kmem_cache_create, cache_estimate, do_tune_cpucache,
+//!                alloc_kmemlist, __cache_shrink, kmem_cache_destroy
+//!  kmalloc.rs    malloc_sizes[], __find_general_cachep, metadata kmalloc/kfree, object lookup
+//!  fastpath.rs   SlotGuard (local_irq_save), ____cache_alloc, __cache_free, rseq entries
+//!  debug.rs      CONFIG_DEBUG_SLAB around the fast path: checks, poison, red zones, reports
+//!  reap.rs       cache_reap, drain_array (fake clock)
+//!  numa.rs       ____cache_alloc_node, fallback_alloc, alien caches
+//!  refill.rs     cache_alloc_refill, cache_flusharray, cache_grow, slab_destroy, virt_to_slab
+//!  node.rs       kmem_list3 + ListGuard (list_lock), free_block, drain_freelist
+//!  slabmgmt.rs   struct slab + SlabRef, bufctl chain, obj_to_index (reciprocal divide)
+//!  arraycache.rs struct array_cache + ArrayRef, transfer_objects
+//!  instance.rs   SlabGlobals: the "static" data (cache_cache, malloc_sizes[], cache_chain and
+//!                its mutex, boot arrays and list3s), settings, clock; slot_lock / lock_list
+//!  stats.rs      STATS counters (StatItem)               sync.rs    RawLock (common's spinlock)
+//!  common        PageProvider (buddy per node) ─► Page (struct page), ListHead, LocalLock, rseq
+//!  (tests)       model.rs: every schedule of the rseq array protocol
 //! ```
 //!
 //! ## Call tree, fast to slow
 //! ```text
-//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal ─► __do_cache_alloc
+//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal (__cache_alloc) ─► cpu_cache_alloc
 //!     │   rseq mode: array_pop on this CPU's array (no lock)              ← rseq fast path
-//!     │   else / empty / busy ─► __do_cache_alloc_locked (CPU slot lock + busy mark)
-//!     │   then debug cache? ─► cache_alloc_debug_after: cache_alloc_debugcheck_after (#[cold])
+//!     │   else / empty / busy ─► cache_alloc_locked (SlotGuard: slot lock + busy mark)
 //!     ├─ ____cache_alloc: ac->avail ? entry[--avail]                       ← fast path
-//!     └─ cache_alloc_refill (list_lock)                                    ← slow path
-//!          ├─ transfer_objects(shared → ac)
-//!          ├─ slabs_partial, then slabs_free: slab_get_obj × batchcount
-//!          └─ cache_grow ─► kmem_getpages ─► PageProvider::alloc_pages
-//!                        └► alloc_slabmgmt (off-slab: kmem_cache_alloc_node(slabp_cache))
+//!     ├─ cache_alloc_refill (ListGuard)                                    ← slow path
+//!     │    ├─ transfer_objects(shared → ac)
+//!     │    ├─ slabs_partial, then slabs_free: slab_get_obj × batchcount
+//!     │    └─ cache_grow ─► kmem_getpages ─► PageProvider::alloc_pages
+//!     │                  └► alloc_slabmgmt (off-slab: kmem_cache_alloc_node(slabp_cache))
 //!     └─ ____cache_alloc_node ─► cache_grow(THISNODE) ─► fallback_alloc (other nodes)
-//! kmem_cache_alloc_node / kmalloc_node ─► __cache_alloc_node ─► local array or ____cache_alloc_node
+//!     then a debug cache ─► cache_alloc_debug_after (#[cold])
+//! kmem_cache_alloc_node / kmalloc_node ─► cache_alloc_node_internal ─► cache_alloc_node_locked
+//!     (__cache_alloc_node: the local array, or ____cache_alloc_node)
 //! kmem_cache_free ─► check_object_of / kfree ─► lookup_object (struct page checks)
-//!     ─► cache_free_internal: debug cache? ─► cache_free_debug: cache_free_debugcheck (#[cold])
-//!     ─► __cache_free_locked: rseq mode: array_push (no lock)             ← rseq fast path
-//!     ─► else / full / busy / remote ─► __cache_free (CPU slot lock + busy mark)
+//!     ─► cache_free_internal: a debug cache ─► cache_free_debug (#[cold]) ─► cpu_cache_free
+//!     ─► cpu_cache_free: rseq mode: array_push (no lock)                   ← rseq fast path
+//!     ─► else / full / busy / remote ─► cache_free_locked (SlotGuard) ─► __cache_free
 //!     ├─ cache_free_alien (object of another node) ─► alien array ─► __drain_alien_cache
 //!     ├─ ac->avail < limit ? entry[avail++] = obj                          ← fast path
-//!     └─ cache_flusharray (list_lock): shared array, else free_block ─► slab_destroy
-//! cache_reap(cpu) ─► reap_alien, drain_array(cpu), [every 4 s] drain_array(shared), drain_freelist
+//!     └─ cache_flusharray (ListGuard): shared array, else free_block ─► slab_destroy
+//! cache_reap(cpu) ─► reap_alien, drain_array(cpu), [every 4 s] drain_shared, drain_freelist
 //! ```
 //!
 //! ## Lock order
 //! 1. `cache_chain_mutex` (`SlabGlobals`): the cache chain, cache creation/destruction,
 //!    tunables, `cache_reap` (trylock), `validate`.
-//! 2. CPU slot lock (`CpuSlot::lock`, a `LocalLock`, the `local_irq_save` stand-in): that CPU's
-//!    `array_cache` pointer and contents (`avail`, `touched`, `entry[]`) and its `busy` mark.
-//!    In rseq mode the holder also sets `busy` (rseq commit on that CPU, or store + membarrier
-//!    fence of it) so the lock-free rseq push/pop on that CPU stays out; fastpath.rs gives the
-//!    argument.
+//! 2. CPU slot lock (`CpuSlot::lock`, a `LocalLock`, the `local_irq_save` stand-in; held as a
+//!    `fastpath::SlotGuard`): that CPU's `array_cache` pointer and contents (`avail`,
+//!    `touched`, `entry[]`) and its `busy` mark. In rseq mode the holder also sets `busy` so
+//!    the lock-free rseq push/pop on that CPU stays out; fastpath.rs gives the argument.
 //! 3. Alien array lock (`array_cache.lock` of `l3->alien[n]`): that alien array.
-//! 4. Node `list_lock` (`kmem_list3.list_lock`): the three slab lists, every `struct slab` on
-//!    them (`inuse`, `free`, bufctls), `free_objects`, `free_limit`, `colour_next`,
-//!    `next_reap`, `free_touched`, and the node's `shared` array (pointer and contents).
+//! 4. Node `list_lock` (`kmem_list3.list_lock`, held as a `node::ListGuard`): the three slab
+//!    lists, every `struct slab` on them (`inuse`, `free`, bufctls), `free_objects`,
+//!    `free_limit`, `colour_next`, `next_reap`, `free_touched`, and the node's `shared` array.
 //!
-//! A list_lock may be held while freeing an off-slab descriptor into its `slabp_cache`
-//! (`slab_destroy` from `free_block`), which takes that *other* cache's locks 2–4; the kernel
-//! relies on the same property: a `slabp_cache` is an on-slab kmalloc cache, whose paths never
-//! take another cache's locks, so no cycle exists. The page provider's node locks are leaves.
-//! Nothing is lock-free except the rseq array push/pop (rseq mode), the reads of immutable
-//! cache fields, the tunables (atomics), the `alien` table pointer (set once, atomically) and
+//! Functions that need a lock take its guard (`&SlotGuard`, `&ListGuard`) or a view that only
+//! a guard hands out (`ArrayRef`, `SlabRef`). A list_lock may be held while freeing an
+//! off-slab descriptor into its `slabp_cache` (`slab_destroy` from `free_block`), which takes
+//! that *other* cache's locks 2–4; as in the kernel, a `slabp_cache` is an on-slab kmalloc
+//! cache whose paths never take another cache's locks, so no cycle exists. The page
+//! provider's node locks are leaves. Lock-free: the rseq array push/pop, reads of immutable
+//! cache fields, the tunables and `magic` (atomics), the `alien` table pointer (set once) and
 //! the statistics counters.
 //!
-//! ## Memory
-//! All metadata comes from the page provider: one block for the "static" data (what the kernel
-//! keeps in `.data`: `cache_cache`, the boot arrays and list3s, `malloc_sizes[]`); everything
-//! else from the allocator's own caches. Nothing on an allocation or free path touches the Rust
-//! heap (`validate`, `slabinfo` text and the reaper thread do).
+//! ## Invariants
+//! - Slab lists (`node.rs`): a slab on `slabs_full` has `inuse == num`, on `slabs_partial`
+//!   `0 < inuse < num`, on `slabs_free` `inuse == 0`; `free_objects` = Σ (num − inuse).
+//! - Free chain (`slabmgmt.rs`): from `free`, exactly `num − inuse` distinct indices below `num`;
+//!   a handed-out object's bufctl holds `BUFCTL_FREE`.
+//! - Arrays (`arraycache.rs`): `avail <= limit`; every entry is a handed-out object of the
+//!   array's cache and node.
+//! - Debug caches (`debug.rs`): free objects have inactive red zones and intact poison,
+//!   allocated ones active red zones.
+//!
+//! `validate()` checks all of them. All metadata comes from the page provider: one block for
+//! the "static" data (`instance.rs`), everything else from the allocator's own caches; nothing
+//! on an allocation or free path touches the Rust heap (`validate`, `slabinfo` text and the
+//! reaper thread do, with no lock held).
 //!
 //! ## Deviations from 2.6.32
-//! - `local_irq_save` → a lock per CPU slot (`CpuSlot`, threads can migrate); so
-//!   `kmem_cache.array[]` holds one 64-byte slot (lock, node, array pointer) per CPU instead of
-//!   a pointer, and every CPU gets its arrays at boot (no CPU hotplug, no `cpuup_prepare`).
-//! - Slab marks live on the head page only (`PG_SLAB`, `slab_cache`, `private` = descriptor,
-//!   `spare` = offset of `s_mem`); lookups go through `virt_to_head_page`. Frees are checked
-//!   (not ours / wrong cache / not an object start) from `struct page` alone.
-//! - Kernel configurations (issue 15, [`SlabSettings::config`]; [`common::KernelConfig`]):
-//!   `kernel` is 2.6.32 itself — `kmem_cache_free` calls `__cache_free` with the handle's cache
-//!   and `kfree` uses `virt_to_cache`, both trusted (a bad pointer is undefined behaviour, as
-//!   in the kernel; debug caches still check). 2.6.32 had nothing like
-//!   `CONFIG_SLAB_FREELIST_HARDENED`, so `hardened` is what SLAB became under that option by
-//!   6.4 (the shared `cache_from_obj` of mm/slab.h): the head page's cache compared with the
-//!   handle's, a mismatch counted as a warning (`SlabAllocator::free_warnings`) and freed into
-//!   the real cache, a pointer not on a slab page of ours warned about and not freed. SLAB has
-//!   no free pointers to encode (bufctl indices), so that half of the option has no equivalent.
-//!   `checked` (default) is everything below.
-//! - Two cheap double-free checks are always on, debug or not: freeing the object on top of
-//!   the CPU array returns `DoubleFree` (6.4's hardened `__free_one`), and the `BUFCTL_FREE`
-//!   marker of 2.6.32's debug `slab_put_obj` refuses an object already on its slab's free chain
-//!   (counted as `error`). Debugging (below) reports instead of `BUG()`ing.
-//! - No `alternate_node_alloc` (no mempolicy/cpuset spreading), no DMA caches, no RCU:
-//!   `SLAB_DESTROY_BY_RCU` slabs are freed at once.
-//! - Time is a per-instance `jiffies` counter (`HZ` = 1000) moved by hand or by the optional
-//!   reaper thread, which reaps every CPU in turn from one thread; the shared array's `touched`
-//!   flag is read under the node lock (the kernel reads it racily).
-//! - Bad tunables written to slabinfo return an error instead of being ignored; a duplicate
-//!   cache name is refused with `BadName` (the kernel refuses it too, with a message).
-//! - `validate()` also checks every array entry and the page marks, beyond `s_show`.
-
-//!
-//! ## Debugging (`CONFIG_DEBUG_SLAB`)
-//! Per cache with `kmem_cache_create` flags `RED_ZONE`, `POISON`, `STORE_USER`,
-//! `CONSISTENCY_CHECKS` (2.6.32 `SLAB_DEBUG_FREE`: `check_slabp` before and after every slab
-//! touched on a slow path), or for every cache, kmalloc caches included, with
-//! [`SlabSettings::debug`] and [`SlabSettings::forced_debug`] (2.6.32 `FORCED_DEBUG`: red zone +
-//! user word below 4096 bytes or where the 24 bytes do not cross a power of two, poison
-//! unless RCU), or from the environment variable `SLAB_CLASSIC_DEBUG` read by
-//! [`SlabSettings::with_debug_env`] without the heap (syntax: `FZPU`-letter groups and the
-//! words `forced`, `init_on_alloc`, `init_on_free`, `abort`, `continue`, comma-separated,
-//! e.g. `ZPU,init_on_free`). As in `kmem_cache_create`, red zone and user word are dropped
-//! silently when the alignment exceeds 8 (so `HWCACHE_ALIGN` debug caches are word-aligned),
-//! and poison on `TYPESAFE_BY_RCU` caches. [`SlabSettings::init_on_alloc`] /
-//! [`SlabSettings::init_on_free`] zero objects (6.4 rules: not with a constructor, RCU or
-//! poison).
-//!
-//! Layout (see [`debug`]): `[red zone 1][object: obj_size][red zone 2][last caller]`, with
-//! `obj_offset` = 8 and `RED_ACTIVE`/`RED_INACTIVE`, `POISON_INUSE`/`POISON_FREE`/`POISON_END`
-//! as in 2.6.32 `include/linux/poison.h`. The arrays and bufctls hold raw buffer starts; only
-//! `cache_alloc_internal`/`cache_free_internal` and the free checks add or remove `obj_offset`.
-//! The last-caller word holds the address of the `core::panic::Location` of the public call
-//! (`#[track_caller]` on `kmem_cache_alloc(_node)`, `kmalloc(_node)`, `kmem_cache_free`,
-//! `kfree`; internal metadata allocations record their own call site) — Rust has no stable
-//! return address.
-//!
-//! Invariant of a debug cache (checked by `validate()`, which reports and repairs each free
-//! object that breaks it): every free object — on a bufctl free chain or in a CPU, shared or
-//! alien array — has both red zones `RED_INACTIVE` and (with poison) `POISON_FREE` bytes ending
-//! in `POISON_END`; every allocated object has both red zones `RED_ACTIVE`.
-//!
-//! Checks: on alloc `check_poison_obj` (one "Slab corruption" report with the first bad byte,
-//! its offset, expected/found bytes and the count), red zones must be inactive ("double free,
-//! or memory outside object was overwritten"); on free the red zones must be active (both
-//! inactive: "double free detected", the free is refused with `Err(DoubleFree)`; otherwise
-//! "memory outside object was overwritten", repaired and freed); bad pointers
-//! (`kfree_debugcheck`, another cache's object, interior pointers) are refused and reported;
-//! slabs given back are checked (`slab_destroy_debugcheck`); `kmem_cache_destroy` with live
-//! objects reports "Can't free all objects" and then each live object (1 live object = 2
-//! reports). Each detection is exactly one [`DebugReport`] (a fixed, heap-free struct: kind,
-//! cache, object, offset, expected/found, bad bytes, red zones, last caller; `Display` prints
-//! the kernel's words), counted per cache ([`Slab::cache_debug_errors`]) and per instance
-//! ([`Slab::debug_errors`]), handed to [`SlabSettings::report`] (default: stderr), then either
-//! continued or `abort()`ed ([`DebugAction`]).
-//!
-//! Cost when off: whether a cache takes the debug path is decided once, at creation. A debug
-//! cache gets its own `magic` (`CACHE_MAGIC_DEBUG`), so `kmem_cache_alloc`/`kmem_cache_free`
-//! leave for the debug path at the handle check they always made (no added test); `kmalloc`,
-//! `kfree`, the `_node` variants and internal allocations test the `CFLGS_DEBUG_PATH` bits of
-//! `kmem_cache.flags` (same cache line) once per call, after the raw allocation or before the
-//! raw free. The free checks subtract `obj_offset` (0 for non-debug caches). The slow paths
-//! test `DEBUG_FLAGS` before `check_slabp`. Measured with `benches/pair.rs` (64 B pair,
-//! `--only-cache`, two sets of 20 alternating runs against the pre-debug build on a loaded
-//! 2-core VM): ratio of minima 1.06 and 1.01, of medians 1.05 and 0.98 — within noise;
-//! kmalloc/kfree likewise.
-//! Lock order is unchanged; reports may be made under a node `list_lock` (`check_slabp`, the
-//! bufctl double free, slab destruction) and under `cache_chain_mutex` (destroy), so the
-//! callback must not allocate from the instance.
+//! - `local_irq_save` → a lock per CPU slot (threads migrate), with an rseq fast path in front
+//!   ([`FastPath`]); every CPU gets its arrays at boot (no hotplug, no `cpuup_prepare`).
+//! - Slab marks live on the head page (`PG_SLAB`, `slab_cache`, `private` = descriptor, `spare`
+//!   = offset of `s_mem`): frees are checked from `struct page` alone, per
+//!   [`SlabSettings::config`] (`kernel` trusts like 2.6.32, `hardened` is 6.4's
+//!   `cache_from_obj`, `checked` the default).
+//! - Always on: the top-of-array double-free check (6.4 `__free_one`) and the `BUFCTL_FREE`
+//!   marker of debug `slab_put_obj`; debugging reports instead of `BUG()`ing (`debug.rs`).
+//! - No `alternate_node_alloc`, DMA caches or RCU (`SLAB_DESTROY_BY_RCU` slabs freed at once);
+//!   time is a per-instance `jiffies` (`HZ` = 1000); bad tunables and duplicate names are
+//!   errors, not ignored.
 
 #![warn(unreachable_pub)]
 // The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
@@ -290,14 +238,15 @@ pub struct SlabSettings {
     /// Called with every debug report (default: print it on stderr in the kernel's words).
     /// May run with a node lock held: it must not allocate from this instance.
     pub report: Option<fn(&DebugReport)>,
-    /// Which per-CPU fast path to use (issue 9); `SLAB_FASTPATH=rseq|lock|auto` overrides it.
+    /// Which per-CPU fast path to use; `SLAB_FASTPATH=rseq|lock` overrides `Auto` only (an
+    /// explicit setting wins).
     pub fastpath: FastPath,
-    /// The kernel configuration of the free paths (issue 15; default `Checked`): see
+    /// The kernel configuration of the free paths (default `Checked`): see
     /// "Kernel configurations" above and [`common::KernelConfig`].
     pub config: KernelConfig,
 }
 
-/// The per-CPU array fast path (issue 9).
+/// The per-CPU array fast path (`fastpath.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FastPath {
     /// rseq when `common::rseq` is available on the creating thread, the membarrier fence
@@ -758,7 +707,7 @@ impl Slab {
     pub fn array_state(&self, h: CacheHandle, cpu: usize) -> Result<ArrayState, SlabError> {
         let c = self.cache(h)?;
         let g = self.g();
-        let slot = g.lock_slot(c, cpu % g.nr_cpus);
+        let slot = g.slot_lock(c, cpu % g.nr_cpus);
         let ac = slot.ac();
         Ok(ArrayState {
             avail: ac.avail(),
@@ -801,8 +750,8 @@ impl Slab {
         self.g().slab_errors.load(Ordering::Relaxed)
     }
 
-    /// Debug reports made about one cache so far.
-    pub fn cache_debug_errors(&self, h: CacheHandle) -> Result<u64, SlabError> {
+    /// Debug reports made about one cache so far (its `slab_errors`; slub's `cache_errors`).
+    pub fn cache_errors(&self, h: CacheHandle) -> Result<u64, SlabError> {
         Ok(self.cache(h)?.debug_errors.load(Ordering::Relaxed))
     }
 
@@ -1343,7 +1292,7 @@ mod tests {
                 );
             }
             for cpu in 0..g.nr_cpus {
-                let ac = g.lock_slot(c, cpu).ac_ptr();
+                let ac = g.slot_lock(c, cpu).ac_ptr();
                 assert!(!g.is_static_array(ac), "{} cpu {cpu}", c.name);
                 assert!(g.lookup_object(ac.cast()).is_ok(), "array_cache kmalloc'd");
             }

@@ -22,9 +22,6 @@ use core::marker::PhantomData;
 use core::ptr::{addr_of_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-/// `REAPTIMEOUT_LIST3`: per-node reaping every 4 s (in jiffies, `HZ` = 1000).
-pub(crate) const REAPTIMEOUT_LIST3: usize = 4 * crate::reap::HZ;
-
 /// `struct kmem_list3` (104 bytes → `INDEX_L3` is `size-128`, as in the kernel).
 #[repr(C)]
 #[derive(Debug)]

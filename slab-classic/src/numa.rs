@@ -17,8 +17,10 @@ use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
 impl SlabGlobals {
-    /// `____cache_alloc_node`: one object straight from `nodeid`'s lists, growing that node's
-    /// slabs when it has none; `fallback_alloc` to other nodes when it cannot grow.
+    /// `____cache_alloc_node`: one object straight from `nodeid`'s lists, growing that node
+    /// (THISNODE) when empty, then `fallback_alloc` unless the caller said `THISNODE`.
+    /// `here` is the node of the CPU whose slot the caller holds (`numa_node_id()`). The
+    /// caller may hold its CPU slot lock but no list_lock.
     #[cold]
     pub(crate) fn ____cache_alloc_node(
         &self,
@@ -62,8 +64,9 @@ impl SlabGlobals {
         self.fallback_alloc(cachep, gfp, here)
     }
 
-    /// `fallback_alloc`: every node by distance from `here` with free objects, then a new
-    /// slab from anywhere (unless `THISNODE`).
+    /// `fallback_alloc`: any node with free objects, nearest first; else a slab from wherever
+    /// the page provider finds memory, linked on the node it came from (nothing with
+    /// `THISNODE`).
     #[cold]
     pub(crate) fn fallback_alloc(&self, cachep: &KmemCache, gfp: Gfp, here: usize) -> *mut u8 {
         if gfp.contains(Gfp::THISNODE) {

@@ -98,7 +98,7 @@ impl SlabGlobals {
         q.caches += 1;
         q.cache_struct_bytes += self.cache_cache().buffer_size;
         for cpu in 0..self.nr_cpus {
-            let slot = self.lock_slot(cachep, cpu);
+            let slot = self.slot_lock(cachep, cpu);
             if !slot.ac_ptr().is_null() && !self.is_static_array(slot.ac_ptr()) {
                 q.cpu.add(self, slot.ac(), bs);
             }

@@ -10,13 +10,17 @@
 use crate::arraycache::ArrayRef;
 use crate::cache::KmemCache;
 use crate::instance::SlabGlobals;
-use crate::node::{ListGuard, REAPTIMEOUT_LIST3};
+use crate::node::ListGuard;
 use crate::stats::StatItem;
 use core::sync::atomic::Ordering;
 
+/// Jiffies per second.
 pub const HZ: usize = 1000;
 /// `REAPTIMEOUT_CPUC`: per-CPU reaping every 2 s.
 pub const REAPTIMEOUT_CPUC: usize = 2 * HZ;
+
+/// `REAPTIMEOUT_LIST3`: per-node reaping every 4 s (in jiffies).
+pub(crate) const REAPTIMEOUT_LIST3: usize = 4 * HZ;
 
 /// `time_after(a, b)`: `a` is later than `b` (wrapping).
 #[inline]
@@ -93,9 +97,10 @@ impl SlabGlobals {
         }
     }
 
-    /// `cache_reap` as CPU `cpu`: every cache's alien and CPU arrays, and when the node's
-    /// `next_reap` has passed, its shared array and a fifth of its free slabs. Returns slabs
-    /// given back. Skipped when the chain mutex is busy (`mutex_trylock`).
+    /// `cache_reap` as CPU `cpu` runs it: for every cache, reap one alien array, drain the
+    /// CPU's array; every 4 s per node also the shared array and, unless a slab was taken from
+    /// `slabs_free` since the last time, ⌈free_limit/(5·num)⌉ free slabs. Gives up at once if
+    /// the chain mutex is busy. Returns the number of slabs given back.
     pub(crate) fn cache_reap(&self, cpu: usize) -> usize {
         if !self.settings.reap {
             return 0;
@@ -119,7 +124,7 @@ impl SlabGlobals {
     fn reap_one(&self, searchp: &KmemCache, cpu: usize, node: usize) -> usize {
         self.reap_alien(searchp, node, cpu);
         {
-            let slot = self.lock_slot(searchp, cpu);
+            let slot = self.slot_lock(searchp, cpu);
             self.drain_array(searchp, slot.ac(), false, node);
         }
         let now = self.jiffies();

@@ -25,6 +25,7 @@ use common::page::flags::{PG_OFF_SLAB, PG_SLAB};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
+/// With these flags `validate` also checks every free object's poison and red zones.
 const FREE_CHECKS: u32 = SlabFlags::POISON.0 | SlabFlags::RED_ZONE.0;
 
 /// The counts `s_show` gathers over a cache's nodes.
@@ -176,14 +177,16 @@ impl SlabGlobals {
         }
     }
 
-    /// Everything `validate` checks about one cache. Locks taken in the documented order
-    /// (CPU slot → list_lock; alien → none).
+    /// Every check on one cache, recorded into `found` (heap-free: it runs under the chain
+    /// mutex and list locks; the caller formats after releasing them, because the allocator may
+    /// be the process's global allocator). Locks taken in the documented order (CPU slot →
+    /// list_lock; alien → none).
     fn validate_cache(&self, cachep: &KmemCache, found: &mut Found) {
         if let (_, Some(e)) = self.s_show(cachep) {
             found.add(e, 0);
         }
         for cpu in 0..self.nr_cpus {
-            let slot = self.lock_slot(cachep, cpu);
+            let slot = self.slot_lock(cachep, cpu);
             self.check_array(cachep, slot.ac(), slot.node(), found);
         }
         for node in 0..self.nr_nodes {
@@ -202,8 +205,10 @@ impl SlabGlobals {
         }
     }
 
-    /// Runs `gather` on every cache under the chain mutex, `BATCH` at a time into a stack
-    /// array, and `each` on the results with no lock held.
+    /// Calls `each` on a value `gather` makes of every cache, `gather` running under the chain
+    /// mutex into a stack batch of 16 and `each` with no lock held (so it may allocate, even
+    /// from this allocator). Like a `/proc/slabinfo` read in pieces, a cache created or
+    /// destroyed between two batches may be missed or seen twice.
     pub(crate) fn for_each_cache_batched<T: Copy>(
         &self,
         gather: impl Fn(&KmemCache) -> T,
@@ -274,6 +279,7 @@ impl SlabGlobals {
     }
 }
 
+/// Up to 8 errors recorded without allocating.
 #[derive(Default, Clone, Copy)]
 struct Found {
     items: [(&'static str, usize); 8],

@@ -1,4 +1,4 @@
-//! The three kernel configurations (issue 15): what each one's free does with a good pointer,
+//! The three kernel configurations: what each one's free does with a good pointer,
 //! a pointer into the wrong cache, an interior pointer and a pointer that is not ours.
 
 mod util;

@@ -1,4 +1,4 @@
-//! `CONFIG_DEBUG_SLAB` (issue 7, SLAB half): every corruption the 2.6.32 debug code catches is
+//! `CONFIG_DEBUG_SLAB`: every corruption the 2.6.32 debug code catches is
 //! caught here, counted, reported with the cache and offset, and leaves the allocator
 //! consistent (`validate()` clean, nothing handed out twice).
 //!
@@ -198,7 +198,7 @@ fn forced_debug_follows_the_size_rules() {
     assert_eq!(s.slab_errors(), 0, "{:?}", take());
 }
 
-// ---- issue 7 item 2: the slub_kunit corruptions against slab-classic ----
+// ---- the slub_kunit corruptions against slab-classic ----
 
 #[test]
 fn clobber_redzone_after_object_is_reported_on_free() {
@@ -217,7 +217,7 @@ fn clobber_redzone_after_object_is_reported_on_free() {
             .contains("memory outside object was overwritten"),
         "{r}"
     );
-    assert_eq!(s.cache_debug_errors(c), Ok(1));
+    assert_eq!(s.cache_errors(c), Ok(1));
     s.validate().unwrap();
     // The object comes back (LIFO) with no further report: the red zone was repaired.
     let again = alloc(&s, c);
@@ -242,7 +242,7 @@ fn clobber_redzone_before_object_is_reported_on_free() {
     assert_eq!(r.found >> 56, 0x11, "{r}");
     assert_eq!(r.redzone2, RED_ACTIVE);
     s.validate().unwrap();
-    assert_eq!(s.cache_debug_errors(c), Ok(1));
+    assert_eq!(s.cache_errors(c), Ok(1));
 }
 
 #[test]
@@ -396,7 +396,7 @@ fn double_free_without_redzone_is_caught_by_the_array_and_the_bufctl() {
     s.validate().unwrap();
 }
 
-// ---- issue 7 item 4: wrong use with debug on ----
+// ---- wrong use with debug on ----
 
 #[test]
 fn free_of_an_object_of_another_cache_is_refused_and_reported() {
@@ -412,7 +412,7 @@ fn free_of_an_object_of_another_cache_is_refused_and_reported() {
     let e = unsafe { s.kmem_cache_free(b, o) };
     assert_eq!(e, Err(SlabError::WrongCache(o.as_ptr() as usize)));
     one_report(&s, DebugErrorKind::WrongCache, "wrong-b", 0);
-    assert_eq!(s.cache_debug_errors(b), Ok(1));
+    assert_eq!(s.cache_errors(b), Ok(1));
     util::fill(o.as_ptr(), 64, 7);
     assert!(util::check(o.as_ptr(), 64, 7), "object untouched");
     // SAFETY: the right cache now.
@@ -535,7 +535,7 @@ fn destroy_with_live_objects_reports_the_cache_and_each_leak() {
         (DebugErrorKind::LeakedObject, o.as_ptr() as usize)
     );
     assert_ne!(r[1].last_caller, 0);
-    assert_eq!(s.cache_debug_errors(c), Ok(2));
+    assert_eq!(s.cache_errors(c), Ok(2));
     // SAFETY: freed once, then destroyed with nothing live.
     unsafe {
         s.kmem_cache_free(c, o).unwrap();
@@ -718,5 +718,5 @@ fn validate_finds_use_after_free_in_arrays_and_free_chains_and_repairs_it() {
         // SAFETY: freed once.
         unsafe { s.kmem_cache_free(c, o) }.unwrap();
     }
-    assert_eq!(s.cache_debug_errors(c), Ok(3));
+    assert_eq!(s.cache_errors(c), Ok(3));
 }

@@ -1,4 +1,4 @@
-//! Debug on under memory pressure (issue 7 item 6, SLAB half) and property tests over random
+//! Debug on under memory pressure and property tests over random
 //! operation sequences against a model (item 7), with debug off and on.
 /// Heap allocations under an allocator lock abort this test binary (debug builds).
 #[global_allocator]

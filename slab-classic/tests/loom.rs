@@ -1,4 +1,4 @@
-//! loom model of SLAB's (2.6.32) array-cache handoff (issue 7 item 8).
+//! loom model of SLAB's (2.6.32) array-cache handoff.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p slab-classic --test loom --release`
 //! (`.ci/run` does). The model, with the table of which crate function each model function

@@ -1,4 +1,4 @@
-//! Real NUMA (issue 7): on a machine with a node 1 (`scripts/numa-vm.sh` boots a two-node qemu
+//! Real NUMA: on a machine with a node 1 (`scripts/numa-vm.sh` boots a two-node qemu
 //! guest for it), objects of `kmalloc_node(…, 1)` and `kmem_cache_alloc_node(…, 1)` must lie in
 //! node 1's memory (`get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR)` on every page they touch), and a
 //! free of a node-1 object from a node-0 CPU must go through the alien cache (`remotefrees`,
