@@ -147,9 +147,7 @@ impl ArrayRef<'_> {
     /// protects it is held for the returned lifetime.
     #[inline(always)]
     pub(crate) unsafe fn new(ac: *mut ArrayCache) -> Self {
-        debug_assert!(!ac.is_null());
-        // SAFETY: non-null per the contract.
-        let ac = unsafe { NonNull::new_unchecked(ac) };
+        let ac = NonNull::new(ac).expect("a live array cache is never null");
         ArrayRef {
             ac,
             _locked: PhantomData,

@@ -15,6 +15,7 @@ use crate::stats::CacheStats;
 use common::api::{CacheName, Ctor, SlabError, SlabFlags};
 use common::list::ListHead;
 use common::percpu::LocalLock;
+use common::sizes::slub_index::fls;
 use common::{Gfp, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
@@ -335,11 +336,6 @@ pub struct Geometry {
     /// The flags after the alignment rules (red zone / store user dropped when the alignment
     /// exceeds 8, as `kmem_cache_create` does silently).
     pub flags: SlabFlags,
-}
-
-/// `fls(x)`: the 1-based index of the highest set bit (0 for 0).
-const fn fls(x: usize) -> u32 {
-    usize::BITS - x.leading_zeros()
 }
 
 /// The `FORCED_DEBUG` rule of 2.6.32 `kmem_cache_create`: red zone and last-user word for
