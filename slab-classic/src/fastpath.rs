@@ -242,7 +242,9 @@ impl SlabGlobals {
             if cpu >= self.nr_cpus {
                 return None;
             }
-            match op(&t, cpu, self.cpu_slot(cachep, cpu)) {
+            // SAFETY: cpu < nr_cpus (checked above), the length of array[].
+            let slot = unsafe { cachep.slot_unchecked(cpu) };
+            match op(&t, cpu, slot) {
                 Ok(r) => return Some(r),
                 Err(Fail::Aborted | Fail::WrongCpu) => {}
                 Err(_) => return None,
@@ -438,13 +440,15 @@ impl SlabGlobals {
     #[inline(always)]
     pub(crate) unsafe fn cpu_cache_free(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
         if self.rseq {
-            // SAFETY: objp is a live object of ours (contract): its slab descriptor is
-            // readable.
-            let nodeid = (self.nr_nodes > 1).then(|| unsafe { self.slab_of_obj(objp).nodeid() });
             // As in cpu_cache_alloc; a remote object gives up (Mismatch) for the alien path.
             let pushed = self.rseq_on_this_cpu(cachep, |t, cpu, slot| {
-                if nodeid.is_some_and(|n| n != slot.node as usize) {
-                    return Err(Fail::Mismatch);
+                if self.nr_nodes > 1 {
+                    // SAFETY: objp is a live object of ours (contract): its slab descriptor
+                    // is readable (`nodeid` never changes).
+                    let nodeid = unsafe { self.slab_of_obj(objp) }.nodeid();
+                    if nodeid != slot.node as usize {
+                        return Err(Fail::Mismatch);
+                    }
                 }
                 let ac = slot.ac.get().cast_const().cast();
                 // SAFETY: as in cpu_cache_alloc; objp is the caller's to give up.
