@@ -9,7 +9,8 @@
 //!
 //! Everything here except `alien` is protected by `list_lock`, including the `shared` array's
 //! contents. [`ListGuard`] is the proof of holding it: every function that needs the lock
-//! takes `&ListGuard`, and the guard's accessors are the only way to the locked fields.
+//! takes `&ListGuard`, and outside the single-threaded bootstrap and cache destruction the
+//! guard's accessors are the only way to the locked fields.
 
 use crate::arraycache::{ArrayCache, ArrayRef};
 use crate::cache::KmemCache;
