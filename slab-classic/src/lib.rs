@@ -9,12 +9,18 @@
 //! Design history and measurements: `docs/design-notes.md` ("slab-classic").
 //!
 //! ## Module map
-//! Each line uses the lines below it. The one cycle is the kernel's own: the allocator
-//! allocates its own metadata, so `cache.rs` (`kmem_cache` objects from `cache_cache`, array
-//! caches, list3s, alien tables), `bootstrap.rs` and `refill.rs` (off-slab descriptors from
-//! `slabp_cache`) call back up into `kmalloc.rs` and `fastpath.rs`, and `free_block`
-//! (`node.rs`) ends in `slab_destroy` (`refill.rs`), which frees an off-slab descriptor the
-//! same way.
+//! Each line uses the lines below it, except where `mm/slab.c` itself loops back:
+//! - the allocator allocates its own metadata: `cache.rs` (`kmem_cache` objects from
+//!   `cache_cache`, array caches, list3s, alien tables), `bootstrap.rs` and `refill.rs`
+//!   (off-slab descriptors from `slabp_cache`) call back up into `kmalloc.rs` and
+//!   `fastpath.rs`, and `free_block` (`node.rs`) ends in `slab_destroy` (`refill.rs`), which
+//!   frees an off-slab descriptor the same way;
+//! - the `CONFIG_DEBUG_SLAB` hooks (`debug.rs`) are called from inside the paths they check
+//!   (`fastpath.rs`, `refill.rs`, `numa.rs`, `node.rs`), and a checked debug free continues in
+//!   `fastpath.rs` (2.6.32's `__cache_free` with `cache_free_debugcheck` inside);
+//! - `instance.rs` is the data every module's methods hang on (the kernel's file-scope
+//!   statics; its `create` runs the bootstrap and resolves the fast path), and the
+//!   `KmemCache` type of `cache.rs` is every function's first argument, as in the kernel.
 //! ```text
 //!  lib.rs        Slab: the SlabAllocator API, handle checks, checked frees, introspection,
 //!                settings, slabinfo, the reaper thread
@@ -32,7 +38,7 @@
 //!  slabmgmt.rs   struct slab + SlabRef, bufctl chain, obj_to_index (reciprocal divide)
 //!  arraycache.rs struct array_cache + ArrayRef, transfer_objects
 //!  instance.rs   SlabGlobals: the "static" data (cache_cache, malloc_sizes[], cache_chain and
-//!                its mutex, boot arrays and list3s), settings, clock; slot_lock / lock_list
+//!                its mutex, boot arrays and list3s), settings, clock; cpu_slot, lock_list
 //!  stats.rs      STATS counters (StatItem)               sync.rs    RawLock (common's spinlock)
 //!  common        PageProvider (buddy per node) ─► Page (struct page), ListHead, LocalLock, rseq
 //!  (tests)       model.rs: every schedule of the rseq array protocol
