@@ -154,6 +154,19 @@ impl ArrayRef<'_> {
         }
     }
 
+    /// [`Self::new`] without the null test (the fast paths).
+    ///
+    /// # Safety
+    /// As [`Self::new`].
+    #[inline(always)]
+    pub(crate) unsafe fn new_unchecked(ac: *mut ArrayCache) -> Self {
+        ArrayRef {
+            // SAFETY: a live array is never null (contract).
+            ac: unsafe { NonNull::new_unchecked(ac) },
+            _locked: PhantomData,
+        }
+    }
+
     /// The array's address.
     #[inline(always)]
     pub(crate) fn as_ptr(self) -> *mut ArrayCache {
@@ -247,6 +260,21 @@ impl ArrayRef<'_> {
         let n = self.avail();
         assert!(n < self.limit());
         // SAFETY: n < limit, inside the array; lock held.
+        unsafe {
+            *self.entries().add(n as usize) = obj;
+            (*self.hdr()).avail = n + 1;
+        }
+    }
+
+    /// [`Self::push`] without the room test (the locked fast path).
+    ///
+    /// # Safety
+    /// `avail < limit`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_unchecked(self, obj: *mut u8) {
+        let n = self.avail();
+        debug_assert!(n < self.limit());
+        // SAFETY: n < limit (contract), inside the array; lock held.
         unsafe {
             *self.entries().add(n as usize) = obj;
             (*self.hdr()).avail = n + 1;

@@ -142,6 +142,16 @@ impl SlotGuard<'_> {
         unsafe { *self.slot.ac.get() }
     }
 
+    /// [`Self::ac`] of a set-up cache (the locked fast paths), without the null test.
+    ///
+    /// # Safety
+    /// The slot's cache is set up and not being destroyed, so its array pointer is not null.
+    #[inline(always)]
+    pub(crate) unsafe fn ac_live(&self) -> ArrayRef<'_> {
+        // SAFETY: as `ac`; non-null per the contract.
+        unsafe { ArrayRef::new_unchecked(*self.slot.ac.get()) }
+    }
+
     /// Swaps in a new array (`do_ccupdate_local`); returns the old one.
     pub(crate) fn replace_ac(&self, ac: *mut ArrayCache) -> *mut ArrayCache {
         // SAFETY: the lock holder is the only writer, and the busy mark keeps the rseq
@@ -260,7 +270,8 @@ impl SlabGlobals {
         slot: &SlotGuard<'_>,
         gfp: Gfp,
     ) -> *mut u8 {
-        let ac = slot.ac();
+        // SAFETY: allocations come from set-up caches only.
+        let ac = unsafe { slot.ac_live() };
         if ac.avail() > 0 {
             self.stat_inc(cachep, StatItem::ALLOCHIT);
             ac.set_touched(true);
@@ -416,7 +427,8 @@ impl SlabGlobals {
         if self.nr_nodes > 1 && unsafe { self.cache_free_alien(cachep, objp, node) } {
             return true;
         }
-        let ac = slot.ac();
+        // SAFETY: frees go to set-up caches only.
+        let ac = unsafe { slot.ac_live() };
         if ac.top() == Some(objp) {
             self.stat_inc(cachep, StatItem::ERRORS);
             return false;
@@ -427,7 +439,9 @@ impl SlabGlobals {
             self.stat_inc(cachep, StatItem::FREEMISS);
             self.cache_flusharray(cachep, ac, node);
         }
-        ac.push(objp);
+        // SAFETY: avail < limit: it was, or cache_flusharray just moved out at least one
+        // object (its batch is min(batchcount, avail, room in the shared array), each ≥ 1).
+        unsafe { ac.push_unchecked(objp) };
         true
     }
 
