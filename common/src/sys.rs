@@ -364,6 +364,15 @@ pub fn read_small_file<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
     Some(&buf[..end])
 }
 
+/// Reads a fast-path environment variable (`SLUB_FASTPATH`, `SLAB_FASTPATH`) without the heap
+/// and maps its value through `table` (`None` when unset or not in the table). The one rule
+/// for both allocators: the variable overrides only an `Auto` setting; an explicit setting
+/// in the code wins (the callers apply it).
+pub fn fastpath_env<T: Copy>(name: &core::ffi::CStr, table: &[(&[u8], T)]) -> Option<T> {
+    let v = getenv(name)?;
+    table.iter().find(|(k, _)| *k == v).map(|&(_, t)| t)
+}
+
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;

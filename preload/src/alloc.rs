@@ -30,7 +30,7 @@ use core::ptr::{null_mut, NonNull};
 
 /// Largest `kmalloc` of both allocators (`size-4194304`; SLUB's `kmalloc_large` limit).
 pub const KMALLOC_MAX: usize = 4 << 20;
-const _: () = assert!(KMALLOC_MAX == slab_classic::kmalloc::KMALLOC_MAX_SIZE);
+const _: () = assert!(KMALLOC_MAX == slab_classic::KMALLOC_MAX_SIZE);
 const _: () = assert!(KMALLOC_MAX == slub::KMALLOC_MAX_SIZE);
 
 /// What `malloc` guarantees (`alignof(max_align_t)` on x86-64), for requests above 8 bytes.

@@ -1,4 +1,4 @@
-//! Issue 9 measurement: the kmem_cache alloc+free pair of slab-classic in rseq and lock mode
+//! The fast-path measurement: the kmem_cache alloc+free pair of slab-classic in rseq and lock mode
 //! at 64 and 256 B, and glibc malloc's pair, on one pinned thread; then two threads pinned to
 //! two CPUs (each its own pairs) against one. Interleaved rounds, medians. Prints; asserts
 //! nothing. `cargo run --release -p slab-classic --example slab_fastpath_pair`.
@@ -47,7 +47,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    std::env::remove_var("SLAB_FASTPATH");
+    // Both instances name their fast path explicitly, so `SLAB_FASTPATH` (which overrides
+    // `Auto` only) does not change them.
     let cpus = common::pin::allowed_cpus();
     let _ = common::pin::pin_to_cpu(cpus[0]);
     let p = PageProvider::new(&ProviderConfig::new(Topology::detect().unwrap())).unwrap();

@@ -3,9 +3,11 @@
 //! `alloc_kmemlist`, `alloc_alien_cache`, `drain_cpu_caches`, `__cache_shrink`,
 //! `kmem_cache_shrink`, `kmem_cache_destroy`, `__kmem_cache_destroy`.
 
-use crate::arraycache::{ac_entry, ac_init, arraycache_bytes, ArrayCache, BOOT_CPUCACHE_ENTRIES};
-use crate::bootstrap::{CpuCacheUp, SlabGlobals};
-use crate::node::{kmem_list3_init, KmemList3, REAPTIMEOUT_LIST3};
+use crate::arraycache::{ac_init, arraycache_bytes, ArrayCache, ArrayRef, BOOT_CPUCACHE_ENTRIES};
+use crate::bootstrap::CpuCacheUp;
+use crate::instance::SlabGlobals;
+use crate::node::{kmem_list3_init, KmemList3, List};
+use crate::reap::REAPTIMEOUT_LIST3;
 use crate::slabmgmt::{
     align_up, reciprocal_value, slab_mgmt_size, BUFCTL_SIZE, SLAB_DESC_SIZE, SLAB_LIMIT,
 };
@@ -13,49 +15,51 @@ use crate::stats::CacheStats;
 use common::api::{CacheName, Ctor, SlabError, SlabFlags};
 use common::list::ListHead;
 use common::percpu::LocalLock;
+use common::sizes::slub_index::fls;
 use common::{Gfp, PAGE_SIZE};
-use core::ptr::{addr_of_mut, null_mut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::cell::UnsafeCell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// `CFLGS_OFF_SLAB`: the slab descriptor is off-slab (internal flag bit).
-pub const CFLGS_OFF_SLAB: u32 = 0x8000_0000;
+pub(crate) const CFLGS_OFF_SLAB: u32 = 0x8000_0000;
 /// `BYTES_PER_WORD`.
-pub const BYTES_PER_WORD: usize = core::mem::size_of::<usize>();
+pub(crate) const BYTES_PER_WORD: usize = core::mem::size_of::<usize>();
 /// `KMALLOC_MAX_ORDER` of 2.6.32 with 4 KiB pages and `MAX_ORDER` 11: 10.
 pub const KMALLOC_MAX_ORDER: usize = 10;
 /// `KMALLOC_MAX_SIZE`: 4 MiB.
-pub const KMALLOC_MAX_SIZE: usize = PAGE_SIZE << KMALLOC_MAX_ORDER;
+pub(crate) const KMALLOC_MAX_SIZE: usize = PAGE_SIZE << KMALLOC_MAX_ORDER;
 /// `BREAK_GFP_ORDER_LO`.
 pub const BREAK_GFP_ORDER_LO: usize = 0;
 /// `BREAK_GFP_ORDER_HI` (used above 32 MiB of memory).
 pub const BREAK_GFP_ORDER_HI: usize = 1;
 /// Value of `kmem_cache.magic` while the cache exists.
-pub const CACHE_MAGIC: usize = 0x51AB_2632;
+pub(crate) const CACHE_MAGIC: usize = 0x51AB_2632;
 /// Value of `kmem_cache.magic` while a cache that takes the debug path exists: the handle
 /// check of `kmem_cache_alloc`/`kmem_cache_free` compares with [`CACHE_MAGIC`] anyway, so a
 /// debug cache leaves the fast path at that same compare (no extra test for the others).
-pub const CACHE_MAGIC_DEBUG: usize = 0x51AB_D326;
+pub(crate) const CACHE_MAGIC_DEBUG: usize = 0x51AB_D326;
 
 /// Whether `magic` is that of a live cache (debug or not).
 #[inline(always)]
-pub const fn magic_ok(magic: usize) -> bool {
+pub(crate) const fn magic_ok(magic: usize) -> bool {
     magic == CACHE_MAGIC || magic == CACHE_MAGIC_DEBUG
 }
 /// `CFLGS_INIT_ON_ALLOC`: `init_on_alloc` applies to this cache (internal flag bit).
-pub const CFLGS_INIT_ON_ALLOC: u32 = 0x4000_0000;
+pub(crate) const CFLGS_INIT_ON_ALLOC: u32 = 0x4000_0000;
 /// `CFLGS_INIT_ON_FREE`: `init_on_free` applies to this cache (internal flag bit).
-pub const CFLGS_INIT_ON_FREE: u32 = 0x2000_0000;
+pub(crate) const CFLGS_INIT_ON_FREE: u32 = 0x2000_0000;
 /// The `DEBUG` flags of 2.6.32 (`SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER`) plus
 /// `SLAB_CONSISTENCY_CHECKS` (2.6.32's `SLAB_DEBUG_FREE`: `check_slabp` on every slow path).
-pub const DEBUG_FLAGS: u32 = SlabFlags::RED_ZONE.0
+pub(crate) const DEBUG_FLAGS: u32 = SlabFlags::RED_ZONE.0
     | SlabFlags::POISON.0
     | SlabFlags::STORE_USER.0
     | SlabFlags::CONSISTENCY_CHECKS.0;
 /// Any of these sends the cache's allocations and frees down the debug path (decided once, at
 /// creation: one flag test on the fast path).
-pub const CFLGS_DEBUG_PATH: u32 = DEBUG_FLAGS | CFLGS_INIT_ON_ALLOC | CFLGS_INIT_ON_FREE;
+pub(crate) const CFLGS_DEBUG_PATH: u32 = DEBUG_FLAGS | CFLGS_INIT_ON_ALLOC | CFLGS_INIT_ON_FREE;
 /// `REDZONE_ALIGN = max(BYTES_PER_WORD, __alignof__(unsigned long long))`.
-pub const REDZONE_ALIGN: usize = 8;
+pub(crate) const REDZONE_ALIGN: usize = 8;
 /// Flags honoured at creation (`CREATE_MASK` of a `DEBUG` build).
 const CREATE_MASK: u32 = DEBUG_FLAGS
     | SlabFlags::HWCACHE_ALIGN.0
@@ -73,17 +77,55 @@ const CREATE_MASK: u32 = DEBUG_FLAGS
 /// `local_irq_save` stand-in) and the CPU's node, one cache line per CPU.
 #[repr(C, align(64))]
 #[derive(Debug)]
-pub struct CpuSlot {
+pub(crate) struct CpuSlot {
     /// Held around every use of `ac` (fast paths, drains, `do_ccupdate_local`).
-    pub lock: LocalLock,
+    pub(crate) lock: LocalLock,
     /// `cpu_to_node(cpu)`.
-    pub node: u16,
-    /// The CPU's array cache.
-    pub ac: *mut ArrayCache,
+    pub(crate) node: u16,
+    /// The CPU's array cache: written by the holder of `lock` (a `SlotGuard`), read by it and
+    /// by the rseq sequences on this CPU (fastpath.rs).
+    pub(crate) ac: UnsafeCell<*mut ArrayCache>,
     /// rseq mode's busy mark (see `fastpath.rs`): non-zero while a holder of `lock` works on
     /// `ac` (or swaps it), so the rseq fast paths on this CPU fall back to the locked path.
     /// Set and cleared only by the holder of `lock`.
-    pub busy: core::sync::atomic::AtomicUsize,
+    pub(crate) busy: core::sync::atomic::AtomicUsize,
+}
+
+impl CpuSlot {
+    /// Writes a slot in place (creation, bootstrap).
+    ///
+    /// # Safety
+    /// `slot` valid for writes; nobody else uses it yet.
+    pub(crate) unsafe fn init(slot: *mut CpuSlot, node: usize, ac: *mut ArrayCache) {
+        // SAFETY: valid for writes (contract).
+        unsafe {
+            slot.write(CpuSlot {
+                lock: LocalLock::new(),
+                node: node as u16,
+                ac: UnsafeCell::new(ac),
+                busy: core::sync::atomic::AtomicUsize::new(0),
+            });
+        }
+    }
+
+    /// The array pointer, read by the single thread that bootstraps or creates the cache
+    /// (no slot lock taken, none needed).
+    ///
+    /// # Safety
+    /// Nobody else uses the slot (bootstrap, creation or destruction of its cache).
+    pub(crate) unsafe fn ac_unshared(&self) -> *mut ArrayCache {
+        // SAFETY: no concurrent writer (contract).
+        unsafe { *self.ac.get() }
+    }
+
+    /// Sets the array pointer without the slot lock.
+    ///
+    /// # Safety
+    /// As [`Self::ac_unshared`].
+    pub(crate) unsafe fn set_ac_unshared(&self, ac: *mut ArrayCache) {
+        // SAFETY: no concurrent reader or writer (contract).
+        unsafe { *self.ac.get() = ac };
+    }
 }
 
 /// `struct kmem_cache` of 2.6.32. Variable size: `array` (one [`CpuSlot`] per CPU) and
@@ -91,10 +133,10 @@ pub struct CpuSlot {
 /// kernel's `nodelists[]` is sized to `nr_node_ids` at boot.
 #[repr(C)]
 #[derive(Debug)]
-pub struct KmemCache {
+pub(crate) struct KmemCache {
     // First cache line: everything the fast paths and the free checks read.
-    /// [`CACHE_MAGIC`] while alive (stale-handle check).
-    pub magic: usize,
+    /// [`CACHE_MAGIC`] while alive (stale-handle check); 0 once destroyed.
+    pub magic: AtomicUsize,
     /// `array[]`: one slot per CPU.
     pub array: *mut CpuSlot,
     /// `nodelists[]`: one per node.
@@ -134,8 +176,9 @@ pub struct KmemCache {
     pub ctor: Option<Ctor>,
     /// Name.
     pub name: CacheName,
-    /// Link on the cache chain.
-    pub next: ListHead,
+    /// Link on the cache chain (written under `cache_chain_mutex` while other threads use
+    /// the cache, hence the cell).
+    pub next: UnsafeCell<ListHead>,
     /// `obj_size`: the object size the caller sees (the requested size rounded up to a word,
     /// as 2.6.32 `DEBUG` stores it; what `ksize` returns for a debug cache).
     pub obj_size: usize,
@@ -147,14 +190,94 @@ pub struct KmemCache {
 
 const _: () = assert!(core::mem::offset_of!(KmemCache, batchcount) + 4 <= 64);
 
+// SAFETY: the fields written after creation are atomics or cells written under the locks the
+// crate header lists (`next` under the chain mutex); the raw pointers name per-CPU and
+// per-node structures protected by their own locks.
+unsafe impl Sync for KmemCache {}
+// SAFETY: see Sync.
+unsafe impl Send for KmemCache {}
+
+impl KmemCache {
+    /// The kmalloc cache of this cache's off-slab descriptors.
+    pub(crate) fn slabp_cache(&self) -> Option<&KmemCache> {
+        // SAFETY: a kmalloc cache, never destroyed while its instance lives.
+        unsafe { self.slabp_cache.as_ref() }
+    }
+
+    /// The chain link.
+    pub(crate) fn chain_link(&self) -> *mut ListHead {
+        // Derived from `self` as a raw pointer, with no narrower reference in between: the
+        // link's provenance covers the whole object, which `cache_from_chain` goes back to.
+        core::ptr::from_ref(self)
+            .cast_mut()
+            .wrapping_byte_add(core::mem::offset_of!(KmemCache, next))
+            .cast::<ListHead>()
+    }
+
+    /// The magic word (one relaxed load: the handle check of every public call).
+    #[inline(always)]
+    pub(crate) fn magic(&self) -> usize {
+        self.magic.load(Ordering::Relaxed)
+    }
+
+    /// Whether the slab descriptor lives off-slab.
+    pub(crate) fn off_slab(&self) -> bool {
+        self.flags & CFLGS_OFF_SLAB != 0
+    }
+
+    /// Whether allocations and frees take the debug path (`CFLGS_DEBUG_PATH`).
+    #[inline(always)]
+    pub(crate) fn debug_path(&self) -> bool {
+        self.flags & CFLGS_DEBUG_PATH != 0
+    }
+
+    /// Whether the cache has any `DEBUG` flag (layout, checks) — not just `init_on_*`.
+    #[inline(always)]
+    pub(crate) fn is_debug(&self) -> bool {
+        self.flags & DEBUG_FLAGS != 0
+    }
+
+    /// `cpu`'s slot of `array[]`.
+    ///
+    /// # Safety
+    /// `cpu < nr_cpus` of the instance (the length of `array[]`).
+    #[inline(always)]
+    pub(crate) unsafe fn slot_unchecked(&self, cpu: usize) -> &CpuSlot {
+        // SAFETY: `array` points at nr_cpus initialised slots in this object (both creation
+        // paths write every one before the cache is used); cpu < nr_cpus (contract).
+        unsafe { &*self.array.add(cpu) }
+    }
+
+    /// `nodelists[node]` (null while the cache is being set up).
+    ///
+    /// # Safety
+    /// `node < nr_nodes` of the instance.
+    #[inline(always)]
+    pub(crate) unsafe fn nodelist_unchecked(&self, node: usize) -> *mut KmemList3 {
+        // SAFETY: the array has nr_nodes entries (contract).
+        unsafe { *self.nodelists.add(node) }
+    }
+
+    /// Sets `nodelists[node]` (creation, bootstrap, destruction).
+    ///
+    /// # Safety
+    /// `node < nr_nodes`; nobody else uses the cache's node lists (bootstrap, creation or
+    /// destruction).
+    pub(crate) unsafe fn set_nodelist(&self, node: usize, l3: *mut KmemList3) {
+        // SAFETY: the array is outside the struct proper (trailing, reached through the raw
+        // `nodelists` pointer) and has nr_nodes entries; no concurrent user (contract).
+        unsafe { *self.nodelists.add(node) = l3 };
+    }
+}
+
 /// Where `array[]` starts in every `kmem_cache` object: right after the fixed part, on a cache
 /// line. A constant, so the fast paths find a CPU's slot by address arithmetic from the cache
 /// pointer, without first loading `kmem_cache.array`.
-pub const ARRAY_OFF: usize = align_up(core::mem::size_of::<KmemCache>(), 64);
+pub(crate) const ARRAY_OFF: usize = align_up(core::mem::size_of::<KmemCache>(), 64);
 
 /// Size of a `kmem_cache` object for `nr_cpus` CPUs and `nr_nodes` nodes, and the offsets of
 /// its two trailing arrays.
-pub const fn kmem_cache_layout(nr_cpus: usize, nr_nodes: usize) -> (usize, usize, usize) {
+pub(crate) const fn kmem_cache_layout(nr_cpus: usize, nr_nodes: usize) -> (usize, usize, usize) {
     let array_off = ARRAY_OFF;
     let nodelists_off = array_off + nr_cpus * core::mem::size_of::<CpuSlot>();
     (
@@ -213,11 +336,6 @@ pub struct Geometry {
     /// The flags after the alignment rules (red zone / store user dropped when the alignment
     /// exceeds 8, as `kmem_cache_create` does silently).
     pub flags: SlabFlags,
-}
-
-/// `fls(x)`: the 1-based index of the highest set bit (0 for 0).
-const fn fls(x: usize) -> u32 {
-    usize::BITS - x.leading_zeros()
 }
 
 /// The `FORCED_DEBUG` rule of 2.6.32 `kmem_cache_create`: red zone and last-user word for
@@ -387,35 +505,6 @@ pub const fn free_limit(nr_cpus_node: usize, batchcount: usize, num: usize) -> u
 }
 
 impl SlabGlobals {
-    /// The slot of `cpu` in `cachep.array[]`.
-    ///
-    /// # Safety
-    /// `cachep` a live cache; `cpu < nr_cpus`.
-    #[inline(always)]
-    pub(crate) unsafe fn cpu_slot(&self, cachep: *const KmemCache, cpu: usize) -> *mut CpuSlot {
-        let slot = cachep
-            .cast::<u8>()
-            .cast_mut()
-            .wrapping_add(ARRAY_OFF)
-            .cast::<CpuSlot>()
-            .wrapping_add(cpu);
-        // Both creation paths (bootstrap's cache_cache, kmem_cache_create) place array[] at
-        // ARRAY_OFF of the object; `array` records it for readers of the structure.
-        // SAFETY: cachep is live (contract), so its `array` field is readable.
-        debug_assert_eq!(slot, unsafe { (*cachep).array.wrapping_add(cpu) });
-        slot
-    }
-
-    /// `nodelists[node]`.
-    ///
-    /// # Safety
-    /// `cachep` live; `node < nr_nodes`.
-    #[inline(always)]
-    pub(crate) unsafe fn l3(&self, cachep: *const KmemCache, node: usize) -> *mut KmemList3 {
-        // SAFETY: the array has nr_nodes entries.
-        unsafe { *(*cachep).nodelists.add(node) }
-    }
-
     /// `alloc_arraycache(node, entries, batchcount)`: kmalloc_node of an array cache.
     pub(crate) fn alloc_arraycache(
         &self,
@@ -432,27 +521,32 @@ impl SlabGlobals {
         ac
     }
 
+    /// A kmalloc'd table of `n` pointers, all null (`None` when out of memory).
+    pub(crate) fn alloc_ptr_table<T>(&self, n: usize, node: Option<usize>) -> Option<*mut *mut T> {
+        let bytes = n * core::mem::size_of::<*mut T>();
+        let p = match node {
+            Some(node) => self.kmalloc_node_internal(bytes, node)?,
+            None => self.kmalloc_internal(bytes)?,
+        };
+        let t = p.as_ptr().cast::<*mut T>();
+        // SAFETY: a fresh object of n pointers.
+        unsafe { core::slice::from_raw_parts_mut(t, n).fill(null_mut()) };
+        Some(t)
+    }
+
     /// `alloc_alien_cache(node, limit)`: one array per other node, 12 entries when `limit > 1`.
     pub(crate) fn alloc_alien_cache(&self, node: usize, limit: u32) -> *mut *mut ArrayCache {
         let limit = if limit > 1 { 12 } else { limit };
-        let Some(p) = self.kmalloc_node_internal(self.nr_nodes * 8, node) else {
+        let Some(ac_ptr) = self.alloc_ptr_table::<ArrayCache>(self.nr_nodes, Some(node)) else {
             return null_mut();
         };
-        let ac_ptr = p.as_ptr().cast::<*mut ArrayCache>();
-        for i in 0..self.nr_nodes {
-            // SAFETY: ac_ptr has nr_nodes entries.
-            unsafe { *ac_ptr.add(i) = null_mut() };
-        }
-        for i in 0..self.nr_nodes {
-            if i == node {
-                continue;
-            }
+        for i in (0..self.nr_nodes).filter(|&i| i != node) {
             let ac = self.alloc_arraycache(node, limit, 0xbaad_f00d);
             if ac.is_null() {
                 self.free_alien_cache(ac_ptr);
                 return null_mut();
             }
-            // SAFETY: i < nr_nodes.
+            // SAFETY: i < nr_nodes, the table's length.
             unsafe { *ac_ptr.add(i) = ac };
         }
         ac_ptr
@@ -464,7 +558,7 @@ impl SlabGlobals {
             return;
         }
         for i in 0..self.nr_nodes {
-            // SAFETY: ac_ptr has nr_nodes entries, each null or a kmalloc'd array.
+            // SAFETY: ac_ptr has nr_nodes entries, each null or a kmalloc'd array nobody uses.
             unsafe { self.kfree_internal((*ac_ptr.add(i)).cast()) };
         }
         // SAFETY: ac_ptr itself was kmalloc'd.
@@ -479,7 +573,7 @@ impl SlabGlobals {
         align: usize,
         flags: SlabFlags,
         ctor: Option<Ctor>,
-    ) -> Result<*mut KmemCache, SlabError> {
+    ) -> Result<&KmemCache, SlabError> {
         let cname = common::api::check_cache_args(name, size, align, KMALLOC_MAX_SIZE)?;
         let flags = self.debug_create_flags(size, flags, ctor.is_some());
         let flags = SlabFlags(flags.0 & CREATE_MASK);
@@ -496,124 +590,191 @@ impl SlabGlobals {
             self.cache_line_size,
         )?;
         // Get the cache's descriptor object (kmem_cache_zalloc(&cache_cache)).
-        let cc = self.cache_cache;
-        let Some(mem) = self.cache_alloc_internal(cc, Gfp::ZERO) else {
+        let Some(mem) = self.cache_alloc_internal(self.cache_cache(), Gfp::ZERO) else {
             return Err(SlabError::NoMemory);
         };
-        let cachep = mem.as_ptr().cast::<KmemCache>();
-        let (_, array_off, nodelists_off) = kmem_cache_layout(self.nr_cpus, self.nr_nodes);
-        // SAFETY: a zeroed object of cache_cache, large enough for the layout.
-        unsafe {
-            (*cachep).instance = self.instance;
-            (*cachep).buffer_size = geo.size;
-            (*cachep).reciprocal_buffer_size = reciprocal_value(geo.size as u32);
-            (*cachep).buffer_size_divides = common::ExactDiv::new(geo.size as u32);
-            (*cachep).flags = geo.flags.0
-                | if geo.off_slab { CFLGS_OFF_SLAB } else { 0 }
-                | self.init_flags(geo.flags, ctor.is_some());
-            (*cachep).obj_offset = geo.obj_offset as u32;
-            (*cachep).num = geo.num as u32;
-            (*cachep).gfporder = geo.gfporder as u32;
-            (*cachep).colour = geo.colour;
-            (*cachep).colour_off = geo.colour_off;
-            (*cachep).slab_size = geo.slab_size;
-            (*cachep).ctor = ctor;
-            addr_of_mut!((*cachep).name).write(cname);
-            (*cachep).obj_size = geo.obj_size;
-            (*cachep).array = mem.as_ptr().add(array_off).cast();
-            (*cachep).nodelists = mem.as_ptr().add(nodelists_off).cast();
-            for cpu in 0..self.nr_cpus {
-                let slot = self.cpu_slot(cachep, cpu);
-                addr_of_mut!((*slot).lock).write(LocalLock::new());
-                addr_of_mut!((*slot).busy).write(core::sync::atomic::AtomicUsize::new(0));
-                (*slot).node = self.cpu_node[cpu] as u16;
-                (*slot).ac = null_mut();
-            }
-            if geo.off_slab {
-                (*cachep).slabp_cache = self.find_general_cachep(geo.slab_size);
-                assert!(!(*cachep).slabp_cache.is_null());
-            }
-            if let Err(e) = self.setup_cpu_cache(cachep) {
-                self.__kmem_cache_destroy(cachep);
-                return Err(e);
-            }
-            (*cachep).magic = if (*cachep).flags & CFLGS_DEBUG_PATH != 0 {
-                CACHE_MAGIC_DEBUG
-            } else {
-                CACHE_MAGIC
-            };
-            ListHead::add(addr_of_mut!((*cachep).next), self.cache_chain_head());
+        let raw = mem.as_ptr().cast::<KmemCache>();
+        // SAFETY: a zeroed object of cache_cache, large enough for the layout, nobody else's.
+        unsafe { self.init_cache_object(raw, cname, &geo, ctor) };
+        // SAFETY: initialised above; lives until kmem_cache_destroy.
+        let cachep = unsafe { &*raw };
+        if geo.off_slab {
+            assert!(cachep.slabp_cache().is_some());
         }
+        // SAFETY: being created, not yet visible to other threads.
+        if let Err(e) = unsafe { self.setup_cpu_cache(cachep) } {
+            // SAFETY: no slabs, nobody uses it.
+            unsafe { self.__kmem_cache_destroy(cachep) };
+            return Err(e);
+        }
+        let magic = if cachep.debug_path() {
+            CACHE_MAGIC_DEBUG
+        } else {
+            CACHE_MAGIC
+        };
+        cachep.magic.store(magic, Ordering::Relaxed);
+        // SAFETY: chain mutex held.
+        unsafe { ListHead::add(cachep.chain_link(), self.cache_chain_head()) };
         Ok(cachep)
+    }
+
+    /// Writes the fields of a fresh `kmem_cache` object from its geometry (the assignment
+    /// half of `kmem_cache_create`), its CPU slots with no array yet.
+    ///
+    /// # Safety
+    /// `cachep` is a zeroed `cache_cache` object nobody else uses.
+    unsafe fn init_cache_object(
+        &self,
+        cachep: *mut KmemCache,
+        name: CacheName,
+        geo: &Geometry,
+        ctor: Option<Ctor>,
+    ) {
+        let (_, array_off, nodelists_off) = kmem_cache_layout(self.nr_cpus, self.nr_nodes);
+        let flags = geo.flags.0
+            | if geo.off_slab { CFLGS_OFF_SLAB } else { 0 }
+            | self.init_flags(geo.flags, ctor.is_some());
+        let slabp_cache = if geo.off_slab {
+            self.find_general_cachep(geo.slab_size)
+                .map(core::ptr::from_ref)
+        } else {
+            None
+        };
+        // The trailing arrays lie inside the object (kmem_cache_layout).
+        let base = cachep.cast::<u8>();
+        let array = base.wrapping_add(array_off).cast::<CpuSlot>();
+        let value = KmemCache {
+            magic: AtomicUsize::new(0),
+            array,
+            nodelists: base.wrapping_add(nodelists_off).cast(),
+            buffer_size: geo.size,
+            buffer_size_divides: common::ExactDiv::new(geo.size as u32),
+            flags,
+            num: geo.num as u32,
+            instance: self.instance,
+            obj_offset: geo.obj_offset as u32,
+            batchcount: AtomicU32::new(0),
+            limit: AtomicU32::new(0),
+            shared: AtomicU32::new(0),
+            reciprocal_buffer_size: reciprocal_value(geo.size as u32),
+            gfporder: geo.gfporder as u32,
+            colour: geo.colour,
+            colour_off: geo.colour_off,
+            slabp_cache: slabp_cache.map_or(null_mut(), <*const KmemCache>::cast_mut),
+            slab_size: geo.slab_size,
+            ctor,
+            name,
+            next: UnsafeCell::new(ListHead::new()),
+            obj_size: geo.obj_size,
+            debug_errors: core::sync::atomic::AtomicU64::new(0),
+            stats: CacheStats::default(),
+        };
+        // SAFETY: valid for writes, exclusive (contract).
+        unsafe { cachep.write(value) };
+        for cpu in 0..self.nr_cpus {
+            // SAFETY: slot `cpu` of the trailing array, inside the object, ours.
+            unsafe { CpuSlot::init(array.add(cpu), self.cpu_node[cpu] as usize, null_mut()) };
+        }
     }
 
     /// `setup_cpu_cache`: boot arrays and list3s by bootstrap state, or `enable_cpucache`.
     ///
     /// # Safety
     /// `cachep` being created, not yet visible to other threads.
-    pub(crate) unsafe fn setup_cpu_cache(&self, cachep: *mut KmemCache) -> Result<(), SlabError> {
+    pub(crate) unsafe fn setup_cpu_cache(&self, cachep: &KmemCache) -> Result<(), SlabError> {
         let state = self.cpucache_up();
         if state == CpuCacheUp::Full {
             // SAFETY: forwarded.
             return unsafe { self.enable_cpucache(cachep) };
         }
-        // SAFETY: bootstrap runs on one thread; the static init structures live in the globals.
-        unsafe {
-            if state == CpuCacheUp::None {
-                // The INDEX_AC cache: every CPU shares the static initarray_generic until
-                // step 4 (bootstrap is single-threaded).
-                let ac = self.initarray_generic_ptr();
-                for cpu in 0..self.nr_cpus {
-                    (*self.cpu_slot(cachep, cpu)).ac = ac;
-                }
-                self.set_up_list3s(cachep, crate::bootstrap::SIZE_AC);
-                self.set_cpucache_up(if crate::kmalloc::INDEX_AC == crate::kmalloc::INDEX_L3 {
-                    CpuCacheUp::PartialL3
-                } else {
-                    CpuCacheUp::PartialAc
-                });
-            } else {
-                for cpu in 0..self.nr_cpus {
-                    let p = self
-                        .kmalloc_internal(crate::arraycache::ARRAYCACHE_INIT_SIZE)
-                        .ok_or(SlabError::NoMemory)?;
-                    (*self.cpu_slot(cachep, cpu)).ac = p.as_ptr().cast();
-                }
-                if state == CpuCacheUp::PartialAc {
-                    self.set_up_list3s(cachep, crate::bootstrap::SIZE_L3);
-                    self.set_cpucache_up(CpuCacheUp::PartialL3);
-                } else {
-                    for node in 0..self.nr_nodes {
-                        let p = self
-                            .kmalloc_node_internal(core::mem::size_of::<KmemList3>(), node)
-                            .ok_or(SlabError::NoMemory)?;
-                        let l3 = p.as_ptr().cast::<KmemList3>();
-                        kmem_list3_init(l3);
-                        *(*cachep).nodelists.add(node) = l3;
-                    }
-                }
-            }
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                (*l3).next_reap = self.next_reap_initial(cachep);
-            }
+        // SAFETY: bootstrap runs on one thread; the cache is not visible yet.
+        unsafe { self.setup_cpu_cache_boot(cachep, state)? };
+        for node in 0..self.nr_nodes {
+            let l3 = self.lock_list(cachep, node);
+            l3.set_next_reap(self.next_reap_initial(cachep));
+        }
+        for cpu in 0..self.nr_cpus {
+            // SAFETY: bootstrap: nobody else uses the slots; each holds a boot-sized array.
+            unsafe {
+                ac_init(
+                    self.cpu_slot(cachep, cpu).ac_unshared(),
+                    BOOT_CPUCACHE_ENTRIES as u32,
+                    1,
+                );
+            };
+        }
+        cachep.batchcount.store(1, Ordering::Relaxed);
+        cachep
+            .limit
+            .store(BOOT_CPUCACHE_ENTRIES as u32, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The bootstrap-state half of `setup_cpu_cache`: the static head array for the
+    /// `INDEX_AC` cache (state `NONE`), kmalloc'd ones after it; the static list3s of `SIZE_AC`
+    /// / `SIZE_L3`, kmalloc_node'd ones after `PARTIAL_L3`.
+    ///
+    /// # Safety
+    /// As [`Self::setup_cpu_cache`], during bootstrap.
+    unsafe fn setup_cpu_cache_boot(
+        &self,
+        cachep: &KmemCache,
+        state: CpuCacheUp,
+    ) -> Result<(), SlabError> {
+        if state == CpuCacheUp::None {
+            // The INDEX_AC cache: every CPU shares the static initarray_generic until step 4.
+            let ac = self.initarray_generic_ptr();
             for cpu in 0..self.nr_cpus {
-                let ac = (*self.cpu_slot(cachep, cpu)).ac;
-                ac_init(ac, BOOT_CPUCACHE_ENTRIES as u32, 1);
+                // SAFETY: bootstrap is single-threaded.
+                unsafe { self.cpu_slot(cachep, cpu).set_ac_unshared(ac) };
             }
-            (*cachep).batchcount.store(1, Ordering::Relaxed);
-            (*cachep)
-                .limit
-                .store(BOOT_CPUCACHE_ENTRIES as u32, Ordering::Relaxed);
+            // SAFETY: bootstrap.
+            unsafe { self.set_up_list3s(cachep, crate::bootstrap::SIZE_AC) };
+            self.set_cpucache_up(if crate::kmalloc::INDEX_AC == crate::kmalloc::INDEX_L3 {
+                CpuCacheUp::PartialL3
+            } else {
+                CpuCacheUp::PartialAc
+            });
+            return Ok(());
+        }
+        for cpu in 0..self.nr_cpus {
+            let p = self
+                .kmalloc_internal(crate::arraycache::ARRAYCACHE_INIT_SIZE)
+                .ok_or(SlabError::NoMemory)?;
+            // SAFETY: bootstrap is single-threaded.
+            unsafe {
+                self.cpu_slot(cachep, cpu)
+                    .set_ac_unshared(p.as_ptr().cast());
+            };
+        }
+        if state == CpuCacheUp::PartialAc {
+            // SAFETY: bootstrap.
+            unsafe { self.set_up_list3s(cachep, crate::bootstrap::SIZE_L3) };
+            self.set_cpucache_up(CpuCacheUp::PartialL3);
+            return Ok(());
+        }
+        for node in 0..self.nr_nodes {
+            let l3 = self.alloc_kmem_list3(node).ok_or(SlabError::NoMemory)?;
+            // SAFETY: node < nr_nodes; the cache is not visible yet.
+            unsafe { cachep.set_nodelist(node, l3) };
         }
         Ok(())
     }
 
+    /// A kmalloc_node'd, initialised `kmem_list3` on `node`.
+    pub(crate) fn alloc_kmem_list3(&self, node: usize) -> Option<*mut KmemList3> {
+        let p = self.kmalloc_node_internal(core::mem::size_of::<KmemList3>(), node)?;
+        let l3 = p.as_ptr().cast::<KmemList3>();
+        // SAFETY: a fresh INDEX_L3 object, never moved.
+        unsafe { kmem_list3_init(l3) };
+        Some(l3)
+    }
+
     /// `jiffies + REAPTIMEOUT_LIST3 + cachep % REAPTIMEOUT_LIST3`: staggered first node reap.
-    pub(crate) fn next_reap_initial(&self, cachep: *const KmemCache) -> usize {
+    pub(crate) fn next_reap_initial(&self, cachep: &KmemCache) -> usize {
         self.jiffies()
             .wrapping_add(REAPTIMEOUT_LIST3)
-            .wrapping_add((cachep as usize / 64) % REAPTIMEOUT_LIST3)
+            .wrapping_add((core::ptr::from_ref(cachep) as usize / 64) % REAPTIMEOUT_LIST3)
     }
 
     /// `enable_cpucache`: the size table (or the settings' override) through
@@ -621,12 +782,10 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `cachep` live; the chain mutex (or bootstrap exclusivity) held.
-    pub(crate) unsafe fn enable_cpucache(&self, cachep: *mut KmemCache) -> Result<(), SlabError> {
-        // SAFETY: live cache.
-        let size = unsafe { (*cachep).buffer_size };
-        let (mut limit, mut batch, mut shared) = cpucache_tunables(size, self.num_possible_cpus);
-        // SAFETY: live cache.
-        if unsafe { (*cachep).flags } & DEBUG_FLAGS != 0 && limit > 32 {
+    pub(crate) unsafe fn enable_cpucache(&self, cachep: &KmemCache) -> Result<(), SlabError> {
+        let (mut limit, mut batch, mut shared) =
+            cpucache_tunables(cachep.buffer_size, self.num_possible_cpus);
+        if cachep.is_debug() && limit > 32 {
             // DEBUG: large batches mean long stretches with the array locked.
             limit = 32;
             batch = (limit + 1) / 2;
@@ -648,205 +807,163 @@ impl SlabGlobals {
     /// `cachep` live; chain mutex held (or bootstrap).
     pub(crate) unsafe fn do_tune_cpucache(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         limit: u32,
         batchcount: u32,
         shared: u32,
     ) -> Result<(), SlabError> {
-        let Some(newp) = self.kmalloc_internal(self.nr_cpus * 8) else {
-            return Err(SlabError::NoMemory);
-        };
-        let new = newp.as_ptr().cast::<*mut ArrayCache>();
-        // SAFETY: `new` has nr_cpus entries; slots belong to a live cache.
-        unsafe {
-            for i in 0..self.nr_cpus {
-                let ac = self.alloc_arraycache(self.cpu_node[i] as usize, limit, batchcount);
-                if ac.is_null() {
-                    for j in 0..i {
-                        self.kfree_internal((*new.add(j)).cast());
-                    }
-                    self.kfree_internal(new.cast());
-                    return Err(SlabError::NoMemory);
+        let new = self
+            .alloc_ptr_table::<ArrayCache>(self.nr_cpus, None)
+            .ok_or(SlabError::NoMemory)?;
+        // SAFETY: a fresh table of nr_cpus pointers, ours alone until freed below.
+        let table = unsafe { core::slice::from_raw_parts_mut(new, self.nr_cpus) };
+        for (i, entry) in table.iter_mut().enumerate() {
+            *entry = self.alloc_arraycache(self.cpu_node[i] as usize, limit, batchcount);
+            if entry.is_null() {
+                for ac in table.iter() {
+                    // SAFETY: fresh arrays nobody uses (or null).
+                    unsafe { self.kfree_internal(ac.cast()) };
                 }
-                *new.add(i) = ac;
+                // SAFETY: the table itself.
+                unsafe { self.kfree_internal(new.cast()) };
+                return Err(SlabError::NoMemory);
             }
-            for i in 0..self.nr_cpus {
-                let slot = self.cpu_slot(cachep, i);
-                self.slot_lock(slot, i);
-                let old = (*slot).ac;
-                (*slot).ac = *new.add(i);
-                *new.add(i) = old;
-                self.slot_unlock(slot);
-            }
-            (*cachep).batchcount.store(batchcount, Ordering::Relaxed);
-            (*cachep).limit.store(limit, Ordering::Relaxed);
-            (*cachep).shared.store(shared, Ordering::Relaxed);
-            for i in 0..self.nr_cpus {
-                let ccold = *new.add(i);
-                if ccold.is_null() {
-                    continue;
-                }
-                let node = self.cpu_node[i] as usize;
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                self.free_block(cachep, ac_entry(ccold), (*ccold).avail as usize, node);
-                (*l3).list_lock.unlock();
-                if !self.is_static_array(ccold) {
-                    self.kfree_internal(ccold.cast());
-                }
-            }
-            self.kfree_internal(new.cast());
-            self.alloc_kmemlist(cachep)
         }
+        for (i, entry) in table.iter_mut().enumerate() {
+            let slot = self.slot_lock(cachep, i);
+            *entry = slot.replace_ac(*entry);
+        }
+        cachep.batchcount.store(batchcount, Ordering::Relaxed);
+        cachep.limit.store(limit, Ordering::Relaxed);
+        cachep.shared.store(shared, Ordering::Relaxed);
+        for (i, &ccold) in table.iter().enumerate() {
+            if ccold.is_null() {
+                continue;
+            }
+            let l3 = self.lock_list(cachep, self.cpu_node[i] as usize);
+            // SAFETY: swapped out above: nobody else can reach this array any more.
+            let old = unsafe { ArrayRef::new(ccold) };
+            // SAFETY: the array's objects belong to this cache and node, handed out to it.
+            unsafe { self.free_block(cachep, &l3, old.entries(), old.avail() as usize) };
+            drop(l3);
+            if !self.is_static_array(ccold) {
+                // SAFETY: a kmalloc'd array nobody uses.
+                unsafe { self.kfree_internal(ccold.cast()) };
+            }
+        }
+        // SAFETY: the table itself.
+        unsafe { self.kfree_internal(new.cast()) };
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_kmemlist(cachep) }
     }
 
     /// `alloc_kmemlist`: (re)builds each node's shared array, alien arrays and `free_limit`.
     ///
     /// # Safety
     /// `cachep` live; chain mutex held.
-    pub(crate) unsafe fn alloc_kmemlist(&self, cachep: *mut KmemCache) -> Result<(), SlabError> {
-        // SAFETY: live cache; l3 fields changed under list_lock.
-        unsafe {
-            let limit = (*cachep).limit.load(Ordering::Relaxed);
-            let batch = (*cachep).batchcount.load(Ordering::Relaxed);
-            let shared = (*cachep).shared.load(Ordering::Relaxed);
-            for node in 0..self.nr_nodes {
-                let mut new_alien = null_mut();
-                if self.use_alien_caches {
-                    new_alien = self.alloc_alien_cache(node, limit);
-                    if new_alien.is_null() {
-                        return Err(SlabError::NoMemory);
-                    }
+    pub(crate) unsafe fn alloc_kmemlist(&self, cachep: &KmemCache) -> Result<(), SlabError> {
+        let limit = cachep.limit.load(Ordering::Relaxed);
+        let batch = cachep.batchcount.load(Ordering::Relaxed);
+        let shared = cachep.shared.load(Ordering::Relaxed);
+        for node in 0..self.nr_nodes {
+            let mut new_alien = null_mut();
+            if self.use_alien_caches {
+                new_alien = self.alloc_alien_cache(node, limit);
+                if new_alien.is_null() {
+                    return Err(SlabError::NoMemory);
                 }
-                let mut new_shared = null_mut();
-                if shared > 0 {
-                    new_shared = self.alloc_arraycache(node, shared * batch, 0xbaad_f00d);
-                    if new_shared.is_null() {
-                        self.free_alien_cache(new_alien);
-                        return Err(SlabError::NoMemory);
-                    }
-                }
-                let mut l3 = self.l3(cachep, node);
-                if l3.is_null() {
-                    let Some(p) =
-                        self.kmalloc_node_internal(core::mem::size_of::<KmemList3>(), node)
-                    else {
-                        self.free_alien_cache(new_alien);
-                        self.kfree_internal(new_shared.cast());
-                        return Err(SlabError::NoMemory);
-                    };
-                    l3 = p.as_ptr().cast();
-                    kmem_list3_init(l3);
-                    (*l3).next_reap = self.next_reap_initial(cachep);
-                    *(*cachep).nodelists.add(node) = l3;
-                }
-                (*l3).list_lock.lock();
-                let old_shared = (*l3).shared;
-                if !old_shared.is_null() {
-                    self.free_block(
-                        cachep,
-                        ac_entry(old_shared),
-                        (*old_shared).avail as usize,
-                        node,
-                    );
-                }
-                (*l3).shared = new_shared;
-                if (*l3).alien.load(Ordering::Relaxed).is_null() {
-                    (*l3).alien.store(new_alien, Ordering::Release);
-                    new_alien = null_mut();
-                }
-                (*l3).free_limit = free_limit(
-                    self.nr_cpus_node[node] as usize,
-                    batch as usize,
-                    (*cachep).num as usize,
-                ) as u32;
-                (*l3).list_lock.unlock();
-                self.kfree_internal(old_shared.cast());
-                self.free_alien_cache(new_alien);
             }
+            let mut new_shared = null_mut();
+            if shared > 0 {
+                new_shared = self.alloc_arraycache(node, shared * batch, 0xbaad_f00d);
+                if new_shared.is_null() {
+                    self.free_alien_cache(new_alien);
+                    return Err(SlabError::NoMemory);
+                }
+            }
+            if self.l3(cachep, node).is_null() {
+                let Some(l3) = self.alloc_kmem_list3(node) else {
+                    self.free_alien_cache(new_alien);
+                    // SAFETY: a fresh array nobody uses.
+                    unsafe { self.kfree_internal(new_shared.cast()) };
+                    return Err(SlabError::NoMemory);
+                };
+                // SAFETY: node < nr_nodes; only creation reaches here with a missing list3.
+                unsafe { cachep.set_nodelist(node, l3) };
+                self.lock_list(cachep, node)
+                    .set_next_reap(self.next_reap_initial(cachep));
+            }
+            let l3 = self.lock_list(cachep, node);
+            if let Some(old) = l3.shared() {
+                // SAFETY: the old shared array's objects are handed-out objects of this node.
+                unsafe { self.free_block(cachep, &l3, old.entries(), old.avail() as usize) };
+            }
+            let old_shared = l3.replace_shared(new_shared);
+            if self.install_alien(l3.l3(), new_alien) {
+                new_alien = null_mut();
+            }
+            l3.set_free_limit(free_limit(
+                self.nr_cpus_node[node] as usize,
+                batch as usize,
+                cachep.num as usize,
+            ));
+            drop(l3);
+            // SAFETY: swapped out under the lock: nobody reaches it any more.
+            unsafe { self.kfree_internal(old_shared.cast()) };
+            self.free_alien_cache(new_alien);
         }
         Ok(())
     }
 
+    /// Installs `alien` as `l3`'s alien table if it has none (set once); `true` if installed.
+    fn install_alien(&self, l3: *mut KmemList3, alien: *mut *mut ArrayCache) -> bool {
+        // SAFETY: a live list3 (its cache is live); the table pointer is atomic.
+        let slot = unsafe { &(*l3).alien };
+        slot.compare_exchange(null_mut(), alien, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// `drain_cpu_caches`: every CPU's array (`do_drain`), then the alien arrays, then the
     /// shared arrays (forced).
-    ///
-    /// # Safety
-    /// `cachep` live.
-    pub(crate) unsafe fn drain_cpu_caches(&self, cachep: *mut KmemCache) {
-        // SAFETY: slots and l3s of a live cache; lock order slot → list_lock.
-        unsafe {
-            for cpu in 0..self.nr_cpus {
-                let slot = self.cpu_slot(cachep, cpu);
-                self.slot_lock(slot, cpu);
-                let ac = (*slot).ac;
-                let node = (*slot).node as usize;
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                self.free_block(cachep, ac_entry(ac), (*ac).avail as usize, node);
-                (*l3).list_lock.unlock();
-                (*ac).avail = 0;
-                self.slot_unlock(slot);
-            }
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                let alien = (*l3).alien.load(Ordering::Acquire);
-                if !alien.is_null() {
-                    self.drain_alien_cache(cachep, alien);
-                }
-            }
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                self.drain_shared(cachep, l3, true, node);
-            }
+    pub(crate) fn drain_cpu_caches(&self, cachep: &KmemCache) {
+        for cpu in 0..self.nr_cpus {
+            let slot = self.slot_lock(cachep, cpu);
+            let ac = slot.ac();
+            let l3 = self.lock_list(cachep, slot.node());
+            // SAFETY: the CPU array holds handed-out objects of this cache and node.
+            unsafe { self.free_block(cachep, &l3, ac.entries(), ac.avail() as usize) };
+            drop(l3);
+            ac.clear();
+        }
+        for node in 0..self.nr_nodes {
+            self.drain_alien_cache(cachep, node);
+        }
+        for node in 0..self.nr_nodes {
+            self.drain_shared(cachep, true, node);
         }
     }
 
     /// `__cache_shrink`: drains every array, frees every empty slab; `true` if slabs with
-    /// objects in use remain.
-    ///
-    /// # Safety
-    /// `cachep` live; chain mutex held.
-    pub(crate) unsafe fn __cache_shrink(&self, cachep: *mut KmemCache) -> bool {
+    /// objects in use remain. The chain mutex is held.
+    pub(crate) fn __cache_shrink(&self, cachep: &KmemCache) -> bool {
         let mut ret = false;
-        // SAFETY: live cache.
-        unsafe {
-            self.drain_cpu_caches(cachep);
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                let n = (*l3).free_objects;
-                (*l3).list_lock.unlock();
-                self.drain_freelist(cachep, l3, n);
-                (*l3).list_lock.lock();
-                ret |= !ListHead::is_empty(addr_of_mut!((*l3).slabs_full))
-                    || !ListHead::is_empty(addr_of_mut!((*l3).slabs_partial));
-                (*l3).list_lock.unlock();
-            }
+        self.drain_cpu_caches(cachep);
+        for node in 0..self.nr_nodes {
+            let n = self.lock_list(cachep, node).free_objects();
+            self.drain_freelist(cachep, node, n);
+            let l3 = self.lock_list(cachep, node);
+            ret |= !l3.is_empty(List::Full) || !l3.is_empty(List::Partial);
         }
         ret
     }
 
     /// Objects handed out (on full and partial slabs, arrays drained first).
-    ///
-    /// # Safety
-    /// `cachep` live.
-    pub(crate) unsafe fn objects_in_slabs(&self, cachep: *mut KmemCache) -> usize {
+    pub(crate) fn objects_in_slabs(&self, cachep: &KmemCache) -> usize {
         let mut n = 0;
-        // SAFETY: walk under each node's lock.
-        unsafe {
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                for head in [
-                    addr_of_mut!((*l3).slabs_full),
-                    addr_of_mut!((*l3).slabs_partial),
-                ] {
-                    for link in ListHead::iter(head) {
-                        n += (*crate::slabmgmt::slab_from_list(link)).inuse as usize;
-                    }
-                }
-                (*l3).list_lock.unlock();
+        for node in 0..self.nr_nodes {
+            let l3 = self.lock_list(cachep, node);
+            for list in [List::Full, List::Partial] {
+                n += l3.slabs(list).map(|s| s.inuse() as usize).sum::<usize>();
             }
         }
         n
@@ -857,24 +974,21 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// No other thread uses the cache.
-    pub(crate) unsafe fn kmem_cache_destroy(
-        &self,
-        cachep: *mut KmemCache,
-    ) -> Result<(), SlabError> {
+    pub(crate) unsafe fn kmem_cache_destroy(&self, cachep: &KmemCache) -> Result<(), SlabError> {
         let _chain = self.chain_lock();
-        // SAFETY: live cache, exclusive per the contract.
-        unsafe {
-            ListHead::del(addr_of_mut!((*cachep).next));
-            if self.__cache_shrink(cachep) {
-                let objects = self.objects_in_slabs(cachep);
-                if (*cachep).flags & DEBUG_FLAGS != 0 {
-                    self.report_leaks(cachep);
-                }
-                ListHead::add(addr_of_mut!((*cachep).next), self.cache_chain_head());
-                return Err(SlabError::Busy { objects });
+        // SAFETY: on the chain; chain mutex held.
+        unsafe { ListHead::del(cachep.chain_link()) };
+        if self.__cache_shrink(cachep) {
+            let objects = self.objects_in_slabs(cachep);
+            if cachep.is_debug() {
+                self.report_leaks(cachep);
             }
-            self.__kmem_cache_destroy(cachep);
+            // SAFETY: off the chain; chain mutex held.
+            unsafe { ListHead::add(cachep.chain_link(), self.cache_chain_head()) };
+            return Err(SlabError::Busy { objects });
         }
+        // SAFETY: no slabs left; nobody uses it (contract).
+        unsafe { self.__kmem_cache_destroy(cachep) };
         Ok(())
     }
 
@@ -882,29 +996,36 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// The cache has no slabs and nobody uses it.
-    pub(crate) unsafe fn __kmem_cache_destroy(&self, cachep: *mut KmemCache) {
-        // SAFETY: exclusive access per the contract.
-        unsafe {
-            (*cachep).magic = 0;
-            for cpu in 0..self.nr_cpus {
-                let ac = (*self.cpu_slot(cachep, cpu)).ac;
-                if !ac.is_null() && !self.is_static_array(ac) {
-                    self.kfree_internal(ac.cast());
-                }
-                (*self.cpu_slot(cachep, cpu)).ac = null_mut();
+    pub(crate) unsafe fn __kmem_cache_destroy(&self, cachep: &KmemCache) {
+        cachep.magic.store(0, Ordering::Relaxed);
+        for cpu in 0..self.nr_cpus {
+            let slot = self.cpu_slot(cachep, cpu);
+            // SAFETY: nobody uses the cache (contract).
+            let ac = unsafe { slot.ac_unshared() };
+            if !ac.is_null() && !self.is_static_array(ac) {
+                // SAFETY: a kmalloc'd array of this cache only.
+                unsafe { self.kfree_internal(ac.cast()) };
             }
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                if !l3.is_null() && !self.is_static_l3(l3) {
+            // SAFETY: as above.
+            unsafe { slot.set_ac_unshared(null_mut()) };
+        }
+        for node in 0..self.nr_nodes {
+            let l3 = self.l3(cachep, node);
+            if !l3.is_null() && !self.is_static_l3(l3) {
+                // SAFETY: this cache's own list3 and arrays, unused (contract).
+                unsafe {
                     self.kfree_internal((*l3).shared.cast());
-                    self.free_alien_cache((*l3).alien.load(Ordering::Acquire));
+                    self.free_alien_cache(crate::node::alien_table(l3));
                     self.kfree_internal(l3.cast());
                 }
-                *(*cachep).nodelists.add(node) = null_mut();
             }
-            let ok = self.cache_free_internal(self.cache_cache, cachep.cast());
-            debug_assert!(ok);
+            // SAFETY: node < nr_nodes; unused (contract).
+            unsafe { cachep.set_nodelist(node, null_mut()) };
         }
+        let raw = core::ptr::from_ref(cachep).cast_mut().cast::<u8>();
+        // SAFETY: the descriptor is an object of cache_cache, given up here.
+        let ok = unsafe { self.cache_free_internal(self.cache_cache(), raw) };
+        debug_assert!(ok);
     }
 }
 

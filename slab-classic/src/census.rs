@@ -16,7 +16,6 @@
 
 use crate::Slab;
 use common::{CacheHandle, SlabError};
-use core::sync::atomic::Ordering;
 
 /// Objects held in one cache's queues (see the module documentation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,59 +66,40 @@ impl Slab {
             nr_nodes: g.nr_nodes,
             ..QueueCensus::default()
         };
-        // SAFETY: a live cache (magic checked under the chain mutex); each array is read under
-        // the lock that guards it, one lock at a time.
-        unsafe {
-            c.object_size = (*cachep).buffer_size;
-            for cpu in 0..g.nr_cpus {
-                let slot = g.cpu_slot(cachep, cpu);
-                g.slot_lock(slot, cpu);
-                let ac = (*slot).ac;
-                if !ac.is_null() && !g.is_static_array(ac) {
-                    let n = (*ac).avail as usize;
-                    c.cpu_arrays += 1;
-                    c.cpu_objects += n;
-                    c.cpu_limit += (*ac).limit as usize;
-                    c.cpu_max_objects = c.cpu_max_objects.max(n);
-                }
-                g.slot_unlock(slot);
+        c.object_size = cachep.buffer_size;
+        // Each array is read under the lock that guards it, one lock at a time.
+        for cpu in 0..g.nr_cpus {
+            let slot = g.slot_lock(cachep, cpu);
+            if !slot.ac_ptr().is_null() && !g.is_static_array(slot.ac_ptr()) {
+                let ac = slot.ac();
+                let n = ac.avail() as usize;
+                c.cpu_arrays += 1;
+                c.cpu_objects += n;
+                c.cpu_limit += ac.limit() as usize;
+                c.cpu_max_objects = c.cpu_max_objects.max(n);
             }
-            for node in 0..g.nr_nodes {
-                let l3 = g.l3(cachep, node);
-                if l3.is_null() {
-                    continue;
-                }
-                let mut on_node = 0;
-                let alien = (*l3).alien.load(Ordering::Acquire);
-                if !alien.is_null() {
-                    for other in 0..g.nr_nodes {
-                        let ac = *alien.add(other);
-                        if ac.is_null() {
-                            continue;
-                        }
-                        (*ac).lock.lock();
-                        let n = (*ac).avail as usize;
-                        (*ac).lock.unlock();
-                        c.alien_arrays += 1;
-                        c.alien_objects += n;
-                        on_node += n;
-                    }
-                }
-                (*l3).list_lock.lock();
-                let shared = (*l3).shared;
-                let n = if shared.is_null() {
-                    0
-                } else {
-                    (*shared).avail as usize
-                };
-                (*l3).list_lock.unlock();
-                if !shared.is_null() {
-                    c.shared_arrays += 1;
-                    c.shared_objects += n;
-                }
+        }
+        for node in 0..g.nr_nodes {
+            if g.l3(cachep, node).is_null() {
+                continue;
+            }
+            let mut on_node = 0;
+            g.for_each_alien(cachep, node, |ac, _| {
+                let n = ac.avail() as usize;
+                c.alien_arrays += 1;
+                c.alien_objects += n;
                 on_node += n;
-                c.node_max_objects = c.node_max_objects.max(on_node);
+            });
+            let shared = g
+                .lock_list(cachep, node)
+                .shared()
+                .map(|ac| ac.avail() as usize);
+            if let Some(n) = shared {
+                c.shared_arrays += 1;
+                c.shared_objects += n;
+                on_node += n;
             }
+            c.node_max_objects = c.node_max_objects.max(on_node);
         }
         Ok(c)
     }

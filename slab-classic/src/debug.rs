@@ -22,18 +22,38 @@
 //! repairs what it can and continues, or the process aborts ([`DebugAction`]). Reports can be
 //! made with a node `list_lock` held (`check_slabp`, the bufctl double-free check,
 //! `slab_destroy_debugcheck`): the callback must not allocate from this instance.
+//!
+//! Turning it on: per cache with the `kmem_cache_create` flags `RED_ZONE`, `POISON`,
+//! `STORE_USER`, `CONSISTENCY_CHECKS` (2.6.32 `SLAB_DEBUG_FREE`: `check_slabp` before and after
+//! every slab a slow path touches), or for every cache, kmalloc caches included, with
+//! `SlabSettings::debug` / `forced_debug` (2.6.32 `FORCED_DEBUG`) or `SLAB_CLASSIC_DEBUG`
+//! (`SlabSettings::parse_debug` gives the syntax). As in `kmem_cache_create`, red zone and user
+//! word are dropped silently above 8-byte alignment and poison on `TYPESAFE_BY_RCU` caches.
+//!
+//! Checks: on alloc `check_poison_obj` and inactive red zones; on free active red zones (both
+//! inactive: "double free detected", refused with `DoubleFree`; otherwise overwritten: repaired
+//! and freed); bad pointers refused and reported (`kfree_debugcheck`); slabs given back
+//! checked (`slab_destroy_debugcheck`); `kmem_cache_destroy` with live objects reports "Can't
+//! free all objects" and then each live object. `validate()` checks, reports and repairs every
+//! free object.
+//!
+//! Cost when off: whether a cache takes the debug path is decided at creation. A debug cache
+//! gets its own `magic` (`CACHE_MAGIC_DEBUG`), so `kmem_cache_alloc`/`kmem_cache_free` leave for
+//! the debug path at the handle check they always make; `kmalloc`, `kfree`, the `_node`
+//! variants and internal allocations test `CFLGS_DEBUG_PATH` in `kmem_cache.flags` once per
+//! call.
 
-use crate::bootstrap::SlabGlobals;
 use crate::cache::{
     KmemCache, CFLGS_INIT_ON_ALLOC, CFLGS_INIT_ON_FREE, DEBUG_FLAGS, REDZONE_ALIGN,
 };
-use crate::slabmgmt::{check_slabp, index_to_obj, slab_bufctl, slab_from_list, SlabDesc};
+use crate::instance::SlabGlobals;
+use crate::node::List;
+use crate::slabmgmt::{SlabDesc, SlabRef};
 use common::api::{CacheName, SlabError, SlabFlags};
-use common::list::ListHead;
 use common::Gfp;
 use core::fmt;
 use core::panic::Location;
-use core::ptr::{addr_of_mut, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 /// `RED_INACTIVE` (include/linux/poison.h, 64-bit): red zone of a free object.
@@ -291,12 +311,16 @@ impl SlabGlobals {
     }
 
     /// Counts and delivers one report, then aborts if the settings say so.
-    pub(crate) fn slab_report(&self, cachep: *const KmemCache, r: &DebugReport) {
-        if !cachep.is_null() {
-            // SAFETY: a live cache; the counter is atomic.
-            unsafe { (*cachep).debug_errors.fetch_add(1, Ordering::Relaxed) };
+    pub(crate) fn slab_report(&self, cachep: &KmemCache, r: &DebugReport) {
+        self.slab_report_any(Some(cachep), r);
+    }
+
+    /// [`Self::slab_report`] of a report that may name no cache (a bad `kfree`).
+    pub(crate) fn slab_report_any(&self, cachep: Option<&KmemCache>, r: &DebugReport) {
+        if let Some(c) = cachep {
+            c.debug_errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.debug_errors.fetch_add(1, Ordering::Relaxed);
+        self.slab_errors.fetch_add(1, Ordering::Relaxed);
         match self.settings.report {
             Some(cb) => cb(r),
             None => eprintln!("{r}"),
@@ -310,136 +334,162 @@ impl SlabGlobals {
     }
 
     /// A report about `cachep` with its name filled in.
-    fn report_of(cachep: *const KmemCache, kind: DebugErrorKind, object: usize) -> DebugReport {
-        // SAFETY: a live cache.
-        DebugReport::new(kind, Some(unsafe { (*cachep).name }), object)
+    fn report_of(cachep: &KmemCache, kind: DebugErrorKind, object: usize) -> DebugReport {
+        DebugReport::new(kind, Some(cachep.name), object)
     }
 }
 
-/// `dbg_redzone1`.
-///
-/// # Safety
-/// `cachep` has `RED_ZONE`; `objp` a raw object start of it.
-#[inline]
-unsafe fn dbg_redzone1(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
-    // SAFETY: red zone 1 is the word before the object, inside the buffer.
-    unsafe { objp.add((*cachep).obj_offset as usize - 8).cast() }
+/// A raw object start of a debug cache, with the words its layout reserves (see the module
+/// documentation), that the holder may read and write: a fresh slab's object, an object just
+/// handed out or being freed, or a free object whose lock is held.
+#[derive(Clone, Copy)]
+struct DebugObj<'c> {
+    cachep: &'c KmemCache,
+    raw: *mut u8,
 }
 
-/// `dbg_redzone2`.
-///
-/// # Safety
-/// As [`dbg_redzone1`].
-#[inline]
-unsafe fn dbg_redzone2(cachep: *const KmemCache, objp: *mut u8) -> *mut u64 {
-    // SAFETY: inside the buffer (the layout reserved it).
-    unsafe {
-        let mut off = (*cachep).buffer_size - 8;
-        if (*cachep).flags & SlabFlags::STORE_USER.0 != 0 {
-            off -= REDZONE_ALIGN;
+impl<'c> DebugObj<'c> {
+    /// # Safety
+    /// `raw` is a raw object start of `cachep` (`buffer_size` bytes), the caller's to read and
+    /// write as described above for as long as the value is used.
+    unsafe fn new(cachep: &'c KmemCache, raw: *mut u8) -> Self {
+        DebugObj { cachep, raw }
+    }
+
+    fn has(self, f: SlabFlags) -> bool {
+        has(self.cachep, f)
+    }
+
+    /// The object as the caller sees it (`raw + obj_offset`).
+    fn realobj(self) -> *mut u8 {
+        self.raw.wrapping_add(self.cachep.obj_offset as usize)
+    }
+
+    /// `dbg_redzone1` / `dbg_redzone2` offsets from `raw` (the cache has `RED_ZONE`).
+    fn redzone_offsets(self) -> (usize, usize) {
+        debug_assert!(self.has(SlabFlags::RED_ZONE));
+        let rz2 = (redzone2_offset(self.cachep) + self.cachep.obj_offset as isize) as usize;
+        (self.cachep.obj_offset as usize - 8, rz2)
+    }
+
+    /// Both red-zone words.
+    fn redzones(self) -> (u64, u64) {
+        let (a, b) = self.redzone_offsets();
+        // SAFETY: both words lie inside the buffer (the layout reserved them); ours (new).
+        unsafe {
+            (
+                self.raw.add(a).cast::<u64>().read_unaligned(),
+                self.raw.add(b).cast::<u64>().read_unaligned(),
+            )
         }
-        objp.add(off).cast()
     }
-}
 
-/// `dbg_userword`.
-///
-/// # Safety
-/// `cachep` has `STORE_USER`; `objp` a raw object start of it.
-#[inline]
-unsafe fn dbg_userword(cachep: *const KmemCache, objp: *mut u8) -> *mut usize {
-    // SAFETY: the last word of the buffer.
-    unsafe { objp.add((*cachep).buffer_size - 8).cast() }
-}
-
-fn has(cachep: *const KmemCache, f: SlabFlags) -> bool {
-    // SAFETY: a live cache.
-    unsafe { (*cachep).flags & f.0 != 0 }
-}
-
-/// Fills a report's red-zone and last-user fields from the object (`print_objinfo`).
-///
-/// # Safety
-/// `objp` a raw object start of `cachep`.
-unsafe fn objinfo(cachep: *const KmemCache, objp: *mut u8, r: &mut DebugReport) {
-    // SAFETY: as documented; words read unaligned (they are aligned, but cheap insurance).
-    unsafe {
-        if has(cachep, SlabFlags::RED_ZONE) {
-            r.redzone1 = dbg_redzone1(cachep, objp).read_unaligned();
-            r.redzone2 = dbg_redzone2(cachep, objp).read_unaligned();
+    /// Sets both red-zone words.
+    fn set_redzones(self, v: u64) {
+        let (a, b) = self.redzone_offsets();
+        // SAFETY: as `redzones`.
+        unsafe {
+            self.raw.add(a).cast::<u64>().write_unaligned(v);
+            self.raw.add(b).cast::<u64>().write_unaligned(v);
         }
-        if has(cachep, SlabFlags::STORE_USER) {
-            r.last_caller = dbg_userword(cachep, objp).read_unaligned();
+    }
+
+    /// `dbg_userword` (the cache has `STORE_USER`): the last word of the buffer.
+    fn userword(self) -> usize {
+        debug_assert!(self.has(SlabFlags::STORE_USER));
+        // SAFETY: the last word of the buffer, inside it; ours (new).
+        unsafe {
+            self.raw
+                .add(self.cachep.buffer_size - 8)
+                .cast::<usize>()
+                .read_unaligned()
         }
-        r.len = (*cachep).obj_size;
+    }
+
+    /// Sets the last-user word.
+    fn set_userword(self, v: usize) {
+        debug_assert!(self.has(SlabFlags::STORE_USER));
+        // SAFETY: as `userword`.
+        unsafe {
+            self.raw
+                .add(self.cachep.buffer_size - 8)
+                .cast::<usize>()
+                .write_unaligned(v);
+        }
+    }
+
+    /// The `obj_size` bytes the caller sees.
+    fn object(self) -> &'c mut [u8] {
+        // SAFETY: obj_size bytes from realobj lie inside the buffer; ours (new), and no other
+        // reference to them is alive while the slice is (each use is a short statement).
+        unsafe { core::slice::from_raw_parts_mut(self.realobj(), self.cachep.obj_size) }
+    }
+
+    /// `poison_obj`: `obj_size` bytes of `val`, the last one `POISON_END`.
+    fn poison(self, val: u8) {
+        let o = self.object();
+        o.fill(val);
+        if let Some(last) = o.last_mut() {
+            *last = POISON_END;
+        }
+    }
+
+    /// The first byte that breaks the free poison (offset, expected, found) and how many do.
+    fn poison_damage(self) -> Option<((usize, u8, u8), usize)> {
+        let o = self.object();
+        let n = o.len();
+        let expected = |i: usize| if i == n - 1 { POISON_END } else { POISON_FREE };
+        let mut bad = o.iter().enumerate().filter(|&(i, &b)| b != expected(i));
+        let (i, &b) = bad.next()?;
+        Some(((i, expected(i), b), 1 + bad.count()))
+    }
+
+    /// Fills a report's red-zone and last-user fields from the object (`print_objinfo`).
+    fn objinfo(self, r: &mut DebugReport) {
+        if self.has(SlabFlags::RED_ZONE) {
+            (r.redzone1, r.redzone2) = self.redzones();
+        }
+        if self.has(SlabFlags::STORE_USER) {
+            r.last_caller = self.userword();
+        }
+        r.len = self.cachep.obj_size;
     }
 }
 
-/// `poison_obj`: `obj_size` bytes of `val`, the last one `POISON_END`.
-///
-/// # Safety
-/// `objp` a raw object start of `cachep`, owned by the caller.
-unsafe fn poison_obj(cachep: *const KmemCache, objp: *mut u8, val: u8) {
-    // SAFETY: the object lies inside the buffer.
-    unsafe {
-        let size = (*cachep).obj_size;
-        let p = objp.add((*cachep).obj_offset as usize);
-        p.write_bytes(val, size);
-        *p.add(size - 1) = POISON_END;
-    }
+fn has(cachep: &KmemCache, f: SlabFlags) -> bool {
+    cachep.flags & f.0 != 0
 }
 
 /// Where in the object (relative to `realobj`) red zone 2 sits.
-fn redzone2_offset(cachep: *const KmemCache) -> isize {
-    // SAFETY: a live cache.
-    unsafe {
-        let mut off = (*cachep).buffer_size - 8;
-        if (*cachep).flags & SlabFlags::STORE_USER.0 != 0 {
-            off -= REDZONE_ALIGN;
-        }
-        off as isize - (*cachep).obj_offset as isize
+fn redzone2_offset(cachep: &KmemCache) -> isize {
+    let mut off = cachep.buffer_size - 8;
+    if cachep.flags & SlabFlags::STORE_USER.0 != 0 {
+        off -= REDZONE_ALIGN;
     }
+    off as isize - cachep.obj_offset as isize
 }
 
 impl SlabGlobals {
+    /// A report about `o` with its red zones and last user filled in.
+    fn report_obj(o: DebugObj<'_>, kind: DebugErrorKind, object: usize) -> DebugReport {
+        let mut r = Self::report_of(o.cachep, kind, object);
+        o.objinfo(&mut r);
+        r
+    }
+
     /// `check_poison_obj`: one report (first bad byte, its offset, how many differ) if the
     /// free object's poison changed. Does not repair (the callers re-poison or free the page).
-    ///
-    /// # Safety
-    /// `objp` a raw object start of `cachep` that is free.
-    pub(crate) unsafe fn check_poison_obj(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
-        // SAFETY: as documented.
-        unsafe {
-            let size = (*cachep).obj_size;
-            let realobj = objp.add((*cachep).obj_offset as usize);
-            let mut first = None;
-            let mut bad = 0;
-            for i in 0..size {
-                let exp = if i == size - 1 {
-                    POISON_END
-                } else {
-                    POISON_FREE
-                };
-                let b = *realobj.add(i);
-                if b != exp {
-                    bad += 1;
-                    if first.is_none() {
-                        first = Some((i, exp, b));
-                    }
-                }
-            }
-            let Some((i, exp, b)) = first else {
-                return true;
-            };
-            let mut r = Self::report_of(cachep, DebugErrorKind::SlabCorruption, realobj as usize);
-            objinfo(cachep, objp, &mut r);
-            r.offset = i as isize;
-            r.expected = exp as u64;
-            r.found = b as u64;
-            r.bad_bytes = bad;
-            self.slab_report(cachep, &r);
-            false
-        }
+    fn check_poison_obj(&self, o: DebugObj<'_>) -> bool {
+        let Some(((i, exp, b), bad)) = o.poison_damage() else {
+            return true;
+        };
+        let mut r = Self::report_obj(o, DebugErrorKind::SlabCorruption, o.realobj() as usize);
+        r.offset = i as isize;
+        r.expected = exp as u64;
+        r.found = b as u64;
+        r.bad_bytes = bad;
+        self.slab_report(o.cachep, &r);
+        false
     }
 
     /// The `DEBUG` half of `cache_init_objs` for one object: poison, clear the user word, set
@@ -448,41 +498,33 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a raw object start of a fresh slab of `cachep`.
-    pub(crate) unsafe fn cache_init_obj_debug(&self, cachep: *const KmemCache, objp: *mut u8) {
-        // SAFETY: the slab is private to the caller.
-        unsafe {
-            let flags = (*cachep).flags;
-            let realobj = objp.add((*cachep).obj_offset as usize);
-            if flags & CFLGS_INIT_ON_FREE != 0 {
-                realobj.write_bytes(0, (*cachep).obj_size);
+    pub(crate) unsafe fn cache_init_obj_debug(&self, cachep: &KmemCache, objp: *mut u8) {
+        // SAFETY: the slab is private to the caller (contract).
+        let o = unsafe { DebugObj::new(cachep, objp) };
+        let flags = cachep.flags;
+        if flags & CFLGS_INIT_ON_FREE != 0 {
+            o.object().fill(0);
+        }
+        if o.has(SlabFlags::POISON) {
+            o.poison(POISON_FREE);
+        }
+        if o.has(SlabFlags::STORE_USER) {
+            o.set_userword(0);
+        }
+        let rz = o.has(SlabFlags::RED_ZONE);
+        if rz {
+            o.set_redzones(RED_INACTIVE);
+        }
+        if let Some(ctor) = cachep.ctor {
+            if !o.has(SlabFlags::POISON) {
+                // SAFETY: the constructor's contract: an object of this cache, ours.
+                unsafe { ctor(o.realobj()) };
             }
-            if flags & SlabFlags::POISON.0 != 0 {
-                poison_obj(cachep, objp, POISON_FREE);
-            }
-            if flags & SlabFlags::STORE_USER.0 != 0 {
-                dbg_userword(cachep, objp).write_unaligned(0);
-            }
-            let rz = flags & SlabFlags::RED_ZONE.0 != 0;
-            if rz {
-                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
-            }
-            if let Some(ctor) = (*cachep).ctor {
-                if flags & SlabFlags::POISON.0 == 0 {
-                    ctor(realobj);
-                }
-            }
-            if rz
-                && (dbg_redzone1(cachep, objp).read_unaligned() != RED_INACTIVE
-                    || dbg_redzone2(cachep, objp).read_unaligned() != RED_INACTIVE)
-            {
-                let mut r =
-                    Self::report_of(cachep, DebugErrorKind::CtorOverwrote, realobj as usize);
-                objinfo(cachep, objp, &mut r);
-                self.slab_report(cachep, &r);
-                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
-            }
+        }
+        if rz && o.redzones() != (RED_INACTIVE, RED_INACTIVE) {
+            let r = Self::report_obj(o, DebugErrorKind::CtorOverwrote, o.realobj() as usize);
+            self.slab_report(cachep, &r);
+            o.set_redzones(RED_INACTIVE);
         }
     }
 
@@ -491,128 +533,91 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `slabp` freshly made by `alloc_slabmgmt` for `cachep`.
-    pub(crate) unsafe fn cache_init_objs_debug(
-        &self,
-        cachep: *const KmemCache,
-        slabp: *mut SlabDesc,
-    ) {
-        // SAFETY: the slab is private to the caller.
-        unsafe {
-            let num = (*cachep).num;
-            let bufctl = slab_bufctl(slabp);
-            for i in 0..num {
-                self.cache_init_obj_debug(cachep, index_to_obj(cachep, slabp, i));
-                *bufctl.add(i as usize) = i + 1;
-            }
-            *bufctl.add(num as usize - 1) = crate::slabmgmt::BUFCTL_END;
-            (*slabp).free = 0;
+    pub(crate) unsafe fn cache_init_objs_debug(&self, cachep: &KmemCache, slabp: *mut SlabDesc) {
+        // SAFETY: the slab is private to the caller (contract).
+        let s = unsafe { SlabRef::new(slabp) };
+        for i in 0..cachep.num {
+            // SAFETY: an object of the private slab.
+            unsafe { self.cache_init_obj_debug(cachep, s.index_to_obj(cachep, i)) };
         }
+        // SAFETY: the private slab's descriptor (the chain in address order, as
+        // cache_init_objs builds it).
+        unsafe { crate::slabmgmt::chain_bufctls(cachep, slabp) };
     }
 
     /// `cache_alloc_debugcheck_after`: poison check then `POISON_INUSE`, the caller in the user
     /// word, red zones checked inactive and set active, the constructor of poisoned caches.
     /// Returns the object as the caller sees it.
-    ///
-    /// # Safety
-    /// `objp` a raw object start of `cachep` just taken from the allocator.
-    unsafe fn cache_alloc_debugcheck_after(
-        &self,
-        cachep: *const KmemCache,
-        objp: *mut u8,
-        caller: usize,
-    ) -> *mut u8 {
-        // SAFETY: the object is ours now.
-        unsafe {
-            let flags = (*cachep).flags;
-            if flags & SlabFlags::POISON.0 != 0 {
-                self.check_poison_obj(cachep, objp);
-                poison_obj(cachep, objp, POISON_INUSE);
-            }
-            if flags & SlabFlags::STORE_USER.0 != 0 {
-                dbg_userword(cachep, objp).write_unaligned(caller);
-            }
-            let realobj = objp.add((*cachep).obj_offset as usize);
-            if flags & SlabFlags::RED_ZONE.0 != 0 {
-                let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
-                let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
-                if rz1 != RED_INACTIVE || rz2 != RED_INACTIVE {
-                    let mut r =
-                        Self::report_of(cachep, DebugErrorKind::RedZoneOnAlloc, realobj as usize);
-                    objinfo(cachep, objp, &mut r);
-                    r.expected = RED_INACTIVE;
-                    (r.offset, r.found) = if rz1 != RED_INACTIVE {
-                        (-8, rz1)
-                    } else {
-                        (redzone2_offset(cachep), rz2)
-                    };
-                    self.slab_report(cachep, &r);
-                }
-                dbg_redzone1(cachep, objp).write_unaligned(RED_ACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_ACTIVE);
-            }
-            if let Some(ctor) = (*cachep).ctor {
-                if flags & SlabFlags::POISON.0 != 0 {
-                    ctor(realobj);
-                }
-            }
-            realobj
+    fn cache_alloc_debugcheck_after(&self, o: DebugObj<'_>, caller: usize) -> *mut u8 {
+        if o.has(SlabFlags::POISON) {
+            self.check_poison_obj(o);
+            o.poison(POISON_INUSE);
         }
+        if o.has(SlabFlags::STORE_USER) {
+            o.set_userword(caller);
+        }
+        if o.has(SlabFlags::RED_ZONE) {
+            let (rz1, rz2) = o.redzones();
+            if rz1 != RED_INACTIVE || rz2 != RED_INACTIVE {
+                let mut r =
+                    Self::report_obj(o, DebugErrorKind::RedZoneOnAlloc, o.realobj() as usize);
+                r.expected = RED_INACTIVE;
+                (r.offset, r.found) = if rz1 != RED_INACTIVE {
+                    (-8, rz1)
+                } else {
+                    (redzone2_offset(o.cachep), rz2)
+                };
+                self.slab_report(o.cachep, &r);
+            }
+            o.set_redzones(RED_ACTIVE);
+        }
+        if let Some(ctor) = o.cachep.ctor {
+            if o.has(SlabFlags::POISON) {
+                // SAFETY: the constructor's contract: an object of this cache, ours.
+                unsafe { ctor(o.realobj()) };
+            }
+        }
+        o.realobj()
     }
 
     /// `cache_free_debugcheck` with `verify_redzone_free`: the red zones must be active (both
     /// inactive = double free: reported, and the free is refused; anything else = overwritten:
     /// reported, repaired, freed), the caller goes in the user word, the object is poisoned.
-    /// Returns the raw object start, or `None` for a refused double free.
-    ///
-    /// # Safety
-    /// `objp` (as the caller sees it) a checked object start of `cachep`.
-    unsafe fn cache_free_debugcheck(
-        &self,
-        cachep: *const KmemCache,
-        objp: *mut u8,
-        caller: usize,
-    ) -> Option<*mut u8> {
-        // SAFETY: as documented.
-        unsafe {
-            let flags = (*cachep).flags;
-            let raw = objp.sub((*cachep).obj_offset as usize);
-            if flags & SlabFlags::RED_ZONE.0 != 0 {
-                let rz1 = dbg_redzone1(cachep, raw).read_unaligned();
-                let rz2 = dbg_redzone2(cachep, raw).read_unaligned();
-                if rz1 != RED_ACTIVE || rz2 != RED_ACTIVE {
-                    let double = rz1 == RED_INACTIVE && rz2 == RED_INACTIVE;
-                    let kind = if double {
-                        DebugErrorKind::DoubleFree
-                    } else {
-                        DebugErrorKind::RedZoneOverwritten
-                    };
-                    let mut r = Self::report_of(cachep, kind, objp as usize);
-                    objinfo(cachep, raw, &mut r);
-                    r.expected = RED_ACTIVE;
-                    (r.offset, r.found) = if rz1 != RED_ACTIVE {
-                        (-8, rz1)
-                    } else {
-                        (redzone2_offset(cachep), rz2)
-                    };
-                    self.slab_report(cachep, &r);
-                    if double {
-                        return None;
-                    }
+    /// Returns `false` for a refused double free.
+    fn cache_free_debugcheck(&self, o: DebugObj<'_>, caller: usize) -> bool {
+        if o.has(SlabFlags::RED_ZONE) {
+            let (rz1, rz2) = o.redzones();
+            if rz1 != RED_ACTIVE || rz2 != RED_ACTIVE {
+                let double = rz1 == RED_INACTIVE && rz2 == RED_INACTIVE;
+                let kind = if double {
+                    DebugErrorKind::DoubleFree
+                } else {
+                    DebugErrorKind::RedZoneOverwritten
+                };
+                let mut r = Self::report_obj(o, kind, o.realobj() as usize);
+                r.expected = RED_ACTIVE;
+                (r.offset, r.found) = if rz1 != RED_ACTIVE {
+                    (-8, rz1)
+                } else {
+                    (redzone2_offset(o.cachep), rz2)
+                };
+                self.slab_report(o.cachep, &r);
+                if double {
+                    return false;
                 }
-                dbg_redzone1(cachep, raw).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, raw).write_unaligned(RED_INACTIVE);
             }
-            if flags & SlabFlags::STORE_USER.0 != 0 {
-                dbg_userword(cachep, raw).write_unaligned(caller);
-            }
-            if flags & CFLGS_INIT_ON_FREE != 0 {
-                objp.write_bytes(0, (*cachep).obj_size);
-            }
-            if flags & SlabFlags::POISON.0 != 0 {
-                poison_obj(cachep, raw, POISON_FREE);
-            }
-            Some(raw)
+            o.set_redzones(RED_INACTIVE);
         }
+        if o.has(SlabFlags::STORE_USER) {
+            o.set_userword(caller);
+        }
+        if o.cachep.flags & CFLGS_INIT_ON_FREE != 0 {
+            o.object().fill(0);
+        }
+        if o.has(SlabFlags::POISON) {
+            o.poison(POISON_FREE);
+        }
+        true
     }
 
     /// The debug tail of `__cache_alloc` / `__cache_alloc_node` (the raw allocation is the
@@ -622,23 +627,18 @@ impl SlabGlobals {
     #[inline(never)]
     pub(crate) fn cache_alloc_debug_after(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
         raw: *mut u8,
         caller: &'static Location<'static>,
     ) -> Option<NonNull<u8>> {
-        // SAFETY: a raw object just handed out by this cache.
-        unsafe {
-            let p = self.cache_alloc_debugcheck_after(
-                cachep,
-                raw,
-                core::ptr::from_ref(caller) as usize,
-            );
-            if gfp.contains(Gfp::ZERO) || (*cachep).flags & CFLGS_INIT_ON_ALLOC != 0 {
-                p.write_bytes(0, (*cachep).obj_size);
-            }
-            NonNull::new(p)
+        // SAFETY: a raw object just handed out by this cache: ours.
+        let o = unsafe { DebugObj::new(cachep, raw) };
+        let p = self.cache_alloc_debugcheck_after(o, core::ptr::from_ref(caller) as usize);
+        if gfp.contains(Gfp::ZERO) || cachep.flags & CFLGS_INIT_ON_ALLOC != 0 {
+            o.object().fill(0);
         }
+        NonNull::new(p)
     }
 
     /// `__cache_free` of a debug cache: `cache_free_debugcheck`, then the array push. `false`
@@ -650,84 +650,77 @@ impl SlabGlobals {
     #[inline(never)]
     pub(crate) unsafe fn cache_free_debug(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         objp: *mut u8,
         caller: &'static Location<'static>,
     ) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe {
-            let Some(raw) =
-                self.cache_free_debugcheck(cachep, objp, core::ptr::from_ref(caller) as usize)
-            else {
-                return false;
-            };
-            if self.__cache_free_locked(cachep, raw) {
-                return true;
-            }
-            let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, objp as usize);
-            objinfo(cachep, raw, &mut r);
-            self.slab_report(cachep, &r);
-            false
+        let raw = objp.wrapping_sub(cachep.obj_offset as usize);
+        // SAFETY: a checked object start of cachep, the caller's until freed below.
+        let o = unsafe { DebugObj::new(cachep, raw) };
+        if !self.cache_free_debugcheck(o, core::ptr::from_ref(caller) as usize) {
+            return false;
         }
+        // SAFETY: forwarded contract (the raw start of the same object).
+        if unsafe { self.cpu_cache_free(cachep, raw) } {
+            return true;
+        }
+        let r = Self::report_obj(o, DebugErrorKind::BufctlDoubleFree, objp as usize);
+        self.slab_report(cachep, &r);
+        false
     }
 
     /// A bad pointer handed to a free of a debug cache (or to `kfree` with debugging on for
     /// the instance): `kfree_debugcheck` / `cache_free_debugcheck`'s BUG_ONs as a report.
     pub(crate) fn report_bad_free(
         &self,
-        cachep: *const KmemCache,
+        cachep: Option<&KmemCache>,
         kind: DebugErrorKind,
         objp: usize,
         offset: isize,
     ) {
-        let mut r = if cachep.is_null() {
-            DebugReport::new(kind, None, objp)
-        } else {
-            Self::report_of(cachep, kind, objp)
+        let mut r = match cachep {
+            None => DebugReport::new(kind, None, objp),
+            Some(c) => Self::report_of(c, kind, objp),
         };
         r.offset = offset;
-        self.slab_report(cachep, &r);
+        self.slab_report_any(cachep, &r);
     }
 
     /// `slab_put_obj`'s "double free detected" (the bufctl marker) for a raw object.
     ///
     /// # Safety
-    /// `objp` a raw object start of `cachep`.
-    pub(crate) unsafe fn report_bufctl_double_free(&self, cachep: *const KmemCache, objp: *mut u8) {
-        // SAFETY: as documented.
-        unsafe {
-            let realobj = objp.add((*cachep).obj_offset as usize);
-            let mut r = Self::report_of(cachep, DebugErrorKind::BufctlDoubleFree, realobj as usize);
-            objinfo(cachep, objp, &mut r);
-            self.slab_report(cachep, &r);
-        }
+    /// `objp` a raw object start of `cachep`, its node's lock held.
+    pub(crate) unsafe fn report_bufctl_double_free(&self, cachep: &KmemCache, objp: *mut u8) {
+        // SAFETY: forwarded contract.
+        let o = unsafe { DebugObj::new(cachep, objp) };
+        let r = Self::report_obj(o, DebugErrorKind::BufctlDoubleFree, o.realobj() as usize);
+        self.slab_report(cachep, &r);
     }
-
-    /// A refused free, reported when the named cache is a debug cache (`cachep` non-null) or,
-    /// for `kfree` (`cachep` null), when the instance has debugging on: the pointer is not
+    /// A refused free, reported when the named cache is a debug cache (`cachep` given) or,
+    /// for `kfree` (`cachep` `None`), when the instance has debugging on: the pointer is not
     /// ours (`kfree_debugcheck`), of another cache, or inside an object.
     #[cold]
     #[inline(never)]
-    pub(crate) fn debug_bad_free(&self, cachep: *mut KmemCache, objp: *mut u8, e: SlabError) {
+    pub(crate) fn debug_bad_free(&self, cachep: Option<&KmemCache>, objp: *mut u8, e: SlabError) {
         let (kind, offset, named) = match e {
             SlabError::NotOurs(_) => (DebugErrorKind::OutOfRange, 0, cachep),
             SlabError::WrongCache(_) => (DebugErrorKind::WrongCache, 0, cachep),
             SlabError::NotObjectStart(_) => {
-                let (c, off) = self.interior_offset(objp).unwrap_or((cachep, 0));
-                (
-                    DebugErrorKind::NotObjectStart,
-                    off,
-                    if cachep.is_null() { c } else { cachep },
-                )
+                let (c, off) = match self.interior_offset(objp) {
+                    Some((c, off)) => (Some(c), off),
+                    None => (cachep, 0),
+                };
+                (DebugErrorKind::NotObjectStart, off, cachep.or(c))
             }
             _ => return,
         };
-        let enabled = if cachep.is_null() {
-            self.settings.debug.intersects(SlabFlags(DEBUG_FLAGS))
-                || self.settings.forced_debug
-                || (!named.is_null() && is_debug(named))
-        } else {
-            is_debug(cachep)
+        let enabled = match cachep {
+            None => {
+                self.settings.debug.intersects(SlabFlags(DEBUG_FLAGS))
+                    || self.settings.forced_debug
+                    || named.is_some_and(KmemCache::is_debug)
+            }
+            Some(c) => c.is_debug(),
         };
         if enabled {
             self.report_bad_free(named, kind, objp as usize, offset);
@@ -737,17 +730,16 @@ impl SlabGlobals {
     /// `check_slabp` on a slow path of a debug cache: reported, never fatal (unless the
     /// settings abort).
     ///
-    /// # Safety
-    /// `slabp` a slab of `cachep`; its node's list_lock held.
-    pub(crate) unsafe fn debug_check_slabp(&self, cachep: *const KmemCache, slabp: *mut SlabDesc) {
-        // SAFETY: as documented.
-        unsafe {
-            if check_slabp(cachep, slabp).is_err() {
-                let mut r = Self::report_of(cachep, DebugErrorKind::ListCorruption, slabp as usize);
-                r.expected = (*cachep).num as u64;
-                r.found = (*slabp).inuse as u64;
-                self.slab_report(cachep, &r);
-            }
+    pub(crate) fn debug_check_slabp(&self, cachep: &KmemCache, slabp: SlabRef<'_>) {
+        if slabp.check(cachep).is_err() {
+            let mut r = Self::report_of(
+                cachep,
+                DebugErrorKind::ListCorruption,
+                slabp.as_ptr() as usize,
+            );
+            r.expected = cachep.num as u64;
+            r.found = slabp.inuse() as u64;
+            self.slab_report(cachep, &r);
         }
     }
 
@@ -758,77 +750,58 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `objp` a raw object start of `cachep` that is free; the lock protecting it held.
-    pub(crate) unsafe fn check_free_obj(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
+    pub(crate) unsafe fn check_free_obj(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
+        // SAFETY: forwarded contract.
+        let o = unsafe { DebugObj::new(cachep, objp) };
         let mut clean = true;
-        // SAFETY: as documented.
-        unsafe {
-            if has(cachep, SlabFlags::POISON) && !self.check_poison_obj(cachep, objp) {
-                poison_obj(cachep, objp, POISON_FREE);
+        if o.has(SlabFlags::POISON) && !self.check_poison_obj(o) {
+            o.poison(POISON_FREE);
+            clean = false;
+        }
+        if o.has(SlabFlags::RED_ZONE) {
+            clean &= self.check_free_redzones(o);
+            o.set_redzones(RED_INACTIVE);
+        }
+        clean
+    }
+
+    /// The red-zone half of checking a free, red-zoned object: reports each of the two red
+    /// zones that is not `RED_INACTIVE` (start overwritten, end overwritten); returns whether
+    /// both were.
+    fn check_free_redzones(&self, o: DebugObj<'_>) -> bool {
+        let mut clean = true;
+        let (rz1, rz2) = o.redzones();
+        for (kind, off, v) in [
+            (DebugErrorKind::FreedStartOverwritten, -8, rz1),
+            (
+                DebugErrorKind::FreedEndOverwritten,
+                redzone2_offset(o.cachep),
+                rz2,
+            ),
+        ] {
+            if v != RED_INACTIVE {
+                let mut r = Self::report_obj(o, kind, o.realobj() as usize);
+                r.offset = off;
+                r.expected = RED_INACTIVE;
+                r.found = v;
+                self.slab_report(o.cachep, &r);
                 clean = false;
             }
-            if has(cachep, SlabFlags::RED_ZONE) {
-                clean &= self.check_free_redzones(cachep, objp);
-                dbg_redzone1(cachep, objp).write_unaligned(RED_INACTIVE);
-                dbg_redzone2(cachep, objp).write_unaligned(RED_INACTIVE);
-            }
         }
         clean
     }
 
-    /// The red-zone half of checking a free object: reports each of the two red zones that is
-    /// not `RED_INACTIVE` (start overwritten, end overwritten); returns whether both were.
-    ///
-    /// # Safety
-    /// `objp` a raw object start of a red-zoned `cachep` that is free; its lock held.
-    unsafe fn check_free_redzones(&self, cachep: *const KmemCache, objp: *mut u8) -> bool {
-        let mut clean = true;
-        // SAFETY: as documented: both red-zone words lie inside the object.
-        unsafe {
-            let realobj = objp.add((*cachep).obj_offset as usize) as usize;
-            let rz1 = dbg_redzone1(cachep, objp).read_unaligned();
-            let rz2 = dbg_redzone2(cachep, objp).read_unaligned();
-            for (kind, off, v) in [
-                (DebugErrorKind::FreedStartOverwritten, -8, rz1),
-                (
-                    DebugErrorKind::FreedEndOverwritten,
-                    redzone2_offset(cachep),
-                    rz2,
-                ),
-            ] {
-                if v != RED_INACTIVE {
-                    let mut r = Self::report_of(cachep, kind, realobj);
-                    objinfo(cachep, objp, &mut r);
-                    r.offset = off;
-                    r.expected = RED_INACTIVE;
-                    r.found = v;
-                    self.slab_report(cachep, &r);
-                    clean = false;
-                }
+    /// `slab_destroy_debugcheck`: every object of a slab about to be given back (off every
+    /// list, every object free) must still be poisoned and have inactive red zones.
+    pub(crate) fn slab_destroy_debugcheck(&self, cachep: &KmemCache, slabp: SlabRef<'_>) {
+        for i in 0..cachep.num {
+            // SAFETY: a free object of a slab nobody else sees any more.
+            let o = unsafe { DebugObj::new(cachep, slabp.index_to_obj(cachep, i)) };
+            if o.has(SlabFlags::POISON) {
+                self.check_poison_obj(o);
             }
-        }
-        clean
-    }
-
-    /// `slab_destroy_debugcheck`: every object of a slab about to be given back must still be
-    /// poisoned and have inactive red zones.
-    ///
-    /// # Safety
-    /// `slabp` a slab of `cachep` with every object free.
-    pub(crate) unsafe fn slab_destroy_debugcheck(
-        &self,
-        cachep: *const KmemCache,
-        slabp: *mut SlabDesc,
-    ) {
-        // SAFETY: as documented.
-        unsafe {
-            for i in 0..(*cachep).num {
-                let objp = index_to_obj(cachep, slabp, i);
-                if has(cachep, SlabFlags::POISON) {
-                    self.check_poison_obj(cachep, objp);
-                }
-                if has(cachep, SlabFlags::RED_ZONE) {
-                    self.check_free_redzones(cachep, objp);
-                }
+            if o.has(SlabFlags::RED_ZONE) {
+                self.check_free_redzones(o);
             }
         }
     }
@@ -836,52 +809,42 @@ impl SlabGlobals {
     /// `kmem_cache_destroy` of a debug cache that still has objects: "Can't free all objects",
     /// then one report per object in use (its bufctl holds the handed-out marker). Returns how
     /// many objects were reported.
-    ///
-    /// # Safety
-    /// `cachep` live, arrays drained; chain mutex held.
-    pub(crate) unsafe fn report_leaks(&self, cachep: *mut KmemCache) -> usize {
+    /// The arrays are drained and the chain mutex is held.
+    pub(crate) fn report_leaks(&self, cachep: &KmemCache) -> usize {
         let mut r = Self::report_of(cachep, DebugErrorKind::CantFreeAll, 0);
-        // SAFETY: a live cache.
-        r.len = unsafe { (*cachep).obj_size };
+        r.len = cachep.obj_size;
         self.slab_report(cachep, &r);
         let mut n = 0;
-        // SAFETY: each node's lists walked under its lock.
-        unsafe {
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                for head in [
-                    addr_of_mut!((*l3).slabs_full),
-                    addr_of_mut!((*l3).slabs_partial),
-                ] {
-                    for link in ListHead::iter(head) {
-                        let s = slab_from_list(link);
-                        for i in 0..(*cachep).num {
-                            if *slab_bufctl(s).add(i as usize) != crate::slabmgmt::BUFCTL_FREE {
-                                continue;
-                            }
-                            let objp = index_to_obj(cachep, s, i);
-                            let realobj = objp.add((*cachep).obj_offset as usize) as usize;
-                            let mut r =
-                                Self::report_of(cachep, DebugErrorKind::LeakedObject, realobj);
-                            objinfo(cachep, objp, &mut r);
-                            self.slab_report(cachep, &r);
-                            n += 1;
-                        }
-                    }
+        for node in 0..self.nr_nodes {
+            let l3 = self.lock_list(cachep, node);
+            for list in [List::Full, List::Partial] {
+                for s in l3.slabs(list) {
+                    n += self.report_leaks_of(cachep, s);
                 }
-                (*l3).list_lock.unlock();
             }
         }
         n
     }
-}
 
-/// Whether a cache takes any `DEBUG` step (layout, checks) — not just `init_on_*`.
-#[inline(always)]
-pub(crate) fn is_debug(cachep: *const KmemCache) -> bool {
-    // SAFETY: a live cache.
-    unsafe { (*cachep).flags & DEBUG_FLAGS != 0 }
+    /// The objects in use of one slab (their bufctl holds the handed-out marker), one report
+    /// each.
+    fn report_leaks_of(&self, cachep: &KmemCache, s: SlabRef<'_>) -> usize {
+        let mut n = 0;
+        for i in 0..cachep.num {
+            if s.bufctl(cachep, i) != crate::slabmgmt::BUFCTL_FREE {
+                continue;
+            }
+            let objp = s.index_to_obj(cachep, i);
+            let realobj = objp.wrapping_add(cachep.obj_offset as usize) as usize;
+            // SAFETY: an object start of this slab, its node's lock held (its words are only
+            // read).
+            let o = unsafe { DebugObj::new(cachep, objp) };
+            let r = Self::report_obj(o, DebugErrorKind::LeakedObject, realobj);
+            self.slab_report(cachep, &r);
+            n += 1;
+        }
+        n
+    }
 }
 
 /// Name of the environment variable [`crate::SlabSettings::with_debug_env`] reads.
@@ -1016,6 +979,6 @@ mod tests {
             *bufctl.add(f0) = saved;
         }
         s.validate().unwrap();
-        assert_eq!(s.cache_debug_errors(h), Ok(2));
+        assert_eq!(s.cache_errors(h), Ok(2));
     }
 }

@@ -1,15 +1,17 @@
 //! The per-CPU fast paths — 2.6.32 `____cache_alloc`, `__cache_free`, and their callers
-//! `__cache_alloc` (`__do_cache_alloc`) and `__cache_alloc_node`.
+//! `__cache_alloc` and `__cache_alloc_node` — with the slot lock ([`SlotGuard`], the
+//! `local_irq_save` stand-in) and the rseq entries in front of them (`cpu_cache_alloc`,
+//! `cpu_cache_free`).
 //!
-//! Two designs, chosen per instance at creation ([`FastPath`], `SLAB_FASTPATH=rseq|lock|auto`;
-//! `Slab::fastpath()` and `settings_summary()` say which one runs).
+//! Two designs, chosen per instance at creation ([`FastPath`]; `SLAB_FASTPATH=rseq|lock`
+//! overrides `Auto` only; `Slab::fastpath()` and `settings_summary()` say which one runs).
 //!
 //! # Lock mode
 //! The CPU's [`CpuSlot`] lock stands in for `local_irq_save`: it is taken around every use of
 //! the per-CPU array, so a thread migrated after reading its CPU id still uses exactly the
 //! slot it locked. With pinned threads it is uncontended.
 //!
-//! # rseq mode (issue 9)
+//! # rseq mode
 //! The hits are restartable sequences on the current CPU's `array_cache`
 //! ([`common::rseq::RseqThread::array_pop`] / `array_push`): check `cpu_id`, check the slot's
 //! `busy` word is 0, load `slot.ac`, load `avail` (and `entry[avail-1]`, or store
@@ -29,7 +31,7 @@
 //!   `PRIVATE_EXPEDITED_RSEQ`). A failing fence for an existing CPU aborts the process (it
 //!   cannot happen once the fence registered; forked children re-register in `common`).
 //!
-//! [`SlabGlobals::slot_unlock`] stores `busy = 0` (release) and drops the lock. Only the lock
+//! Dropping the [`SlotGuard`] stores `busy = 0` (release) and drops the lock. Only the lock
 //! holder writes `busy`, so it is 0 whenever the lock is free and the mark never needs a
 //! compare-and-swap or a re-check (slub's re-check exists because its fast path itself
 //! changes the compared word; ours never writes `busy`).
@@ -74,16 +76,16 @@
 //! The locked array-cache handoff (refill, flush, alien drain, two threads on one slot) is
 //! model-checked under loom in `tests/loom.rs`.
 
-use crate::arraycache::{ac_entry, ArrayCache};
-use crate::bootstrap::SlabGlobals;
-use crate::cache::{CpuSlot, KmemCache, CFLGS_DEBUG_PATH};
+use crate::arraycache::{ArrayCache, ArrayRef};
+use crate::cache::{CpuSlot, KmemCache};
+use crate::instance::SlabGlobals;
 use crate::stats::StatItem;
 use crate::FastPath;
 use common::percpu::cpu_id;
-use common::rseq::{self, ArrayLayout, Fail};
+use common::rseq::{self, ArrayLayout, Fail, RseqThread};
 use common::Gfp;
 use core::panic::Location;
-use core::ptr::{addr_of, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 /// Where `array_cache`'s fields lie for the rseq array primitives (`avail` at 0, `limit` at 4
@@ -95,78 +97,101 @@ const AC_LAYOUT: ArrayLayout = ArrayLayout {
 const _: () = assert!(core::mem::offset_of!(ArrayCache, avail) == 0);
 const _: () = assert!(core::mem::offset_of!(ArrayCache, limit) == 4);
 
-extern "C" {
-    fn sysconf(name: core::ffi::c_int) -> core::ffi::c_long;
-}
-
-/// `SLAB_FASTPATH=rseq|lock|auto`, read without allocating (`getenv`).
-fn env_fastpath() -> Option<FastPath> {
-    match common::sys::getenv(c"SLAB_FASTPATH")? {
-        b"rseq" => Some(FastPath::Rseq),
-        b"lock" => Some(FastPath::Lock),
-        b"auto" => Some(FastPath::Auto),
-        _ => None,
-    }
-}
-
-/// `sysconf(_SC_NPROCESSORS_CONF)`: CPU ids a thread can ever run on are below it.
-pub(crate) fn nprocs_conf() -> usize {
-    #[cfg(miri)]
-    {
-        1
-    }
-    #[cfg(not(miri))]
-    {
-        const SC_NPROCESSORS_CONF: core::ffi::c_int = 83;
-        // SAFETY: sysconf has no preconditions.
-        let n = unsafe { sysconf(SC_NPROCESSORS_CONF) };
-        usize::try_from(n).unwrap_or(usize::MAX).max(1)
-    }
-}
-
-/// Resolves the fast path at instance creation (the environment wins over the setting): rseq
-/// if asked for (`Rseq` or `Auto`) and usable — an rseq area on the creating thread, the
+/// Resolves the fast path at instance creation. `SLAB_FASTPATH=rseq|lock` overrides `Auto`
+/// only (an explicit setting wins; the rule slub's `SLUB_FASTPATH` follows too). rseq if
+/// asked for (`Rseq` or `Auto`) and usable — an rseq area on the creating thread, the
 /// membarrier fence registered, and one slot per CPU id the machine can have (so slot `i` is
 /// touched by rseq sequences on CPU `i` only).
 pub(crate) fn resolve_fastpath(setting: FastPath, nr_cpus: usize) -> bool {
-    match env_fastpath().unwrap_or(setting) {
+    let table: &[(&[u8], FastPath)] = &[(b"rseq", FastPath::Rseq), (b"lock", FastPath::Lock)];
+    let wanted = match setting {
+        FastPath::Auto => {
+            common::sys::fastpath_env(c"SLAB_FASTPATH", table).unwrap_or(FastPath::Auto)
+        }
+        explicit => explicit,
+    };
+    match wanted {
         FastPath::Lock => false,
         FastPath::Rseq | FastPath::Auto => {
-            rseq::this_thread().is_some() && rseq::fence_available() && nr_cpus >= nprocs_conf()
+            rseq::this_thread().is_some()
+                && rseq::fence_available()
+                && nr_cpus >= common::sys::nprocs_conf()
         }
+    }
+}
+
+/// Proof that a CPU slot's lock is held (and, in rseq mode, its busy mark set): the
+/// `local_irq_save` of 2.6.32. Unmarks and unlocks on drop.
+pub(crate) struct SlotGuard<'a> {
+    slot: &'a CpuSlot,
+    rseq: bool,
+}
+
+impl SlotGuard<'_> {
+    /// The locked CPU array.
+    #[inline(always)]
+    pub(crate) fn ac(&self) -> ArrayRef<'_> {
+        // SAFETY: the slot lock is held and the busy mark set (the rseq sequences stay out,
+        // see the header): the array is ours for the guard's life.
+        unsafe { ArrayRef::new(*self.slot.ac.get()) }
+    }
+
+    /// The array pointer (null only while the cache is created or destroyed).
+    pub(crate) fn ac_ptr(&self) -> *mut ArrayCache {
+        // SAFETY: the lock holder is the only writer.
+        unsafe { *self.slot.ac.get() }
+    }
+
+    /// [`Self::ac`] of a set-up cache (the locked fast paths), without the null test.
+    ///
+    /// # Safety
+    /// The slot's cache is set up and not being destroyed, so its array pointer is not null.
+    #[inline(always)]
+    pub(crate) unsafe fn ac_live(&self) -> ArrayRef<'_> {
+        // SAFETY: as `ac`; non-null per the contract.
+        unsafe { ArrayRef::new_unchecked(*self.slot.ac.get()) }
+    }
+
+    /// Swaps in a new array (`do_ccupdate_local`); returns the old one.
+    pub(crate) fn replace_ac(&self, ac: *mut ArrayCache) -> *mut ArrayCache {
+        // SAFETY: the lock holder is the only writer, and the busy mark keeps the rseq
+        // sequences (which read the pointer inside the sequence) out.
+        unsafe { core::mem::replace(&mut *self.slot.ac.get(), ac) }
+    }
+
+    /// `cpu_to_node` of the slot.
+    #[inline(always)]
+    pub(crate) fn node(&self) -> usize {
+        self.slot.node as usize
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    /// Clears the busy mark (rseq mode) and drops the slot lock. The release store publishes
+    /// the slow path's array writes to the next sequence that reads `busy == 0`.
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.rseq {
+            self.slot.busy.store(0, Ordering::Release);
+        }
+        self.slot.lock.unlock();
     }
 }
 
 impl SlabGlobals {
-    /// Takes `cpu`'s slot lock for a slow path and, in rseq mode, marks the slot busy so that
-    /// no rseq fast path commits on its array until [`Self::slot_unlock`] (see the header).
-    ///
-    /// # Safety
-    /// `slot` is the live slot of index `cpu` of some cache of this instance.
+    /// Takes `cpu`'s slot lock of `cachep` for a slow path and, in rseq mode, marks the slot
+    /// busy so that no rseq fast path commits on its array until the guard drops (see the
+    /// header).
     #[inline(always)]
-    pub(crate) unsafe fn slot_lock(&self, slot: *mut CpuSlot, cpu: usize) {
-        // SAFETY: live slot.
-        unsafe {
-            (*slot).lock.lock();
-            if self.rseq {
-                self.mark_busy(slot, cpu);
-            }
+    pub(crate) fn slot_lock<'a>(&self, cachep: &'a KmemCache, cpu: usize) -> SlotGuard<'a> {
+        let slot = self.cpu_slot(cachep, cpu);
+        slot.lock.lock();
+        if self.rseq {
+            self.mark_busy(slot, cpu);
         }
-    }
-
-    /// Clears the busy mark (rseq mode) and drops the slot lock. The release store publishes
-    /// the slow path's array writes to the next sequence that reads `busy == 0`.
-    ///
-    /// # Safety
-    /// The caller holds `slot`'s lock (taken with [`Self::slot_lock`]).
-    #[inline(always)]
-    pub(crate) unsafe fn slot_unlock(&self, slot: *mut CpuSlot) {
-        // SAFETY: live slot, lock held.
-        unsafe {
-            if self.rseq {
-                (*slot).busy.store(0, Ordering::Release);
-            }
-            (*slot).lock.unlock();
+        SlotGuard {
+            slot,
+            rseq: self.rseq,
         }
     }
 
@@ -176,9 +201,8 @@ impl SlabGlobals {
     /// aborted when the fence returns; later ones see the mark).
     #[cold]
     #[inline(never)]
-    unsafe fn mark_busy(&self, slot: *mut CpuSlot, cpu: usize) {
-        // SAFETY: live slot whose lock we hold.
-        let busy = unsafe { &(*slot).busy };
+    fn mark_busy(&self, slot: &CpuSlot, cpu: usize) {
+        let busy = &slot.busy;
         debug_assert_eq!(
             busy.load(Ordering::Relaxed),
             0,
@@ -212,181 +236,175 @@ impl SlabGlobals {
         }
     }
 
-    /// `____cache_alloc`: pop from the CPU's array, or refill.
-    ///
-    /// # Safety
-    /// `slot` is `cachep`'s slot, locked by the caller.
+    /// The rseq retry loop of both fast paths: runs `op` on this thread's CPU slot of
+    /// `cachep` until it commits (`Some`), or gives up (`None`: no rseq area, a CPU id without
+    /// a slot, or a failure other than an abort or a migration — the caller takes the locked
+    /// path). `op` returns `Err(Fail::Mismatch)` to give up by itself.
     #[inline(always)]
-    pub(crate) unsafe fn ____cache_alloc(
+    fn rseq_on_this_cpu<R>(
         &self,
-        cachep: *mut KmemCache,
-        slot: *mut CpuSlot,
+        cachep: &KmemCache,
+        mut op: impl FnMut(&RseqThread, usize, &CpuSlot) -> Result<R, Fail>,
+    ) -> Option<R> {
+        let t = rseq::this_thread()?;
+        loop {
+            let cpu = t.cpu();
+            if cpu >= self.nr_cpus {
+                return None;
+            }
+            // SAFETY: cpu < nr_cpus (checked above), the length of array[].
+            let slot = unsafe { cachep.slot_unchecked(cpu) };
+            match op(&t, cpu, slot) {
+                Ok(r) => return Some(r),
+                Err(Fail::Aborted | Fail::WrongCpu) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// `____cache_alloc`: pop from the CPU's array, or refill.
+    #[inline(always)]
+    pub(crate) fn ____cache_alloc(
+        &self,
+        cachep: &KmemCache,
+        slot: &SlotGuard<'_>,
         gfp: Gfp,
     ) -> *mut u8 {
-        // SAFETY: the slot lock protects the array.
-        unsafe {
-            let ac = (*slot).ac;
-            if (*ac).avail > 0 {
-                self.stat_inc(cachep, StatItem::ALLOCHIT);
-                (*ac).touched = 1;
-                (*ac).avail -= 1;
-                *ac_entry(ac).add((*ac).avail as usize)
-            } else {
-                self.stat_inc(cachep, StatItem::ALLOCMISS);
-                self.cache_alloc_refill(cachep, ac, (*slot).node as usize, gfp)
-            }
+        // SAFETY: allocations come from set-up caches only.
+        let ac = unsafe { slot.ac_live() };
+        if ac.avail() > 0 {
+            self.stat_inc(cachep, StatItem::ALLOCHIT);
+            ac.set_touched(true);
+            ac.pop()
+        } else {
+            self.stat_inc(cachep, StatItem::ALLOCMISS);
+            self.cache_alloc_refill(cachep, ac, slot.node(), gfp)
         }
     }
 
-    /// `__do_cache_alloc`: in rseq mode first an rseq pop on this CPU's array; then (lock
-    /// mode, or the array is empty or busy, or no rseq area) [`Self::__do_cache_alloc_locked`].
+    /// This CPU's array, raw object out: in rseq mode first an rseq pop on this CPU's array;
+    /// then (lock mode, or the array is empty or busy, or no rseq area)
+    /// [`Self::cache_alloc_locked`].
     #[inline(always)]
-    pub(crate) fn __do_cache_alloc(&self, cachep: *mut KmemCache, gfp: Gfp) -> *mut u8 {
+    pub(crate) fn cpu_cache_alloc(&self, cachep: &KmemCache, gfp: Gfp) -> *mut u8 {
         if self.rseq {
-            if let Some(t) = rseq::this_thread() {
-                loop {
-                    let cpu = t.cpu();
-                    if cpu >= self.nr_cpus {
-                        break;
-                    }
-                    // SAFETY: live cache, cpu < nr_cpus. Slot `cpu`'s array is written only
-                    // by sequences on CPU `cpu` and by holders of its lock that marked it busy
-                    // (slot_lock), and the array pointer is read inside the sequence.
-                    let r = unsafe {
-                        let slot = self.cpu_slot(cachep, cpu);
-                        t.array_pop(cpu, &(*slot).busy, addr_of!((*slot).ac).cast(), AC_LAYOUT)
-                    };
-                    match r {
-                        Ok(obj) => {
-                            self.stat_inc(cachep, StatItem::ALLOCHIT);
-                            return obj as *mut u8;
-                        }
-                        Err(Fail::Aborted | Fail::WrongCpu) => {}
-                        Err(_) => break,
-                    }
+            // Slot `cpu`'s array is written only by sequences on CPU `cpu` and by holders of
+            // its lock that marked it busy (slot_lock), and the array pointer is read inside
+            // the sequence.
+            let r = self.rseq_on_this_cpu(cachep, |t, cpu, slot| {
+                // SAFETY: as said above: the array's writers are this CPU's sequences and
+                // busy-marking lock holders only.
+                unsafe {
+                    t.array_pop(
+                        cpu,
+                        &slot.busy,
+                        slot.ac.get().cast_const().cast(),
+                        AC_LAYOUT,
+                    )
                 }
+            });
+            if let Some(obj) = r {
+                self.stat_inc(cachep, StatItem::ALLOCHIT);
+                return obj as *mut u8;
             }
         }
-        self.__do_cache_alloc_locked(cachep, gfp)
+        self.cache_alloc_locked(cachep, gfp)
     }
 
-    /// `__do_cache_alloc` under the CPU slot lock: the local array, then
-    /// `____cache_alloc_node` on the local node (which may fall back to other nodes). Returns
-    /// the raw object (null when out of memory).
+    /// 2.6.32 `__do_cache_alloc` under this CPU's slot lock (the `local_irq_save` of
+    /// `__cache_alloc`): the local array, then `____cache_alloc_node` on the local node
+    /// (which may fall back to other nodes). Returns the raw object (null when out of memory).
     #[inline(never)]
-    pub(crate) fn __do_cache_alloc_locked(&self, cachep: *mut KmemCache, gfp: Gfp) -> *mut u8 {
-        let cpu = self.this_cpu();
-        // SAFETY: cachep is a live cache of this instance (callers check handles); the slot
-        // lock is held around the array use.
-        unsafe {
-            let slot = self.cpu_slot(cachep, cpu);
-            self.slot_lock(slot, cpu);
-            let mut objp = self.____cache_alloc(cachep, slot, gfp);
-            if objp.is_null() {
-                objp = self.____cache_alloc_node(
-                    cachep,
-                    gfp,
-                    (*slot).node as usize,
-                    (*slot).node as usize,
-                );
-            }
-            self.slot_unlock(slot);
-            objp
+    pub(crate) fn cache_alloc_locked(&self, cachep: &KmemCache, gfp: Gfp) -> *mut u8 {
+        let slot = self.slot_lock(cachep, self.this_cpu());
+        let objp = self.____cache_alloc(cachep, &slot, gfp);
+        if objp.is_null() {
+            return self.____cache_alloc_node(cachep, gfp, slot.node(), slot.node());
         }
+        objp
     }
 
-    /// `__cache_alloc`: `__do_cache_alloc`, then a debug cache (decided once, at creation)
-    /// goes to [`Self::cache_alloc_debug_after`]; for every other one `__GFP_ZERO` clears the
-    /// object.
+    /// The object of a fresh allocation as the caller gets it: a debug cache (decided once,
+    /// at creation) goes to [`Self::cache_alloc_debug_after`]; for every other one
+    /// `__GFP_ZERO` clears the object.
     #[inline(always)]
     #[track_caller]
-    pub(crate) fn cache_alloc_internal(
+    fn cache_alloc_finish(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
+        p: NonNull<u8>,
     ) -> Option<NonNull<u8>> {
-        let p = NonNull::new(self.__do_cache_alloc(cachep, gfp))?;
-        // SAFETY: a live cache (callers check handles).
-        if unsafe { (*cachep).flags } & CFLGS_DEBUG_PATH != 0 {
+        if cachep.debug_path() {
             return self.cache_alloc_debug_after(cachep, gfp, p.as_ptr(), Location::caller());
         }
-        if gfp.contains(Gfp::ZERO) {
-            // SAFETY: a fresh object of buffer_size bytes.
-            unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
-        }
+        self.zero_if_asked(cachep, gfp, p);
         Some(p)
+    }
+
+    /// `__GFP_ZERO` on a fresh object of a non-debug cache.
+    #[inline(always)]
+    fn zero_if_asked(&self, cachep: &KmemCache, gfp: Gfp, p: NonNull<u8>) {
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: a fresh object of buffer_size bytes, ours.
+            unsafe { p.as_ptr().write_bytes(0, cachep.buffer_size) };
+        }
+    }
+
+    /// `__cache_alloc`: [`Self::cpu_cache_alloc`], then the debug or zeroing step.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn cache_alloc_internal(&self, cachep: &KmemCache, gfp: Gfp) -> Option<NonNull<u8>> {
+        let p = NonNull::new(self.cpu_cache_alloc(cachep, gfp))?;
+        self.cache_alloc_finish(cachep, gfp, p)
     }
 
     /// `__cache_alloc` of a cache known not to be a debug cache (the handle's magic said so).
     #[inline(always)]
-    pub(crate) fn cache_alloc_nodebug(
-        &self,
-        cachep: *mut KmemCache,
-        gfp: Gfp,
-    ) -> Option<NonNull<u8>> {
-        let p = NonNull::new(self.__do_cache_alloc(cachep, gfp))?;
-        if gfp.contains(Gfp::ZERO) {
-            // SAFETY: a fresh object of buffer_size bytes.
-            unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
-        }
+    pub(crate) fn cache_alloc_nodebug(&self, cachep: &KmemCache, gfp: Gfp) -> Option<NonNull<u8>> {
+        let p = NonNull::new(self.cpu_cache_alloc(cachep, gfp))?;
+        self.zero_if_asked(cachep, gfp, p);
         Some(p)
     }
 
-    /// `__cache_alloc_node` under the CPU slot lock: the local array when `nodeid` is this
-    /// CPU's node, else straight from the node's lists (`____cache_alloc_node`), falling back
-    /// unless `THISNODE`. Returns the raw object.
-    pub(crate) fn __do_cache_alloc_node(
+    /// 2.6.32 `__cache_alloc_node` under this CPU's slot lock: the local array when `nodeid`
+    /// is this CPU's node, else straight from the node's lists (`____cache_alloc_node`),
+    /// falling back unless `THISNODE`. Returns the raw object.
+    pub(crate) fn cache_alloc_node_locked(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
         nodeid: usize,
     ) -> *mut u8 {
-        let cpu = self.this_cpu();
-        // SAFETY: as __do_cache_alloc.
-        unsafe {
-            let slot = self.cpu_slot(cachep, cpu);
-            self.slot_lock(slot, cpu);
-            let here = (*slot).node as usize;
-            let nodeid = if nodeid >= self.nr_nodes {
-                here
-            } else {
-                nodeid
-            };
-            let objp = if self.l3(cachep, nodeid).is_null() {
-                self.fallback_alloc(cachep, gfp, here)
-            } else {
-                let mut p = core::ptr::null_mut();
-                if nodeid == here {
-                    p = self.____cache_alloc(cachep, slot, gfp);
-                }
-                if p.is_null() {
-                    p = self.____cache_alloc_node(cachep, gfp, nodeid, here);
-                }
-                p
-            };
-            self.slot_unlock(slot);
-            objp
+        let slot = self.slot_lock(cachep, self.this_cpu());
+        let here = slot.node();
+        let nodeid = if nodeid >= self.nr_nodes {
+            here
+        } else {
+            nodeid
+        };
+        if self.l3(cachep, nodeid).is_null() {
+            return self.fallback_alloc(cachep, gfp, here);
         }
+        if nodeid == here {
+            let p = self.____cache_alloc(cachep, &slot, gfp);
+            if !p.is_null() {
+                return p;
+            }
+        }
+        self.____cache_alloc_node(cachep, gfp, nodeid, here)
     }
 
     /// `__cache_alloc_node` with the debug split of [`Self::cache_alloc_internal`].
     #[track_caller]
     pub(crate) fn cache_alloc_node_internal(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
         nodeid: usize,
     ) -> Option<NonNull<u8>> {
-        let p = NonNull::new(self.__do_cache_alloc_node(cachep, gfp, nodeid))?;
-        // SAFETY: a live cache.
-        if unsafe { (*cachep).flags } & CFLGS_DEBUG_PATH != 0 {
-            return self.cache_alloc_debug_after(cachep, gfp, p.as_ptr(), Location::caller());
-        }
-        if gfp.contains(Gfp::ZERO) {
-            // SAFETY: a fresh object of buffer_size bytes.
-            unsafe { p.as_ptr().write_bytes(0, (*cachep).buffer_size) };
-        }
-        Some(p)
+        let p = NonNull::new(self.cache_alloc_node_locked(cachep, gfp, nodeid))?;
+        self.cache_alloc_finish(cachep, gfp, p)
     }
 
     /// `__cache_free`: remote objects to the alien path, else push on the CPU's array,
@@ -396,97 +414,79 @@ impl SlabGlobals {
     /// is free.
     ///
     /// # Safety
-    /// `slot` is `cachep`'s slot, locked; `objp` a live object start of `cachep`.
+    /// `objp` a live object start of `cachep`, handed out, not used afterwards.
     #[inline(always)]
     pub(crate) unsafe fn __cache_free(
         &self,
-        cachep: *mut KmemCache,
-        slot: *mut CpuSlot,
+        cachep: &KmemCache,
+        slot: &SlotGuard<'_>,
         objp: *mut u8,
     ) -> bool {
-        // SAFETY: slot lock held.
-        unsafe {
-            let node = (*slot).node as usize;
-            if self.nr_nodes > 1 && self.cache_free_alien(cachep, objp, node) {
-                return true;
-            }
-            let ac = (*slot).ac;
-            if (*ac).avail > 0 && *ac_entry(ac).add((*ac).avail as usize - 1) == objp {
-                self.stat_inc(cachep, StatItem::ERRORS);
-                return false;
-            }
-            if (*ac).avail < (*ac).limit {
-                self.stat_inc(cachep, StatItem::FREEHIT);
-            } else {
-                self.stat_inc(cachep, StatItem::FREEMISS);
-                self.cache_flusharray(cachep, ac, node);
-            }
-            *ac_entry(ac).add((*ac).avail as usize) = objp;
-            (*ac).avail += 1;
-            true
+        let node = slot.node();
+        // SAFETY: forwarded contract.
+        if self.nr_nodes > 1 && unsafe { self.cache_free_alien(cachep, objp, node) } {
+            return true;
         }
+        // SAFETY: frees go to set-up caches only.
+        let ac = unsafe { slot.ac_live() };
+        if ac.top() == Some(objp) {
+            self.stat_inc(cachep, StatItem::ERRORS);
+            return false;
+        }
+        if ac.avail() < ac.limit() {
+            self.stat_inc(cachep, StatItem::FREEHIT);
+        } else {
+            self.stat_inc(cachep, StatItem::FREEMISS);
+            self.cache_flusharray(cachep, ac, node);
+        }
+        // SAFETY: avail < limit: it was, or cache_flusharray just moved out at least one
+        // object (its batch is min(batchcount, avail, room in the shared array), each ≥ 1).
+        unsafe { ac.push_unchecked(objp) };
+        true
     }
 
-    /// `__cache_free` of a raw object: in rseq mode first an rseq push on this CPU's array
-    /// (objects of this CPU's node only; a full or busy array, an object already on top, or
-    /// a remote object go to the locked path), else under this CPU's slot lock.
+    /// This CPU's array, raw object in: in rseq mode first an rseq push on this CPU's array
+    /// (objects of this CPU's node only; a full or busy array, an object already on top, or a
+    /// remote object go to the locked path), else [`Self::cache_free_locked`].
     ///
     /// # Safety
     /// `objp` a raw object start of `cachep`, handed out, not used afterwards.
     #[inline(always)]
-    pub(crate) unsafe fn __cache_free_locked(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
+    pub(crate) unsafe fn cpu_cache_free(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
         if self.rseq {
-            if let Some(t) = rseq::this_thread() {
-                loop {
-                    let cpu = t.cpu();
-                    if cpu >= self.nr_cpus {
-                        break;
-                    }
-                    // SAFETY: as in __do_cache_alloc; objp is the caller's (contract) and a
-                    // live object of cachep, so its slab descriptor is readable.
-                    let r = unsafe {
-                        let slot = self.cpu_slot(cachep, cpu);
-                        if self.nr_nodes > 1 && (*self.virt_to_slab(objp)).nodeid != (*slot).node {
-                            break;
-                        }
-                        t.array_push(
-                            cpu,
-                            &(*slot).busy,
-                            addr_of!((*slot).ac).cast(),
-                            AC_LAYOUT,
-                            objp as usize,
-                        )
-                    };
-                    match r {
-                        Ok(()) => {
-                            self.stat_inc(cachep, StatItem::FREEHIT);
-                            return true;
-                        }
-                        Err(Fail::Aborted | Fail::WrongCpu) => {}
-                        Err(_) => break,
+            // As in cpu_cache_alloc; a remote object gives up (Mismatch) for the alien path.
+            let pushed = self.rseq_on_this_cpu(cachep, |t, cpu, slot| {
+                if self.nr_nodes > 1 {
+                    // SAFETY: objp is a live object of ours (contract): its slab descriptor
+                    // is readable (`nodeid` never changes).
+                    let nodeid = unsafe { self.slab_of_obj(objp) }.nodeid();
+                    if nodeid != slot.node as usize {
+                        return Err(Fail::Mismatch);
                     }
                 }
+                let ac = slot.ac.get().cast_const().cast();
+                // SAFETY: as in cpu_cache_alloc; objp is the caller's to give up.
+                unsafe { t.array_push(cpu, &slot.busy, ac, AC_LAYOUT, objp as usize) }
+            });
+            if pushed.is_some() {
+                self.stat_inc(cachep, StatItem::FREEHIT);
+                return true;
             }
         }
         // SAFETY: forwarded contract.
-        unsafe { self.__cache_free_slow(cachep, objp) }
+        unsafe { self.cache_free_locked(cachep, objp) }
     }
 
-    /// `__cache_free` under this CPU's slot lock.
+    /// [`Self::__cache_free`] under this CPU's slot lock (the `local_irq_save` of 2.6.32
+    /// `kmem_cache_free`).
     ///
     /// # Safety
-    /// As [`Self::__cache_free_locked`].
+    /// As [`Self::cpu_cache_free`].
     #[inline(never)]
-    unsafe fn __cache_free_slow(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
-        let cpu = self.this_cpu();
-        // SAFETY: forwarded contract; slot lock held around the array use.
-        unsafe {
-            let slot = self.cpu_slot(cachep, cpu);
-            self.slot_lock(slot, cpu);
-            let ok = self.__cache_free(cachep, slot, objp);
-            self.slot_unlock(slot);
-            ok
-        }
+    unsafe fn cache_free_locked(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
+        let slot = self.slot_lock(cachep, self.this_cpu());
+        // SAFETY: forwarded contract.
+        unsafe { self.__cache_free(cachep, &slot, objp) }
     }
 
     /// `kmem_cache_free` after the checks: a debug cache goes to [`Self::cache_free_debug`],
@@ -496,13 +496,12 @@ impl SlabGlobals {
     /// `objp` a live object start of `cachep` (as the caller sees it), not used afterwards.
     #[inline(always)]
     #[track_caller]
-    pub(crate) unsafe fn cache_free_internal(&self, cachep: *mut KmemCache, objp: *mut u8) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe {
-            if (*cachep).flags & CFLGS_DEBUG_PATH != 0 {
-                return self.cache_free_debug(cachep, objp, Location::caller());
-            }
-            self.__cache_free_locked(cachep, objp)
+    pub(crate) unsafe fn cache_free_internal(&self, cachep: &KmemCache, objp: *mut u8) -> bool {
+        if cachep.debug_path() {
+            // SAFETY: forwarded contract.
+            return unsafe { self.cache_free_debug(cachep, objp, Location::caller()) };
         }
+        // SAFETY: forwarded contract.
+        unsafe { self.cpu_cache_free(cachep, objp) }
     }
 }

@@ -1,169 +1,124 @@
 //! # slab-classic — Linux 2.6.32 SLAB on the slabworks page provider
 //!
-//! A faithful user-space port of `mm/slab.c` as Linux 2.6.32 shipped it: `kmem_cache` with
-//! per-CPU `array_cache`s, per-node `kmem_list3` (partial/full/free lists, shared array, alien
-//! arrays), slab descriptors with a `kmem_bufctl_t` index chain, colouring, the
-//! `enable_cpucache` tunables, `cache_reap`, `malloc_sizes[]`/`cache_names[]` kmalloc caches
-//! `size-32` … `size-4194304`, and the six-step `kmem_cache_init` bootstrap. Files follow the
-//! kernel's split so they can be read beside `mm/slab.c`; functions keep the kernel's names.
+//! A port of `mm/slab.c` as Linux 2.6.32 shipped it: `kmem_cache` with per-CPU `array_cache`s,
+//! per-node `kmem_list3` (partial/full/free lists, shared array, alien arrays), slab
+//! descriptors with a `kmem_bufctl_t` index chain, colouring, the `enable_cpucache` tunables,
+//! `cache_reap`, the kmalloc caches `size-32` … `size-4194304` and the six-step
+//! `kmem_cache_init` bootstrap. Functions keep the kernel's names; a name the kernel does not
+//! have (`cpu_cache_alloc`, `cache_alloc_locked`, …) is ours and says what it does.
+//! Design history and measurements: `docs/design-notes.md` ("slab-classic").
 //!
-//! ## Layers (dependencies point down)
+//! ## Module map
+//! Each line uses the lines below it, except where `mm/slab.c` itself loops back:
+//! - the allocator allocates its own metadata: `cache.rs` (`kmem_cache` objects from
+//!   `cache_cache`, array caches, list3s, alien tables), `bootstrap.rs` and `refill.rs`
+//!   (off-slab descriptors from `slabp_cache`) call back up into `kmalloc.rs` and
+//!   `fastpath.rs`, and `free_block` (`node.rs`) ends in `slab_destroy` (`refill.rs`), which
+//!   frees an off-slab descriptor the same way;
+//! - the `CONFIG_DEBUG_SLAB` hooks (`debug.rs`) are called from inside the paths they check
+//!   (`fastpath.rs`, `refill.rs`, `numa.rs`, `node.rs`), and a checked debug free continues in
+//!   `fastpath.rs` (2.6.32's `__cache_free` with `cache_free_debugcheck` inside);
+//! - `instance.rs` is the data every module's methods hang on (the kernel's file-scope
+//!   statics; its `create` runs the bootstrap and resolves the fast path), and the
+//!   `KmemCache` type of `cache.rs` is every function's first argument, as in the kernel.
 //! ```text
-//!  Slab (lib.rs): SlabAllocator API, handles, checked frees, settings, slabinfo, reaper thread
-//!    kmalloc.rs    malloc_sizes[], __find_general_cachep, object lookup
-//!    fastpath.rs   ____cache_alloc / __cache_free            (per-CPU array, CPU slot lock)
-//!    debug.rs      CONFIG_DEBUG_SLAB: red zones, poison, user word, reports (#[cold] path)
-//!    refill.rs     cache_alloc_refill / cache_flusharray / cache_grow   (#[cold])
-//!    numa.rs       ____cache_alloc_node / fallback_alloc / alien caches
-//!    reap.rs       cache_reap / drain_array                  (fake clock, jiffies)
-//!    queues.rs     queue memory: bytes of per-CPU, shared, alien arrays (harness `metadata`)
-//!    cache.rs      kmem_cache_create, cache_estimate, calculate_slab_order, tunables, shrink
-//!    node.rs       kmem_list3, free_block, drain_freelist
-//!    slabmgmt.rs   struct slab, bufctl chain, obj_to_index (reciprocal divide)
-//!    arraycache.rs struct array_cache, transfer_objects
-//!    bootstrap.rs  the "static" data block, kmem_cache_init (cache_cache, INDEX_AC, INDEX_L3)
-//!  common::PageProvider (buddy allocator per node) ─► common::Page (struct page)
+//!  lib.rs        Slab: the SlabAllocator API, handle checks, checked frees, introspection,
+//!                settings, slabinfo, the reaper thread
+//!  validate.rs   s_show's accounting, validate()        queues.rs  bytes held by the arrays
+//!  bootstrap.rs  kmem_cache_init: cache_cache, INDEX_AC, INDEX_L3, g_cpucache_up
+//!  cache.rs      kmem_cache + CpuSlot, kmem_cache_create, cache_estimate, do_tune_cpucache,
+//!                alloc_kmemlist, __cache_shrink, kmem_cache_destroy
+//!  kmalloc.rs    malloc_sizes[], __find_general_cachep, metadata kmalloc/kfree, object lookup
+//!  fastpath.rs   SlotGuard (local_irq_save), ____cache_alloc, __cache_free, rseq entries
+//!  debug.rs      CONFIG_DEBUG_SLAB around the fast path: checks, poison, red zones, reports
+//!  reap.rs       cache_reap, drain_array (fake clock)
+//!  numa.rs       ____cache_alloc_node, fallback_alloc, alien caches
+//!  refill.rs     cache_alloc_refill, cache_flusharray, cache_grow, slab_destroy, virt_to_slab
+//!  node.rs       kmem_list3 + ListGuard (list_lock), free_block, drain_freelist
+//!  slabmgmt.rs   struct slab + SlabRef, bufctl chain, obj_to_index (reciprocal divide)
+//!  arraycache.rs struct array_cache + ArrayRef, transfer_objects
+//!  instance.rs   SlabGlobals: the "static" data (cache_cache, malloc_sizes[], cache_chain and
+//!                its mutex, boot arrays and list3s), settings, clock; cpu_slot, lock_list
+//!  stats.rs      STATS counters (StatItem)               sync.rs    RawLock (common's spinlock)
+//!  common        PageProvider (buddy per node) ─► Page (struct page), ListHead, LocalLock, rseq
+//!  (tests)       model.rs: every schedule of the rseq array protocol
 //! ```
 //!
 //! ## Call tree, fast to slow
 //! ```text
-//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal ─► __do_cache_alloc
+//! kmem_cache_alloc / kmalloc ─► cache_alloc_internal (__cache_alloc) ─► cpu_cache_alloc
 //!     │   rseq mode: array_pop on this CPU's array (no lock)              ← rseq fast path
-//!     │   else / empty / busy ─► __do_cache_alloc_locked (CPU slot lock + busy mark)
-//!     │   then debug cache? ─► cache_alloc_debug_after: cache_alloc_debugcheck_after (#[cold])
+//!     │   else / empty / busy ─► cache_alloc_locked (SlotGuard: slot lock + busy mark)
 //!     ├─ ____cache_alloc: ac->avail ? entry[--avail]                       ← fast path
-//!     └─ cache_alloc_refill (list_lock)                                    ← slow path
-//!          ├─ transfer_objects(shared → ac)
-//!          ├─ slabs_partial, then slabs_free: slab_get_obj × batchcount
-//!          └─ cache_grow ─► kmem_getpages ─► PageProvider::alloc_pages
-//!                        └► alloc_slabmgmt (off-slab: kmem_cache_alloc_node(slabp_cache))
+//!     ├─ cache_alloc_refill (ListGuard)                                    ← slow path
+//!     │    ├─ transfer_objects(shared → ac)
+//!     │    ├─ slabs_partial, then slabs_free: slab_get_obj × batchcount
+//!     │    └─ cache_grow ─► kmem_getpages ─► PageProvider::alloc_pages
+//!     │                  └► alloc_slabmgmt (off-slab: kmem_cache_alloc_node(slabp_cache))
 //!     └─ ____cache_alloc_node ─► cache_grow(THISNODE) ─► fallback_alloc (other nodes)
-//! kmem_cache_alloc_node / kmalloc_node ─► __cache_alloc_node ─► local array or ____cache_alloc_node
+//!     then a debug cache ─► cache_alloc_debug_after (#[cold])
+//! kmem_cache_alloc_node / kmalloc_node ─► cache_alloc_node_internal ─► cache_alloc_node_locked
+//!     (__cache_alloc_node: the local array, or ____cache_alloc_node)
 //! kmem_cache_free ─► check_object_of / kfree ─► lookup_object (struct page checks)
-//!     ─► cache_free_internal: debug cache? ─► cache_free_debug: cache_free_debugcheck (#[cold])
-//!     ─► __cache_free_locked: rseq mode: array_push (no lock)             ← rseq fast path
-//!     ─► else / full / busy / remote ─► __cache_free (CPU slot lock + busy mark)
+//!     ─► cache_free_internal: a debug cache ─► cache_free_debug (#[cold]) ─► cpu_cache_free
+//!     ─► cpu_cache_free: rseq mode: array_push (no lock)                   ← rseq fast path
+//!     ─► else / full / busy / remote ─► cache_free_locked (SlotGuard) ─► __cache_free
 //!     ├─ cache_free_alien (object of another node) ─► alien array ─► __drain_alien_cache
 //!     ├─ ac->avail < limit ? entry[avail++] = obj                          ← fast path
-//!     └─ cache_flusharray (list_lock): shared array, else free_block ─► slab_destroy
-//! cache_reap(cpu) ─► reap_alien, drain_array(cpu), [every 4 s] drain_array(shared), drain_freelist
+//!     └─ cache_flusharray (ListGuard): shared array, else free_block ─► slab_destroy
+//! cache_reap(cpu) ─► reap_alien, drain_array(cpu), [every 4 s] drain_shared, drain_freelist
 //! ```
 //!
 //! ## Lock order
 //! 1. `cache_chain_mutex` (`SlabGlobals`): the cache chain, cache creation/destruction,
 //!    tunables, `cache_reap` (trylock), `validate`.
-//! 2. CPU slot lock (`CpuSlot::lock`, a `LocalLock`, the `local_irq_save` stand-in): that CPU's
-//!    `array_cache` pointer and contents (`avail`, `touched`, `entry[]`) and its `busy` mark.
-//!    In rseq mode the holder also sets `busy` (rseq commit on that CPU, or store + membarrier
-//!    fence of it) so the lock-free rseq push/pop on that CPU stays out; fastpath.rs gives the
-//!    argument.
+//! 2. CPU slot lock (`CpuSlot::lock`, a `LocalLock`, the `local_irq_save` stand-in; held as a
+//!    `fastpath::SlotGuard`): that CPU's `array_cache` pointer and contents (`avail`,
+//!    `touched`, `entry[]`) and its `busy` mark. In rseq mode the holder also sets `busy` so
+//!    the lock-free rseq push/pop on that CPU stays out; fastpath.rs gives the argument.
 //! 3. Alien array lock (`array_cache.lock` of `l3->alien[n]`): that alien array.
-//! 4. Node `list_lock` (`kmem_list3.list_lock`): the three slab lists, every `struct slab` on
-//!    them (`inuse`, `free`, bufctls), `free_objects`, `free_limit`, `colour_next`,
-//!    `next_reap`, `free_touched`, and the node's `shared` array (pointer and contents).
+//! 4. Node `list_lock` (`kmem_list3.list_lock`, held as a `node::ListGuard`): the three slab
+//!    lists, every `struct slab` on them (`inuse`, `free`, bufctls), `free_objects`,
+//!    `free_limit`, `colour_next`, `next_reap`, `free_touched`, and the node's `shared` array.
 //!
-//! A list_lock may be held while freeing an off-slab descriptor into its `slabp_cache`
-//! (`slab_destroy` from `free_block`), which takes that *other* cache's locks 2–4; the kernel
-//! relies on the same property: a `slabp_cache` is an on-slab kmalloc cache, whose paths never
-//! take another cache's locks, so no cycle exists. The page provider's node locks are leaves.
-//! Nothing is lock-free except the rseq array push/pop (rseq mode), the reads of immutable
-//! cache fields, the tunables (atomics), the `alien` table pointer (set once, atomically) and
+//! Functions that need a lock take its guard (`&SlotGuard`, `&ListGuard`) or a view that only
+//! a guard hands out (`ArrayRef`, `SlabRef`). A list_lock may be held while freeing an
+//! off-slab descriptor into its `slabp_cache` (`slab_destroy` from `free_block`), which takes
+//! that *other* cache's locks 2–4; as in the kernel, a `slabp_cache` is an on-slab kmalloc
+//! cache whose paths never take another cache's locks, so no cycle exists. The page
+//! provider's node locks are leaves. Lock-free: the rseq array push/pop, reads of immutable
+//! cache fields, the tunables and `magic` (atomics), the `alien` table pointer (set once) and
 //! the statistics counters.
 //!
-//! ## Memory
-//! All metadata comes from the page provider: one block for the "static" data (what the kernel
-//! keeps in `.data`: `cache_cache`, the boot arrays and list3s, `malloc_sizes[]`); everything
-//! else from the allocator's own caches. Nothing on an allocation or free path touches the Rust
-//! heap (`validate`, `slabinfo` text and the reaper thread do).
+//! ## Invariants
+//! - Slab lists (`node.rs`): a slab on `slabs_full` has `inuse == num`, on `slabs_partial`
+//!   `0 < inuse < num`, on `slabs_free` `inuse == 0`; `free_objects` = Σ (num − inuse).
+//! - Free chain (`slabmgmt.rs`): from `free`, exactly `num − inuse` distinct indices below `num`;
+//!   a handed-out object's bufctl holds `BUFCTL_FREE`.
+//! - Arrays (`arraycache.rs`): `avail <= limit`; every entry is a handed-out object of the
+//!   array's cache and node.
+//! - Debug caches (`debug.rs`): free objects have inactive red zones and intact poison,
+//!   allocated ones active red zones.
+//!
+//! `validate()` checks all of them. All metadata comes from the page provider: one block for
+//! the "static" data (`instance.rs`), everything else from the allocator's own caches; nothing
+//! on an allocation or free path touches the Rust heap (`validate`, `slabinfo` text and the
+//! reaper thread do, with no lock held).
 //!
 //! ## Deviations from 2.6.32
-//! - `local_irq_save` → a lock per CPU slot (`CpuSlot`, threads can migrate); so
-//!   `kmem_cache.array[]` holds one 64-byte slot (lock, node, array pointer) per CPU instead of
-//!   a pointer, and every CPU gets its arrays at boot (no CPU hotplug, no `cpuup_prepare`).
-//! - Slab marks live on the head page only (`PG_SLAB`, `slab_cache`, `private` = descriptor,
-//!   `spare` = offset of `s_mem`); lookups go through `virt_to_head_page`. Frees are checked
-//!   (not ours / wrong cache / not an object start) from `struct page` alone.
-//! - Kernel configurations (issue 15, [`SlabSettings::config`]; [`common::KernelConfig`]):
-//!   `kernel` is 2.6.32 itself — `kmem_cache_free` calls `__cache_free` with the handle's cache
-//!   and `kfree` uses `virt_to_cache`, both trusted (a bad pointer is undefined behaviour, as
-//!   in the kernel; debug caches still check). 2.6.32 had nothing like
-//!   `CONFIG_SLAB_FREELIST_HARDENED`, so `hardened` is what SLAB became under that option by
-//!   6.4 (the shared `cache_from_obj` of mm/slab.h): the head page's cache compared with the
-//!   handle's, a mismatch counted as a warning (`SlabAllocator::free_warnings`) and freed into
-//!   the real cache, a pointer not on a slab page of ours warned about and not freed. SLAB has
-//!   no free pointers to encode (bufctl indices), so that half of the option has no equivalent.
-//!   `checked` (default) is everything below.
-//! - Two cheap double-free checks are always on, debug or not: freeing the object on top of
-//!   the CPU array returns `DoubleFree` (6.4's hardened `__free_one`), and the `BUFCTL_FREE`
-//!   marker of 2.6.32's debug `slab_put_obj` refuses an object already on its slab's free chain
-//!   (counted as `error`). Debugging (below) reports instead of `BUG()`ing.
-//! - No `alternate_node_alloc` (no mempolicy/cpuset spreading), no DMA caches, no RCU:
-//!   `SLAB_DESTROY_BY_RCU` slabs are freed at once.
-//! - Time is a per-instance `jiffies` counter (`HZ` = 1000) moved by hand or by the optional
-//!   reaper thread, which reaps every CPU in turn from one thread; the shared array's `touched`
-//!   flag is read under the node lock (the kernel reads it racily).
-//! - Bad tunables written to slabinfo return an error instead of being ignored; a duplicate
-//!   cache name is refused with `BadName` (the kernel refuses it too, with a message).
-//! - `validate()` also checks every array entry and the page marks, beyond `s_show`.
+//! - `local_irq_save` → a lock per CPU slot (threads migrate), with an rseq fast path in front
+//!   ([`FastPath`]); every CPU gets its arrays at boot (no hotplug, no `cpuup_prepare`).
+//! - Slab marks live on the head page (`PG_SLAB`, `slab_cache`, `private` = descriptor, `spare`
+//!   = offset of `s_mem`): frees are checked from `struct page` alone, per
+//!   [`SlabSettings::config`] (`kernel` trusts like 2.6.32, `hardened` is 6.4's
+//!   `cache_from_obj`, `checked` the default).
+//! - Always on: the top-of-array double-free check (6.4 `__free_one`) and the `BUFCTL_FREE`
+//!   marker of debug `slab_put_obj`; debugging reports instead of `BUG()`ing (`debug.rs`).
+//! - No `alternate_node_alloc`, DMA caches or RCU (`SLAB_DESTROY_BY_RCU` slabs freed at once);
+//!   time is a per-instance `jiffies` (`HZ` = 1000); bad tunables and duplicate names are
+//!   errors, not ignored.
 
-//!
-//! ## Debugging (`CONFIG_DEBUG_SLAB`)
-//! Per cache with `kmem_cache_create` flags `RED_ZONE`, `POISON`, `STORE_USER`,
-//! `CONSISTENCY_CHECKS` (2.6.32 `SLAB_DEBUG_FREE`: `check_slabp` before and after every slab
-//! touched on a slow path), or for every cache, kmalloc caches included, with
-//! [`SlabSettings::debug`] and [`SlabSettings::forced_debug`] (2.6.32 `FORCED_DEBUG`: red zone +
-//! user word below 4096 bytes or where the 24 bytes do not cross a power of two, poison
-//! unless RCU), or from the environment variable `SLAB_CLASSIC_DEBUG` read by
-//! [`SlabSettings::with_debug_env`] without the heap (syntax: `FZPU`-letter groups and the
-//! words `forced`, `init_on_alloc`, `init_on_free`, `abort`, `continue`, comma-separated,
-//! e.g. `ZPU,init_on_free`). As in `kmem_cache_create`, red zone and user word are dropped
-//! silently when the alignment exceeds 8 (so `HWCACHE_ALIGN` debug caches are word-aligned),
-//! and poison on `TYPESAFE_BY_RCU` caches. [`SlabSettings::init_on_alloc`] /
-//! [`SlabSettings::init_on_free`] zero objects (6.4 rules: not with a constructor, RCU or
-//! poison).
-//!
-//! Layout (see [`debug`]): `[red zone 1][object: obj_size][red zone 2][last caller]`, with
-//! `obj_offset` = 8 and `RED_ACTIVE`/`RED_INACTIVE`, `POISON_INUSE`/`POISON_FREE`/`POISON_END`
-//! as in 2.6.32 `include/linux/poison.h`. The arrays and bufctls hold raw buffer starts; only
-//! `cache_alloc_internal`/`cache_free_internal` and the free checks add or remove `obj_offset`.
-//! The last-caller word holds the address of the `core::panic::Location` of the public call
-//! (`#[track_caller]` on `kmem_cache_alloc(_node)`, `kmalloc(_node)`, `kmem_cache_free`,
-//! `kfree`; internal metadata allocations record their own call site) — Rust has no stable
-//! return address.
-//!
-//! Invariant of a debug cache (checked by `validate()`, which reports and repairs each free
-//! object that breaks it): every free object — on a bufctl free chain or in a CPU, shared or
-//! alien array — has both red zones `RED_INACTIVE` and (with poison) `POISON_FREE` bytes ending
-//! in `POISON_END`; every allocated object has both red zones `RED_ACTIVE`.
-//!
-//! Checks: on alloc `check_poison_obj` (one "Slab corruption" report with the first bad byte,
-//! its offset, expected/found bytes and the count), red zones must be inactive ("double free,
-//! or memory outside object was overwritten"); on free the red zones must be active (both
-//! inactive: "double free detected", the free is refused with `Err(DoubleFree)`; otherwise
-//! "memory outside object was overwritten", repaired and freed); bad pointers
-//! (`kfree_debugcheck`, another cache's object, interior pointers) are refused and reported;
-//! slabs given back are checked (`slab_destroy_debugcheck`); `kmem_cache_destroy` with live
-//! objects reports "Can't free all objects" and then each live object (1 live object = 2
-//! reports). Each detection is exactly one [`DebugReport`] (a fixed, heap-free struct: kind,
-//! cache, object, offset, expected/found, bad bytes, red zones, last caller; `Display` prints
-//! the kernel's words), counted per cache ([`Slab::cache_debug_errors`]) and per instance
-//! ([`Slab::debug_errors`]), handed to [`SlabSettings::report`] (default: stderr), then either
-//! continued or `abort()`ed ([`DebugAction`]).
-//!
-//! Cost when off: whether a cache takes the debug path is decided once, at creation. A debug
-//! cache gets its own `magic` (`CACHE_MAGIC_DEBUG`), so `kmem_cache_alloc`/`kmem_cache_free`
-//! leave for the debug path at the handle check they always made (no added test); `kmalloc`,
-//! `kfree`, the `_node` variants and internal allocations test the `CFLGS_DEBUG_PATH` bits of
-//! `kmem_cache.flags` (same cache line) once per call, after the raw allocation or before the
-//! raw free. The free checks subtract `obj_offset` (0 for non-debug caches). The slow paths
-//! test `DEBUG_FLAGS` before `check_slabp`. Measured with `benches/pair.rs` (64 B pair,
-//! `--only-cache`, two sets of 20 alternating runs against the pre-debug build on a loaded
-//! 2-core VM): ratio of minima 1.06 and 1.01, of medians 1.05 and 0.98 — within noise;
-//! kmalloc/kfree likewise.
-//! Lock order is unchanged; reports may be made under a node `list_lock` (`check_slabp`, the
-//! bufctl double free, slab destruction) and under `cache_chain_mutex` (destroy), so the
-//! callback must not allocate from the instance.
-
+#![warn(unreachable_pub)]
 // The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
 // compared with mm/slab.c; kernel functions are methods of the instance even where they only
 // need the cache.
@@ -173,27 +128,28 @@
     clippy::single_match_else
 )]
 
-pub mod arraycache;
-pub mod bootstrap;
-pub mod cache;
-pub mod census;
-pub mod debug;
+mod arraycache;
+mod bootstrap;
+mod cache;
+mod census;
+mod debug;
 mod fastpath;
-pub mod kmalloc;
+mod instance;
+mod kmalloc;
 #[cfg(test)]
 mod model;
-pub mod node;
+mod node;
 mod numa;
-pub mod queues;
-pub mod reap;
+mod queues;
+mod reap;
 mod refill;
-pub mod slabmgmt;
-pub mod stats;
-pub mod sync;
+mod slabmgmt;
+mod stats;
+mod sync;
 mod validate;
 
-use crate::bootstrap::SlabGlobals;
-use crate::cache::{KmemCache, CACHE_MAGIC, CFLGS_OFF_SLAB};
+use crate::cache::{KmemCache, CACHE_MAGIC};
+use crate::instance::SlabGlobals;
 use common::api::{
     CacheHandle, Ctor, KernelConfig, MemoryUsage, SlabAllocator, SlabError, SlabFlags, SlabInfo,
 };
@@ -203,13 +159,23 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
+pub use crate::bootstrap::CpuCacheUp;
 pub use crate::cache::{
     cache_estimate, calculate_slab_order, cpucache_tunables, free_limit, kmem_cache_geometry,
     Geometry,
 };
-pub use crate::debug::{DebugAction, DebugErrorKind, DebugReport};
+pub use crate::cache::{
+    forced_debug_flags, BREAK_GFP_ORDER_HI, BREAK_GFP_ORDER_LO, KMALLOC_MAX_ORDER,
+};
+pub use crate::census::QueueCensus;
+pub use crate::debug::{
+    DebugAction, DebugErrorKind, DebugReport, DEBUG_ENV, POISON_END, POISON_FREE, POISON_INUSE,
+    RED_ACTIVE, RED_INACTIVE,
+};
+pub use crate::kmalloc::KMALLOC_MAX_SIZE;
 pub use crate::queues::{QueueBytes, QueueMemory};
-pub use crate::stats::{SlabStats, StatItem};
+pub use crate::reap::{drain_array_count, reap_freelist_count, time_after, HZ, REAPTIMEOUT_CPUC};
+pub use crate::stats::{SlabStats, StatItem, STATS_HEADER};
 
 /// The `kmem_cache` whose chain link is `link`.
 pub(crate) fn cache_from_chain(link: *mut ListHead) -> *mut KmemCache {
@@ -280,14 +246,15 @@ pub struct SlabSettings {
     /// Called with every debug report (default: print it on stderr in the kernel's words).
     /// May run with a node lock held: it must not allocate from this instance.
     pub report: Option<fn(&DebugReport)>,
-    /// Which per-CPU fast path to use (issue 9); `SLAB_FASTPATH=rseq|lock|auto` overrides it.
+    /// Which per-CPU fast path to use; `SLAB_FASTPATH=rseq|lock` overrides `Auto` only (an
+    /// explicit setting wins).
     pub fastpath: FastPath,
-    /// The kernel configuration of the free paths (issue 15; default `Checked`): see
+    /// The kernel configuration of the free paths (default `Checked`): see
     /// "Kernel configurations" above and [`common::KernelConfig`].
     pub config: KernelConfig,
 }
 
-/// The per-CPU array fast path (issue 9).
+/// The per-CPU array fast path (`fastpath.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FastPath {
     /// rseq when `common::rseq` is available on the creating thread, the membarrier fence
@@ -529,15 +496,22 @@ impl Slab {
         self.g().slab_break_gfp_order
     }
 
+    /// The `kmem_cache` a handle of this instance names: a `kmem_cache` object in provider
+    /// memory, which stays mapped for the instance's life (a destroyed one reads magic 0).
     #[inline(always)]
-    fn cache(&self, h: CacheHandle) -> Result<*mut KmemCache, SlabError> {
+    fn cache_of_handle(&self, h: CacheHandle) -> Result<&KmemCache, SlabError> {
         if h.instance() != self.g().instance {
             return Err(SlabError::ForeignCache);
         }
-        let c = h.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: a handle of this instance names a kmem_cache object in provider memory,
-        // which stays mapped; a destroyed one has magic 0.
-        if !cache::magic_ok(unsafe { (*c).magic }) {
+        // SAFETY: a handle of this instance names a kmem_cache object (live or destroyed) in
+        // this instance's provider memory, which stays mapped while the instance lives.
+        Ok(unsafe { h.ptr().cast::<KmemCache>().as_ref() })
+    }
+
+    #[inline(always)]
+    fn cache(&self, h: CacheHandle) -> Result<&KmemCache, SlabError> {
+        let c = self.cache_of_handle(h)?;
+        if !cache::magic_ok(c.magic()) {
             return Err(SlabError::ForeignCache);
         }
         Ok(c)
@@ -546,13 +520,9 @@ impl Slab {
     /// The handle check of the fast paths: `Ok((c, true))` for a live non-debug cache,
     /// `Ok((c, false))` for a live debug cache (its own magic, so one compare decides both).
     #[inline(always)]
-    fn cache_fast(&self, h: CacheHandle) -> Result<(*mut KmemCache, bool), SlabError> {
-        if h.instance() != self.g().instance {
-            return Err(SlabError::ForeignCache);
-        }
-        let c = h.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: as in `cache`.
-        let magic = unsafe { (*c).magic };
+    fn cache_fast(&self, h: CacheHandle) -> Result<(&KmemCache, bool), SlabError> {
+        let c = self.cache_of_handle(h)?;
+        let magic = c.magic();
         if magic == CACHE_MAGIC {
             return Ok((c, true));
         }
@@ -567,12 +537,12 @@ impl Slab {
     #[inline(never)]
     fn kmem_cache_alloc_debug(
         &self,
-        c: *mut KmemCache,
+        c: &KmemCache,
         gfp: Gfp,
         caller: &'static core::panic::Location<'static>,
     ) -> Option<NonNull<u8>> {
         let g = self.g();
-        let p = NonNull::new(g.__do_cache_alloc(c, gfp))?;
+        let p = NonNull::new(g.cpu_cache_alloc(c, gfp))?;
         g.cache_alloc_debug_after(c, gfp, p.as_ptr(), caller)
     }
 
@@ -584,13 +554,13 @@ impl Slab {
     #[inline(never)]
     unsafe fn kmem_cache_free_debug(
         &self,
-        c: *mut KmemCache,
+        c: &KmemCache,
         obj: *mut u8,
         caller: &'static core::panic::Location<'static>,
     ) -> Result<(), SlabError> {
         let g = self.g();
         if let Err(e) = g.check_object_of(c, obj) {
-            g.debug_bad_free(c, obj, e);
+            g.debug_bad_free(Some(c), obj, e);
             return Err(e);
         }
         // SAFETY: a checked object start of this cache; the caller gives it up.
@@ -613,16 +583,16 @@ impl Slab {
         cache: CacheHandle,
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
-        let c = cache.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: the caller's promise: a live cache, whose magic we may read.
-        if unsafe { (*c).magic } != CACHE_MAGIC {
+        // SAFETY: the caller's promise: a live cache of this instance.
+        let c = unsafe { cache.ptr().cast::<KmemCache>().as_ref() };
+        if c.magic() != CACHE_MAGIC {
             // SAFETY: forwarded contract.
             return unsafe {
                 self.kmem_cache_free_debug(c, obj.as_ptr(), core::panic::Location::caller())
             };
         }
         // SAFETY: the caller's promise.
-        if unsafe { self.g().__cache_free_locked(c, obj.as_ptr()) } {
+        if unsafe { self.g().cpu_cache_free(c, obj.as_ptr()) } {
             Ok(())
         } else {
             Err(SlabError::DoubleFree(obj.as_ptr() as usize))
@@ -644,34 +614,32 @@ impl Slab {
         obj: NonNull<u8>,
     ) -> Result<(), SlabError> {
         let g = self.g();
-        if cache.instance() != g.instance {
-            return Err(SlabError::ForeignCache);
-        }
-        let mut c = cache.ptr().as_ptr().cast::<KmemCache>();
+        let named = self.cache_of_handle(cache)?;
         let page = self.provider.virt_to_head_page(obj.as_ptr() as usize);
         let same = page.is_some_and(|pg| {
             // SAFETY: a descriptor of the provider's mem_map.
             let p = unsafe { pg.as_ref() };
-            p.cache() == c as usize && p.test_flags(common::page::flags::PG_SLAB)
+            p.cache() == core::ptr::from_ref(named) as usize
+                && p.test_flags(common::page::flags::PG_SLAB)
         });
-        if !same {
-            c = self.hardened_mismatch(obj.as_ptr())?;
+        // The caller promises a live cache of ours when the page said so; the mismatch path
+        // checked the real one.
+        let c = if same {
+            named
+        } else {
+            self.hardened_mismatch(obj.as_ptr())?
+        };
+        if c.magic() != CACHE_MAGIC {
+            // SAFETY: forwarded contract; c is the cache of obj's slab.
+            return unsafe {
+                self.kmem_cache_free_debug(c, obj.as_ptr(), core::panic::Location::caller())
+            };
         }
-        // SAFETY: c is the cache of obj's slab (the caller promises a live cache of ours when
-        // the page said so; the mismatch path checked it).
-        unsafe {
-            if (*c).magic != CACHE_MAGIC {
-                return self.kmem_cache_free_debug(
-                    c,
-                    obj.as_ptr(),
-                    core::panic::Location::caller(),
-                );
-            }
-            if g.__cache_free_locked(c, obj.as_ptr()) {
-                Ok(())
-            } else {
-                Err(SlabError::DoubleFree(obj.as_ptr() as usize))
-            }
+        // SAFETY: forwarded contract; c is the cache of obj's slab.
+        if unsafe { g.cpu_cache_free(c, obj.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(SlabError::DoubleFree(obj.as_ptr() as usize))
         }
     }
 
@@ -679,7 +647,7 @@ impl Slab {
     /// it is on a slab of a live cache of this instance, else the error (nothing is freed).
     #[cold]
     #[inline(never)]
-    fn hardened_mismatch(&self, obj: *mut u8) -> Result<*mut KmemCache, SlabError> {
+    fn hardened_mismatch(&self, obj: *mut u8) -> Result<&KmemCache, SlabError> {
         let g = self.g();
         g.free_warnings
             .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
@@ -698,8 +666,8 @@ impl Slab {
             .provider
             .virt_to_head_page(ptr as usize)
             .ok_or(SlabError::NotOurs(ptr as usize))?;
-        // SAFETY: the caller's promise: the head page of a live object names its cache.
-        let c = unsafe { page.as_ref() }.cache() as *mut KmemCache;
+        // SAFETY: the caller's promise: the head page of a live object names its live cache.
+        let c = unsafe { &*(page.as_ref().cache() as *const KmemCache) };
         // SAFETY: as above; cache_free_internal takes debug caches to their checking path.
         if unsafe { self.g().cache_free_internal(c, ptr) } {
             Ok(())
@@ -708,18 +676,13 @@ impl Slab {
         }
     }
 
-    fn handle(&self, c: *mut KmemCache) -> CacheHandle {
-        // SAFETY: c is non-null (a live cache).
-        CacheHandle::new(
-            unsafe { NonNull::new_unchecked(c.cast()) },
-            self.g().instance,
-        )
+    fn handle(&self, c: &KmemCache) -> CacheHandle {
+        CacheHandle::new(NonNull::from(c).cast(), self.g().instance)
     }
 
     /// The handle of the kmalloc cache serving `size` (`None` for 0 or above 4 MiB).
     pub fn kmalloc_cache(&self, size: usize) -> Option<CacheHandle> {
-        let c = self.g().find_general_cachep(size);
-        (!c.is_null()).then(|| self.handle(c))
+        self.g().find_general_cachep(size).map(|c| self.handle(c))
     }
 
     /// The handle of the cache named `name`.
@@ -732,138 +695,102 @@ impl Slab {
     /// Geometry and tunables of a cache.
     pub fn cache_geometry(&self, h: CacheHandle) -> Result<CacheGeometry, SlabError> {
         let c = self.cache(h)?;
-        // SAFETY: live cache.
-        unsafe {
-            Ok(CacheGeometry {
-                buffer_size: (*c).buffer_size,
-                num: (*c).num as usize,
-                gfporder: (*c).gfporder as usize,
-                colour: (*c).colour,
-                colour_off: (*c).colour_off,
-                off_slab: (*c).flags & CFLGS_OFF_SLAB != 0,
-                slab_size: (*c).slab_size,
-                tunables: Tunables {
-                    limit: (*c).limit.load(Ordering::Relaxed),
-                    batchcount: (*c).batchcount.load(Ordering::Relaxed),
-                    shared: (*c).shared.load(Ordering::Relaxed),
-                },
-            })
-        }
+        Ok(CacheGeometry {
+            buffer_size: c.buffer_size,
+            num: c.num as usize,
+            gfporder: c.gfporder as usize,
+            colour: c.colour,
+            colour_off: c.colour_off,
+            off_slab: c.off_slab(),
+            slab_size: c.slab_size,
+            tunables: Tunables {
+                limit: c.limit.load(Ordering::Relaxed),
+                batchcount: c.batchcount.load(Ordering::Relaxed),
+                shared: c.shared.load(Ordering::Relaxed),
+            },
+        })
     }
 
     /// A snapshot of `cpu`'s array of a cache.
     pub fn array_state(&self, h: CacheHandle, cpu: usize) -> Result<ArrayState, SlabError> {
         let c = self.cache(h)?;
         let g = self.g();
-        // SAFETY: live cache; read under the slot lock.
-        unsafe {
-            let slot = g.cpu_slot(c, cpu % g.nr_cpus);
-            g.slot_lock(slot, cpu % g.nr_cpus);
-            let ac = (*slot).ac;
-            let s = ArrayState {
-                avail: (*ac).avail,
-                limit: (*ac).limit,
-                batchcount: (*ac).batchcount,
-                touched: (*ac).touched != 0,
-            };
-            g.slot_unlock(slot);
-            Ok(s)
-        }
+        let slot = g.slot_lock(c, cpu % g.nr_cpus);
+        let ac = slot.ac();
+        Ok(ArrayState {
+            avail: ac.avail(),
+            limit: ac.limit(),
+            batchcount: ac.batchcount(),
+            touched: ac.touched(),
+        })
     }
 
-    /// A snapshot of a cache's `kmem_list3` of `node`.
+    /// A snapshot of a cache's `kmem_list3` of `node`; `NoSuchNode` for a node index at or
+    /// above [`Self::nr_nodes`].
     pub fn node_state(&self, h: CacheHandle, node: usize) -> Result<NodeState, SlabError> {
         let c = self.cache(h)?;
         let g = self.g();
         if node >= g.nr_nodes {
-            return Err(SlabError::ForeignCache);
+            return Err(SlabError::NoSuchNode(node));
         }
-        // SAFETY: live cache; read under the node lock (and each alien lock).
-        unsafe {
-            let l3 = g.l3(c, node);
-            let mut alien_avail = 0;
-            let tab = (*l3).alien.load(Ordering::Acquire);
-            if !tab.is_null() {
-                for i in 0..g.nr_nodes {
-                    let ac = *tab.add(i);
-                    if !ac.is_null() {
-                        (*ac).lock.lock();
-                        alien_avail += (*ac).avail as usize;
-                        (*ac).lock.unlock();
-                    }
-                }
-            }
-            (*l3).list_lock.lock();
-            let shared = (*l3).shared;
-            let s = NodeState {
-                full: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_full)),
-                partial: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_partial)),
-                free: ListHead::count(core::ptr::addr_of_mut!((*l3).slabs_free)),
-                free_objects: (*l3).free_objects,
-                free_limit: (*l3).free_limit as usize,
-                shared_avail: if shared.is_null() {
-                    0
-                } else {
-                    (*shared).avail as usize
-                },
-                shared_limit: if shared.is_null() {
-                    0
-                } else {
-                    (*shared).limit as usize
-                },
-                alien_avail,
-                colour_next: (*l3).colour_next as usize,
-                free_touched: (*l3).free_touched != 0,
-                next_reap: (*l3).next_reap,
-            };
-            (*l3).list_lock.unlock();
-            Ok(s)
-        }
+        let mut alien_avail = 0;
+        g.for_each_alien(c, node, |ac, _| alien_avail += ac.avail() as usize);
+        let l3 = g.lock_list(c, node);
+        let shared = l3.shared();
+        Ok(NodeState {
+            full: l3.count(node::List::Full),
+            partial: l3.count(node::List::Partial),
+            free: l3.count(node::List::Free),
+            free_objects: l3.free_objects(),
+            free_limit: l3.free_limit(),
+            shared_avail: shared.map_or(0, |sh| sh.avail() as usize),
+            shared_limit: shared.map_or(0, |sh| sh.limit() as usize),
+            alien_avail,
+            colour_next: l3.colour_next(),
+            free_touched: l3.free_touched(),
+            next_reap: l3.next_reap(),
+        })
     }
 
-    /// Debug reports made by this instance so far (every cache; the `slab_errors` count).
-    pub fn debug_errors(&self) -> u64 {
-        self.g().debug_errors.load(Ordering::Relaxed)
+    /// Debug reports made by this instance so far (every cache; the kernel's `slab_errors`,
+    /// as slub names it too).
+    pub fn slab_errors(&self) -> u64 {
+        self.g().slab_errors.load(Ordering::Relaxed)
     }
 
-    /// Debug reports made about one cache so far.
-    pub fn cache_debug_errors(&self, h: CacheHandle) -> Result<u64, SlabError> {
-        let c = self.cache(h)?;
-        // SAFETY: live cache; atomic counter.
-        Ok(unsafe { (*c).debug_errors.load(Ordering::Relaxed) })
+    /// Debug reports made about one cache so far (its `slab_errors`; slub's `cache_errors`).
+    pub fn cache_errors(&self, h: CacheHandle) -> Result<u64, SlabError> {
+        Ok(self.cache(h)?.debug_errors.load(Ordering::Relaxed))
     }
 
     /// The debug layout of a cache, as `kmem_cache_create` settled it.
     pub fn debug_layout(&self, h: CacheHandle) -> Result<DebugLayout, SlabError> {
         let c = self.cache(h)?;
-        // SAFETY: live cache; immutable fields.
-        unsafe {
-            let flags = SlabFlags((*c).flags & cache::DEBUG_FLAGS);
-            let off = (*c).obj_offset as isize;
-            let mut rz2 = (*c).buffer_size as isize - 8;
-            if flags.contains(SlabFlags::STORE_USER) {
-                rz2 -= cache::REDZONE_ALIGN as isize;
-            }
-            Ok(DebugLayout {
-                flags,
-                init_on_alloc: (*c).flags & cache::CFLGS_INIT_ON_ALLOC != 0,
-                init_on_free: (*c).flags & cache::CFLGS_INIT_ON_FREE != 0,
-                obj_offset: off as usize,
-                obj_size: (*c).obj_size,
-                buffer_size: (*c).buffer_size,
-                redzone1: flags.contains(SlabFlags::RED_ZONE).then_some(-8),
-                redzone2: flags.contains(SlabFlags::RED_ZONE).then_some(rz2 - off),
-                userword: flags
-                    .contains(SlabFlags::STORE_USER)
-                    .then_some((*c).buffer_size as isize - 8 - off),
-            })
+        let flags = SlabFlags(c.flags & cache::DEBUG_FLAGS);
+        let off = c.obj_offset as isize;
+        let mut rz2 = c.buffer_size as isize - 8;
+        if flags.contains(SlabFlags::STORE_USER) {
+            rz2 -= cache::REDZONE_ALIGN as isize;
         }
+        Ok(DebugLayout {
+            flags,
+            init_on_alloc: c.flags & cache::CFLGS_INIT_ON_ALLOC != 0,
+            init_on_free: c.flags & cache::CFLGS_INIT_ON_FREE != 0,
+            obj_offset: off as usize,
+            obj_size: c.obj_size,
+            buffer_size: c.buffer_size,
+            redzone1: flags.contains(SlabFlags::RED_ZONE).then_some(-8),
+            redzone2: flags.contains(SlabFlags::RED_ZONE).then_some(rz2 - off),
+            userword: flags
+                .contains(SlabFlags::STORE_USER)
+                .then_some(c.buffer_size as isize - 8 - off),
+        })
     }
 
     /// The `g_cpucache_up` states the bootstrap went through, in order (2.6.32: PARTIAL_AC,
     /// PARTIAL_L3, EARLY, FULL).
-    pub fn bootstrap_states(&self) -> impl Iterator<Item = bootstrap::CpuCacheUp> + '_ {
-        self.g().states_seen().map(bootstrap::CpuCacheUp::from_u8)
+    pub fn bootstrap_states(&self) -> impl Iterator<Item = CpuCacheUp> + '_ {
+        self.g().states_seen().map(CpuCacheUp::from_u8)
     }
 
     /// The per-CPU slot the calling thread would use now (its CPU id modulo the slots).
@@ -871,8 +798,8 @@ impl Slab {
         self.g().this_cpu()
     }
 
-    /// Number of per-CPU slots (`nr_cpu_ids`).
-    pub fn nr_cpus(&self) -> usize {
+    /// Number of per-CPU slots (`nr_cpu_ids`, as slub names it too).
+    pub fn nr_cpu_ids(&self) -> usize {
         self.g().nr_cpus
     }
 
@@ -941,12 +868,9 @@ impl Slab {
     /// "drop caches" would do): afterwards only slabs with live objects remain.
     pub fn shrink_all(&self) {
         let g = self.g();
-        let _chain = g.chain_lock();
-        // SAFETY: chain stable under its mutex; each cache live.
-        unsafe {
-            for link in ListHead::iter(g.cache_chain_head()) {
-                g.__cache_shrink(cache_from_chain(link));
-            }
+        let chain = g.chain_lock();
+        for c in g.caches(&chain) {
+            g.__cache_shrink(c);
         }
     }
 
@@ -1021,8 +945,7 @@ impl Slab {
         s.push('\n');
         // Rows gathered under the chain mutex, formatted with no lock held.
         g.for_each_cache_batched(
-            // SAFETY: live cache (the chain mutex is held while gathering).
-            |c| unsafe { (g.s_show(c).0, g.cache_stats(c)) },
+            |c| (g.s_show(c).0, g.cache_stats(c)),
             |(row, st)| {
                 let _ = write!(s, "{row}");
                 if g.stats {
@@ -1057,7 +980,7 @@ impl fmt::Debug for Slab {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slab")
             .field("settings", &self.settings())
-            .field("nr_cpus", &self.nr_cpus())
+            .field("nr_cpu_ids", &self.nr_cpu_ids())
             .field("nr_nodes", &self.nr_nodes())
             .finish_non_exhaustive()
     }
@@ -1133,7 +1056,7 @@ impl SlabAllocator for Slab {
         }
         self.g().check_object_of(c, obj.as_ptr())?;
         // SAFETY: a checked object start of this (non-debug) cache; the caller gives it up.
-        if unsafe { self.g().__cache_free_locked(c, obj.as_ptr()) } {
+        if unsafe { self.g().cpu_cache_free(c, obj.as_ptr()) } {
             Ok(())
         } else {
             Err(SlabError::DoubleFree(obj.as_ptr() as usize))
@@ -1143,17 +1066,14 @@ impl SlabAllocator for Slab {
     #[inline(always)]
     #[track_caller]
     fn kmalloc(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-        let c = self.g().find_general_cachep(size);
-        if c.is_null() {
-            return None;
-        }
+        let c = self.g().find_general_cachep(size)?;
         self.g().cache_alloc_internal(c, gfp)
     }
 
     #[track_caller]
     fn kmalloc_node(&self, size: usize, gfp: Gfp, node: usize) -> Option<NonNull<u8>> {
-        let c = self.g().find_general_cachep(size);
-        if c.is_null() || (node >= self.g().nr_nodes && node != usize::MAX) {
+        let c = self.g().find_general_cachep(size)?;
+        if node >= self.g().nr_nodes && node != usize::MAX {
             return None;
         }
         self.g().cache_alloc_node_internal(c, gfp, node)
@@ -1172,7 +1092,7 @@ impl SlabAllocator for Slab {
         let c = match self.g().lookup_object(ptr) {
             Ok(c) => c,
             Err(e) => {
-                self.g().debug_bad_free(core::ptr::null_mut(), ptr, e);
+                self.g().debug_bad_free(None, ptr, e);
                 return Err(e);
             }
         };
@@ -1186,13 +1106,10 @@ impl SlabAllocator for Slab {
 
     unsafe fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
         let c = self.g().lookup_object(ptr.as_ptr())?;
-        // SAFETY: live cache.
-        Ok(unsafe {
-            if debug::is_debug(c) {
-                (*c).obj_size
-            } else {
-                (*c).buffer_size
-            }
+        Ok(if c.is_debug() {
+            c.obj_size
+        } else {
+            c.buffer_size
         })
     }
 
@@ -1200,21 +1117,18 @@ impl SlabAllocator for Slab {
         let c = self.cache(cache)?;
         let g = self.g();
         let _chain = g.chain_lock();
-        // SAFETY: live cache; chain mutex held.
-        unsafe { g.__cache_shrink(c) };
+        g.__cache_shrink(c);
         Ok(())
     }
 
     unsafe fn kmem_cache_destroy(&self, cache: CacheHandle) -> Result<(), SlabError> {
         let c = self.cache(cache)?;
-        // SAFETY: kmalloc caches and cache_cache are never destroyed (refused as busy-free
-        // foreign handles below); the caller guarantees nobody uses the cache.
-        unsafe {
-            if (*c).flags & SlabFlags::KMALLOC.0 != 0 || c == self.g().cache_cache {
-                return Err(SlabError::ForeignCache);
-            }
-            self.g().kmem_cache_destroy(c)
+        // kmalloc caches and cache_cache are never destroyed.
+        if c.flags & SlabFlags::KMALLOC.0 != 0 || core::ptr::eq(c, self.g().cache_cache()) {
+            return Err(SlabError::BootCache);
         }
+        // SAFETY: the caller guarantees nobody uses the cache.
+        unsafe { self.g().kmem_cache_destroy(c) }
     }
 
     /// Rows are made by `s_show` under the cache-chain mutex into a stack batch, and `f` runs
@@ -1223,8 +1137,7 @@ impl SlabAllocator for Slab {
     /// missed or shown twice.
     fn for_each_slabinfo(&self, f: &mut dyn FnMut(&SlabInfo)) {
         let g = self.g();
-        // SAFETY: live cache (the chain mutex is held while gathering).
-        g.for_each_cache_batched(|c| unsafe { g.s_show(c).0 }, |row| f(row));
+        g.for_each_cache_batched(|c| g.s_show(c).0, |row| f(row));
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -1239,14 +1152,10 @@ impl SlabAllocator for Slab {
         let g = self.g();
         let mut totals = [0u64; StatItem::COUNT];
         {
-            let _chain = g.chain_lock();
-            // SAFETY: chain stable under its mutex.
-            unsafe {
-                for link in ListHead::iter(g.cache_chain_head()) {
-                    let c = cache_from_chain(link);
-                    for (i, t) in totals.iter_mut().enumerate() {
-                        *t += (*c).stats.get(StatItem::ALL[i]);
-                    }
+            let chain = g.chain_lock();
+            for c in g.caches(&chain) {
+                for (i, t) in totals.iter_mut().enumerate() {
+                    *t += c.stats.get(StatItem::ALL[i]);
                 }
             }
         }
@@ -1378,43 +1287,39 @@ mod tests {
                 CpuCacheUp::Full
             ]
         );
-        let l3_cache = g.malloc_sizes[kmalloc::INDEX_L3].cachep();
+        let l3_cache = g.find_general_cachep(128).unwrap();
         let mut caches = 0;
-        // SAFETY: single-threaded test; chain walked under its mutex.
-        unsafe {
-            let _chain = g.chain_lock();
-            for link in ListHead::iter(g.cache_chain_head()) {
-                let c = cache_from_chain(link);
-                caches += 1;
-                if c != g.cache_cache {
-                    assert_eq!(
-                        g.lookup_object(c.cast()),
-                        Ok(g.cache_cache),
-                        "kmem_cache from cache_cache"
-                    );
-                }
-                for cpu in 0..g.nr_cpus {
-                    let ac = (*g.cpu_slot(c, cpu)).ac;
-                    assert!(!g.is_static_array(ac), "{} cpu {cpu}", (*c).name);
-                    assert!(g.lookup_object(ac.cast()).is_ok(), "array_cache kmalloc'd");
-                }
-                for node in 0..g.nr_nodes {
-                    let l3 = g.l3(c, node);
-                    assert!(!g.is_static_l3(l3), "{} node {node}", (*c).name);
-                    assert_eq!(
-                        g.lookup_object(l3.cast()),
-                        Ok(l3_cache),
-                        "kmem_list3 from INDEX_L3"
-                    );
-                    let page = p.virt_to_head_page(l3 as usize).unwrap();
-                    assert_eq!(p.page_to_nid(page), node, "kmalloc_node placed the list3");
-                    assert!(
-                        !(*l3).alien.load(Ordering::Relaxed).is_null(),
-                        "alien arrays on 2 nodes"
-                    );
-                }
+        let chain = g.chain_lock();
+        for c in g.caches(&chain) {
+            caches += 1;
+            if !core::ptr::eq(c, g.cache_cache()) {
+                let owner = g.lookup_object(core::ptr::from_ref(c).cast_mut().cast());
+                assert!(
+                    owner.is_ok_and(|o| core::ptr::eq(o, g.cache_cache())),
+                    "kmem_cache from cache_cache"
+                );
+            }
+            for cpu in 0..g.nr_cpus {
+                let ac = g.slot_lock(c, cpu).ac_ptr();
+                assert!(!g.is_static_array(ac), "{} cpu {cpu}", c.name);
+                assert!(g.lookup_object(ac.cast()).is_ok(), "array_cache kmalloc'd");
+            }
+            for node in 0..g.nr_nodes {
+                let l3 = g.l3(c, node);
+                assert!(!g.is_static_l3(l3), "{} node {node}", c.name);
+                let owner = g.lookup_object(l3.cast());
+                assert!(
+                    owner.is_ok_and(|o| core::ptr::eq(o, l3_cache)),
+                    "kmem_list3 from INDEX_L3"
+                );
+                let page = p.virt_to_head_page(l3 as usize).unwrap();
+                assert_eq!(p.page_to_nid(page), node, "kmalloc_node placed the list3");
+                // SAFETY: a live list3.
+                let alien = unsafe { node::alien_table(l3) };
+                assert!(!alien.is_null(), "alien arrays on 2 nodes");
             }
         }
+        drop(chain);
         assert_eq!(caches, 1 + common::sizes::slab::NR);
         assert_eq!(
             p.stats().owner(Owner::Metadata),
@@ -1437,31 +1342,49 @@ mod tests {
             .collect();
         s.validate().unwrap();
         let g = s.g();
-        let c = h.ptr().as_ptr().cast::<KmemCache>();
-        // SAFETY: single-threaded test; the slab fields are restored before anything else runs.
-        unsafe {
-            let l3 = g.l3(c, 0);
-            let full = slabmgmt::slab_from_list((*l3).slabs_full.next);
-            (*full).inuse -= 1;
+        let c = s.cache(h).unwrap();
+        {
+            let l3 = g.lock_list(c, 0);
+            let full = l3.first(node::List::Full).unwrap().as_ptr();
+            // SAFETY: single-threaded test; each field is restored before the next check, and
+            // validate takes the node lock only after this guard is dropped.
+            let add_inuse =
+                |d: i32| unsafe { (*full).inuse = (*full).inuse.wrapping_add_signed(d) };
+            drop(l3);
+            add_inuse(-1);
             let e = s.validate().unwrap_err();
             assert!(e.contains("slabs_full accounting error"), "{e}");
-            (*full).inuse += 1;
-            (*l3).free_objects += 1;
-            let e = s.validate().unwrap_err();
-            assert!(e.contains("free_objects accounting error"), "{e}");
-            (*l3).free_objects -= 1;
-            let part = slabmgmt::slab_from_list((*l3).slabs_partial.next);
-            let saved = (*part).inuse;
-            (*part).inuse = 0;
-            let e = s.validate().unwrap_err();
-            assert!(e.contains("slabs_partial/inuse accounting error"), "{e}");
-            (*part).inuse = saved;
-            let spare = (*l3).slabs_partial.next;
-            ListHead::move_to(spare, core::ptr::addr_of_mut!((*l3).slabs_free));
-            let e = s.validate().unwrap_err();
-            assert!(e.contains("slabs_free/inuse accounting error"), "{e}");
-            ListHead::move_to(spare, core::ptr::addr_of_mut!((*l3).slabs_partial));
+            add_inuse(1);
         }
+        let bump = |d: isize| {
+            let l3 = g.lock_list(c, 0);
+            l3.set_free_objects(l3.free_objects().wrapping_add_signed(d));
+        };
+        bump(1);
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("free_objects accounting error"), "{e}");
+        bump(-1);
+        let part = g
+            .lock_list(c, 0)
+            .first(node::List::Partial)
+            .unwrap()
+            .as_ptr();
+        // SAFETY: single-threaded test; restored right after the check.
+        let saved = unsafe { core::mem::replace(&mut (*part).inuse, 0) };
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("slabs_partial/inuse accounting error"), "{e}");
+        // SAFETY: as above.
+        unsafe { (*part).inuse = saved };
+        let move_first = |from: node::List, to: node::List| {
+            let l3 = g.lock_list(c, 0);
+            let spare = l3.first(from).unwrap();
+            // SAFETY: the slab is on `from`; single-threaded test.
+            unsafe { l3.move_to(spare, to) };
+        };
+        move_first(node::List::Partial, node::List::Free);
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("slabs_free/inuse accounting error"), "{e}");
+        move_first(node::List::Free, node::List::Partial);
         s.validate().unwrap();
         for o in objs {
             // SAFETY: freed once.

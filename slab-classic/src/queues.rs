@@ -9,12 +9,9 @@
 //! array's lock, each node's `list_lock` for its shared array — the crate's lock order, one at a
 //! time. Nothing is allocated while they are held: only numbers are added up.
 
-use crate::arraycache::{arraycache_bytes, ArrayCache};
-use crate::bootstrap::SlabGlobals;
+use crate::arraycache::{arraycache_bytes, ArrayRef};
 use crate::cache::KmemCache;
-use crate::cache_from_chain;
-use common::list::ListHead;
-use core::sync::atomic::Ordering;
+use crate::instance::SlabGlobals;
 
 /// One kind of queue, summed over caches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,9 +31,8 @@ pub struct QueueBytes {
 }
 
 impl QueueBytes {
-    fn add(&mut self, g: &SlabGlobals, ac: *mut ArrayCache, buffer_size: usize) {
-        // SAFETY: the caller holds the array's lock (or the slot lock) and `ac` is live.
-        let (limit, avail) = unsafe { ((*ac).limit as usize, (*ac).avail as usize) };
+    fn add(&mut self, g: &SlabGlobals, ac: ArrayRef<'_>, buffer_size: usize) {
+        let (limit, avail) = (ac.limit() as usize, ac.avail() as usize);
         self.arrays += 1;
         self.bytes += kmalloc_bytes(g, arraycache_bytes(limit));
         self.capacity += limit;
@@ -78,78 +74,51 @@ impl QueueMemory {
 
 /// The kmalloc size class that holds `size` bytes (what an `alloc_arraycache` really takes).
 fn kmalloc_bytes(g: &SlabGlobals, size: usize) -> usize {
-    let c = g.find_general_cachep(size);
-    if c.is_null() {
-        size
-    } else {
-        // SAFETY: a kmalloc cache lives as long as the instance.
-        unsafe { (*c).buffer_size }
-    }
+    g.find_general_cachep(size).map_or(size, |c| c.buffer_size)
 }
 
 impl SlabGlobals {
-    /// Sums the queues of every cache (see the module documentation for the locks).
+    /// The queue memory of every cache (see [`QueueMemory`]).
     pub(crate) fn queue_memory(&self) -> QueueMemory {
         let mut q = QueueMemory {
             nr_cpus: self.nr_cpus,
             nr_nodes: self.nr_nodes,
             ..QueueMemory::default()
         };
-        let _chain = self.chain_lock();
-        // SAFETY: the chain is stable under its mutex; every cache on it is live.
-        unsafe {
-            for link in ListHead::iter(self.cache_chain_head()) {
-                self.cache_queues(cache_from_chain(link), &mut q);
-            }
+        let chain = self.chain_lock();
+        for cachep in self.caches(&chain) {
+            self.cache_queues(cachep, &mut q);
         }
         q
     }
 
-    /// # Safety
-    /// `cachep` live; chain mutex held.
-    unsafe fn cache_queues(&self, cachep: *mut KmemCache, q: &mut QueueMemory) {
-        // SAFETY: live cache (contract); each array read under the lock that protects it.
-        unsafe {
-            let bs = (*cachep).buffer_size;
-            q.caches += 1;
-            q.cache_struct_bytes += (*self.cache_cache).buffer_size;
-            for cpu in 0..self.nr_cpus {
-                let slot = self.cpu_slot(cachep, cpu);
-                self.slot_lock(slot, cpu);
-                let ac = (*slot).ac;
-                if !ac.is_null() && !self.is_static_array(ac) {
-                    q.cpu.add(self, ac, bs);
-                }
-                self.slot_unlock(slot);
+    /// One cache's arrays, each read under the lock that protects it.
+    fn cache_queues(&self, cachep: &KmemCache, q: &mut QueueMemory) {
+        let bs = cachep.buffer_size;
+        q.caches += 1;
+        q.cache_struct_bytes += self.cache_cache().buffer_size;
+        for cpu in 0..self.nr_cpus {
+            let slot = self.slot_lock(cachep, cpu);
+            if !slot.ac_ptr().is_null() && !self.is_static_array(slot.ac_ptr()) {
+                q.cpu.add(self, slot.ac(), bs);
             }
-            for node in 0..self.nr_nodes {
-                let l3 = self.l3(cachep, node);
-                if l3.is_null() {
-                    continue;
-                }
-                if !self.is_static_l3(l3) {
-                    q.node_struct_bytes +=
-                        kmalloc_bytes(self, core::mem::size_of::<crate::node::KmemList3>());
-                }
-                let alien = (*l3).alien.load(Ordering::Acquire);
-                if !alien.is_null() {
-                    q.alien_tables_bytes += kmalloc_bytes(self, self.nr_nodes * 8);
-                    for other in 0..self.nr_nodes {
-                        let ac = *alien.add(other);
-                        if ac.is_null() {
-                            continue;
-                        }
-                        (*ac).lock.lock();
-                        q.alien.add(self, ac, bs);
-                        (*ac).lock.unlock();
-                    }
-                }
-                (*l3).list_lock.lock();
-                let shared = (*l3).shared;
-                if !shared.is_null() {
-                    q.shared.add(self, shared, bs);
-                }
-                (*l3).list_lock.unlock();
+        }
+        for node in 0..self.nr_nodes {
+            let l3 = self.l3(cachep, node);
+            if l3.is_null() {
+                continue;
+            }
+            if !self.is_static_l3(l3) {
+                q.node_struct_bytes +=
+                    kmalloc_bytes(self, core::mem::size_of::<crate::node::KmemList3>());
+            }
+            // SAFETY: a live list3 of a live cache.
+            if !unsafe { crate::node::alien_table(l3) }.is_null() {
+                q.alien_tables_bytes += kmalloc_bytes(self, self.nr_nodes * 8);
+                self.for_each_alien(cachep, node, |ac, _| q.alien.add(self, ac, bs));
+            }
+            if let Some(shared) = self.lock_list(cachep, node).shared() {
+                q.shared.add(self, shared, bs);
             }
         }
     }

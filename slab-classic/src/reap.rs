@@ -7,18 +7,20 @@
 //! deterministic; the optional background reaper thread (`Slab::start_reaper`) sleeps 2 s,
 //! advances the clock by 2 s and reaps every CPU.
 
-use crate::arraycache::{ac_entry, ac_shift_down, ArrayCache};
-use crate::bootstrap::SlabGlobals;
+use crate::arraycache::ArrayRef;
 use crate::cache::KmemCache;
-use crate::node::{KmemList3, REAPTIMEOUT_LIST3};
+use crate::instance::SlabGlobals;
+use crate::node::ListGuard;
 use crate::stats::StatItem;
-use common::list::ListHead;
 use core::sync::atomic::Ordering;
 
 /// Jiffies per second.
 pub const HZ: usize = 1000;
 /// `REAPTIMEOUT_CPUC`: per-CPU reaping every 2 s.
 pub const REAPTIMEOUT_CPUC: usize = 2 * HZ;
+
+/// `REAPTIMEOUT_LIST3`: per-node reaping every 4 s (in jiffies).
+pub(crate) const REAPTIMEOUT_LIST3: usize = 4 * HZ;
 
 /// `time_after(a, b)`: `a` is later than `b` (wrapping).
 #[inline]
@@ -42,79 +44,56 @@ pub const fn reap_freelist_count(free_limit: usize, num: usize) -> usize {
 }
 
 impl SlabGlobals {
-    /// The body of `drain_array` once the node lock is held: frees the oldest entries.
-    ///
-    /// # Safety
-    /// `ac` protected (CPU slot or list_lock), list_lock of `node` held.
-    unsafe fn drain_array_locked(
+    /// The locked half of `drain_array`: `free_block` of up to a fifth of `limit` (all with
+    /// `force`) of the oldest objects.
+    fn drain_array_locked(
         &self,
-        cachep: *mut KmemCache,
-        ac: *mut ArrayCache,
+        cachep: &KmemCache,
+        l3: &ListGuard<'_>,
+        ac: ArrayRef<'_>,
+        force: bool,
+    ) {
+        if ac.avail() == 0 {
+            return;
+        }
+        let tofree = drain_array_count(ac.avail(), ac.limit(), force);
+        // SAFETY: the array holds handed-out objects of this cache on l3's node.
+        unsafe { self.free_block(cachep, l3, ac.entries(), tofree as usize) };
+        ac.shift_down(tofree);
+    }
+
+    /// `drain_array` of a (locked) CPU array: a touched array is only untouched; else part of
+    /// it goes back under `node`'s `list_lock`.
+    pub(crate) fn drain_array(
+        &self,
+        cachep: &KmemCache,
+        ac: ArrayRef<'_>,
         force: bool,
         node: usize,
     ) {
-        // SAFETY: as documented.
-        unsafe {
-            if (*ac).avail == 0 {
-                return;
-            }
-            let tofree = drain_array_count((*ac).avail, (*ac).limit, force);
-            self.free_block(cachep, ac_entry(ac), tofree as usize, node);
-            ac_shift_down(ac, tofree);
+        if ac.avail() == 0 {
+            return;
+        }
+        if ac.touched() && !force {
+            ac.set_touched(false);
+        } else {
+            let l3 = self.lock_list(cachep, node);
+            self.drain_array_locked(cachep, &l3, ac, force);
         }
     }
 
-    /// `drain_array` for a CPU array: a touched array is only un-touched; otherwise part of it
-    /// (all if `force`) goes back to the node.
-    ///
-    /// # Safety
-    /// The CPU slot owning `ac` is locked; `l3` is `cachep`'s list3 of `node`.
-    pub(crate) unsafe fn drain_array(
-        &self,
-        cachep: *mut KmemCache,
-        l3: *mut KmemList3,
-        ac: *mut ArrayCache,
-        force: bool,
-        node: usize,
-    ) {
-        // SAFETY: as documented.
-        unsafe {
-            if ac.is_null() || (*ac).avail == 0 {
-                return;
-            }
-            if (*ac).touched != 0 && !force {
-                (*ac).touched = 0;
+    /// `drain_array` of `node`'s shared array (under `list_lock`, which protects it).
+    pub(crate) fn drain_shared(&self, cachep: &KmemCache, force: bool, node: usize) {
+        let l3 = self.lock_list(cachep, node);
+        let Some(ac) = l3.shared() else {
+            return;
+        };
+        if ac.avail() > 0 {
+            if ac.touched() && !force {
+                ac.set_touched(false);
             } else {
-                (*l3).list_lock.lock();
-                self.drain_array_locked(cachep, ac, force, node);
-                (*l3).list_lock.unlock();
+                self.drain_array_locked(cachep, &l3, ac, force);
             }
-        }
-    }
-
-    /// `drain_array` for the node's shared array (protected by the node lock, taken first).
-    ///
-    /// # Safety
-    /// `l3` is `cachep`'s list3 of `node`.
-    pub(crate) unsafe fn drain_shared(
-        &self,
-        cachep: *mut KmemCache,
-        l3: *mut KmemList3,
-        force: bool,
-        node: usize,
-    ) {
-        // SAFETY: as documented.
-        unsafe {
-            (*l3).list_lock.lock();
-            let ac = (*l3).shared;
-            if !ac.is_null() && (*ac).avail > 0 {
-                if (*ac).touched != 0 && !force {
-                    (*ac).touched = 0;
-                } else {
-                    self.drain_array_locked(cachep, ac, force, node);
-                }
-            }
-            (*l3).list_lock.unlock();
         }
     }
 
@@ -127,55 +106,54 @@ impl SlabGlobals {
             return 0;
         }
         let cpu = cpu % self.nr_cpus;
-        let Some(_chain) = self.chain_try_lock() else {
+        let Some(chain) = self.chain_try_lock() else {
             return 0;
         };
         let node = self.cpu_node[cpu] as usize;
         let mut total = 0;
-        // SAFETY: the chain is stable under its mutex; every structure is used under its lock
-        // in the documented order (CPU slot → list_lock; alien lock → list_lock).
-        unsafe {
-            for link in ListHead::iter(self.cache_chain_head()) {
-                let searchp = crate::cache_from_chain(link);
-                let l3 = self.l3(searchp, node);
-                self.reap_alien(searchp, l3, cpu);
-                let slot = self.cpu_slot(searchp, cpu);
-                self.slot_lock(slot, cpu);
-                self.drain_array(searchp, l3, (*slot).ac, false, node);
-                self.slot_unlock(slot);
-
-                let now = self.jiffies();
-                (*l3).list_lock.lock();
-                if time_after((*l3).next_reap, now) {
-                    (*l3).list_lock.unlock();
-                    continue;
-                }
-                (*l3).next_reap = now.wrapping_add(REAPTIMEOUT_LIST3);
-                (*l3).list_lock.unlock();
-
-                self.drain_shared(searchp, l3, false, node);
-
-                (*l3).list_lock.lock();
-                let tofree = if (*l3).free_touched != 0 {
-                    (*l3).free_touched = 0;
-                    0
-                } else {
-                    reap_freelist_count((*l3).free_limit as usize, (*searchp).num as usize)
-                };
-                (*l3).list_lock.unlock();
-                if tofree > 0 {
-                    let freed = self.drain_freelist(searchp, l3, tofree);
-                    self.stat_add(searchp, StatItem::REAPED, freed as u64);
-                    total += freed;
-                }
-            }
+        for searchp in self.caches(&chain) {
+            total += self.reap_one(searchp, cpu, node);
         }
+        drop(chain);
         self.next_reap_node(cpu);
         total
     }
 
-    /// The background reaper: every `REAPTIMEOUT_CPUC` it advances the clock and reaps every
-    /// CPU, until `reaper_stop`.
+    /// `cache_reap`'s body for one cache. Locks in the documented order (CPU slot →
+    /// list_lock; alien lock → list_lock).
+    fn reap_one(&self, searchp: &KmemCache, cpu: usize, node: usize) -> usize {
+        self.reap_alien(searchp, node, cpu);
+        {
+            let slot = self.slot_lock(searchp, cpu);
+            self.drain_array(searchp, slot.ac(), false, node);
+        }
+        let now = self.jiffies();
+        {
+            let l3 = self.lock_list(searchp, node);
+            if time_after(l3.next_reap(), now) {
+                return 0;
+            }
+            l3.set_next_reap(now.wrapping_add(REAPTIMEOUT_LIST3));
+        }
+        self.drain_shared(searchp, false, node);
+        let tofree = {
+            let l3 = self.lock_list(searchp, node);
+            if l3.free_touched() {
+                l3.set_free_touched(false);
+                0
+            } else {
+                reap_freelist_count(l3.free_limit(), searchp.num as usize)
+            }
+        };
+        if tofree == 0 {
+            return 0;
+        }
+        let freed = self.drain_freelist(searchp, node, tofree);
+        self.stat_add(searchp, StatItem::REAPED, freed as u64);
+        freed
+    }
+
+    /// The background reaper: every `REAPTIMEOUT_CPUC`, advance the clock and reap every CPU.
     pub(crate) fn reaper_loop(&self) {
         while !self.reaper_stop.load(Ordering::Acquire) {
             std::thread::park_timeout(std::time::Duration::from_millis(REAPTIMEOUT_CPUC as u64));

@@ -2,22 +2,20 @@
 //! `cache_alloc_refill`, `cache_flusharray`, `cache_grow`, `kmem_getpages`, `kmem_freepages`,
 //! `alloc_slabmgmt`, `slab_map_pages`, `slab_destroy`, `virt_to_slab`.
 
-use crate::arraycache::{ac_entry, ac_shift_down, transfer_objects, ArrayCache};
-use crate::bootstrap::SlabGlobals;
-use crate::cache::{KmemCache, CFLGS_INIT_ON_FREE, CFLGS_OFF_SLAB, DEBUG_FLAGS};
-use crate::slabmgmt::{
-    cache_init_objs, init_slab_desc, slab_from_list, slab_get_obj, SlabDesc, BUFCTL_END,
-};
+use crate::arraycache::ArrayRef;
+use crate::cache::{KmemCache, CFLGS_INIT_ON_FREE, DEBUG_FLAGS};
+use crate::instance::SlabGlobals;
+use crate::node::{List, ListGuard};
+use crate::slabmgmt::{cache_init_objs, init_slab_desc, SlabDesc, SlabRef, BUFCTL_END};
 use crate::stats::StatItem;
 use common::api::SlabFlags;
-use common::list::ListHead;
 use common::page::flags::{PG_OFF_SLAB, PG_SLAB};
 use common::{Gfp, Owner, Page};
-use core::ptr::{addr_of_mut, null_mut, NonNull};
+use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::Ordering;
 
 /// `BATCHREFILL_LIMIT`: an untouched array refills at most this many objects.
-pub const BATCHREFILL_LIMIT: u32 = 16;
+pub(crate) const BATCHREFILL_LIMIT: u32 = 16;
 
 impl SlabGlobals {
     /// `virt_to_slab`: the descriptor of the slab holding `obj`.
@@ -36,161 +34,160 @@ impl SlabGlobals {
         }
     }
 
-    /// `cache_alloc_refill`: fills the CPU's empty array with up to `batchcount` objects from
-    /// the node's shared array, else its partial then free slabs; grows the cache and retries
-    /// when the node has nothing. Returns one object (or null when out of memory).
+    /// [`Self::virt_to_slab`] as a [`SlabRef`].
     ///
     /// # Safety
-    /// `ac` is the locked CPU array of `cachep` on `node`, and empty.
+    /// As `virt_to_slab`; the slab's fields are read only under its node's `list_lock`
+    /// (or, for `nodeid`, at any time: it never changes).
+    #[inline(always)]
+    pub(crate) unsafe fn slab_of_obj(&self, obj: *const u8) -> SlabRef<'_> {
+        // SAFETY: forwarded contract.
+        unsafe { SlabRef::new(self.virt_to_slab(obj)) }
+    }
+
+    /// `cache_alloc_refill`: fills the CPU's empty array with up to `batchcount` objects from
+    /// the node's shared array, else its partial then free slabs; grows the cache and retries
+    /// when the node has nothing. Returns one object (or null when out of memory). `ac` is the
+    /// locked CPU array of `cachep` on `node`, empty.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn cache_alloc_refill(
+    pub(crate) fn cache_alloc_refill(
         &self,
-        cachep: *mut KmemCache,
-        ac: *mut ArrayCache,
+        cachep: &KmemCache,
+        ac: ArrayRef<'_>,
         node: usize,
         gfp: Gfp,
     ) -> *mut u8 {
-        // SAFETY: the caller holds the CPU slot lock; node lists under list_lock.
-        unsafe {
-            loop {
-                let mut batchcount = (*ac).batchcount;
-                if (*ac).touched == 0 && batchcount > BATCHREFILL_LIMIT {
-                    batchcount = BATCHREFILL_LIMIT;
-                }
-                let l3 = self.l3(cachep, node);
-                (*l3).list_lock.lock();
-                let shared = (*l3).shared;
-                let from_shared = !shared.is_null() && transfer_objects(ac, shared, batchcount) > 0;
-                if !from_shared {
-                    let num = (*cachep).num;
-                    while batchcount > 0 {
-                        let entry = match ListHead::first(addr_of_mut!((*l3).slabs_partial)) {
-                            Some(e) => e,
-                            None => {
-                                (*l3).free_touched = 1;
-                                match ListHead::first(addr_of_mut!((*l3).slabs_free)) {
-                                    Some(e) => e,
-                                    None => break, // must_grow
-                                }
-                            }
-                        };
-                        let slabp = slab_from_list(entry);
-                        let debug = (*cachep).flags & DEBUG_FLAGS != 0;
-                        if debug {
-                            self.debug_check_slabp(cachep, slabp);
-                        }
-                        while (*slabp).inuse < num && batchcount > 0 {
-                            batchcount -= 1;
-                            self.stat_inc(cachep, StatItem::LISTALLOCS);
-                            self.stat_active(cachep, 1);
-                            *ac_entry(ac).add((*ac).avail as usize) = slab_get_obj(cachep, slabp);
-                            (*ac).avail += 1;
-                        }
-                        if debug {
-                            self.debug_check_slabp(cachep, slabp);
-                        }
-                        ListHead::del(entry);
-                        if (*slabp).free == BUFCTL_END {
-                            ListHead::add(entry, addr_of_mut!((*l3).slabs_full));
-                        } else {
-                            ListHead::add(entry, addr_of_mut!((*l3).slabs_partial));
-                        }
-                    }
-                    (*l3).free_objects -= (*ac).avail as usize;
-                }
-                (*l3).list_lock.unlock();
-                if (*ac).avail == 0 {
-                    let grown = self.cache_grow(cachep, Gfp(gfp.0 | Gfp::THISNODE.0), node, None);
-                    if !grown && (*ac).avail == 0 {
-                        return null_mut();
-                    }
-                    if (*ac).avail == 0 {
-                        continue;
-                    }
-                }
-                break;
+        loop {
+            let mut batchcount = ac.batchcount();
+            if !ac.touched() && batchcount > BATCHREFILL_LIMIT {
+                batchcount = BATCHREFILL_LIMIT;
             }
-            (*ac).touched = 1;
-            (*ac).avail -= 1;
-            *ac_entry(ac).add((*ac).avail as usize)
+            let l3 = self.lock_list(cachep, node);
+            let from_shared = l3
+                .shared()
+                .is_some_and(|sh| ac.transfer_from(sh, batchcount) > 0);
+            if !from_shared {
+                self.refill_from_slabs(cachep, &l3, ac, batchcount);
+            }
+            drop(l3);
+            if ac.avail() == 0 {
+                let grown = self.cache_grow(cachep, Gfp(gfp.0 | Gfp::THISNODE.0), node, None);
+                if !grown && ac.avail() == 0 {
+                    return null_mut();
+                }
+                if ac.avail() == 0 {
+                    continue;
+                }
+            }
+            break;
         }
+        ac.set_touched(true);
+        ac.pop()
+    }
+
+    /// The slab half of `cache_alloc_refill`: up to `batchcount` objects from the partial,
+    /// then the free slabs of the locked node into `ac`.
+    fn refill_from_slabs(
+        &self,
+        cachep: &KmemCache,
+        l3: &ListGuard<'_>,
+        ac: ArrayRef<'_>,
+        mut batchcount: u32,
+    ) {
+        let num = cachep.num;
+        while batchcount > 0 {
+            let slabp = match l3.first(List::Partial) {
+                Some(s) => s,
+                None => {
+                    l3.set_free_touched(true);
+                    match l3.first(List::Free) {
+                        Some(s) => s,
+                        None => break, // must_grow
+                    }
+                }
+            };
+            let debug = cachep.flags & DEBUG_FLAGS != 0;
+            if debug {
+                self.debug_check_slabp(cachep, slabp);
+            }
+            while slabp.inuse() < num && batchcount > 0 {
+                batchcount -= 1;
+                self.stat_inc(cachep, StatItem::LISTALLOCS);
+                self.stat_active(cachep, 1);
+                ac.push(slabp.get_obj(cachep));
+            }
+            if debug {
+                self.debug_check_slabp(cachep, slabp);
+            }
+            let list = if slabp.free() == BUFCTL_END {
+                List::Full
+            } else {
+                List::Partial
+            };
+            // SAFETY: the slab was on one of this node's lists.
+            unsafe { l3.move_to(slabp, list) };
+        }
+        l3.set_free_objects(l3.free_objects() - ac.avail() as usize);
     }
 
     /// `cache_flusharray`: moves the `batchcount` oldest objects of a full CPU array to the
-    /// shared array if it has room, else gives them back with `free_block`; the rest slide down.
-    ///
-    /// # Safety
-    /// `ac` is the locked, full CPU array of `cachep` on `node`.
+    /// shared array if it has room, else gives them back with `free_block`; the rest slide
+    /// down. `ac` is the locked, full CPU array of `cachep` on `node`.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn cache_flusharray(
-        &self,
-        cachep: *mut KmemCache,
-        ac: *mut ArrayCache,
-        node: usize,
-    ) {
-        // SAFETY: CPU slot lock held by the caller; list_lock taken here.
-        unsafe {
-            let mut batchcount = (*ac).batchcount.min((*ac).avail);
-            let l3 = self.l3(cachep, node);
-            (*l3).list_lock.lock();
-            let shared = (*l3).shared;
-            let mut done = false;
-            if !shared.is_null() {
-                let max = (*shared).limit - (*shared).avail;
-                if max > 0 {
-                    batchcount = batchcount.min(max);
-                    core::ptr::copy_nonoverlapping(
-                        ac_entry(ac),
-                        ac_entry(shared).add((*shared).avail as usize),
-                        batchcount as usize,
-                    );
-                    (*shared).avail += batchcount;
-                    done = true;
-                }
+    pub(crate) fn cache_flusharray(&self, cachep: &KmemCache, ac: ArrayRef<'_>, node: usize) {
+        let mut batchcount = ac.batchcount().min(ac.avail());
+        let l3 = self.lock_list(cachep, node);
+        let mut done = false;
+        if let Some(shared) = l3.shared() {
+            let max = shared.limit() - shared.avail();
+            if max > 0 {
+                batchcount = batchcount.min(max);
+                shared.append_oldest_of(ac, batchcount);
+                done = true;
             }
-            if !done {
-                self.free_block(cachep, ac_entry(ac), batchcount as usize, node);
-            }
-            if self.stats {
-                let n = ListHead::count(addr_of_mut!((*l3).slabs_free));
-                (*cachep).stats.set_freeable(n as u64);
-            }
-            (*l3).list_lock.unlock();
-            ac_shift_down(ac, batchcount);
         }
+        if !done {
+            // SAFETY: the CPU array's objects are handed-out objects of this cache and node.
+            unsafe { self.free_block(cachep, &l3, ac.entries(), batchcount as usize) };
+        }
+        if self.stats {
+            cachep.stats.set_freeable(l3.count(List::Free) as u64);
+        }
+        drop(l3);
+        ac.shift_down(batchcount);
     }
 
     /// `kmem_getpages`: a slab's pages from `nodeid` (only that node with `THISNODE`).
     pub(crate) fn kmem_getpages(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
         nodeid: usize,
     ) -> Option<NonNull<Page>> {
-        // SAFETY: live cache.
-        let order = unsafe { (*cachep).gfporder } as usize;
         let flags = Gfp(gfp.0 & Gfp::THISNODE.0);
         self.provider
-            .alloc_pages_gfp(nodeid, order, Owner::SlabClassic, flags)
+            .alloc_pages_gfp(nodeid, cachep.gfporder as usize, Owner::SlabClassic, flags)
     }
 
     /// `kmem_freepages`: clears the slab marks and gives the pages back.
     ///
     /// # Safety
     /// `addr` is the start of a slab of `cachep` nobody uses any more.
-    pub(crate) unsafe fn kmem_freepages(&self, cachep: *mut KmemCache, addr: *mut u8) {
-        // SAFETY: a slab start is a page of ours.
+    pub(crate) unsafe fn kmem_freepages(&self, cachep: &KmemCache, addr: *mut u8) {
+        // SAFETY: a slab start is a page of ours (contract).
+        let page = unsafe { self.provider.virt_to_page(addr as usize).unwrap_unchecked() };
+        let p = page.as_ptr();
+        // SAFETY: the page descriptor of a slab nobody uses any more.
         unsafe {
-            let page = self.provider.virt_to_page(addr as usize).unwrap_unchecked();
-            let p = page.as_ptr();
             (*p).clear_flags(PG_SLAB | PG_OFF_SLAB);
             (*p).private = 0;
             (*p).slab_cache.store(0, Ordering::Relaxed);
-            let r = self.provider.free_pages(page, (*cachep).gfporder as usize);
-            debug_assert!(r.is_ok(), "kmem_freepages: {r:?}");
         }
+        // SAFETY: the slab's pages, unused (contract).
+        let r = unsafe { self.provider.free_pages(page, cachep.gfporder as usize) };
+        debug_assert!(r.is_ok(), "kmem_freepages: {r:?}");
     }
 
     /// `slab_destroy`: pages back to the provider, an off-slab descriptor back to its cache.
@@ -198,18 +195,18 @@ impl SlabGlobals {
     ///
     /// # Safety
     /// `slabp` is off every list, all its objects free.
-    pub(crate) unsafe fn slab_destroy(&self, cachep: *mut KmemCache, slabp: *mut SlabDesc) {
-        // SAFETY: as documented.
-        unsafe {
-            let addr = (*slabp).s_mem.sub((*slabp).colouroff);
-            if (*cachep).flags & (SlabFlags::POISON.0 | SlabFlags::RED_ZONE.0) != 0 {
-                self.slab_destroy_debugcheck(cachep, slabp);
-            }
-            self.kmem_freepages(cachep, addr);
-            if (*cachep).flags & CFLGS_OFF_SLAB != 0 {
-                let ok = self.cache_free_internal((*cachep).slabp_cache, slabp.cast());
-                debug_assert!(ok);
-            }
+    pub(crate) unsafe fn slab_destroy(&self, cachep: &KmemCache, slabp: *mut SlabDesc) {
+        // SAFETY: off every list: nobody else sees it (contract).
+        let s = unsafe { SlabRef::new(slabp) };
+        if cachep.flags & (SlabFlags::POISON.0 | SlabFlags::RED_ZONE.0) != 0 {
+            self.slab_destroy_debugcheck(cachep, s);
+        }
+        // SAFETY: the slab's pages, unused (contract).
+        unsafe { self.kmem_freepages(cachep, s.mem_start()) };
+        if let Some(desc_cache) = cachep.slabp_cache() {
+            // SAFETY: the off-slab descriptor is an object of slabp_cache, unused now.
+            let ok = unsafe { self.cache_free_internal(desc_cache, slabp.cast()) };
+            debug_assert!(ok);
         }
     }
 
@@ -219,89 +216,90 @@ impl SlabGlobals {
     /// `objp` a fresh slab of `cachep`.
     unsafe fn alloc_slabmgmt(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         objp: *mut u8,
         colour_off: usize,
         nodeid: usize,
     ) -> *mut SlabDesc {
+        let mut colour_off = colour_off;
+        let slabp = if let Some(desc_cache) = cachep.slabp_cache() {
+            match self.cache_alloc_node_internal(desc_cache, Gfp::KERNEL, nodeid) {
+                Some(p) => p.as_ptr().cast::<SlabDesc>(),
+                None => return null_mut(),
+            }
+        } else {
+            let s = objp.wrapping_add(colour_off).cast::<SlabDesc>();
+            colour_off += cachep.slab_size;
+            s
+        };
         // SAFETY: the slab is ours; offsets stay inside it (cache_estimate guarantees it).
+        unsafe { init_slab_desc(slabp, colour_off, objp.add(colour_off), nodeid) };
+        slabp
+    }
+
+    /// `slab_map_pages`: the head page names the cache and the descriptor; `spare` = offset of
+    /// `s_mem` from the slab start, for the quick checks on free.
+    ///
+    /// # Safety
+    /// `page` is the head page of a fresh slab of `cachep` with descriptor `slabp`.
+    unsafe fn slab_map_pages(&self, cachep: &KmemCache, page: NonNull<Page>, slabp: *mut SlabDesc) {
+        let p = page.as_ptr();
+        // SAFETY: the page descriptor of a slab nobody else sees yet (contract).
         unsafe {
-            let mut colour_off = colour_off;
-            let slabp = if (*cachep).flags & CFLGS_OFF_SLAB != 0 {
-                match self.cache_alloc_node_internal((*cachep).slabp_cache, Gfp::KERNEL, nodeid) {
-                    Some(p) => p.as_ptr().cast::<SlabDesc>(),
-                    None => return null_mut(),
-                }
-            } else {
-                let s = objp.add(colour_off).cast::<SlabDesc>();
-                colour_off += (*cachep).slab_size;
-                s
-            };
-            init_slab_desc(slabp, colour_off, objp.add(colour_off), nodeid);
-            slabp
+            (*p).slab_cache
+                .store(core::ptr::from_ref(cachep) as usize, Ordering::Relaxed);
+            (*p).private = slabp as usize;
+            (*p).spare = (*slabp).colouroff as u32;
+            (*p).set_flags(PG_SLAB | if cachep.off_slab() { PG_OFF_SLAB } else { 0 });
         }
     }
 
     /// `cache_grow`: one more slab on `nodeid`'s free list, coloured by the node's
     /// `colour_next`. `page` is a block `fallback_alloc` already got. `false` when out of memory
-    /// (nothing is kept).
-    ///
-    /// # Safety
-    /// `cachep` live; no list_lock of `cachep` held.
+    /// (nothing is kept). No list_lock of `cachep` may be held.
     #[cold]
-    pub(crate) unsafe fn cache_grow(
+    pub(crate) fn cache_grow(
         &self,
-        cachep: *mut KmemCache,
+        cachep: &KmemCache,
         gfp: Gfp,
         nodeid: usize,
         page: Option<NonNull<Page>>,
     ) -> bool {
-        // SAFETY: l3 fields under list_lock; the new slab is private until linked.
+        let l3 = self.lock_list(cachep, nodeid);
+        let mut offset = l3.colour_next();
+        l3.set_colour_next(if offset + 1 >= cachep.colour {
+            0
+        } else {
+            offset + 1
+        });
+        drop(l3);
+        offset *= cachep.colour_off;
+        let Some(page) = page.or_else(|| self.kmem_getpages(cachep, gfp, nodeid)) else {
+            return false;
+        };
+        let objp = self.provider.page_address(page).as_ptr();
+        // SAFETY: a fresh slab of this cache.
+        let slabp = unsafe { self.alloc_slabmgmt(cachep, objp, offset, nodeid) };
+        if slabp.is_null() {
+            // SAFETY: the fresh pages, unused.
+            let r = unsafe { self.provider.free_pages(page, cachep.gfporder as usize) };
+            debug_assert!(r.is_ok());
+            return false;
+        }
+        // SAFETY: the fresh slab and its descriptor, private until linked below.
         unsafe {
-            let l3 = self.l3(cachep, nodeid);
-            (*l3).list_lock.lock();
-            let mut offset = (*l3).colour_next as usize;
-            (*l3).colour_next += 1;
-            if (*l3).colour_next as usize >= (*cachep).colour {
-                (*l3).colour_next = 0;
-            }
-            (*l3).list_lock.unlock();
-            offset *= (*cachep).colour_off;
-            let Some(page) = page.or_else(|| self.kmem_getpages(cachep, gfp, nodeid)) else {
-                return false;
-            };
-            let objp = self.provider.page_address(page).as_ptr();
-            let slabp = self.alloc_slabmgmt(cachep, objp, offset, nodeid);
-            if slabp.is_null() {
-                let r = self.provider.free_pages(page, (*cachep).gfporder as usize);
-                debug_assert!(r.is_ok());
-                return false;
-            }
-            // slab_map_pages: the head page names the cache and the descriptor.
-            let p = page.as_ptr();
-            (*p).slab_cache.store(cachep as usize, Ordering::Relaxed);
-            (*p).private = slabp as usize;
-            // `spare` = offset of s_mem from the slab start, for the quick checks on free.
-            (*p).spare = (*slabp).colouroff as u32;
-            (*p).set_flags(
-                PG_SLAB
-                    | if (*cachep).flags & CFLGS_OFF_SLAB != 0 {
-                        PG_OFF_SLAB
-                    } else {
-                        0
-                    },
-            );
-            if (*cachep).flags & (DEBUG_FLAGS | CFLGS_INIT_ON_FREE) != 0 {
+            self.slab_map_pages(cachep, page, slabp);
+            if cachep.flags & (DEBUG_FLAGS | CFLGS_INIT_ON_FREE) != 0 {
                 self.cache_init_objs_debug(cachep, slabp);
             } else {
                 cache_init_objs(cachep, slabp);
             }
-            (*l3).list_lock.lock();
-            ListHead::add_tail(addr_of_mut!((*slabp).list), addr_of_mut!((*l3).slabs_free));
-            self.stat_inc(cachep, StatItem::GROWN);
-            (*l3).free_objects += (*cachep).num as usize;
-            (*l3).list_lock.unlock();
-            true
         }
+        let l3 = self.lock_list(cachep, nodeid);
+        // SAFETY: a fresh slab of this node on no list.
+        unsafe { l3.add(SlabRef::new(slabp), List::Free, true) };
+        self.stat_inc(cachep, StatItem::GROWN);
+        l3.set_free_objects(l3.free_objects() + cachep.num as usize);
+        true
     }
 }

@@ -3,8 +3,8 @@
 //! Counters live in each `kmem_cache` as atomics (the kernel keeps them there too); with stats
 //! off (the default) every update is one predictable branch.
 
-use crate::bootstrap::SlabGlobals;
 use crate::cache::KmemCache;
+use crate::instance::SlabGlobals;
 use core::fmt;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -26,8 +26,8 @@ common::define_stats! {
 }
 
 /// Per-cache counters (all-zero bytes are a valid, empty state).
-#[derive(Debug)]
-pub struct CacheStats {
+#[derive(Debug, Default)]
+pub(crate) struct CacheStats {
     counters: [AtomicU64; StatItem::COUNT],
     num_active: AtomicI64,
     high_mark: AtomicU64,
@@ -36,11 +36,11 @@ pub struct CacheStats {
 
 impl CacheStats {
     /// `STATS_SET_FREEABLE`.
-    pub fn set_freeable(&self, n: u64) {
+    pub(crate) fn set_freeable(&self, n: u64) {
         self.max_freeable.fetch_max(n, Ordering::Relaxed);
     }
     /// One item.
-    pub fn get(&self, item: StatItem) -> u64 {
+    pub(crate) fn get(&self, item: StatItem) -> u64 {
         self.counters[item as usize].load(Ordering::Relaxed)
     }
 }
@@ -105,7 +105,7 @@ pub const STATS_HEADER: &str = "slabinfo - version: 2.1 (statistics)\n# name    
 impl SlabGlobals {
     /// `STATS_INC_*`.
     #[inline(always)]
-    pub(crate) fn stat_inc(&self, cachep: *mut KmemCache, item: StatItem) {
+    pub(crate) fn stat_inc(&self, cachep: &KmemCache, item: StatItem) {
         if self.stats {
             self.stat_add(cachep, item, 1);
         }
@@ -113,32 +113,27 @@ impl SlabGlobals {
 
     /// `STATS_ADD_*`.
     #[inline(never)]
-    pub(crate) fn stat_add(&self, cachep: *mut KmemCache, item: StatItem, n: u64) {
+    pub(crate) fn stat_add(&self, cachep: &KmemCache, item: StatItem, n: u64) {
         if self.stats {
-            // SAFETY: live cache; the counters are atomics.
-            unsafe { (*cachep).stats.counters[item as usize].fetch_add(n, Ordering::Relaxed) };
+            cachep.stats.counters[item as usize].fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// `STATS_INC_ACTIVE` / `STATS_DEC_ACTIVE` with `STATS_SET_HIGH`.
     #[inline(always)]
-    pub(crate) fn stat_active(&self, cachep: *mut KmemCache, delta: i64) {
+    pub(crate) fn stat_active(&self, cachep: &KmemCache, delta: i64) {
         if self.stats {
-            // SAFETY: live cache; atomics.
-            unsafe {
-                let s = &(*cachep).stats;
-                let now = s.num_active.fetch_add(delta, Ordering::Relaxed) + delta;
-                if delta > 0 {
-                    s.high_mark.fetch_max(now.max(0) as u64, Ordering::Relaxed);
-                }
+            let s = &cachep.stats;
+            let now = s.num_active.fetch_add(delta, Ordering::Relaxed) + delta;
+            if delta > 0 {
+                s.high_mark.fetch_max(now.max(0) as u64, Ordering::Relaxed);
             }
         }
     }
 
     /// The statistics columns of a cache.
-    pub(crate) fn cache_stats(&self, cachep: *mut KmemCache) -> SlabStats {
-        // SAFETY: live cache; atomics.
-        let s = unsafe { &(*cachep).stats };
+    pub(crate) fn cache_stats(&self, cachep: &KmemCache) -> SlabStats {
+        let s = &cachep.stats;
         SlabStats {
             listallocs: s.get(StatItem::LISTALLOCS),
             maxobjs: s.high_mark.load(Ordering::Relaxed),

@@ -5,4 +5,4 @@
 //! that forbids heap allocation while it is held.
 
 /// `spinlock_t` without a guard: callers pair `lock`/`unlock` by hand, as the kernel does.
-pub type RawLock = common::sync::RawSpinLock;
+pub(crate) type RawLock = common::sync::RawSpinLock;

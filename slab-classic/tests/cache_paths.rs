@@ -382,7 +382,7 @@ fn shrink_and_destroy_return_to_the_bootstrap_footprint() {
     let k = s.kmalloc_cache(64).unwrap();
     // SAFETY: refused before anything happens.
     let r = unsafe { s.kmem_cache_destroy(k) };
-    assert_eq!(r, Err(SlabError::ForeignCache));
+    assert_eq!(r, Err(SlabError::BootCache));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `CONFIG_DEBUG_SLAB` (SLAB half): every corruption the 2.6.32 debug code catches is
+//! `CONFIG_DEBUG_SLAB`: every corruption the 2.6.32 debug code catches is
 //! caught here, counted, reported with the cache and offset, and leaves the allocator
 //! consistent (`validate()` clean, nothing handed out twice).
 //!
@@ -13,8 +13,8 @@ mod util;
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};
 use core::panic::Location;
 use slab_classic::{
-    debug::{POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE},
-    DebugAction, DebugErrorKind, DebugReport, Slab, SlabSettings,
+    DebugAction, DebugErrorKind, DebugReport, Slab, SlabSettings, POISON_END, POISON_FREE,
+    POISON_INUSE, RED_ACTIVE, RED_INACTIVE,
 };
 use std::cell::RefCell;
 use std::ptr::NonNull;
@@ -100,7 +100,7 @@ fn one_report(s: &Slab, kind: DebugErrorKind, cache: &str, offset: isize) -> Deb
     assert_eq!(r.kind, kind, "{r}");
     assert_eq!(r.cache_name(), cache, "{r}");
     assert_eq!(r.offset, offset, "{r}");
-    assert!(s.debug_errors() >= 1);
+    assert!(s.slab_errors() >= 1);
     r
 }
 
@@ -147,7 +147,7 @@ fn layout_is_the_2_6_32_layout() {
     assert_eq!(unsafe { s.ksize(o) }, Ok(104));
     // SAFETY: freed once.
     unsafe { s.kmem_cache_free(c, o) }.unwrap();
-    assert_eq!(s.debug_errors(), 0);
+    assert_eq!(s.slab_errors(), 0);
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn forced_debug_follows_the_size_rules() {
     }
     s.shrink_all();
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 0, "{:?}", take());
+    assert_eq!(s.slab_errors(), 0, "{:?}", take());
 }
 
 // ---- the slub_kunit corruptions against slab-classic ----
@@ -217,7 +217,7 @@ fn clobber_redzone_after_object_is_reported_on_free() {
             .contains("memory outside object was overwritten"),
         "{r}"
     );
-    assert_eq!(s.cache_debug_errors(c), Ok(1));
+    assert_eq!(s.cache_errors(c), Ok(1));
     s.validate().unwrap();
     // The object comes back (LIFO) with no further report: the red zone was repaired.
     let again = alloc(&s, c);
@@ -225,7 +225,7 @@ fn clobber_redzone_after_object_is_reported_on_free() {
     assert!(take().is_empty());
     // SAFETY: freed once.
     unsafe { s.kmem_cache_free(c, again) }.unwrap();
-    assert_eq!(s.debug_errors(), 1);
+    assert_eq!(s.slab_errors(), 1);
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn clobber_redzone_before_object_is_reported_on_free() {
     assert_eq!(r.found >> 56, 0x11, "{r}");
     assert_eq!(r.redzone2, RED_ACTIVE);
     s.validate().unwrap();
-    assert_eq!(s.cache_debug_errors(c), Ok(1));
+    assert_eq!(s.cache_errors(c), Ok(1));
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn poison_byte_0_written_after_free_is_reported_on_reuse() {
     // SAFETY: freed once.
     unsafe { s.kmem_cache_free(c, again) }.unwrap();
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 1);
+    assert_eq!(s.slab_errors(), 1);
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn free_of_an_object_of_another_cache_is_refused_and_reported() {
     let e = unsafe { s.kmem_cache_free(b, o) };
     assert_eq!(e, Err(SlabError::WrongCache(o.as_ptr() as usize)));
     one_report(&s, DebugErrorKind::WrongCache, "wrong-b", 0);
-    assert_eq!(s.cache_debug_errors(b), Ok(1));
+    assert_eq!(s.cache_errors(b), Ok(1));
     util::fill(o.as_ptr(), 64, 7);
     assert!(util::check(o.as_ptr(), 64, 7), "object untouched");
     // SAFETY: the right cache now.
@@ -473,7 +473,7 @@ fn free_of_a_foreign_pointer_is_refused_and_reported() {
         .to_string()
         .starts_with("kfree_debugcheck: out of range ptr"));
     assert_eq!(stack, [0u8; 64], "foreign memory untouched");
-    assert_eq!(s.debug_errors(), 2);
+    assert_eq!(s.slab_errors(), 2);
     s.validate().unwrap();
 }
 
@@ -510,7 +510,7 @@ fn with_debug_off_bad_frees_are_still_refused_but_not_reported() {
             Err(SlabError::DoubleFree(_))
         ));
     }
-    assert_eq!(s.debug_errors(), 0);
+    assert_eq!(s.slab_errors(), 0);
     assert!(take().is_empty());
     let _ = stack;
     s.validate().unwrap();
@@ -535,7 +535,7 @@ fn destroy_with_live_objects_reports_the_cache_and_each_leak() {
         (DebugErrorKind::LeakedObject, o.as_ptr() as usize)
     );
     assert_ne!(r[1].last_caller, 0);
-    assert_eq!(s.cache_debug_errors(c), Ok(2));
+    assert_eq!(s.cache_errors(c), Ok(2));
     // SAFETY: freed once, then destroyed with nothing live.
     unsafe {
         s.kmem_cache_free(c, o).unwrap();
@@ -583,7 +583,7 @@ fn constructor_runs_at_allocation_in_poisoned_caches() {
         // SAFETY: freed once.
         unsafe { s.kmem_cache_free(c, o) }.unwrap();
     }
-    assert_eq!(s.debug_errors(), 0);
+    assert_eq!(s.slab_errors(), 0);
 }
 
 /// The child half of `abort_mode_aborts_the_process`: that test re-runs itself in a child
@@ -620,7 +620,7 @@ fn abort_mode_aborts_the_process() {
             "--test-threads=1",
         ])
         .env("SLAB_DEBUG_ABORT_CHILD", "1")
-        .env(slab_classic::debug::DEBUG_ENV, "Z,abort")
+        .env(slab_classic::DEBUG_ENV, "Z,abort")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -669,7 +669,7 @@ fn kmalloc_caches_are_checked_through_kfree_with_forced_debug() {
     assert!(matches!(again, Err(SlabError::DoubleFree(_))));
     one_report(&s, DebugErrorKind::DoubleFree, "size-128", -8);
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 2);
+    assert_eq!(s.slab_errors(), 2);
 }
 
 #[test]
@@ -718,5 +718,5 @@ fn validate_finds_use_after_free_in_arrays_and_free_chains_and_repairs_it() {
         // SAFETY: freed once.
         unsafe { s.kmem_cache_free(c, o) }.unwrap();
     }
-    assert_eq!(s.cache_debug_errors(c), Ok(3));
+    assert_eq!(s.cache_errors(c), Ok(3));
 }

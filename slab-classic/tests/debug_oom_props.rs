@@ -1,4 +1,4 @@
-//! Debug on under memory pressure (SLAB half) and property tests over random
+//! Debug on under memory pressure and property tests over random
 //! operation sequences against a model (item 7), with debug off and on.
 /// Heap allocations under an allocator lock abort this test binary (debug builds).
 #[global_allocator]
@@ -25,7 +25,7 @@ fn debug_bootstrap_fails_cleanly_at_every_limit() {
     let f = util::footprint(debug_settings());
     let (_p, s) = util::bootstrap_fails_cleanly_below(debug_settings(), f, 2);
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 0);
+    assert_eq!(s.slab_errors(), 0);
 }
 
 /// New slab (and off-slab descriptor) allocation fails; the array (fast path) and partial
@@ -109,7 +109,7 @@ fn debug_allocation_paths_under_oom() {
     s.shrink_all();
     assert_eq!(p.stats().pages_in_use, baseline, "nothing leaked");
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 0, "no corruption reported under OOM");
+    assert_eq!(s.slab_errors(), 0, "no corruption reported under OOM");
 }
 
 fn op() -> impl Strategy<Value = ModelOp> {
@@ -142,7 +142,7 @@ fn run(ops: &[ModelOp], debug: bool) -> Result<(), TestCaseError> {
             .map_or(usize::MAX, |r| r.active_objs)
     };
     run_model(&s, ops, active).map_err(TestCaseError::fail)?;
-    prop_assert_eq!(s.debug_errors(), 0);
+    prop_assert_eq!(s.slab_errors(), 0);
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `lib/test_meminit.c` ports (SLAB half): `test_kmemcache` over 8 B … 4 KiB
+//! `lib/test_meminit.c` ports: `test_kmemcache` over 8 B … 4 KiB
 //! × {constructor, `__GFP_ZERO`, plain} under `init_on_alloc`, `init_on_free` and both, and
 //! `test_kvmalloc`'s kmalloc reuse check.
 /// Heap allocations under an allocator lock abort this test binary (debug builds).
@@ -114,7 +114,7 @@ fn test_kmemcache(settings: SlabSettings) {
     }
     assert!(failures.is_empty(), "{settings:?}: {failures:?}");
     s.validate().unwrap();
-    assert_eq!(s.debug_errors(), 0);
+    assert_eq!(s.slab_errors(), 0);
 }
 
 #[test]

@@ -6,7 +6,7 @@ static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedA
 mod util;
 
 use common::{Gfp, SlabAllocator, SlabFlags};
-use slab_classic::reap::{drain_array_count, reap_freelist_count};
+use slab_classic::{drain_array_count, reap_freelist_count};
 
 #[test]
 fn reap_skips_touched_arrays_then_drains_a_fifth_of_the_limit() {
@@ -93,7 +93,7 @@ fn per_node_reaping_waits_for_next_reap_then_drains_over_time() {
     for _ in 0..500 {
         s.advance_jiffies(2000);
         s.cache_reap(cpu);
-        s.cache_reap((cpu + 1) % s.nr_cpus());
+        s.cache_reap((cpu + 1) % s.nr_cpu_ids());
     }
     let n4 = s.node_state(c, 0).unwrap();
     assert_eq!(

@@ -1,4 +1,5 @@
-//! Issue 9: the rseq fast path of the per-CPU arrays. Mode selection, an oversubscribed
+//! The rseq fast path of the per-CPU arrays. Mode selection (an explicit setting wins;
+//! `SLAB_FASTPATH` overrides `Auto` only), an oversubscribed
 //! signal-storm stress (more threads than CPUs, unpinned, `sched_yield`, SIGUSR1 thrown at the
 //! threads, cross-thread frees, content stamps, concurrent reaps and tunes from other threads,
 //! `validate()` clean, the abort counter moved) in both modes, and the fallback when glibc did
@@ -14,12 +15,9 @@ use common::{rseq, testing, SlabAllocator};
 use slab_classic::{FastPath, Slab, SlabSettings};
 use util::*;
 
+/// `SLAB_FASTPATH=lock` turns an `Auto` instance to the lock (an explicit setting wins).
 fn env_forces_lock() -> bool {
     std::env::var("SLAB_FASTPATH").is_ok_and(|v| v == "lock")
-}
-
-fn env_forces_rseq() -> bool {
-    std::env::var("SLAB_FASTPATH").is_ok_and(|v| v == "rseq" || v == "auto")
 }
 
 fn rseq_possible() -> bool {
@@ -46,8 +44,12 @@ fn slab_with(fastpath: FastPath) -> (common::PageProvider, Slab) {
 fn mode_is_chosen_and_recorded() {
     for f in [FastPath::Lock, FastPath::Rseq, FastPath::Auto] {
         let (_p, s) = slab_with(f);
-        let want_rseq =
-            rseq_possible() && !env_forces_lock() && (f != FastPath::Lock || env_forces_rseq());
+        let asked = match f {
+            FastPath::Lock => false,
+            FastPath::Rseq => true,
+            FastPath::Auto => !env_forces_lock(),
+        };
+        let want_rseq = rseq_possible() && asked;
         assert_eq!(SlabSettings::default().fastpath, FastPath::Auto);
         let want = if want_rseq {
             FastPath::Rseq
@@ -71,7 +73,7 @@ fn signal_storm_stress(fastpath: FastPath) -> u64 {
     let (_p, s) = slab_with(fastpath);
     let custom = testing::storm_cache(&s);
     let meddle = |s: &Slab, k: u64| {
-        for cpu in 0..s.nr_cpus() {
+        for cpu in 0..s.nr_cpu_ids() {
             s.advance_jiffies(1000);
             s.cache_reap(cpu);
         }
@@ -95,14 +97,6 @@ fn signal_storm_stress(fastpath: FastPath) -> u64 {
 
 #[test]
 fn oversubscribed_signal_storm_rseq() {
-    if env_forces_lock() {
-        testing::skip(
-            "oversubscribed_signal_storm_rseq",
-            "rseq-mode",
-            "SLAB_FASTPATH=lock forces the other fast path",
-        );
-        return;
-    }
     if rseq_skipped("oversubscribed_signal_storm_rseq") {
         return;
     }

@@ -134,7 +134,7 @@ fn run(seed: u64, steps: usize) {
             }
             18 => {
                 s.advance_jiffies(rng.below(3000));
-                s.cache_reap(rng.below(s.nr_cpus()));
+                s.cache_reap(rng.below(s.nr_cpu_ids()));
             }
             _ => {}
         }

@@ -170,7 +170,7 @@ fn stress_with(
         }
     }
     s.validate().unwrap();
-    for cpu in 0..s.nr_cpus() {
+    for cpu in 0..s.nr_cpu_ids() {
         s.cache_reap(cpu);
     }
     s.validate().unwrap();
@@ -184,7 +184,7 @@ fn stress_with(
         "every page back after shrink"
     );
     assert_eq!(
-        s.debug_errors(),
+        s.slab_errors(),
         0,
         "no debug report under a correct workload"
     );
@@ -314,7 +314,7 @@ fn concurrent_create_destroy_tune_and_validate() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 s.validate().unwrap();
                 let _ = s.slabinfo();
-                s.cache_reap(runs % s.nr_cpus());
+                s.cache_reap(runs % s.nr_cpu_ids());
                 s.advance_jiffies(1000);
                 runs += 1;
             }

@@ -317,11 +317,8 @@ fn parse_bool(k: &str, v: &str) -> Result<bool, String> {
 
 /// `SLUB_FASTPATH`, read with `getenv` (no heap: `Slub::new` must not allocate).
 fn env_fastpath() -> Option<FastPath> {
-    match common::sys::getenv(c"SLUB_FASTPATH")? {
-        b"rseq" => Some(FastPath::Rseq),
-        b"cmpxchg" => Some(FastPath::Cmpxchg),
-        _ => None,
-    }
+    let table: &[(&[u8], FastPath)] = &[(b"rseq", FastPath::Rseq), (b"cmpxchg", FastPath::Cmpxchg)];
+    common::sys::fastpath_env(c"SLUB_FASTPATH", table)
 }
 
 impl Default for SlubSettings {

@@ -42,6 +42,11 @@ pub enum SlabError {
     /// A setting or tunable outside what the allocator accepts (what the kernel answers with
     /// `-EINVAL`); the text says which rule was broken.
     InvalidArgument(&'static str),
+    /// `kmem_cache_destroy` of a cache the allocator itself owns (a kmalloc cache or the cache
+    /// of `kmem_cache` objects), which is never destroyed.
+    BootCache,
+    /// A node index at or above the allocator's node count.
+    NoSuchNode(usize),
 }
 
 impl fmt::Display for SlabError {
@@ -80,6 +85,8 @@ impl fmt::Display for SlabError {
             }
             SlabError::Corrupted(a) => write!(f, "memory corruption detected at {a:#x}"),
             SlabError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            SlabError::BootCache => write!(f, "kmalloc and boot caches are never destroyed"),
+            SlabError::NoSuchNode(n) => write!(f, "node {n} does not exist"),
         }
     }
 }

@@ -27,7 +27,7 @@
 //! # Side by side (model function → crate function, slab-classic/src/…)
 //! | model | crate |
 //! |---|---|
-//! | [`Slab::____cache_alloc`], [`Slab::__cache_free`] | `fastpath.rs`, same names (callers `__do_cache_alloc_locked`, `__cache_free_slow` take the slot lock: [`Slab::kmem_cache_alloc`], [`Slab::kmem_cache_free`]) |
+//! | [`Slab::____cache_alloc`], [`Slab::__cache_free`] | `fastpath.rs`, same names (callers `cache_alloc_locked`, `cache_free_locked` take the slot lock: [`Slab::kmem_cache_alloc`], [`Slab::kmem_cache_free`]) |
 //! | [`Slab::cache_alloc_refill`], [`Slab::cache_flusharray`], [`Slab::cache_grow`], [`Slab::slab_destroy`] | `refill.rs`, same names |
 //! | [`transfer_objects`], [`ac_shift_down`] | `arraycache.rs`, same names |
 //! | [`Slab::free_block`] | `node.rs: free_block` |
@@ -331,7 +331,7 @@ impl Slab {
     // fastpath.rs
     // -----------------------------------------------------------------------------------------
 
-    /// `__do_cache_alloc_locked` (lock mode): the slot lock around `____cache_alloc`. 0 when
+    /// `cache_alloc_locked` (lock mode): the slot lock around `____cache_alloc`. 0 when
     /// the node is out of pages.
     pub fn kmem_cache_alloc(&self, cpu: usize) -> usize {
         let slot = &self.cpu[cpu];
@@ -361,7 +361,7 @@ impl Slab {
         })
     }
 
-    /// `__cache_free_slow` (lock mode): the slot lock around `__cache_free`.
+    /// `cache_free_locked` (lock mode): the slot lock around `__cache_free`.
     pub fn kmem_cache_free(&self, cpu: usize, objp: usize) {
         let slot = &self.cpu[cpu];
         let g = lock_unless(&slot.lock, self.bug == Bug::NoSlotLock);
