@@ -7,6 +7,9 @@
 //! lock, and only then build the `String` the API returns (`to_string()` may allocate from the
 //! allocator under check when it is the process's global allocator). The debug-build lock depth
 //! of [`crate::sync`] turns a slip into an abort with a report.
+//!
+//! [`FixedLog`] is the same idea for callbacks that run under a lock (a debug-report hook):
+//! a fixed array of `Copy` records filled there and read after.
 
 use core::fmt;
 
@@ -100,8 +103,82 @@ impl fmt::Display for Violation {
     }
 }
 
+/// A heap-free log of up to `N` `Copy` records: [`FixedLog::push`] may run where no heap
+/// allocation is allowed (under an allocator lock, e.g. in a debug-report callback); records
+/// past `N` are counted, not kept. Read it with no lock held.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedLog<T: Copy, const N: usize> {
+    items: [Option<T>; N],
+    seen: usize,
+}
+
+impl<T: Copy, const N: usize> FixedLog<T, N> {
+    /// An empty log (usable in a `const` thread-local initialiser).
+    pub const fn new() -> Self {
+        Self {
+            items: [None; N],
+            seen: 0,
+        }
+    }
+
+    /// Records `t` (counts it only, once `N` records are kept). Never allocates.
+    pub fn push(&mut self, t: T) {
+        if let Some(slot) = self.items.get_mut(self.seen) {
+            *slot = Some(t);
+        }
+        self.seen += 1;
+    }
+
+    /// Records pushed since the last [`FixedLog::take`], kept or not.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// The kept records in order, emptying the log. Allocates: call with no lock held.
+    ///
+    /// # Panics
+    /// If more than `N` records were pushed (some were lost).
+    pub fn take(&mut self) -> Vec<T> {
+        assert!(
+            self.seen <= N,
+            "{} records pushed, only {N} kept",
+            self.seen
+        );
+        let out = self.items[..self.seen].iter().flatten().copied().collect();
+        *self = Self::new();
+        out
+    }
+}
+
+impl<T: Copy, const N: usize> Default for FixedLog<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::FixedLog;
+
+    #[test]
+    fn fixed_log_keeps_n_and_counts_the_rest() {
+        let mut l: FixedLog<u32, 3> = FixedLog::new();
+        l.push(1);
+        l.push(2);
+        assert_eq!(l.seen(), 2);
+        assert_eq!(l.take(), vec![1, 2]);
+        assert_eq!(l.seen(), 0);
+        for x in 0..4 {
+            l.push(x);
+        }
+        assert_eq!(l.seen(), 4);
+        let lost = std::panic::catch_unwind(move || l.take());
+        assert!(
+            lost.is_err(),
+            "a log that dropped records must not pass as complete"
+        );
+    }
+
     use super::*;
 
     #[test]

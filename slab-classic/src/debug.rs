@@ -904,39 +904,21 @@ mod tests {
     use super::*;
     use crate::slabmgmt::slab_bufctl;
     use crate::{Slab, SlabSettings};
+    use common::check::FixedLog;
     use common::{PageProvider, ProviderConfig, SlabAllocator, Topology};
     use std::cell::RefCell;
 
-    /// Reports, kept without the heap: the callback runs under allocator locks.
-    const MAX_REPORTS: usize = 64;
+    // Reports, kept without the heap: the callback runs under allocator locks.
     thread_local! {
-        static SEEN: RefCell<([Option<DebugReport>; MAX_REPORTS], usize)> =
-            const { RefCell::new(([None; MAX_REPORTS], 0)) };
+        static SEEN: RefCell<FixedLog<DebugReport, 64>> = const { RefCell::new(FixedLog::new()) };
     }
 
     fn capture(r: &DebugReport) {
-        SEEN.with(|v| {
-            let mut v = v.borrow_mut();
-            let n = v.1;
-            if n < MAX_REPORTS {
-                v.0[n] = Some(*r);
-            }
-            v.1 = n + 1;
-        });
+        SEEN.with(|v| v.borrow_mut().push(*r));
     }
 
     fn take_reports() -> Vec<DebugReport> {
-        SEEN.with(|v| {
-            let mut v = v.borrow_mut();
-            assert!(
-                v.1 <= MAX_REPORTS,
-                "{} reports, only {MAX_REPORTS} kept",
-                v.1
-            );
-            let out = v.0[..v.1].iter().flatten().copied().collect();
-            *v = ([None; MAX_REPORTS], 0);
-            out
-        })
+        SEEN.with(|v| v.borrow_mut().take())
     }
 
     #[test]

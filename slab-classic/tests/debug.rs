@@ -10,6 +10,7 @@ static LOCK_CHECKED: common::sync::LockCheckedAlloc = common::sync::LockCheckedA
 
 mod util;
 
+use common::check::FixedLog;
 use common::{Gfp, SlabAllocator, SlabError, SlabFlags};
 use core::panic::Location;
 use slab_classic::{
@@ -19,36 +20,17 @@ use slab_classic::{
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
-/// Reports, kept without the heap: the callback runs under allocator locks.
-const MAX_REPORTS: usize = 64;
+// Reports, kept without the heap: the callback runs under allocator locks.
 thread_local! {
-    static REPORTS: RefCell<([Option<DebugReport>; MAX_REPORTS], usize)> =
-        const { RefCell::new(([None; MAX_REPORTS], 0)) };
+    static REPORTS: RefCell<FixedLog<DebugReport, 64>> = const { RefCell::new(FixedLog::new()) };
 }
 
 fn capture(r: &DebugReport) {
-    REPORTS.with(|v| {
-        let mut v = v.borrow_mut();
-        let n = v.1;
-        if n < MAX_REPORTS {
-            v.0[n] = Some(*r);
-        }
-        v.1 = n + 1;
-    });
+    REPORTS.with(|v| v.borrow_mut().push(*r));
 }
 
 fn take_reports() -> Vec<DebugReport> {
-    REPORTS.with(|v| {
-        let mut v = v.borrow_mut();
-        assert!(
-            v.1 <= MAX_REPORTS,
-            "{} reports, only {MAX_REPORTS} kept",
-            v.1
-        );
-        let out = v.0[..v.1].iter().flatten().copied().collect();
-        *v = ([None; MAX_REPORTS], 0);
-        out
-    })
+    REPORTS.with(|v| v.borrow_mut().take())
 }
 
 fn take() -> Vec<DebugReport> {
