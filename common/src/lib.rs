@@ -23,8 +23,6 @@
 //! so both allocators can serve as the process's global allocator and their memory overhead is
 //! the provider's exact page count.
 
-#![warn(unreachable_pub)]
-
 pub mod api;
 pub mod check;
 pub mod dword;

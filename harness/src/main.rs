@@ -8,8 +8,6 @@
 //!   `harness plot DIR` re-reads results.csv and redraws plots and summary.
 //! ```
 
-#![warn(unreachable_pub)]
-
 mod alloc;
 mod analysis;
 mod cli;
@@ -22,8 +20,6 @@ mod slab_settings;
 mod summary;
 mod sysinfo;
 mod tsc;
-// workloads/'s `pub` items in this binary: to `pub(crate)` with their owner's next change.
-#[allow(unreachable_pub)]
 mod workloads;
 
 use clap::Parser;

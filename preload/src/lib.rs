@@ -48,7 +48,6 @@
 //! none is inside, so every allocator lock is free when the address space is copied. Parent
 //! and child reopen it.
 
-#![warn(unreachable_pub)]
 // `match` with a commented unsafe arm reads better than if-let/else for the C entry points.
 #![allow(clippy::single_match_else)]
 

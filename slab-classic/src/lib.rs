@@ -118,7 +118,6 @@
 //!   time is a per-instance `jiffies` (`HZ` = 1000); bad tunables and duplicate names are
 //!   errors, not ignored.
 
-#![warn(unreachable_pub)]
 // The kernel's formulas are kept literally ((limit + 4) / 5, not div_ceil) so they can be
 // compared with mm/slab.c; kernel functions are methods of the instance even where they only
 // need the cache.

@@ -108,8 +108,6 @@
 //! - `c->freelist` non-null implies `c->slab` non-null and the objects belong to `c->slab`.
 //! - `Σ nr_slabs`, `Σ total_objects` per node count every slab of the cache, listed or not.
 
-#![warn(unreachable_pub)]
-
 mod bootstrap;
 mod cache;
 pub mod census;
@@ -123,8 +121,6 @@ mod merge;
 mod model;
 mod node;
 mod refill;
-// sheaf.rs's `pub` items in this private module: to `pub(crate)` with its owner's next change.
-#[allow(unreachable_pub)]
 mod sheaf;
 #[cfg(test)]
 mod sheaf_model;

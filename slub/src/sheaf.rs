@@ -127,7 +127,7 @@ pub const MAX_EMPTY_SHEAVES: usize = 10;
 pub const PCS_BATCH_MAX: usize = 32;
 
 /// `struct_size(sheaf, objects, 0)`: the header before `objects[]`.
-pub const SHEAF_HEADER: usize = core::mem::size_of::<SlabSheaf>();
+pub(crate) const SHEAF_HEADER: usize = core::mem::size_of::<SlabSheaf>();
 
 /// `struct slab_sheaf`: `{barn_list | capacity}`, `cache`, `size`, `node`, `objects[]`. Here
 /// `capacity` has its own word beside the list link (the kernel's union keeps it only while a
@@ -136,7 +136,7 @@ pub const SHEAF_HEADER: usize = core::mem::size_of::<SlabSheaf>();
 /// Field order differs from the kernel's so the rseq array primitives of `common::rseq`
 /// (SLAB's `array_cache` layout: `avail` at 0, `limit` at 4) can pop and push a sheaf.
 #[repr(C)]
-pub struct SlabSheaf {
+pub(crate) struct SlabSheaf {
     /// `size`: objects held (the primitives' `avail`).
     size: u32,
     /// `capacity`: slots in `objects[]` (the primitives' `limit`).
@@ -193,7 +193,7 @@ fn bootstrap_sheaf() -> *mut SlabSheaf {
 /// `struct slub_percpu_sheaves`: `lock`, `main`, `spare`, `rcu_free` (see the module header
 /// for the lock).
 #[repr(C)]
-pub struct SlubPercpuSheaves {
+pub(crate) struct SlubPercpuSheaves {
     /// Lock mode: `cpu_sheaves->lock` is the workspace's one spinlock, only ever *tried* on the
     /// fast paths (it keeps the debug lock depth like every allocator lock). Unused in rseq
     /// mode.
@@ -386,7 +386,7 @@ unsafe impl Send for BarnLists {}
 
 /// `struct node_barn`.
 #[repr(C)]
-pub struct NodeBarn {
+pub(crate) struct NodeBarn {
     lock: SpinLock<BarnLists>,
     /// `nr_full`: written under `lock`, read racily.
     nr_full: AtomicUsize,
@@ -515,7 +515,7 @@ fn barn_replace_full_sheaf(
 // ---------------------------------------------------------------------------------------------
 
 /// `kmalloc_size_roundup(n)`: the bucket a `kmalloc(n)` is served from.
-pub fn kmalloc_size_roundup(n: usize) -> usize {
+pub(crate) fn kmalloc_size_roundup(n: usize) -> usize {
     if n <= KMALLOC_MAX_CACHE_SIZE {
         find_position(n.max(1)).map_or(n, |pos| common::sizes::slub::SIZES[pos])
     } else {
@@ -635,7 +635,7 @@ fn free_empty_sheaf(sl: &Slub, s: &KmemCache, sheaf: *mut SlabSheaf) {
 
 /// What `kmem_cache.sheaves` points to: `cpu_sheaves` and `sheaf_capacity` (kmalloc'ed, or
 /// the static [`NO_SHEAVES`] for 7.0 caches that have none).
-pub struct CacheSheaves {
+pub(crate) struct CacheSheaves {
     /// `cpu_sheaves` (None only in `NO_SHEAVES`).
     pcs: Option<PerCpu<SlubPercpuSheaves>>,
     /// `sheaf_capacity` (0: no sheaves). Published (Release) only after every CPU has a real

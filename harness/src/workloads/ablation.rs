@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The per-CPU mechanism class of a combination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PerCpu {
+pub(crate) enum PerCpu {
     /// Restartable sequences in both.
     Rseq,
     /// SLUB's `lock cmpxchg16b`, SLAB's per-CPU lock.
@@ -77,7 +77,7 @@ fn combos() -> Vec<Combo> {
 }
 
 /// Sizes of tests A/B/C.
-pub fn abc_sizes(full: bool) -> &'static [usize] {
+pub(crate) fn abc_sizes(full: bool) -> &'static [usize] {
     if full {
         &[64, 256, 512, 1024, 4096, 8192]
     } else {
@@ -86,7 +86,7 @@ pub fn abc_sizes(full: bool) -> &'static [usize] {
 }
 
 /// Sizes of test F.
-pub const F_SIZES: [usize; 2] = [64, 4096];
+pub(crate) const F_SIZES: [usize; 2] = [64, 4096];
 
 /// Timed passes of A/B/C per instance; each phase keeps its fastest.
 const TIMED: usize = 3;
@@ -130,7 +130,7 @@ fn form(ctx: &Ctx<'_>) -> Form {
 }
 
 /// Progress units (one per combination and round).
-pub fn units(cfg: &crate::cli::RunConfig) -> u64 {
+pub(crate) fn units(cfg: &crate::cli::RunConfig) -> u64 {
     let rounds = if cfg.ablation_full {
         cfg.reps.max(5)
     } else if cfg.quick {
@@ -175,7 +175,7 @@ fn make_slub(ctx: &Ctx<'_>, c: Combo) -> Result<SlabBench<slub::Slub>, String> {
 }
 
 /// Runs the workload: every round, every combination, SLAB then SLUB, then mimalloc's pair.
-pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
+pub(crate) fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
     let f = form(ctx);
     let mut rows = Vec::new();
     for round in 0..f.rounds {
@@ -444,7 +444,7 @@ fn categories() -> Vec<(String, String)> {
 
 /// The ablation figure: one panel per test, SLUB/SLAB (median of paired ratios, whiskers
 /// min–max) for each configuration × stats on the x axis, one line per per-CPU mechanism.
-pub fn plot(rows: &[Row], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+pub(crate) fn plot(rows: &[Row], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
     use crate::plot::{draw_figure, Panel, Series};
     let t = tests(rows);
     if t.is_empty() {
@@ -513,7 +513,7 @@ fn f0(v: Option<f64>) -> String {
 
 /// The summary section: ratio table, the 64 B cells, and "Why ours differs from the published
 /// numbers". `published` is (what, source, published SLUB/SLAB, phase, size).
-pub fn summary(rows: &[Row], published: &[(&str, &str, f64, &str, usize)]) -> String {
+pub(crate) fn summary(rows: &[Row], published: &[(&str, &str, f64, &str, usize)]) -> String {
     let mut s = String::new();
     let t = tests(rows);
     if t.is_empty() {

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// The caches: (name, object size, weight).
-pub const CACHES: [(&str, usize, usize); 4] = [
+pub(crate) const CACHES: [(&str, usize, usize); 4] = [
     ("dentry", 192, 4),
     ("skbuff_head_cache", 256, 3),
     ("inode_cache", 704, 2),
@@ -24,7 +24,7 @@ pub const CACHES: [(&str, usize, usize); 4] = [
 const WINDOW: usize = 512;
 
 /// Runs the pairs and the mixed pattern for each repetition.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {

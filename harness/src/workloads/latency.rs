@@ -42,7 +42,7 @@ use std::sync::Mutex;
 
 /// The quantiles written, with their `metric` names. The first six are the tail table's; the
 /// others fill in the CDF plot.
-pub const QUANTILES: [(&str, f64); 11] = [
+pub(crate) const QUANTILES: [(&str, f64); 11] = [
     ("p50", 0.5),
     ("p90", 0.9),
     ("p99", 0.99),
@@ -57,7 +57,7 @@ pub const QUANTILES: [(&str, f64); 11] = [
 ];
 
 /// The phases, with a title for tables and plots.
-pub const PHASES: [(&str, &str); 5] = [
+pub(crate) const PHASES: [(&str, &str); 5] = [
     ("A_alloc", "A: kmalloc, N in a row, one CPU"),
     ("B_free", "B: kfree of those N, one CPU"),
     ("C_pair", "C: alloc+free pair, one CPU"),
@@ -75,10 +75,10 @@ const TIMER_SAMPLES: usize = 20_000;
 const HIST_MAX: u64 = 1 << 36;
 
 /// Set by `main` while the extra, untimed stats pass runs (instances with stats on).
-pub static STATS_PASS: AtomicBool = AtomicBool::new(false);
+pub(crate) static STATS_PASS: AtomicBool = AtomicBool::new(false);
 
 /// Sizes measured: 64, 256 and 4096 B among those requested, else the first requested.
-pub fn sizes(requested: &[usize]) -> Vec<usize> {
+pub(crate) fn sizes(requested: &[usize]) -> Vec<usize> {
     let v: Vec<usize> = [64usize, 256, 4096]
         .into_iter()
         .filter(|s| requested.contains(s))
@@ -91,7 +91,7 @@ pub fn sizes(requested: &[usize]) -> Vec<usize> {
 }
 
 /// Timed rounds of N operations per phase and repetition.
-pub fn rounds(quick: bool) -> usize {
+pub(crate) fn rounds(quick: bool) -> usize {
     if quick {
         2
     } else {
@@ -101,7 +101,7 @@ pub fn rounds(quick: bool) -> usize {
 
 /// Whether this run needs the extra stats pass for `allocator` (a slab allocator whose stats
 /// are off in the run's settings).
-pub fn needs_stats_pass(cfg: &crate::cli::RunConfig, allocator: &str) -> bool {
+pub(crate) fn needs_stats_pass(cfg: &crate::cli::RunConfig, allocator: &str) -> bool {
     let slab_stats = crate::slab_settings::settings(&cfg.settings.slab).is_ok_and(|s| s.stats);
     match allocator {
         "slab" | "slab-lock" => !slab_stats,
@@ -112,7 +112,7 @@ pub fn needs_stats_pass(cfg: &crate::cli::RunConfig, allocator: &str) -> bool {
 
 /// `cfg` with the slab allocators' stats turned on, one repetition (for the stats pass: the
 /// counters are rates, one fresh instance per size gives them).
-pub fn with_stats(cfg: &crate::cli::RunConfig) -> crate::cli::RunConfig {
+pub(crate) fn with_stats(cfg: &crate::cli::RunConfig) -> crate::cli::RunConfig {
     let mut c = cfg.clone();
     c.reps = 1;
     c.settings.slub.stats = true;
@@ -396,7 +396,7 @@ fn cross<A: BenchAllocator>(
 }
 
 /// Runs the timed pass (or, with [`STATS_PASS`] set, the counting pass) for every size.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {
@@ -549,7 +549,7 @@ pub fn run<A: BenchAllocator>(
 
 /// The tail table of `summary.md`: per phase, p50 … max cycles per allocator × size, and the
 /// slow-path counters per 10 000 operations beside them.
-pub fn summary(rows: &[Row], allocs: &[String]) -> String {
+pub(crate) fn summary(rows: &[Row], allocs: &[String]) -> String {
     use std::fmt::Write;
     let lat: Vec<&Row> = rows.iter().filter(|r| r.workload == "latency").collect();
     if lat.is_empty() {

@@ -43,25 +43,25 @@ const SAMPLES: usize = 20;
 /// - `burst_remote`: [`CENSUS_OPS`] allocated, then freed by the next CPU (the last CPU's by
 ///   the first: the other node's where there are two);
 /// - `shrunk`: `kmem_cache_shrink` (working sets still live).
-pub const CENSUS_PHASES: [&str; 4] = ["rest", "burst", "burst_remote", "shrunk"];
+pub(crate) const CENSUS_PHASES: [&str; 4] = ["rest", "burst", "burst_remote", "shrunk"];
 /// Objects each CPU keeps live through the census.
-pub const CENSUS_LIVE: usize = 4096;
+pub(crate) const CENSUS_LIVE: usize = 4096;
 /// Objects per CPU in each census burst.
-pub const CENSUS_OPS: usize = 20_000;
+pub(crate) const CENSUS_OPS: usize = 20_000;
 /// [`CENSUS_LIVE`] and [`CENSUS_OPS`] of a `--quick` run.
-pub const CENSUS_QUICK: (usize, usize) = (512, 2000);
+pub(crate) const CENSUS_QUICK: (usize, usize) = (512, 2000);
 
 /// Set (to `ALLOCATOR:SIZE`) in the child process that measures one allocator and size.
-pub const ENV_CHILD: &str = "HARNESS_MEMORY_CHILD";
+pub(crate) const ENV_CHILD: &str = "HARNESS_MEMORY_CHILD";
 
 /// Object sizes measured (the first requested size ≤ 4 KiB, default 64 B).
-pub fn sizes(ctx: &Ctx<'_>) -> Vec<usize> {
+pub(crate) fn sizes(ctx: &Ctx<'_>) -> Vec<usize> {
     ctx.cfg.memory_sizes.clone()
 }
 
 /// The kernel's accounting of this process (`/proc/self/smaps_rollup`), in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Smaps {
+pub(crate) struct Smaps {
     /// `Rss`.
     pub rss: u64,
     /// `Pss_Anon` (0 on kernels before 5.9, which lack the field).
@@ -71,7 +71,7 @@ pub struct Smaps {
 }
 
 /// Parses the fields of [`Smaps`] out of smaps_rollup text.
-pub fn parse_smaps(text: &str) -> Option<Smaps> {
+pub(crate) fn parse_smaps(text: &str) -> Option<Smaps> {
     let mut s = Smaps::default();
     let mut seen = false;
     for line in text.lines() {
@@ -99,7 +99,7 @@ pub fn parse_smaps(text: &str) -> Option<Smaps> {
 
 /// Reads `/proc/self/smaps_rollup` into a stack buffer (no heap allocation, so the glibc
 /// baseline's own heap is not disturbed by the measurement).
-pub fn smaps() -> Result<Smaps, String> {
+pub(crate) fn smaps() -> Result<Smaps, String> {
     use std::io::Read;
     let mut buf = [0u8; 4096];
     let mut f = std::fs::File::open("/proc/self/smaps_rollup")
@@ -137,7 +137,7 @@ struct Sample {
 
 /// Runs the working-set life cycle for each size: in the parent, one child process per size;
 /// in a child ([`ENV_CHILD`] set), the measurement itself.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {
@@ -155,7 +155,7 @@ pub fn run<A: BenchAllocator>(
 }
 
 /// The census (module documentation) for one size; no rows for an allocator without one.
-pub fn census<A: BenchAllocator>(
+pub(crate) fn census<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
     size: usize,
@@ -588,7 +588,7 @@ fn census_table(rows: &[Row], allocs: &[String]) -> Vec<(String, &'static str, C
 }
 
 /// The census section of `summary.md` (empty without census rows).
-pub fn census_summary(rows: &[Row], allocs: &[String]) -> String {
+pub(crate) fn census_summary(rows: &[Row], allocs: &[String]) -> String {
     use std::fmt::Write;
     let t = census_table(rows, allocs);
     let mut s = String::new();
@@ -653,7 +653,10 @@ pub fn census_summary(rows: &[Row], allocs: &[String]) -> String {
 }
 
 /// `census.png`: objects held per CPU, per node, and in all, by census phase.
-pub fn census_plot(rows: &[Row], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+pub(crate) fn census_plot(
+    rows: &[Row],
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, String> {
     use crate::analysis::Stat;
     use crate::plot::{color_of, Panel, Series};
     let allocs = crate::analysis::allocators(rows);

@@ -21,7 +21,7 @@ use common::sysfs_fixtures::SysfsFixture;
 use common::Topology;
 
 /// Kernel-typical custom caches: (name, object size).
-pub const CUSTOM_CACHES: &[(&str, usize)] = &[
+pub(crate) const CUSTOM_CACHES: &[(&str, usize)] = &[
     ("buffer_head", 104),
     ("dentry", 192),
     ("skbuff_head_cache", 232),
@@ -37,7 +37,7 @@ const BURST: usize = 300;
 const PER_NODE: usize = 40;
 
 /// The topologies measured: the fixtures (written under the run directory) and this run's.
-pub fn topologies(ctx: &Ctx<'_>) -> Result<Vec<(String, Topology)>, String> {
+pub(crate) fn topologies(ctx: &Ctx<'_>) -> Result<Vec<(String, Topology)>, String> {
     let mut v = Vec::new();
     for f in SysfsFixture::servers() {
         let dir = ctx.cfg.out.join("sysfs-fixtures").join(&f.name);
@@ -56,7 +56,7 @@ pub fn topologies(ctx: &Ctx<'_>) -> Result<Vec<(String, Topology)>, String> {
 }
 
 /// Runs the three steps on every topology.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {
@@ -158,7 +158,7 @@ fn steps<A: BenchAllocator>(
 }
 
 /// The `key=value` fields of a metadata row's note.
-pub fn note_field<'a>(note: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn note_field<'a>(note: &'a str, key: &str) -> Option<&'a str> {
     note.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
@@ -241,7 +241,7 @@ fn series(
 
 /// `metadata.svg`/`.png`: structure bytes against CPUs and against nodes, and the bytes of
 /// objects the queues can hold, SLAB beside SLUB, after the custom caches are made.
-pub fn plot(rows: &[Row], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+pub(crate) fn plot(rows: &[Row], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
     use plotters::style::RGBColor;
     let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "metadata").collect();
     let (Some(slab), Some(slub)) = (
@@ -331,7 +331,7 @@ fn kib(b: u64) -> String {
 }
 
 /// The `## metadata` section of summary.md: the queue-memory table and Lameter's claim.
-pub fn summary(rows: &[Row]) -> String {
+pub(crate) fn summary(rows: &[Row]) -> String {
     use std::fmt::Write;
     let sel: Vec<&Row> = rows.iter().filter(|r| r.workload == "metadata").collect();
     let (Some(slab), Some(slub)) = (

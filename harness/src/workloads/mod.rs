@@ -2,17 +2,17 @@
 //! virtual call in a timed loop) and builds fresh allocator instances through `make`, so each
 //! measurement starts from an empty allocator with exact accounting.
 
-pub mod ablation;
-pub mod custom_caches;
-pub mod latency;
-pub mod memory;
-pub mod metadata;
-pub mod pages;
-pub mod programs;
-pub mod remote_free;
-pub mod scaling;
-pub mod sheaf_batch;
-pub mod slab_test;
+pub(crate) mod ablation;
+pub(crate) mod custom_caches;
+pub(crate) mod latency;
+pub(crate) mod memory;
+pub(crate) mod metadata;
+pub(crate) mod pages;
+pub(crate) mod programs;
+pub(crate) mod remote_free;
+pub(crate) mod scaling;
+pub(crate) mod sheaf_batch;
+pub(crate) mod slab_test;
 
 use crate::alloc::BenchAllocator;
 use crate::record::{Row, RunMeta};
@@ -21,7 +21,7 @@ use indicatif::ProgressBar;
 
 /// The workloads, in the order the default sweep runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// Lameter's slab_test: tests A–F.
     SlabTest,
     /// Producer/consumer remote frees, same node and across nodes.
@@ -48,7 +48,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in sweep order.
-    pub const ALL: [Workload; 11] = [
+    pub(crate) const ALL: [Workload; 11] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -64,7 +64,7 @@ impl Workload {
 
     /// The default sweep: the synthetic workloads (programs is opt-in, it builds the preload
     /// library and runs external commands).
-    pub const DEFAULT: [Workload; 10] = [
+    pub(crate) const DEFAULT: [Workload; 10] = [
         Workload::SlabTest,
         Workload::Latency,
         Workload::RemoteFree,
@@ -78,7 +78,7 @@ impl Workload {
     ];
 
     /// Command-line name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Workload::SlabTest => "slab_test",
             Workload::RemoteFree => "remote_free",
@@ -95,7 +95,7 @@ impl Workload {
     }
 
     /// One line for `--list`.
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             Workload::SlabTest => "Lameter's slab_test: (A) N kmallocs, (B) N kfrees, (C) N alloc/free pairs on one CPU; (D/E) the same on all CPUs at once; (F) allocated on all but one CPU, freed remotely by the last; cycles/op per size",
             Workload::RemoteFree => "producer/consumer pairs: allocated on one CPU, freed on another, same node and across (fake) nodes; throughput by size",
@@ -112,13 +112,13 @@ impl Workload {
     }
 
     /// Parses a command-line name.
-    pub fn parse(s: &str) -> Option<Workload> {
+    pub(crate) fn parse(s: &str) -> Option<Workload> {
         Self::ALL.into_iter().find(|w| w.name() == s)
     }
 }
 
 /// Everything a workload needs to know about the run.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// Run facts for the rows.
     pub meta: &'a RunMeta,
     /// The run's configuration.
@@ -133,7 +133,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// A row with the run facts and the allocator's name, api, settings and workload filled.
-    pub fn row<A: BenchAllocator>(&self, a: &A, api: &str, w: Workload, phase: &str) -> Row {
+    pub(crate) fn row<A: BenchAllocator>(&self, a: &A, api: &str, w: Workload, phase: &str) -> Row {
         let mut r = Row::new(self.meta);
         r.allocator = a.name().to_string();
         r.api = api.to_string();
@@ -145,7 +145,7 @@ impl Ctx<'_> {
 }
 
 /// The API label for an allocator: slab allocators are driven by kmalloc, baselines by malloc.
-pub fn kmalloc_api<A: BenchAllocator>(a: &A) -> &'static str {
+pub(crate) fn kmalloc_api<A: BenchAllocator>(a: &A) -> &'static str {
     match a.name() {
         "slab" | "slab-lock" | "slub" | "slub-2.6.32" | "slub-cmpxchg" | "slub-sheaves"
         | "slub-6.18" => "kmalloc",
@@ -155,16 +155,16 @@ pub fn kmalloc_api<A: BenchAllocator>(a: &A) -> &'static str {
 
 /// A small seeded PRNG (xorshift64*), so runs are reproducible from `--seed`.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// Seeded (0 is mapped to a fixed non-zero value).
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
     /// Next value.
     #[inline]
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -174,18 +174,18 @@ impl Rng {
     }
     /// Uniform in `0..n` (n > 0).
     #[inline]
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 }
 
 /// Fails with a clear message when an allocator returns null in a workload.
-pub fn oom(a: &str, size: usize) -> String {
+pub(crate) fn oom(a: &str, size: usize) -> String {
     format!("allocator {a} returned NULL for {size} bytes (out of memory?)")
 }
 
 /// Runs `validate()` and turns a failure into a run error.
-pub fn validate<A: BenchAllocator>(a: &A, w: Workload) -> Result<(), String> {
+pub(crate) fn validate<A: BenchAllocator>(a: &A, w: Workload) -> Result<(), String> {
     a.validate()
         .map_err(|e| format!("{} failed validation after {}: {e}", a.name(), w.name()))
 }

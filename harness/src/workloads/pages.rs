@@ -10,7 +10,7 @@ use common::page::Owner;
 use common::{PageProvider, ProviderConfig, PAGE_SIZE};
 
 /// Orders measured.
-pub fn orders(quick: bool) -> Vec<usize> {
+pub(crate) fn orders(quick: bool) -> Vec<usize> {
     if quick {
         vec![0, 3]
     } else {
@@ -19,7 +19,7 @@ pub fn orders(quick: bool) -> Vec<usize> {
 }
 
 /// Runs provider and mmap for each order and repetition.
-pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
+pub(crate) fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
     let provider = PageProvider::new(&ProviderConfig::small(ctx.topo.clone(), 256))
         .map_err(|e| e.to_string())?;
     let mut rows = Vec::new();

@@ -38,14 +38,14 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Comma list of programs to run.
-pub const ENV_PROGRAMS: &str = "HARNESS_PROGRAMS";
+pub(crate) const ENV_PROGRAMS: &str = "HARNESS_PROGRAMS";
 /// Path of `libslabworks_preload.so`.
-pub const ENV_PRELOAD_SO: &str = "SLABWORKS_PRELOAD_SO";
+pub(crate) const ENV_PRELOAD_SO: &str = "SLABWORKS_PRELOAD_SO";
 /// Path of `libmimalloc.so`.
-pub const ENV_MIMALLOC_SO: &str = "SLABWORKS_MIMALLOC_SO";
+pub(crate) const ENV_MIMALLOC_SO: &str = "SLABWORKS_MIMALLOC_SO";
 
 /// The programs known, in run order.
-pub const PROGRAMS: [&str; 3] = ["python", "sort", "sqlite3"];
+pub(crate) const PROGRAMS: [&str; 3] = ["python", "sort", "sqlite3"];
 
 const PY_SCRIPT: &str = r#"
 import hashlib, json, random, sys
@@ -476,7 +476,7 @@ fn measure(
 }
 
 /// Runs every program on every allocator, `reps` times, interleaved within a repetition.
-pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
+pub(crate) fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
     let dir = ctx.cfg.out.join("programs-tmp");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (progs, mut notes) = programs(ctx, &dir)?;
@@ -571,7 +571,7 @@ pub fn run(ctx: &Ctx<'_>) -> Result<Vec<Row>, String> {
 
 /// mimalloc-bench's `benchres.csv` header (its `bench.sh` writes it; the rows are GNU time's
 /// `%E %M %U %S %F %R`, space-separated, the leading `0:` of `%E` removed).
-pub const BENCHRES_HEADER: &str =
+pub(crate) const BENCHRES_HEADER: &str =
     "# benchmark allocator elapsed rss user sys page-faults page-reclaims\n";
 
 /// mimalloc-bench's name of an allocator (`sys`, `mi`), ours for the rest.

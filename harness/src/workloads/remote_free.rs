@@ -18,7 +18,7 @@ const BATCH: usize = 256;
 const BUFFERS: usize = 8;
 
 /// Sizes the workload uses (64 B … 4 KiB, as the issue asks), limited to those requested.
-pub fn sizes(requested: &[usize]) -> Vec<usize> {
+pub(crate) fn sizes(requested: &[usize]) -> Vec<usize> {
     let v: Vec<usize> = requested
         .iter()
         .copied()
@@ -32,7 +32,7 @@ pub fn sizes(requested: &[usize]) -> Vec<usize> {
 }
 
 /// The placements to measure: (label, topology, producer cpu, consumer cpu).
-pub fn placements(ctx: &Ctx<'_>) -> Vec<(&'static str, Topology, usize, usize)> {
+pub(crate) fn placements(ctx: &Ctx<'_>) -> Vec<(&'static str, Topology, usize, usize)> {
     let cpus = &ctx.cfg.cpus;
     let mut out = Vec::new();
     if cpus.len() < 2 {
@@ -73,7 +73,7 @@ pub fn placements(ctx: &Ctx<'_>) -> Vec<(&'static str, Topology, usize, usize)> 
 }
 
 /// Runs every placement × size × repetition.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {

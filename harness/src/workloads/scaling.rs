@@ -12,7 +12,7 @@ use common::Topology;
 const BURST: usize = 16;
 
 /// Sizes used.
-pub fn sizes(requested: &[usize]) -> Vec<usize> {
+pub(crate) fn sizes(requested: &[usize]) -> Vec<usize> {
     let v: Vec<usize> = [64usize, 256]
         .into_iter()
         .filter(|s| requested.contains(s))
@@ -25,7 +25,7 @@ pub fn sizes(requested: &[usize]) -> Vec<usize> {
 }
 
 /// Runs each thread count × size × repetition.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {

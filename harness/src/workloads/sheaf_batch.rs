@@ -14,12 +14,12 @@ use crate::tsc::rdtsc;
 use common::Topology;
 
 /// Batch sizes (the series').
-pub const BATCHES: [usize; 4] = [1, 10, 100, 1000];
+pub(crate) const BATCHES: [usize; 4] = [1, 10, 100, 1000];
 /// Object size.
-pub const SIZE: usize = 64;
+pub(crate) const SIZE: usize = 64;
 
 /// Runs every batch size × order × repetition on the first CPU.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {
@@ -83,7 +83,7 @@ pub fn run<A: BenchAllocator>(
 
 /// The series' published numbers (v7 cover letter; reference `sheaves.md` §7): % faster with
 /// sheaves, (batch, in order, shuffled). Batch 1 has no shuffled figure.
-pub const PUBLISHED: [(usize, f64, Option<f64>); 4] = [
+pub(crate) const PUBLISHED: [(usize, f64, Option<f64>); 4] = [
     (1, 17.2, None),
     (10, 15.3, Some(12.6)),
     (100, 31.0, Some(28.6)),
@@ -91,7 +91,7 @@ pub const PUBLISHED: [(usize, f64, Option<f64>); 4] = [
 ];
 
 /// The `summary.md` section: ns per pair for every allocator, and ours beside theirs.
-pub fn summary(rows: &[Row], allocs: &[String]) -> String {
+pub(crate) fn summary(rows: &[Row], allocs: &[String]) -> String {
     use crate::analysis::{aggregate, select};
     use std::fmt::Write;
     let mut s = String::new();

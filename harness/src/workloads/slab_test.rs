@@ -13,7 +13,7 @@ use common::Topology;
 use std::sync::{Barrier, Mutex};
 
 /// Runs every test for every size and repetition on fresh instances from `make`.
-pub fn run<A: BenchAllocator>(
+pub(crate) fn run<A: BenchAllocator>(
     ctx: &Ctx<'_>,
     make: &dyn Fn(&Topology) -> Result<A, String>,
 ) -> Result<Vec<Row>, String> {

@@ -5,7 +5,7 @@ use common::{PageProvider, ProviderConfig, SlabError, Topology};
 use slab_classic::{Slab, SlabSettings};
 
 /// A provider over `nodes` fake NUMA nodes (2 CPUs), `mib` MiB per node.
-pub fn provider(nodes: usize, mib: usize) -> PageProvider {
+pub(crate) fn provider(nodes: usize, mib: usize) -> PageProvider {
     let topo = Topology::uniform(1, 2)
         .unwrap()
         .with_fake_numa(nodes)
@@ -15,7 +15,7 @@ pub fn provider(nodes: usize, mib: usize) -> PageProvider {
 
 /// A provider (one node, `mib` MiB) with a CPU slot for every CPU id of the machine
 /// ([`common::testing::machine_topology`]): for the rseq storms.
-pub fn machine_provider(mib: usize) -> PageProvider {
+pub(crate) fn machine_provider(mib: usize) -> PageProvider {
     PageProvider::new(&ProviderConfig::small(
         common::testing::machine_topology(),
         mib,
@@ -24,7 +24,7 @@ pub fn machine_provider(mib: usize) -> PageProvider {
 }
 
 /// A provider with a global page limit.
-pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
+pub(crate) fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
     let topo = Topology::uniform(1, 2).unwrap();
     let mut cfg = ProviderConfig::small(topo, mib);
     cfg.page_limit = Some(page_limit);
@@ -32,7 +32,7 @@ pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
 }
 
 /// An instance with stats on.
-pub fn slab(p: &PageProvider) -> Slab {
+pub(crate) fn slab(p: &PageProvider) -> Slab {
     Slab::new(
         p,
         SlabSettings {
@@ -44,7 +44,7 @@ pub fn slab(p: &PageProvider) -> Slab {
 }
 
 /// Pins the calling thread to the first CPU it may use and returns it.
-pub fn pin_first() -> usize {
+pub(crate) fn pin_first() -> usize {
     let cpus = common::pin::allowed_cpus();
     let c = cpus[0];
     common::pin::pin_to_cpu(c).expect("pin test thread");
@@ -52,7 +52,7 @@ pub fn pin_first() -> usize {
 }
 
 /// Fills `len` bytes at `p` with a pattern derived from `seed`.
-pub fn fill(p: *mut u8, len: usize, seed: u64) {
+pub(crate) fn fill(p: *mut u8, len: usize, seed: u64) {
     for i in 0..len {
         // SAFETY: the caller owns `len` bytes at `p`.
         unsafe { *p.add(i) = (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8 };
@@ -60,7 +60,7 @@ pub fn fill(p: *mut u8, len: usize, seed: u64) {
 }
 
 /// Checks the pattern written by `fill`.
-pub fn check(p: *const u8, len: usize, seed: u64) -> bool {
+pub(crate) fn check(p: *const u8, len: usize, seed: u64) -> bool {
     (0..len).all(|i| {
         // SAFETY: the caller owns `len` bytes at `p`.
         unsafe { *p.add(i) == (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8 }
@@ -68,7 +68,7 @@ pub fn check(p: *const u8, len: usize, seed: u64) -> bool {
 }
 
 /// Pages a bootstrap with `settings` takes from a fresh provider (checked to be given back).
-pub fn footprint(settings: SlabSettings) -> usize {
+pub(crate) fn footprint(settings: SlabSettings) -> usize {
     let p = provider(1, 64);
     let s = Slab::new(&p, settings).unwrap();
     let f = p.stats().pages_in_use;
@@ -80,7 +80,7 @@ pub fn footprint(settings: SlabSettings) -> usize {
 /// A bootstrap with `settings` on a provider limited to every `step`-th page count below its
 /// footprint `f` (and `f - 1`) fails with `NoMemory`, gives every page back and leaves the
 /// provider consistent; at `f` pages it succeeds, and the instance is returned.
-pub fn bootstrap_fails_cleanly_below(
+pub(crate) fn bootstrap_fails_cleanly_below(
     settings: SlabSettings,
     f: usize,
     step: usize,

@@ -5,7 +5,7 @@ use common::{PageProvider, ProviderConfig, Topology};
 use slub::{Slub, SlubSettings};
 
 /// A provider with `nodes` fake NUMA nodes over a synthetic 2-CPU machine, `mib` MiB per node.
-pub fn provider(nodes: usize, mib: usize) -> PageProvider {
+pub(crate) fn provider(nodes: usize, mib: usize) -> PageProvider {
     let t = Topology::uniform(1, 2).unwrap();
     let t = if nodes > 1 {
         t.with_fake_numa(nodes).unwrap()
@@ -19,14 +19,14 @@ pub fn provider(nodes: usize, mib: usize) -> PageProvider {
 
 /// A provider (one node, `mib` MiB) with a CPU slot for every CPU id of the machine
 /// ([`common::testing::machine_topology`]): for the rseq storms.
-pub fn machine_provider(mib: usize) -> PageProvider {
+pub(crate) fn machine_provider(mib: usize) -> PageProvider {
     let mut cfg = ProviderConfig::small(common::testing::machine_topology(), mib);
     cfg.bind = false;
     PageProvider::new(&cfg).unwrap()
 }
 
 /// A provider with a page limit.
-pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
+pub(crate) fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
     let t = Topology::uniform(1, 2).unwrap();
     let mut cfg = ProviderConfig::small(t, mib);
     cfg.bind = false;
@@ -34,15 +34,15 @@ pub fn limited_provider(mib: usize, page_limit: usize) -> PageProvider {
     PageProvider::new(&cfg).unwrap()
 }
 
-pub fn slub(p: &PageProvider) -> Slub {
+pub(crate) fn slub(p: &PageProvider) -> Slub {
     Slub::new(p, SlubSettings::default()).unwrap()
 }
 
-pub fn slub_with(p: &PageProvider, s: SlubSettings) -> Slub {
+pub(crate) fn slub_with(p: &PageProvider, s: SlubSettings) -> Slub {
     Slub::new(p, s).unwrap()
 }
 
-pub fn stats_on() -> SlubSettings {
+pub(crate) fn stats_on() -> SlubSettings {
     SlubSettings {
         stats: true,
         ..SlubSettings::default()
@@ -50,7 +50,7 @@ pub fn stats_on() -> SlubSettings {
 }
 
 /// Fills `len` bytes at `p` with a pattern derived from `seed`.
-pub fn fill<P: Addr>(p: P, len: usize, seed: usize) {
+pub(crate) fn fill<P: Addr>(p: P, len: usize, seed: usize) {
     let p = p.addr() as *mut u8;
     for i in 0..len {
         let v = seed.wrapping_mul(31).wrapping_add(i * 7) as u8;
@@ -60,7 +60,7 @@ pub fn fill<P: Addr>(p: P, len: usize, seed: usize) {
 }
 
 /// Checks the pattern of [`fill`].
-pub fn check<P: Addr>(p: P, len: usize, seed: usize) -> bool {
+pub(crate) fn check<P: Addr>(p: P, len: usize, seed: usize) -> bool {
     let p = p.addr() as *const u8;
     (0..len).all(|i| {
         // SAFETY: as in fill.
@@ -69,7 +69,7 @@ pub fn check<P: Addr>(p: P, len: usize, seed: usize) -> bool {
 }
 
 /// Pins to `cpu` if the machine allows (tests still pass unpinned).
-pub fn pin(cpu: usize) -> bool {
+pub(crate) fn pin(cpu: usize) -> bool {
     let allowed = common::pin::allowed_cpus();
     if allowed.is_empty() {
         return false;
@@ -78,7 +78,7 @@ pub fn pin(cpu: usize) -> bool {
 }
 
 /// Something that names an address (raw or NonNull pointer).
-pub trait Addr {
+pub(crate) trait Addr {
     fn addr(self) -> usize;
 }
 impl Addr for *mut u8 {
@@ -93,7 +93,7 @@ impl Addr for core::ptr::NonNull<u8> {
 }
 
 /// The first word of a live object.
-pub fn read_u64<P: Addr>(p: P) -> u64 {
+pub(crate) fn read_u64<P: Addr>(p: P) -> u64 {
     // SAFETY: test objects are at least 8 bytes and 8-aligned.
     unsafe { (p.addr() as *const u64).read() }
 }
