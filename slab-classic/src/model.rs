@@ -11,19 +11,19 @@
 //! before taking the lock), the node's lists ("slab": a set of free objects; each slab
 //! operation is `list_lock`ed, so one step per object) and four objects. `limit` is 2 and
 //! `batchcount` 1 in both arrays. The threads:
-//! - `Pop` on X: `__do_cache_alloc` — `array_pop`, retried while aborted; any other failure
-//!   (busy, empty) goes to `__do_cache_alloc_locked`: `slot_lock` (own-CPU `mark_busy`),
-//!   `____cache_alloc` (a hit, or `cache_alloc_refill` when the array is empty), `slot_unlock`.
-//! - `Push` on X: `__cache_free_locked` of an object it owns (4, or 3 for a second `Push`) —
-//!   `array_push`, retried while aborted; busy, full or `DoubleFree` go to `__cache_free_slow`:
+//! - `Pop` on X: `cpu_cache_alloc` — `array_pop`, retried while aborted; any other failure
+//!   (busy, empty) goes to `cache_alloc_locked`: `slot_lock` (own-CPU `mark_busy`),
+//!   `____cache_alloc` (a hit, or `cache_alloc_refill` when the array is empty), the `SlotGuard`'s drop.
+//! - `Push` on X: `cpu_cache_free` of an object it owns (4, or 3 for a second `Push`) —
+//!   `array_push`, retried while aborted; busy, full or `DoubleFree` go to `cache_free_locked`:
 //!   `slot_lock`, `__cache_free` (`cache_flusharray` first when the array is full),
-//!   `slot_unlock`.
-//! - `LocalRefill` on X: `__do_cache_alloc_locked` itself (the own-CPU mark is an rseq commit
+//!   the `SlotGuard`'s drop.
+//! - `LocalRefill` on X: `cache_alloc_locked` itself (the own-CPU mark is an rseq commit
 //!   of `busy = 1`): a hit, or `cache_alloc_refill` whenever it finds the array empty.
 //! - `RemoteDrain` on another CPU: `cache_reap`'s `slot_lock(slot, X)` (`busy = 1`, then
-//!   `fence_cpu(X)`), `drain_array(force = false)`, `slot_unlock`.
+//!   `fence_cpu(X)`), `drain_array(force = false)`, the `SlotGuard`'s drop.
 //! - `RemoteTune` on another CPU: `do_tune_cpucache` for slot X — `slot_lock` (store + fence),
-//!   `slot.ac` swapped from `OLD` to `NEW`, `slot_unlock`, then `free_block` of the old array's
+//!   `slot.ac` swapped from `OLD` to `NEW`, the `SlotGuard`'s drop, then `free_block` of the old array's
 //!   entries and `kfree` of it: `OLD` is *retired*, and any later access to it is a
 //!   use-after-free.
 //!
@@ -36,9 +36,9 @@
 //!
 //! | thread: steps | crate code |
 //! |---|---|
-//! | `Pop`: `CheckBusy` `LoadAc` `LoadAvail` `LoadTop` `Speculate` `Commit` | `RseqThread::array_pop` (`common/src/rseq.rs`): `cmp [area+4], cpu` and `cmp [busy], 0`; `mov t, [arr]`; `mov n, [t]`, `jz` (`Fail::Empty`); `mov obj, [entry + (n-1)*8]`; `mov [t+touched], 1` (speculative); `mov [t], n-1` (the commit) |
+//! | `Pop`: `CheckBusy` `LoadAc` `LoadAvail` `LoadTop` `Speculate` `Commit` | `RseqThread::array_pop` (`common/src/rseq/array.rs`): `cmp [area+4], cpu` and `cmp [busy], 0`; `mov t, [arr]`; `mov n, [t]`, `jz` (`Fail::Empty`); `mov obj, [entry + (n-1)*8]`; `mov [t+touched], 1` (speculative); `mov [t], n-1` (the commit) |
 //! | `Push`: the same names | `array_push`: the cpu and busy compares; `mov t, [arr]`; `mov n, [t]`, `cmp n, [t+4]`, `jae` (full: `Fail::Mismatch`); `cmp [e+(n-1)*8], obj`, `je` (`Fail::DoubleFree`); `mov [e+n*8], obj` (speculative); `mov [t], n+1` (the commit) |
-//! | abort → `CheckBusy`; failure → `Lock` | the loops of `__do_cache_alloc` / `__cache_free_locked`: `Aborted` retries, any other failure breaks to `__do_cache_alloc_locked` / `__cache_free_slow` |
+//! | abort → `CheckBusy`; failure → `Lock` | the loops of `cpu_cache_alloc` / `cpu_cache_free`: `Aborted` retries, any other failure breaks to `cache_alloc_locked` / `cache_free_locked` |
 //! | `Lock` | `slot_lock`: `(*slot).lock.lock()` (a thread waits while another holds it) |
 //! | `MarkLoad` `MarkCommit` | `mark_busy` on the slot's CPU: `cmpeq_store(cpu, busy, 0, 1)` (its compare; its commit), retried while aborted |
 //! | `MarkStore` `Fence` | `mark_busy` from another CPU: `busy.store(1, SeqCst)`; `fence_cpu(cpu)` |
@@ -49,7 +49,7 @@
 //! | `BlockEntry` `ShiftAvail` `MoveLoad` `MoveStore` | `free_block` of the oldest entries, one object per step; `ac_shift_down`: `avail -= n`, then the `copy` down, a load and a store per entry (in `cache_flusharray` and `drain_array_locked`) |
 //! | `DrainTouched` `DrainClear` | `drain_array(force = false)`: a touched array is only un-touched, else `drain_array_count` entries are freed |
 //! | `SwapLoad` `SwapStore` | `do_tune_cpucache`: `old = (*slot).ac`; `(*slot).ac = new` |
-//! | `Unmark` `Unlock` | `slot_unlock`: `busy.store(0, Release)`; `lock.unlock()` |
+//! | `Unmark` `Unlock` | the `SlotGuard`'s drop: `busy.store(0, Release)`; `lock.unlock()` |
 //! | `OldAvail` `OldEntry` `Retire` | `do_tune_cpucache` after the unlock: `free_block(ccold, (*ccold).avail)`; `kfree(ccold)` |
 //!
 //! Simplifications: an array's `limit` never changes, so it is read with `avail`; a locked path
@@ -139,12 +139,12 @@ const MAXTH: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Kind {
-    /// `__do_cache_alloc` on X: `array_pop`, else `__do_cache_alloc_locked`.
+    /// `cpu_cache_alloc` on X: `array_pop`, else `cache_alloc_locked`.
     Pop,
-    /// `__cache_free_locked` on X of the object it owns (`Th::mine`): `array_push`, else
-    /// `__cache_free_slow`.
+    /// `cpu_cache_free` on X of the object it owns (`Th::mine`): `array_push`, else
+    /// `cache_free_locked`.
     Push,
-    /// `__do_cache_alloc_locked` on X: own-CPU mark, a hit or `cache_alloc_refill`.
+    /// `cache_alloc_locked` on X: own-CPU mark, a hit or `cache_alloc_refill`.
     LocalRefill,
     /// `cache_reap`'s `drain_array` of slot X from another CPU (store + fence).
     RemoteDrain,
@@ -177,7 +177,7 @@ enum Flaw {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Check {
     /// The protocol's claim, in every state: from its mark (own-CPU commit, or the fence)
-    /// until `slot_unlock`, a slow path has the array to itself — its ghost view counts, and
+    /// until the `SlotGuard`'s drop, a slow path has the array to itself — its ghost view counts, and
     /// the real array must equal it at `Unmark`.
     Claim,
     /// Only real damage: the real places are counted in every quiescent state (no slot lock
@@ -363,7 +363,7 @@ fn claim(w: &mut World, i: usize, cx: Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// `slot_unlock`: the real array must be what the slow path made of it.
+/// the `SlotGuard`'s drop: the real array must be what the slow path made of it.
 fn unclaim(w: &mut World) -> Result<(), String> {
     if w.owner == 0 {
         return Ok(());
