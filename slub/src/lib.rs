@@ -257,7 +257,7 @@ pub enum FastPath {
     #[default]
     Auto,
     /// Restartable sequences (falls back to cmpxchg, with the summary saying so, where rseq
-    /// is unavailable).
+    /// is unavailable or the topology has fewer CPU slots than the machine has CPU ids).
     Rseq,
     /// The `lock cmpxchg16b` on `{freelist, tid}`.
     Cmpxchg,
@@ -525,7 +525,11 @@ impl Slub {
             kmem_cache_node: core::ptr::null_mut(),
             kmalloc_caches: [core::ptr::null_mut(); kmalloc_sizes::NR],
             random_state: core::sync::atomic::AtomicU64::new(seed),
-            rseq: settings.fastpath.resolve() == FastPath::Rseq,
+            // rseq mode only when every CPU id of the machine has its own slot (a sequence on
+            // CPU X commits to slot X alone), as slab-classic and the sheaves decide; else
+            // the cmpxchg fast path, which any number of CPUs may share a slot under.
+            rseq: settings.fastpath.resolve() == FastPath::Rseq
+                && topo.nr_cpu_ids() >= common::sys::nprocs_conf(),
             slab_errors: core::sync::atomic::AtomicU64::new(0),
             config: settings.config,
             free_warnings: core::sync::atomic::AtomicU64::new(0),

@@ -21,7 +21,7 @@ fn env_forces_cmpxchg() -> bool {
 
 #[test]
 fn mode_is_chosen_and_recorded() {
-    let p = provider(1, 16);
+    let p = machine_provider(16);
     let s = slub(&p);
     let want = if env_forces_cmpxchg() || !rseq::available() {
         FastPath::Cmpxchg
@@ -62,7 +62,7 @@ fn rseq_fast_path_counts_and_tid() {
     ) {
         return;
     }
-    let p = provider(1, 16);
+    let p = machine_provider(16);
     let s = slub_with(
         &p,
         SlubSettings {
@@ -196,7 +196,7 @@ fn rseq_storm_skipped(test: &str) -> bool {
 #[test]
 fn fallback_without_glibc_rseq() {
     if testing::is_child("fallback_without_glibc_rseq") {
-        let p = provider(1, 64);
+        let p = machine_provider(64);
         let s = slub(&p);
         println!(
             "CHILD registration={:?} fastpath={}",
