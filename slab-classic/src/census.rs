@@ -146,6 +146,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pins to a CPU: Miri has no sched_setaffinity/sched_getcpu
     fn frees_on_one_cpu_are_counted_in_its_array() {
         let p = provider(1);
         let s = Slab::new(&p, crate::SlabSettings::default()).unwrap();

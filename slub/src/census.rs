@@ -186,6 +186,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pins to a CPU: Miri has no sched_setaffinity/sched_getcpu
     fn cpu_slab_and_partials_of_6_4_are_counted() {
         let p = provider();
         let s = slub(&p, Era::V6_4);
@@ -218,6 +219,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pins to a CPU: Miri has no sched_setaffinity/sched_getcpu
     fn sheaf_frees_on_one_cpu_are_counted_on_its_main_sheaf() {
         let p = provider();
         let s = slub(&p, Era::V7_0);
@@ -261,6 +263,9 @@ mod tests {
     }
 
     #[test]
+    // A whole Slub under Miri: the clock seed and rdtsc are unsupported there, and with those
+    // stubbed the nightly interpreter crashed (ICE) in the provider's page setup.
+    #[cfg_attr(miri, ignore)]
     fn era_6_18_counts_sheaves_and_cpu_slabs_together() {
         let p = provider();
         let s = slub(&p, Era::V6_18);
