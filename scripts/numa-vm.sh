@@ -37,7 +37,9 @@
 #     With the sheaves (three runs 2026-12-03): 121-148 s of guest wall time — tests
 #     23-27 s of which the sheaves binaries 7-15 s, harness --quick 74-97 s (its memory census
 #     and sheaf_batch, now in the default sweep; the 97 s run shared the host with builds) —
-#     so about +20-40 s.
+#     so about +20-40 s. With the sheaves' signal storm back in (CI rehearsal, 2026-12-03):
+#     191 s of guest wall time, tests 122 s of which the sheaves binaries 111 s (the storm runs
+#     32 threads on 8 CPUs), harness --quick 53 s; the whole CI step 257 s.
 #
 # Environment: NODES, CPUS_PER_NODE, MEM_PER_NODE_MB, TIMEOUT, ACCEL (see qemu-numa-guest.sh);
 # OUT (harness mode's output directory); PROFILE=release for release binaries (default: the
