@@ -404,7 +404,7 @@ impl BenchAllocator for Mimalloc {
 
 /// jemalloc (feature `jemalloc`, `tikv-jemalloc-sys`: its prefixed malloc/free, not the process's).
 #[cfg(feature = "jemalloc")]
-pub struct Jemalloc;
+pub(crate) struct Jemalloc;
 
 #[cfg(feature = "jemalloc")]
 impl BenchAllocator for Jemalloc {
