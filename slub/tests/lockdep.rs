@@ -24,20 +24,7 @@ fn expect_lockdep_abort(test: &str, site: &str) {
         return;
     }
     let out = run_child(test, &[], &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "the child of {test} should abort: {:?}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stderr.contains(&format!(
-            "slabworks lockdep: heap allocation (from {site}) while holding 1 allocator lock(s)"
-        )),
-        "{stderr}"
-    );
+    assert_lockdep_abort(test, &out, Some(site));
 }
 
 #[test]

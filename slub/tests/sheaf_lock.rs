@@ -289,21 +289,11 @@ fn allocation_under_the_lock_aborts(test: &str, form: FastPath) {
     }
     let out = run_child(test, &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    use std::os::unix::process::ExitStatusExt;
     if out.status.success() && stderr.contains("SKIPPED") {
         skip(test, "rseq", "the child could not run this form");
         return;
     }
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "the child should abort: {:?}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stderr.contains("while holding 1 allocator lock(s)"),
-        "{stderr}"
-    );
+    util::assert_lockdep_abort(test, &out, None);
 }
 
 /// Heap allocations under an allocator lock abort this test binary (debug builds).

@@ -97,3 +97,24 @@ pub(crate) fn read_u64<P: Addr>(p: P) -> u64 {
     // SAFETY: test objects are at least 8 bytes and 8-aligned.
     unsafe { (p.addr() as *const u64).read() }
 }
+
+/// Asserts that a child started by `common::testing::run_child(test, ..)` died of SIGABRT with
+/// the debug-build lockdep report: a heap allocation (from `site`, if given) while holding one
+/// allocator lock.
+pub(crate) fn assert_lockdep_abort(test: &str, out: &std::process::Output, site: Option<&str>) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "the child of {test} should abort: {:?}\n{stderr}",
+        out.status
+    );
+    let report = match site {
+        Some(site) => format!(
+            "slabworks lockdep: heap allocation (from {site}) while holding 1 allocator lock(s)"
+        ),
+        None => "while holding 1 allocator lock(s)".to_string(),
+    };
+    assert!(stderr.contains(&report), "{stderr}");
+}
